@@ -1,0 +1,2 @@
+//! inc-sim: a CPU simulator of the allreduce signal protocol (weak memory, chosen
+//! interleavings), its race/deadlock checker, and a CPU data backend.
