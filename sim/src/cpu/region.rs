@@ -1,0 +1,259 @@
+//! One rank's memory (signal pad + two parity halves of data), in process or in POSIX
+//! shared memory.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use memmap2::MmapMut;
+
+use crate::error::SimError;
+use crate::types::{PadLayout, CHUNK_BYTES};
+
+/// Size of a [`Region`]: the pad, then two data halves of `half_bytes` each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionLayout {
+    /// Bytes of one parity half (a multiple of 16).
+    pub half_bytes: usize,
+}
+
+impl RegionLayout {
+    /// A layout whose halves hold `half_bytes` (rounded up to 16 bytes).
+    pub fn new(half_bytes: usize) -> Self {
+        RegionLayout {
+            half_bytes: half_bytes.div_ceil(CHUNK_BYTES) * CHUNK_BYTES,
+        }
+    }
+    /// Total bytes of the region.
+    pub fn total_bytes(&self) -> usize {
+        PadLayout::PAD_BYTES + 2 * self.half_bytes
+    }
+    /// Byte offset of parity half `parity` (0 or 1) in the region.
+    pub fn half_offset(&self, parity: usize) -> usize {
+        PadLayout::PAD_BYTES + (parity & 1) * self.half_bytes
+    }
+}
+
+enum Backing {
+    /// Kept alive for `base`; never read directly.
+    Local(#[allow(dead_code)] Box<[AtomicU64]>),
+    Shm {
+        /// Kept alive for `base`.
+        #[allow(dead_code)]
+        map: MmapMut,
+        path: PathBuf,
+        owner: bool,
+    },
+}
+
+/// One rank's pad + data, shared by every rank (threads or processes). All accesses go
+/// through atomics, so concurrent use from many threads/processes is sound.
+pub struct Region {
+    base: NonNull<u8>,
+    len: usize,
+    layout: RegionLayout,
+    backing: Backing,
+}
+
+// SAFETY: the region's memory is only accessed through `AtomicU32`/`AtomicU64`
+// references (see `u32_at`/`u64_at`), so sharing it between threads is data-race free;
+// the backing allocation/mapping lives as long as the Region.
+unsafe impl Send for Region {}
+// SAFETY: as above, every access is atomic.
+unsafe impl Sync for Region {}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.backing {
+            Backing::Local(_) => "local".to_string(),
+            Backing::Shm { path, .. } => path.display().to_string(),
+        };
+        f.debug_struct("Region")
+            .field("len", &self.len)
+            .field("backing", &kind)
+            .finish()
+    }
+}
+
+fn shm_path(name: &str) -> Result<PathBuf, SimError> {
+    if name.is_empty() || name.contains('/') || name.contains('\0') || name.len() > 200 {
+        return Err(SimError::Config(format!(
+            "shared memory name {name:?} must be 1..200 chars without '/'"
+        )));
+    }
+    Ok(PathBuf::from("/dev/shm").join(name))
+}
+
+impl Region {
+    /// A zeroed in-process region.
+    pub fn new_local(layout: RegionLayout) -> Self {
+        let words = layout.total_bytes() / 8;
+        let mem: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
+        let base = NonNull::from(&*mem).cast::<u8>();
+        Region {
+            base,
+            len: words * 8,
+            layout,
+            backing: Backing::Local(mem),
+        }
+    }
+
+    /// Creates `/dev/shm/<name>` (must not exist), zeroed, of the layout's size; the file
+    /// is unlinked when this Region is dropped.
+    pub fn create_shm(name: &str, layout: RegionLayout) -> Result<Self, SimError> {
+        let path = shm_path(name)?;
+        let err = |source| SimError::Shm {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(err)?;
+        let res = file
+            .set_len(layout.total_bytes() as u64)
+            .and_then(|()| map_file(&file));
+        match res {
+            Ok(map) => Self::from_map(map, path, true, layout),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(err(e))
+            }
+        }
+    }
+
+    /// Opens a region another process created; its size must match `layout`.
+    pub fn open_shm(name: &str, layout: RegionLayout) -> Result<Self, SimError> {
+        let path = shm_path(name)?;
+        let err = |source| SimError::Shm {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len != layout.total_bytes() as u64 {
+            return Err(SimError::Config(format!(
+                "shared memory {} has {len} bytes, expected {}",
+                path.display(),
+                layout.total_bytes()
+            )));
+        }
+        let map = map_file(&file).map_err(err)?;
+        Self::from_map(map, path, false, layout)
+    }
+
+    fn from_map(
+        mut map: MmapMut,
+        path: PathBuf,
+        owner: bool,
+        layout: RegionLayout,
+    ) -> Result<Self, SimError> {
+        let len = map.len();
+        let base = NonNull::new(map.as_mut_ptr())
+            .ok_or_else(|| SimError::Config(format!("mapping {} returned null", path.display())))?;
+        if base.as_ptr().align_offset(8) != 0 || len < layout.total_bytes() {
+            return Err(SimError::Config(format!(
+                "mapping {} is misaligned or short",
+                path.display()
+            )));
+        }
+        Ok(Region {
+            base,
+            len,
+            layout,
+            backing: Backing::Shm { map, path, owner },
+        })
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> RegionLayout {
+        self.layout
+    }
+
+    /// The atomic u32 at byte offset `off` (4-aligned, in range).
+    pub fn u32_at(&self, off: usize) -> Result<&AtomicU32, SimError> {
+        if off % 4 != 0 || off.checked_add(4).is_none_or(|end| end > self.len) {
+            return Err(SimError::Config(format!("u32 offset {off} out of region")));
+        }
+        // SAFETY: `off` is in bounds and 4-aligned (base is 8-aligned), the memory lives as
+        // long as `self`, and it is only ever accessed atomically.
+        Ok(unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU32) })
+    }
+
+    /// The atomic u64 at byte offset `off` (8-aligned, in range).
+    pub fn u64_at(&self, off: usize) -> Result<&AtomicU64, SimError> {
+        if off % 8 != 0 || off.checked_add(8).is_none_or(|end| end > self.len) {
+            return Err(SimError::Config(format!("u64 offset {off} out of region")));
+        }
+        // SAFETY: `off` is in bounds and 8-aligned (base is 8-aligned), the memory lives as
+        // long as `self`, and it is only ever accessed atomically.
+        Ok(unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU64) })
+    }
+}
+
+fn map_file(file: &std::fs::File) -> std::io::Result<MmapMut> {
+    // SAFETY: the file is a shared-memory object of the inc protocol; every process maps
+    // it shared and only touches it through atomics (Region::u32_at/u64_at), so
+    // concurrent modification by other processes is not undefined behaviour here.
+    unsafe { MmapMut::map_mut(file) }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Backing::Shm {
+            path, owner: true, ..
+        } = &self.backing
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn local_region_bounds() {
+        let r = Region::new_local(RegionLayout::new(100));
+        assert_eq!(r.layout().half_bytes, 112);
+        assert!(r.u64_at(PadLayout::PAD_BYTES).is_ok());
+        assert!(r.u64_at(r.layout().total_bytes()).is_err());
+        assert!(r.u64_at(4).is_err());
+        assert!(r.u32_at(4).is_ok());
+        r.u32_at(8).unwrap().store(5, Ordering::Relaxed);
+        assert_eq!(
+            r.u64_at(8).unwrap().load(Ordering::Relaxed) & 0xffff_ffff,
+            5
+        );
+    }
+
+    #[test]
+    fn shm_create_open_validate() {
+        let name = format!("inc-sim-test-{}", std::process::id());
+        let layout = RegionLayout::new(256);
+        let a = Region::create_shm(&name, layout).unwrap();
+        assert!(Region::create_shm(&name, layout).is_err());
+        let b = Region::open_shm(&name, layout).unwrap();
+        a.u64_at(PadLayout::START)
+            .unwrap()
+            .store(42, Ordering::Release);
+        assert_eq!(
+            b.u64_at(PadLayout::START).unwrap().load(Ordering::Acquire),
+            42
+        );
+        assert!(Region::open_shm(&name, RegionLayout::new(512)).is_err());
+        assert!(Region::open_shm("bad/name", layout).is_err());
+        drop(b);
+        drop(a);
+        assert!(Region::open_shm(&name, layout).is_err());
+    }
+}

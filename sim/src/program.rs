@@ -1,0 +1,354 @@
+//! The protocol of every algorithm as data: a list of steps per block.
+//!
+//! `program::inc::*` is the single source of the `inc` protocol (PROTOCOL.md v1): the
+//! simulator executes these lists, the CPU backend follows them, and each CUDA kernel marks
+//! its steps with `// STEP <algo> <n> <Name>` comments that an inc-cuda test compares with
+//! [`step_names`]. `program::seed::*` encodes what the seed's kernels do, for contrast.
+
+use crate::types::Algo;
+pub use crate::types::BarrierKind;
+
+/// Which peers a barrier synchronises with (relative to the executing rank r).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum PeerSet {
+    /// Every rank except r.
+    Others,
+    /// Every rank including r (the seed signals itself too).
+    All,
+    /// The three quad neighbours `hcm[r][0..3]`.
+    Quad,
+    /// The relay neighbour `hcm[r][3]`.
+    Relay,
+}
+
+impl PeerSet {
+    /// Lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PeerSet::Others => "others",
+            PeerSet::All => "all",
+            PeerSet::Quad => "quad",
+            PeerSet::Relay => "relay",
+        }
+    }
+
+    /// The member ranks for rank `rank` of `world` (hcm row needed for Quad/Relay).
+    pub fn members(self, rank: usize, world: usize, hcm: Option<&[usize; 4]>) -> Vec<usize> {
+        match self {
+            PeerSet::Others => (0..world).filter(|&q| q != rank).collect(),
+            PeerSet::All => (0..world).collect(),
+            PeerSet::Quad => hcm.map(|h| h[..3].to_vec()).unwrap_or_default(),
+            PeerSet::Relay => hcm.map(|h| vec![h[3]]).unwrap_or_default(),
+        }
+    }
+}
+
+/// One step of a block's program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Step {
+    /// Exit at once if aborted; read the epoch (`e = epoch + 1`).
+    Prologue,
+    /// Copy my chunks of the input into my own symmetric buffer.
+    CopyIn,
+    /// Signal every peer of `set`, then wait for each of them (flag array `kind`).
+    Barrier {
+        /// Flag array used.
+        kind: BarrierKind,
+        /// Peers synchronised with.
+        set: PeerSet,
+    },
+    /// one-shot: `out[c] = fold(peer[0..W].buf[c])`.
+    ReduceAll,
+    /// two-shot: reduce my slice in place in my own buffer.
+    ReduceSlice,
+    /// two-shot: copy every peer's reduced slice out.
+    Gather,
+    /// hcm: `partial[c] = fold over quad(r)`.
+    QuadReduce,
+    /// hcm: `out[c] = lo.partial[c] (+) hi.partial[c]`.
+    RelayReduce,
+    /// End barrier with every reader of my buffer (zero-copy variant only).
+    EndBarrier,
+    /// Count finished blocks; the last one advances the epoch.
+    Epilogue,
+}
+
+impl Step {
+    /// The step's name as written in PROTOCOL.md and in the kernels' `// STEP` markers.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Step::Prologue => "Prologue",
+            Step::CopyIn => "CopyIn",
+            Step::Barrier { .. } => "Barrier",
+            Step::ReduceAll => "ReduceAll",
+            Step::ReduceSlice => "ReduceSlice",
+            Step::Gather => "Gather",
+            Step::QuadReduce => "QuadReduce",
+            Step::RelayReduce => "RelayReduce",
+            Step::EndBarrier => "EndBarrier",
+            Step::Epilogue => "Epilogue",
+        }
+    }
+
+    /// Longer description used in traces (`Barrier(start, others)`).
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Barrier { kind, set } => format!("Barrier({}, {})", kind.name(), set.name()),
+            other => other.name().to_string(),
+        }
+    }
+}
+
+/// The `inc` protocol (PROTOCOL.md v1): sequence-number flags, two parity halves,
+/// bounded waits with abort.
+pub mod inc {
+    use super::{BarrierKind, PeerSet, Step};
+
+    /// PROTOCOL.md "one-shot" (kernel `kernels/one_shot.cu`).
+    pub fn one_shot() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::CopyIn,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Others,
+            },
+            Step::ReduceAll,
+            Step::EndBarrier,
+            Step::Epilogue,
+        ]
+    }
+
+    /// PROTOCOL.md "two-shot" (kernel `kernels/two_shot.cu`).
+    pub fn two_shot() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::CopyIn,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Others,
+            },
+            Step::ReduceSlice,
+            Step::Barrier {
+                kind: BarrierKind::Mid,
+                set: PeerSet::Others,
+            },
+            Step::Gather,
+            Step::EndBarrier,
+            Step::Epilogue,
+        ]
+    }
+
+    /// PROTOCOL.md "hybrid cube mesh" (kernel `kernels/hcm.cu`).
+    pub fn hcm() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::CopyIn,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Quad,
+            },
+            Step::QuadReduce,
+            Step::Barrier {
+                kind: BarrierKind::Mid,
+                set: PeerSet::Relay,
+            },
+            Step::RelayReduce,
+            Step::Epilogue,
+        ]
+    }
+}
+
+/// What the seed's kernels do: counting semaphores (atomicAdd/CAS), a single
+/// non-rotated buffer filled by a memcpy before the kernel, no end barrier, no timeout.
+pub mod seed {
+    use super::{BarrierKind, PeerSet, Step};
+
+    /// The seed's one-shot: start barrier (including itself), rotated-order sum.
+    pub fn one_shot() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::CopyIn,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::All,
+            },
+            Step::ReduceAll,
+            Step::Epilogue,
+        ]
+    }
+
+    /// The seed's two-shot: start barrier, reduce slice, second barrier, gather.
+    pub fn two_shot() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::CopyIn,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::All,
+            },
+            Step::ReduceSlice,
+            Step::Barrier {
+                kind: BarrierKind::Mid,
+                set: PeerSet::All,
+            },
+            Step::Gather,
+            Step::Epilogue,
+        ]
+    }
+
+    /// The seed's hcm: barrier with 3 neighbours, quad sum, barrier with the relay (both
+    /// on `signals0`), relay sum.
+    pub fn hcm() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::CopyIn,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Quad,
+            },
+            Step::QuadReduce,
+            Step::Barrier {
+                kind: BarrierKind::Mid,
+                set: PeerSet::Relay,
+            },
+            Step::RelayReduce,
+            Step::Epilogue,
+        ]
+    }
+}
+
+/// A hybrid cube mesh table (`[n0, n1, n2, relay]` per rank) for the DGX-1 wiring: quads
+/// {0,1,2,3} and {4,5,6,7}, relay r <-> r^4; `hcm[x][k] = y` implies `hcm[y][k] = x`.
+/// Tests and `inc sim` use it when no table is given (inc-sim does not depend on inc-topo).
+pub const CUBE_MESH_8: [[usize; 4]; 8] = [
+    [1, 2, 3, 4],
+    [0, 3, 2, 5],
+    [3, 0, 1, 6],
+    [2, 1, 0, 7],
+    [5, 6, 7, 0],
+    [4, 7, 6, 1],
+    [7, 4, 5, 2],
+    [6, 5, 4, 3],
+];
+
+/// Which protocol set a program comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Protocol {
+    /// What the seed does.
+    Seed,
+    /// Ours (PROTOCOL.md v1).
+    Inc,
+}
+
+impl Protocol {
+    /// Lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Seed => "seed",
+            Protocol::Inc => "inc",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = crate::error::SimError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "seed" => Ok(Protocol::Seed),
+            "inc" => Ok(Protocol::Inc),
+            _ => Err(crate::error::SimError::Parse {
+                what: "protocol (seed|inc)",
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// The step list of `algo` in protocol set `protocol`.
+pub fn steps(protocol: Protocol, algo: Algo) -> Vec<Step> {
+    match (protocol, algo) {
+        (Protocol::Inc, Algo::OneShot) => inc::one_shot(),
+        (Protocol::Inc, Algo::TwoShot) => inc::two_shot(),
+        (Protocol::Inc, Algo::Hcm) => inc::hcm(),
+        (Protocol::Seed, Algo::OneShot) => seed::one_shot(),
+        (Protocol::Seed, Algo::TwoShot) => seed::two_shot(),
+        (Protocol::Seed, Algo::Hcm) => seed::hcm(),
+    }
+}
+
+/// Names of the `inc` program of `algo`, in order; the CUDA kernel's `// STEP <algo> <n>
+/// <Name>` markers must list exactly these.
+pub fn step_names(algo: Algo) -> Vec<&'static str> {
+    steps(Protocol::Inc, algo).iter().map(Step::name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inc_names_match_protocol_md() {
+        assert_eq!(
+            step_names(Algo::OneShot),
+            [
+                "Prologue",
+                "CopyIn",
+                "Barrier",
+                "ReduceAll",
+                "EndBarrier",
+                "Epilogue"
+            ]
+        );
+        assert_eq!(
+            step_names(Algo::TwoShot),
+            [
+                "Prologue",
+                "CopyIn",
+                "Barrier",
+                "ReduceSlice",
+                "Barrier",
+                "Gather",
+                "EndBarrier",
+                "Epilogue"
+            ]
+        );
+        assert_eq!(
+            step_names(Algo::Hcm),
+            [
+                "Prologue",
+                "CopyIn",
+                "Barrier",
+                "QuadReduce",
+                "Barrier",
+                "RelayReduce",
+                "Epilogue"
+            ]
+        );
+    }
+
+    #[test]
+    fn seed_has_no_end_barrier() {
+        for a in Algo::ALL {
+            assert!(!seed_steps(a).contains(&Step::EndBarrier));
+        }
+        fn seed_steps(a: Algo) -> Vec<Step> {
+            steps(Protocol::Seed, a)
+        }
+    }
+
+    #[test]
+    fn peer_sets() {
+        assert_eq!(PeerSet::Others.members(1, 3, None), [0, 2]);
+        assert_eq!(PeerSet::All.members(1, 3, None), [0, 1, 2]);
+        let row = [1, 2, 3, 4];
+        assert_eq!(PeerSet::Quad.members(0, 8, Some(&row)), [1, 2, 3]);
+        assert_eq!(PeerSet::Relay.members(0, 8, Some(&row)), [4]);
+    }
+}

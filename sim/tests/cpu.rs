@@ -1,0 +1,431 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! CPU data backend: ranks as threads (and as processes over /dev/shm) running the inc
+//! protocol on real data, compared bit-for-bit with the reference.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::program::CUBE_MESH_8;
+use inc_sim::{Algo, DType, ReduceOp, SimError, ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_TIMEOUT};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn random_input(rng: &mut Rng, dtype: DType, count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * dtype.size());
+    for _ in 0..count {
+        let v = (rng.below(2001) as f32 - 1000.0) / 64.0;
+        match dtype {
+            DType::F32 => out.extend_from_slice(&v.to_ne_bytes()),
+            DType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_ne_bytes()),
+            DType::Bf16 => out.extend_from_slice(&half::bf16::from_f32(v).to_ne_bytes()),
+        }
+    }
+    out
+}
+
+fn comm(world: usize, half: usize, cfg: CpuConfig, hcm: bool) -> Vec<CpuRank> {
+    let regions: Vec<Arc<Region>> = (0..world)
+        .map(|_| Arc::new(Region::new_local(RegionLayout::new(half))))
+        .collect();
+    (0..world)
+        .map(|r| {
+            if hcm {
+                CpuRank::with_hcm_table(r, regions.clone(), cfg, &CUBE_MESH_8).unwrap()
+            } else {
+                CpuRank::new(r, world, regions.clone(), cfg, None).unwrap()
+            }
+        })
+        .collect()
+}
+
+type Call = (Algo, DType, ReduceOp, usize, Vec<Vec<u8>>);
+
+/// Runs `calls` on every rank (one thread per rank); returns per rank per call results.
+fn run_all(
+    ranks: &[CpuRank],
+    calls: &[Call],
+    delay_seed: Option<u64>,
+) -> Vec<Vec<Result<Vec<u8>, SimError>>> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                s.spawn(move || {
+                    let mut rng = Rng(delay_seed.unwrap_or(1) * 31 + r as u64 + 7);
+                    calls
+                        .iter()
+                        .map(|(algo, dtype, op, blocks, inputs)| {
+                            if delay_seed.is_some() {
+                                std::thread::sleep(Duration::from_micros(rng.below(300)));
+                            }
+                            let mut out = vec![0u8; inputs[r].len()];
+                            rank.allreduce(*algo, *dtype, *op, *blocks, &inputs[r], &mut out)
+                                .map(|()| out)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn every_algo_dtype_op_matches_reference_bit_for_bit() {
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 2,
+        timeout: Duration::from_secs(20),
+    };
+    let mut rng = Rng(0x1234_5678);
+    for world in 1..=8usize {
+        let hcm = world == 8;
+        let ranks = comm(world, 4096, cfg, hcm);
+        let mut calls: Vec<Call> = Vec::new();
+        let algos: &[Algo] = if hcm {
+            &Algo::ALL
+        } else {
+            &[Algo::OneShot, Algo::TwoShot]
+        };
+        for &algo in algos {
+            for dtype in DType::ALL {
+                for op in ReduceOp::ALL {
+                    let count = 1 + rng.below(if algo == Algo::Hcm { 300 } else { 700 }) as usize;
+                    let blocks = 1 + rng.below(4) as usize;
+                    let inputs = (0..world)
+                        .map(|_| random_input(&mut rng, dtype, count))
+                        .collect();
+                    calls.push((algo, dtype, op, blocks, inputs));
+                }
+            }
+        }
+        let res = run_all(&ranks, &calls, None);
+        for (i, (algo, dtype, op, _, inputs)) in calls.iter().enumerate() {
+            let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+            let want = reference_allreduce(*algo, *dtype, *op, &refs, hcm.then_some(&CUBE_MESH_8))
+                .unwrap();
+            for (r, rr) in res.iter().enumerate() {
+                let got = rr[i]
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("w{world} r{r} {algo} {dtype} {op}: {e}"));
+                assert_eq!(got, &want, "world {world} rank {r} {algo} {dtype} {op}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reference_is_a_real_allreduce() {
+    // Independent check of the reference: small integers in f32 are exact in any order.
+    let inputs: Vec<Vec<u8>> = (0..8)
+        .map(|r| {
+            (0..5)
+                .flat_map(|i| ((r * 10 + i) as f32).to_ne_bytes())
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    for algo in Algo::ALL {
+        let out = reference_allreduce(algo, DType::F32, ReduceOp::Sum, &refs, Some(&CUBE_MESH_8))
+            .unwrap();
+        let vals: Vec<f32> = out
+            .chunks(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        let want: Vec<f32> = (0..5)
+            .map(|i| (0..8).map(|r| (r * 10 + i) as f32).sum())
+            .collect();
+        assert_eq!(vals, want, "{algo}");
+        let out = reference_allreduce(algo, DType::F32, ReduceOp::Max, &refs, Some(&CUBE_MESH_8))
+            .unwrap();
+        assert_eq!(f32::from_ne_bytes(out[..4].try_into().unwrap()), 70.0);
+    }
+}
+
+#[test]
+fn back_to_back_calls_with_random_delays() {
+    let cfg = CpuConfig {
+        blocks: 3,
+        threads_per_block: 1,
+        timeout: Duration::from_secs(20),
+    };
+    let world = 4;
+    let ranks = comm(world, 2048, cfg, false);
+    let mut rng = Rng(99);
+    let calls: Vec<Call> = (0..40)
+        .map(|i| {
+            let algo = if i % 2 == 0 {
+                Algo::OneShot
+            } else {
+                Algo::TwoShot
+            };
+            let count = 1 + rng.below(500) as usize;
+            let blocks = 1 + rng.below(4) as usize;
+            let inputs = (0..world)
+                .map(|_| random_input(&mut rng, DType::Bf16, count))
+                .collect();
+            (algo, DType::Bf16, ReduceOp::Sum, blocks, inputs)
+        })
+        .collect();
+    let res = run_all(&ranks, &calls, Some(5));
+    for (i, (algo, dtype, op, _, inputs)) in calls.iter().enumerate() {
+        let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let want = reference_allreduce(*algo, *dtype, *op, &refs, None).unwrap();
+        for rr in &res {
+            assert_eq!(rr[i].as_ref().unwrap(), &want, "call {i}");
+        }
+    }
+}
+
+#[test]
+fn a_rank_that_never_calls_makes_the_others_time_out() {
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 1,
+        timeout: Duration::from_millis(300),
+    };
+    let ranks = comm(3, 1024, cfg, false);
+    let live = &ranks[..2];
+    let input = vec![0u8; 64];
+    let t0 = std::time::Instant::now();
+    let res: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = live
+            .iter()
+            .map(|r| {
+                let input = &input;
+                s.spawn(move || {
+                    let mut out = vec![0u8; 64];
+                    let first =
+                        r.allreduce(Algo::OneShot, DType::F32, ReduceOp::Sum, 2, input, &mut out);
+                    let second =
+                        r.allreduce(Algo::OneShot, DType::F32, ReduceOp::Sum, 2, input, &mut out);
+                    (first, second)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let mut timeouts = 0;
+    for (first, second) in &res {
+        let code = first.as_ref().unwrap_err().code().unwrap();
+        assert!(code == ERR_TIMEOUT || code == ERR_PEER_ABORT, "code {code}");
+        timeouts += usize::from(code == ERR_TIMEOUT);
+        // Poisoned: the next call fails fast with an error too.
+        assert!(second.is_err());
+    }
+    assert!(timeouts >= 1);
+    assert!(ranks[0].is_aborted() && ranks[2].is_aborted());
+    let rec = ranks[0].error_record();
+    assert!(rec.code == ERR_TIMEOUT || rec.code == ERR_PEER_ABORT);
+}
+
+#[test]
+fn mismatched_sizes_fail_on_every_rank() {
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 1,
+        timeout: Duration::from_secs(20),
+    };
+    let ranks = comm(3, 1024, cfg, false);
+    let res: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                s.spawn(move || {
+                    let n = if r == 1 { 40 } else { 48 };
+                    let input = vec![0u8; n];
+                    let mut out = vec![0u8; n];
+                    rank.allreduce(
+                        Algo::TwoShot,
+                        DType::F32,
+                        ReduceOp::Sum,
+                        2,
+                        &input,
+                        &mut out,
+                    )
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let codes: Vec<u32> = res
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().code().unwrap())
+        .collect();
+    assert!(codes.contains(&ERR_CALL_MISMATCH), "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|&c| c == ERR_CALL_MISMATCH || c == ERR_PEER_ABORT),
+        "{codes:?}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let cfg = CpuConfig::default();
+    let ranks = comm(2, 256, cfg, false);
+    let mut out = vec![0u8; 6];
+    let r = &ranks[0];
+    assert!(matches!(
+        r.allreduce(
+            Algo::OneShot,
+            DType::F32,
+            ReduceOp::Sum,
+            1,
+            &[0; 6],
+            &mut out
+        ),
+        Err(SimError::Config(_))
+    ));
+    assert!(r
+        .allreduce(
+            Algo::OneShot,
+            DType::F16,
+            ReduceOp::Sum,
+            0,
+            &[0; 6],
+            &mut out
+        )
+        .is_err());
+    assert!(r
+        .allreduce(
+            Algo::OneShot,
+            DType::F16,
+            ReduceOp::Sum,
+            33,
+            &[0; 6],
+            &mut out
+        )
+        .is_err());
+    assert!(r
+        .allreduce(Algo::Hcm, DType::F16, ReduceOp::Sum, 1, &[0; 6], &mut out)
+        .is_err());
+    let big = vec![0u8; 4096];
+    let mut big_out = vec![0u8; 4096];
+    assert!(r
+        .allreduce(
+            Algo::OneShot,
+            DType::F16,
+            ReduceOp::Sum,
+            1,
+            &big,
+            &mut big_out
+        )
+        .is_err());
+    assert!(r
+        .allreduce(
+            Algo::OneShot,
+            DType::F16,
+            ReduceOp::Sum,
+            1,
+            &[0; 6],
+            &mut [0u8; 4]
+        )
+        .is_err());
+    let regions: Vec<Arc<Region>> = (0..2)
+        .map(|_| Arc::new(Region::new_local(RegionLayout::new(64))))
+        .collect();
+    assert!(CpuRank::new(2, 2, regions.clone(), cfg, None).is_err());
+    assert!(CpuRank::new(0, 3, regions.clone(), cfg, None).is_err());
+    assert!(CpuRank::new(0, 2, regions, cfg, Some([1, 2, 3, 4])).is_err());
+    let mut bad = CUBE_MESH_8;
+    bad[0][3] = 5;
+    assert!(inc_sim::cpu::validate_hcm(&bad).is_err());
+    assert!(inc_sim::cpu::validate_hcm(&CUBE_MESH_8).is_ok());
+}
+
+const CHILD_ENV: &str = "INC_SIM_SHM_CHILD";
+
+fn shm_rank(rank: usize, tag: &str) -> Vec<Vec<u8>> {
+    let layout = RegionLayout::new(4096);
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 2,
+        timeout: Duration::from_secs(20),
+    };
+    let name = |r: usize| format!("inc-sim-shm-{tag}-{r}");
+    let mine = Arc::new(Region::create_shm(&name(rank), layout).unwrap());
+    let other = 1 - rank;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let theirs = loop {
+        match Region::open_shm(&name(other), layout) {
+            Ok(r) => break Arc::new(r),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("peer region never appeared: {e}"),
+        }
+    };
+    let regions = if rank == 0 {
+        vec![mine.clone(), theirs]
+    } else {
+        vec![theirs, mine.clone()]
+    };
+    let r = CpuRank::new(rank, 2, regions, cfg, None).unwrap();
+    let mut outs = Vec::new();
+    for call in 0..10u32 {
+        let algo = if call % 2 == 0 {
+            Algo::OneShot
+        } else {
+            Algo::TwoShot
+        };
+        let input: Vec<u8> = (0..333u32)
+            .flat_map(|i| ((i * (rank as u32 + 1) + call) as f32).to_ne_bytes())
+            .collect();
+        let mut out = vec![0u8; input.len()];
+        r.allreduce(algo, DType::F32, ReduceOp::Sum, 2, &input, &mut out)
+            .unwrap();
+        outs.push(out);
+    }
+    // The peer keeps its own mapping of my region even after I unlink it.
+    outs
+}
+
+#[test]
+fn two_processes_over_shared_memory() {
+    if let Ok(tag) = std::env::var(CHILD_ENV) {
+        shm_rank(1, &tag);
+        return;
+    }
+    let tag = format!("{}", std::process::id());
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "two_processes_over_shared_memory",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &tag)
+        .spawn()
+        .unwrap();
+    let outs = shm_rank(0, &tag);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    for (call, out) in outs.iter().enumerate() {
+        let vals: Vec<f32> = out
+            .chunks(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        for (i, v) in vals.iter().enumerate() {
+            let i = i as u32;
+            let c = call as u32;
+            assert_eq!(*v, (i + c) as f32 + (2 * i + c) as f32);
+        }
+    }
+}
