@@ -1,2 +1,58 @@
-//! inc-cuda: device buffers, CUDA IPC export/import, peer mapping, NVRTC build of
-//! `kernels/*.cu` and the allreduce kernel launches (cudarc, loaded at run time).
+//! inc-cuda: the GPU half of `inc`. Device buffers, CUDA IPC export/import and peer
+//! mapping ([`PeerBuffers`]), the NVRTC build of `kernels/*.cu` with an on-disk cache, and
+//! the allreduce kernel launches ([`Kernels`]): one-shot, two-shot and hybrid cube mesh for
+//! bf16/f16/f32 and sum/avg/min/max.
+//!
+//! CUDA is loaded at run time (cudarc `dynamic-loading`, bindings of CUDA 13.0 which also
+//! load `libnvrtc.so.12`), so the crate builds and its CPU tests run without a GPU.
+//!
+//! The kernels follow the `inc` signal protocol of docs/PROTOCOL.md (the one inc-sim
+//! checks): `(epoch << 32) | call_sig` flags written with `st.release.sys` and awaited with
+//! `ld.acquire.sys`, never reset; two parity halves of data instead of an end barrier
+//! (the zero-copy variant runs the end barrier); the epoch lives on the device, so CUDA-graph
+//! replays advance it. Every spin is bounded by a `%globaltimer` deadline and watches an
+//! abort word that peers and the host can raise; a failure is recorded (rank, block, peer,
+//! step, flag values) in pinned host memory and surfaces as [`CudaError::Kernel`]; the
+//! buffers are then poisoned. All ranks fold in rank order 0..W-1 in f32 (hcm: the two quad
+//! partials in a fixed order), so results are bit-identical across ranks. bf16/f16
+//! conversions are done in software, so sm_70 (no native bf16) runs every kernel.
+//!
+//! ```no_run
+//! use inc_cuda::{open_device, Algo, CallOptions, Kernels, PeerBuffers, ReduceOp};
+//! # fn main() -> Result<(), inc_cuda::CudaError> {
+//! // One process per GPU, rank 0 of 2: allocate, export, map the peer's handle.
+//! let ctx = open_device(0)?;
+//! let mut bufs = PeerBuffers::new(&ctx, 0, 2, inc_cuda::DEFAULT_HALF_BYTES)?;
+//! let mine = bufs.export_handle()?; // send mine.to_bytes() to the peer via the store
+//! # let peer_handle = mine;
+//! bufs.open_ipc(1, &peer_handle)?;   // the peer's 64-byte handle
+//! bufs.verify_peers()?;              // real read/write through every mapping
+//! let kernels = Kernels::load(&ctx)?; // NVRTC once per arch, cached in ~/.cache/inc
+//! let stream = ctx.new_stream().map_err(|e| inc_cuda::CudaError::Driver { op: "stream", source: e })?;
+//! let mut x = stream.clone_htod(&[1.0f32; 1000]).map_err(|e| inc_cuda::CudaError::Driver { op: "htod", source: e })?;
+//! kernels.allreduce_in_place(&bufs, &stream, Algo::OneShot, ReduceOp::Sum, &mut x, None, CallOptions::default())?;
+//! stream.synchronize().map_err(|e| inc_cuda::CudaError::Driver { op: "sync", source: e })?;
+//! bufs.check()?; // timeout / mismatch / abort recorded by the kernel -> typed error
+//! # Ok(()) }
+//! ```
+//!
+//! Virtual ranks (tests): W [`PeerBuffers`] on one GPU, mapped to each other with
+//! [`PeerBuffers::map_local`] and [`PeerBuffers::set_ranks_on_device`] so that the launch
+//! plan keeps all W x G blocks co-resident.
+
+pub mod buffers;
+pub mod error;
+pub mod kernels;
+pub mod launch;
+pub mod proto;
+pub mod source;
+pub mod sys;
+
+pub use buffers::{IpcHandle, PeerBuffers, DEFAULT_HALF_BYTES};
+pub use error::{CudaError, Result};
+pub use kernels::{
+    default_cache_dir, open_device, CacheMode, CallOptions, Element, Kernels, RawCall,
+    DEFAULT_TIMEOUT,
+};
+pub use launch::{LaunchPlan, MAX_THREADS};
+pub use proto::{Algo, DType, ErrorRecord, ReduceOp};

@@ -1,0 +1,528 @@
+//! `PeerBuffers`: one rank's symmetric allocation (signal pad + two parity halves of data)
+//! and the mappings of every peer's allocation, through CUDA IPC (one process per GPU) or
+//! same-process pointers (multi-thread mode, or virtual ranks sharing one GPU).
+
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::sys::CUdeviceptr;
+use cudarc::driver::CudaContext;
+
+use crate::error::{drv, CudaError, Result};
+use crate::proto::{ErrorRecord, PadLayout, MAX_RANKS};
+use crate::sys;
+
+/// Default bytes of one parity half (2 x 10 MiB in all, like the seed's buffer).
+pub const DEFAULT_HALF_BYTES: u64 = 10 << 20;
+
+/// Bytes of the pinned host block: abort word (u32) + padding + error record mirror.
+const HOST_BLOCK_BYTES: usize = 8 + crate::proto::ERROR_RECORD_BYTES;
+
+/// A CUDA IPC memory handle (64 opaque bytes) for a peer process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IpcHandle(pub [u8; sys::IPC_HANDLE_BYTES]);
+
+impl std::fmt::Debug for IpcHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IpcHandle({})", self.to_hex())
+    }
+}
+
+impl IpcHandle {
+    /// The raw bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.to_vec()
+    }
+
+    /// From raw bytes; exactly 64 are required.
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        let arr: [u8; sys::IPC_HANDLE_BYTES] = b.try_into().map_err(|_| {
+            CudaError::InvalidArgument(format!(
+                "IPC handle must be {} bytes, got {}",
+                sys::IPC_HANDLE_BYTES,
+                b.len()
+            ))
+        })?;
+        Ok(IpcHandle(arr))
+    }
+
+    /// Lower-case hex (128 characters).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parse [`IpcHandle::to_hex`] output.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if s.len() != 2 * sys::IPC_HANDLE_BYTES || !s.is_ascii() {
+            return Err(CudaError::InvalidArgument(format!(
+                "IPC handle hex must be {} ASCII characters, got {}",
+                2 * sys::IPC_HANDLE_BYTES,
+                s.len()
+            )));
+        }
+        let mut out = [0u8; sys::IPC_HANDLE_BYTES];
+        for (i, o) in out.iter_mut().enumerate() {
+            let pair = s.get(2 * i..2 * i + 2).unwrap_or("");
+            *o = u8::from_str_radix(pair, 16).map_err(|_| {
+                CudaError::InvalidArgument(format!("bad hex {pair:?} in IPC handle"))
+            })?;
+        }
+        Ok(IpcHandle(out))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MapKind {
+    Own,
+    Ipc,
+    Local,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    base: CUdeviceptr,
+    kind: MapKind,
+}
+
+/// The probe word rank `rank` writes into its own pad at init, so a peer can confirm its
+/// mapping (and the agreed world size and buffer size) with a real read.
+pub fn probe_word(rank: usize, world: usize, half_bytes: u64) -> u64 {
+    let mut b = Vec::with_capacity(24);
+    b.extend_from_slice(&(rank as u64).to_le_bytes());
+    b.extend_from_slice(&(world as u64).to_le_bytes());
+    b.extend_from_slice(&half_bytes.to_le_bytes());
+    crate::source::fnv64(&b) | 1
+}
+
+/// One rank's symmetric buffer and its view of every peer's.
+pub struct PeerBuffers {
+    ctx: Arc<CudaContext>,
+    rank: usize,
+    world: usize,
+    half_bytes: u64,
+    base: CUdeviceptr,
+    host_ptr: *mut c_void,
+    host_dev: CUdeviceptr,
+    peers: [Option<Mapping>; MAX_RANKS],
+    ranks_on_device: u32,
+    hcm: Option<[u32; 4]>,
+    poisoned: Mutex<Option<ErrorRecord>>,
+}
+
+// SAFETY: the raw pointers are a device address and a pinned host block owned by this
+// value; all access goes through &self/&mut self methods and the CUDA driver, which is
+// thread-safe. The host block is only read/written with volatile accesses.
+unsafe impl Send for PeerBuffers {}
+// SAFETY: see Send; shared methods only read the host block or write its abort word.
+unsafe impl Sync for PeerBuffers {}
+
+impl PeerBuffers {
+    /// Allocate this rank's pad + `2 * half_bytes` of data on `ctx`'s device, zero it and
+    /// synchronise (so it is ready before any handle is exported). `half_bytes` is rounded
+    /// up to a multiple of 16.
+    pub fn new(ctx: &Arc<CudaContext>, rank: usize, world: usize, half_bytes: u64) -> Result<Self> {
+        if world == 0 || world > MAX_RANKS {
+            return Err(CudaError::InvalidArgument(format!(
+                "world size {world} not in 1..={MAX_RANKS}"
+            )));
+        }
+        if rank >= world {
+            return Err(CudaError::InvalidArgument(format!(
+                "rank {rank} not below world size {world}"
+            )));
+        }
+        if half_bytes == 0 {
+            return Err(CudaError::InvalidArgument("buffer half of 0 bytes".into()));
+        }
+        let half_bytes = half_bytes.div_ceil(16) * 16;
+        let total = half_bytes
+            .checked_mul(2)
+            .and_then(|d| d.checked_add(PadLayout::PAD_BYTES as u64))
+            .and_then(|t| usize::try_from(t).ok())
+            .ok_or_else(|| {
+                CudaError::InvalidArgument(format!("buffer half of {half_bytes} bytes too large"))
+            })?;
+        ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        // SAFETY: the context is current (bound above).
+        let base = unsafe { sys::mem_alloc(total) }.map_err(drv("cuMemAlloc"))?;
+        // SAFETY: the context is current.
+        let host = unsafe { sys::host_alloc_mapped(HOST_BLOCK_BYTES) };
+        let (host_ptr, host_dev) = match host {
+            Ok(h) => h,
+            Err(e) => {
+                // SAFETY: base was just allocated and is unused.
+                let _ = unsafe { sys::mem_free(base) };
+                return Err(drv("cuMemHostAlloc")(e));
+            }
+        };
+        let mut peers = [None; MAX_RANKS];
+        if let Some(slot) = peers.get_mut(rank) {
+            *slot = Some(Mapping {
+                base,
+                kind: MapKind::Own,
+            });
+        }
+        let me = PeerBuffers {
+            ctx: ctx.clone(),
+            rank,
+            world,
+            half_bytes,
+            base,
+            host_ptr,
+            host_dev,
+            peers,
+            ranks_on_device: 1,
+            hcm: None,
+            poisoned: Mutex::new(None),
+        };
+        // Zero the whole allocation, write our probe word, and wait for both.
+        // SAFETY: [base, base+total) is our allocation.
+        unsafe { sys::memset_d8(base, 0, total) }.map_err(drv("cuMemsetD8"))?;
+        let probe = probe_word(rank, world, half_bytes).to_le_bytes();
+        // SAFETY: the probe slot lies inside the pad of our allocation.
+        unsafe { sys::copy_htod(me.probe_addr(base, rank), &probe) }
+            .map_err(drv("cuMemcpyHtoD"))?;
+        ctx.synchronize().map_err(drv("cuCtxSynchronize"))?;
+        Ok(me)
+    }
+
+    fn probe_addr(&self, pad: CUdeviceptr, writer: usize) -> CUdeviceptr {
+        pad + crate::proto::PAD_PROBE as u64 + 8 * writer as u64
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    /// World size.
+    pub fn world(&self) -> usize {
+        self.world
+    }
+    /// Bytes of one parity half.
+    pub fn half_bytes(&self) -> u64 {
+        self.half_bytes
+    }
+    /// The context the buffer lives in.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+    /// Device address of this rank's signal pad.
+    pub fn pad_ptr(&self) -> u64 {
+        self.base
+    }
+    /// Device address of this rank's data area (2 parity halves; zero-copy inputs live here).
+    pub fn data_ptr(&self) -> u64 {
+        self.base + PadLayout::PAD_BYTES as u64
+    }
+    /// Ranks whose kernels share this device (co-residency budget); 1 unless set.
+    pub fn ranks_on_device(&self) -> u32 {
+        self.ranks_on_device
+    }
+    /// Declare how many ranks run kernels on this same device at once (virtual ranks).
+    pub fn set_ranks_on_device(&mut self, n: u32) -> Result<()> {
+        if n == 0 || n as usize > self.world {
+            return Err(CudaError::InvalidArgument(format!(
+                "ranks on device {n} not in 1..={}",
+                self.world
+            )));
+        }
+        self.ranks_on_device = n;
+        Ok(())
+    }
+
+    /// Set this rank's hybrid-cube-mesh row `[n0, n1, n2, relay]` (from inc-topo's
+    /// solver). Checked: world 8, distinct ranks other than me, relay not in my quad.
+    pub fn set_hcm(&mut self, row: [u32; 4]) -> Result<()> {
+        if self.world != 8 {
+            return Err(CudaError::InvalidArgument(format!(
+                "hcm needs world 8, have {}",
+                self.world
+            )));
+        }
+        let me = self.rank as u32;
+        for (i, &x) in row.iter().enumerate() {
+            if x >= 8 || x == me || row.iter().take(i).any(|&y| y == x) {
+                return Err(CudaError::InvalidArgument(format!(
+                    "bad hcm row {row:?} for rank {me}"
+                )));
+            }
+        }
+        self.hcm = Some(row);
+        Ok(())
+    }
+
+    /// The hcm row, if set.
+    pub fn hcm(&self) -> Option<[u32; 4]> {
+        self.hcm
+    }
+
+    /// Export this allocation's CUDA IPC handle (the buffer is already zeroed).
+    pub fn export_handle(&self) -> Result<IpcHandle> {
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        // SAFETY: base is the base of our live cuMemAlloc allocation; context current.
+        let h = unsafe { sys::ipc_get_mem_handle(self.base) }.map_err(drv("cuIpcGetMemHandle"))?;
+        Ok(IpcHandle(h))
+    }
+
+    fn check_peer_slot(&self, peer: usize) -> Result<()> {
+        if peer >= self.world || peer == self.rank {
+            return Err(CudaError::InvalidArgument(format!(
+                "peer {peer} invalid for rank {} of {}",
+                self.rank, self.world
+            )));
+        }
+        if self.peers.get(peer).copied().flatten().is_some() {
+            return Err(CudaError::InvalidArgument(format!(
+                "peer {peer} already mapped"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Map peer `peer`'s allocation from another process through its IPC handle.
+    pub fn open_ipc(&mut self, peer: usize, handle: &IpcHandle) -> Result<()> {
+        self.check_peer_slot(peer)?;
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        // SAFETY: context current; the driver validates the handle.
+        let p =
+            unsafe { sys::ipc_open_mem_handle(&handle.0) }.map_err(|e| CudaError::PeerAccess {
+                rank: self.rank,
+                peer,
+                reason: format!("cuIpcOpenMemHandle: {e}"),
+            })?;
+        if let Some(slot) = self.peers.get_mut(peer) {
+            *slot = Some(Mapping {
+                base: p,
+                kind: MapKind::Ipc,
+            });
+        }
+        Ok(())
+    }
+
+    /// Map a peer that lives in this process (multi-thread mode or virtual ranks). On another
+    /// device, peer access is checked (cuDeviceCanAccessPeer) and enabled.
+    pub fn map_local(&mut self, peer: usize, other: &PeerBuffers) -> Result<()> {
+        self.check_peer_slot(peer)?;
+        if other.rank != peer || other.world != self.world || other.half_bytes != self.half_bytes {
+            return Err(CudaError::InvalidArgument(format!(
+                "peer buffers disagree: rank {}/{} world {}/{} half {}/{}",
+                other.rank, peer, other.world, self.world, other.half_bytes, self.half_bytes
+            )));
+        }
+        if other.ctx.cu_device() != self.ctx.cu_device() {
+            // SAFETY: both device handles come from cudarc contexts.
+            let ok = unsafe { sys::can_access_peer(self.ctx.cu_device(), other.ctx.cu_device()) }
+                .map_err(drv("cuDeviceCanAccessPeer"))?;
+            if !ok {
+                return Err(CudaError::PeerAccess {
+                    rank: self.rank,
+                    peer,
+                    reason: "cuDeviceCanAccessPeer says no (no NVLink/P2P path)".into(),
+                });
+            }
+            self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+            // SAFETY: our context is current; the peer's context is alive (other borrowed).
+            unsafe { sys::enable_peer_access(other.ctx.cu_ctx()) }
+                .map_err(drv("cuCtxEnablePeerAccess"))?;
+        }
+        if let Some(slot) = self.peers.get_mut(peer) {
+            *slot = Some(Mapping {
+                base: other.base,
+                kind: MapKind::Local,
+            });
+        }
+        Ok(())
+    }
+
+    /// True when every peer is mapped.
+    pub fn is_connected(&self) -> bool {
+        self.peers.iter().take(self.world).all(Option::is_some)
+    }
+
+    /// Confirm every mapping with a real transfer: read the probe word each peer wrote at
+    /// init (checks rank, world and buffer size agree), then write ours into the peer's pad
+    /// and read it back. Drivers can claim peer access that does not work; this catches it.
+    pub fn verify_peers(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        for q in 0..self.world {
+            if q == self.rank {
+                continue;
+            }
+            let m = self.peer_mapping(q)?;
+            let expect = probe_word(q, self.world, self.half_bytes);
+            let mut got = [0u8; 8];
+            // SAFETY: the peer mapping covers its whole pad; context current.
+            unsafe { sys::copy_dtoh(&mut got, self.probe_addr(m.base, q)) }.map_err(|e| {
+                CudaError::PeerAccess {
+                    rank: self.rank,
+                    peer: q,
+                    reason: format!("read through the mapping failed: {e}"),
+                }
+            })?;
+            if u64::from_le_bytes(got) != expect {
+                return Err(CudaError::PeerAccess {
+                    rank: self.rank,
+                    peer: q,
+                    reason: format!(
+                        "probe word {:#018x} != expected {expect:#018x} (mapping broken, or world size / buffer size differ between ranks)",
+                        u64::from_le_bytes(got)
+                    ),
+                });
+            }
+            let mine = probe_word(self.rank, self.world, self.half_bytes).to_le_bytes();
+            let slot = self.probe_addr(m.base, self.rank);
+            // SAFETY: slot lies in the peer's pad (probe slot reserved for writer = me).
+            unsafe { sys::copy_htod(slot, &mine) }.map_err(drv("cuMemcpyHtoD(peer)"))?;
+            let mut back = [0u8; 8];
+            // SAFETY: as above.
+            unsafe { sys::copy_dtoh(&mut back, slot) }.map_err(drv("cuMemcpyDtoH(peer)"))?;
+            if back != mine {
+                return Err(CudaError::PeerAccess {
+                    rank: self.rank,
+                    peer: q,
+                    reason: "write through the mapping did not read back".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn peer_mapping(&self, q: usize) -> Result<Mapping> {
+        self.peers
+            .get(q)
+            .copied()
+            .flatten()
+            .ok_or_else(|| CudaError::PeerAccess {
+                rank: self.rank,
+                peer: q,
+                reason: "peer not mapped yet".into(),
+            })
+    }
+
+    /// Pads and data areas of every rank, for the kernel arguments.
+    pub(crate) fn addresses(&self) -> Result<([u64; MAX_RANKS], [u64; MAX_RANKS])> {
+        let mut pads = [0u64; MAX_RANKS];
+        let mut data = [0u64; MAX_RANKS];
+        for q in 0..self.world {
+            let m = self.peer_mapping(q)?;
+            if let (Some(p), Some(d)) = (pads.get_mut(q), data.get_mut(q)) {
+                *p = m.base;
+                *d = m.base + PadLayout::PAD_BYTES as u64;
+            }
+        }
+        Ok((pads, data))
+    }
+
+    /// Device address of the mapped host block (abort word + error mirror).
+    pub(crate) fn host_block(&self) -> u64 {
+        self.host_dev
+    }
+
+    /// Ask every running and future kernel of these buffers to stop: sets the host abort
+    /// word, which kernels poll; they record PEER_ABORT, raise the abort word of every
+    /// peer, and exit. The buffers are poisoned afterwards.
+    pub fn abort(&self) {
+        let w =
+            0x8000_0000u32 | ((self.rank as u32 & 0x7f_ffff) << 8) | crate::proto::ERR_PEER_ABORT;
+        // SAFETY: host_ptr is our live pinned block, 4-byte aligned; volatile because the
+        // GPU reads it concurrently.
+        unsafe { std::ptr::write_volatile(self.host_ptr.cast::<u32>(), w) };
+    }
+
+    /// The first error a kernel recorded for this rank, if any. Call after the stream has
+    /// completed (e.g. after `stream.synchronize()`); once an error is seen the buffers are
+    /// poisoned and every later allreduce fails fast.
+    pub fn read_error(&self) -> Option<ErrorRecord> {
+        let mut raw = [0u8; crate::proto::ERROR_RECORD_BYTES];
+        for (i, b) in raw.iter_mut().enumerate() {
+            // SAFETY: the host block holds 8 + 40 bytes; volatile since the GPU writes it.
+            *b = unsafe { std::ptr::read_volatile(self.host_ptr.cast::<u8>().add(8 + i)) };
+        }
+        let rec = crate::proto::error_record_from_le_bytes(&raw);
+        let mut guard = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = *guard {
+            return Some(r);
+        }
+        if rec.code != 0 {
+            *guard = Some(rec);
+            return Some(rec);
+        }
+        None
+    }
+
+    /// `Err(Kernel(record))` if a kernel recorded an error (see [`PeerBuffers::read_error`]).
+    pub fn check(&self) -> Result<()> {
+        match self.read_error() {
+            Some(r) => Err(CudaError::Kernel(r)),
+            None => Ok(()),
+        }
+    }
+
+    /// The recorded error that poisons these buffers, if any (no device access).
+    pub fn poisoned(&self) -> Option<ErrorRecord> {
+        *self.poisoned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This rank's completed epoch (number of finished calls), read from the device pad.
+    pub fn epoch(&self) -> Result<u32> {
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        let mut b = [0u8; 4];
+        // SAFETY: the epoch word is inside our pad.
+        unsafe { sys::copy_dtoh(&mut b, self.base + PadLayout::EPOCH as u64) }
+            .map_err(drv("cuMemcpyDtoH"))?;
+        Ok(u32::from_le_bytes(b))
+    }
+}
+
+impl Drop for PeerBuffers {
+    fn drop(&mut self) {
+        // Order: wait for our kernels, unmap peers (IPC), then free our memory and host block.
+        let _ = self.ctx.bind_to_thread();
+        let _ = self.ctx.synchronize();
+        for m in self.peers.iter().flatten() {
+            if m.kind == MapKind::Ipc {
+                // SAFETY: opened by open_ipc, closed once here; our kernels have completed.
+                let _ = unsafe { sys::ipc_close_mem_handle(m.base) };
+            }
+        }
+        // SAFETY: allocated in new(), freed once; our kernels have completed. Peers that
+        // still map it keep the memory alive until they close their handle (IPC) or must
+        // be dropped first (same-process), which the owner of the set of buffers ensures.
+        let _ = unsafe { sys::mem_free(self.base) };
+        // SAFETY: allocated in new(), freed once.
+        let _ = unsafe { sys::host_free(self.host_ptr) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipc_handle_hex_and_bytes_round_trip() {
+        let mut raw = [0u8; 64];
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = (i * 37 + 5) as u8;
+        }
+        let h = IpcHandle(raw);
+        assert_eq!(IpcHandle::from_hex(&h.to_hex()).unwrap(), h);
+        assert_eq!(IpcHandle::from_bytes(&h.to_bytes()).unwrap(), h);
+        assert_eq!(h.to_hex().len(), 128);
+        assert!(IpcHandle::from_bytes(&raw[..63]).is_err());
+        assert!(IpcHandle::from_hex("zz").is_err());
+        let mut bad = h.to_hex();
+        bad.replace_range(0..2, "g0");
+        assert!(IpcHandle::from_hex(&bad).is_err());
+        assert!(IpcHandle::from_hex(&format!(" {}\n", h.to_hex())).is_ok());
+    }
+
+    #[test]
+    fn probe_words_differ_by_rank_world_and_size() {
+        let a = probe_word(1, 8, 10 << 20);
+        assert_ne!(a, probe_word(2, 8, 10 << 20));
+        assert_ne!(a, probe_word(1, 4, 10 << 20));
+        assert_ne!(a, probe_word(1, 8, 20 << 20));
+        assert_ne!(a, 0);
+    }
+}

@@ -1,0 +1,540 @@
+//! `Kernels`: the NVRTC-compiled inc kernels of one device (compiled once per arch, cached
+//! on disk) and the allreduce launch with its host-side validation.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cudarc::driver::sys::CUdevice_attribute as Attr;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
+    DeviceRepr,
+};
+use cudarc::nvrtc::Ptx;
+
+use crate::buffers::PeerBuffers;
+use crate::error::{drv, CudaError, Result};
+use crate::launch::{
+    self, DeviceLimits, KernelArgs, LaunchPlan, FLAG_IO_ALIGNED, FLAG_ZERO_COPY, MAX_THREADS,
+};
+use crate::proto::{call_sig, Algo, DType, ReduceOp};
+use crate::{source, sys};
+
+/// Default per-wait timeout of a kernel spin.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where compiled kernels are cached.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    /// `$INC_CACHE_DIR`, else `$XDG_CACHE_HOME/inc`, else `$HOME/.cache/inc`.
+    #[default]
+    Default,
+    /// This folder.
+    Dir(PathBuf),
+    /// Always compile, never read or write a cache.
+    Off,
+}
+
+impl CacheMode {
+    fn dir(&self) -> Option<PathBuf> {
+        match self {
+            CacheMode::Off => None,
+            CacheMode::Dir(d) => Some(d.clone()),
+            CacheMode::Default => default_cache_dir(),
+        }
+    }
+}
+
+/// The default cache folder (see [`CacheMode::Default`]).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("INC_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("inc")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("inc")))
+}
+
+/// Element types the typed API accepts.
+pub trait Element: DeviceRepr {
+    /// The protocol data type.
+    const DTYPE: DType;
+}
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl Element for half::f16 {
+    const DTYPE: DType = DType::F16;
+}
+impl Element for half::bf16 {
+    const DTYPE: DType = DType::Bf16;
+}
+
+/// Per-call options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Force a block count (must be equal on every rank); `None` = from size and device.
+    pub blocks: Option<u32>,
+    /// Per-wait timeout (default 10 s).
+    pub timeout: Duration,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        CallOptions {
+            blocks: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// One allreduce in raw device addresses (see [`Kernels::allreduce_raw`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawCall {
+    /// Algorithm.
+    pub algo: Algo,
+    /// Element type.
+    pub dtype: DType,
+    /// Reduction.
+    pub op: ReduceOp,
+    /// Input device address (inside this rank's data area = zero-copy).
+    pub input: u64,
+    /// Output device address (may equal `input`).
+    pub output: u64,
+    /// Elements.
+    pub count: u64,
+    /// Options.
+    pub options: CallOptions,
+}
+
+/// The compiled kernels of one device.
+pub struct Kernels {
+    ctx: Arc<CudaContext>,
+    _module: Arc<CudaModule>,
+    funcs: HashMap<(Algo, DType, ReduceOp), CudaFunction>,
+    arch: (u32, u32),
+    sm_count: u32,
+    blocks_per_sm: u32,
+    from_cache: bool,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels")
+            .field("arch", &self.arch)
+            .field("sm_count", &self.sm_count)
+            .field("blocks_per_sm", &self.blocks_per_sm)
+            .field("from_cache", &self.from_cache)
+            .finish()
+    }
+}
+
+/// Open device `ordinal`'s primary context, with a clear error (not a panic) when there is
+/// no CUDA driver.
+pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
+    if !sys::driver_present() {
+        return Err(CudaError::NoDriver);
+    }
+    CudaContext::new(ordinal).map_err(drv("cuDevicePrimaryCtxRetain"))
+}
+
+impl Kernels {
+    /// Compile (or load from the default cache) the kernels for `ctx`'s device.
+    pub fn load(ctx: &Arc<CudaContext>) -> Result<Self> {
+        Self::load_with(ctx, &CacheMode::Default)
+    }
+
+    /// [`Kernels::load`] with an explicit cache mode.
+    pub fn load_with(ctx: &Arc<CudaContext>, cache: &CacheMode) -> Result<Self> {
+        let attr = |a: Attr, name: &'static str| -> Result<u32> {
+            let v = ctx.attribute(a).map_err(drv(name))?;
+            Ok(u32::try_from(v).unwrap_or(0))
+        };
+        let major = attr(
+            Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+            "cuDeviceGetAttribute(cc major)",
+        )?;
+        let minor = attr(
+            Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+            "cuDeviceGetAttribute(cc minor)",
+        )?;
+        let sm_count = attr(
+            Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            "cuDeviceGetAttribute(SM count)",
+        )?;
+        if major < 7 {
+            return Err(CudaError::Unsupported(format!(
+                "compute capability {major}.{minor}: the inc kernels need sm_70 or newer (system-scope acquire/release)"
+            )));
+        }
+        let arch = (major, minor);
+        let src = source::assemble();
+        // SAFETY: libcuda is loaded (a context exists).
+        let driver = unsafe { sys::driver_version() }.map_err(drv("cuDriverGetVersion"))?;
+        if !sys::nvrtc_present() {
+            return Err(CudaError::NoNvrtc);
+        }
+        // SAFETY: libnvrtc is present (checked above).
+        let nvrtc = unsafe { sys::nvrtc_version() }.map_err(|code| CudaError::Nvrtc {
+            op: "nvrtcVersion",
+            code,
+        })?;
+        let file = source::cache_file_name(&src, arch, driver, nvrtc);
+        let cache_path = cache.dir().map(|d| d.join(&file));
+
+        let mut from_cache = false;
+        let mut module = None;
+        if let Some(p) = &cache_path {
+            if let Ok(bin) = std::fs::read(p) {
+                if let Ok(m) = ctx.load_module(Ptx::from_binary(bin)) {
+                    module = Some(m);
+                    from_cache = true;
+                }
+            }
+        }
+        let module = match module {
+            Some(m) => m,
+            None => {
+                let bin = compile(&src, arch)?;
+                if let Some(p) = &cache_path {
+                    write_cache(p, &bin);
+                }
+                ctx.load_module(Ptx::from_binary(bin))
+                    .map_err(drv("cuModuleLoadData"))?
+            }
+        };
+
+        let mut funcs = HashMap::new();
+        let mut blocks_per_sm = u32::MAX;
+        for algo in Algo::ALL {
+            for dtype in DType::ALL {
+                for op in ReduceOp::ALL {
+                    let name = source::entry_name(algo, dtype, op);
+                    let f = module
+                        .load_function(&name)
+                        .map_err(drv("cuModuleGetFunction"))?;
+                    // SAFETY: f is a live kernel of the module loaded above.
+                    let occ = unsafe { sys::occupancy(f.cu_function(), MAX_THREADS) }
+                        .map_err(drv("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
+                    blocks_per_sm = blocks_per_sm.min(occ);
+                    funcs.insert((algo, dtype, op), f);
+                }
+            }
+        }
+        Ok(Kernels {
+            ctx: ctx.clone(),
+            _module: module,
+            funcs,
+            arch,
+            sm_count,
+            blocks_per_sm,
+            from_cache,
+        })
+    }
+
+    /// Compute capability (major, minor).
+    pub fn arch(&self) -> (u32, u32) {
+        self.arch
+    }
+    /// Streaming multiprocessors of the device.
+    pub fn sm_count(&self) -> u32 {
+        self.sm_count
+    }
+    /// Co-resident blocks per SM of the heaviest kernel at 512 threads.
+    pub fn blocks_per_sm(&self) -> u32 {
+        self.blocks_per_sm
+    }
+    /// Whether the module came from the disk cache.
+    pub fn loaded_from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    /// The launch configuration a call would use (same inputs give the same plan on every
+    /// rank of identical GPUs).
+    pub fn plan(
+        &self,
+        bufs: &PeerBuffers,
+        algo: Algo,
+        dtype: DType,
+        count: u64,
+        blocks: Option<u32>,
+    ) -> Result<LaunchPlan> {
+        let limits = DeviceLimits {
+            sm_count: self.sm_count,
+            blocks_per_sm: self.blocks_per_sm,
+            ranks_on_device: bufs.ranks_on_device(),
+        };
+        launch::plan(algo, dtype, count, bufs.world() as u32, &limits, blocks)
+    }
+
+    /// Validate a call and build its kernel arguments (no device access).
+    pub fn prepare(&self, bufs: &PeerBuffers, call: &RawCall) -> Result<(KernelArgs, LaunchPlan)> {
+        if let Some(r) = bufs.poisoned() {
+            return Err(CudaError::Poisoned(r));
+        }
+        if !Arc::ptr_eq(bufs.context(), &self.ctx)
+            && bufs.context().cu_device() != self.ctx.cu_device()
+        {
+            return Err(CudaError::InvalidArgument(
+                "buffers and kernels belong to different devices".into(),
+            ));
+        }
+        let (pads, data) = bufs.addresses()?;
+        let es = call.dtype.size() as u64;
+        let bytes = launch::tensor_bytes(call.dtype, call.count).ok_or_else(|| {
+            CudaError::InvalidArgument(format!("{} elements overflow u64 bytes", call.count))
+        })?;
+        if call.input % es != 0 || call.output % es != 0 {
+            return Err(CudaError::InvalidArgument(format!(
+                "input {:#x} / output {:#x} not aligned to the {}-byte {}",
+                call.input, call.output, es, call.dtype
+            )));
+        }
+        if call.input == 0 || call.output == 0 {
+            return Err(CudaError::InvalidArgument("null input or output".into()));
+        }
+        let timeout_ns = u64::try_from(call.options.timeout.as_nanos()).unwrap_or(u64::MAX);
+        if timeout_ns == 0 {
+            return Err(CudaError::InvalidArgument("timeout must be > 0".into()));
+        }
+        let own_data = bufs.data_ptr();
+        let data_len = 2 * bufs.half_bytes();
+        let zero_copy = call.input >= own_data && call.input < own_data + data_len;
+        let mut flags = 0;
+        let mut zc_offset = 0;
+        if zero_copy {
+            zc_offset = call.input - own_data;
+            let need = launch::chunks(call.dtype, call.count)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(16);
+            if call.algo == Algo::Hcm {
+                return Err(CudaError::InvalidArgument(
+                    "hcm has no zero-copy variant: pass an input outside the symmetric buffer"
+                        .into(),
+                ));
+            }
+            if zc_offset % 16 != 0 || zc_offset.saturating_add(need) > data_len {
+                return Err(CudaError::InvalidArgument(format!(
+                    "zero-copy input at offset {zc_offset} (+{need} bytes) must be 16-byte aligned and inside the {data_len}-byte symmetric data area"
+                )));
+            }
+            let overlap = call.output < call.input + bytes && call.input < call.output + bytes;
+            if call.algo == Algo::OneShot && overlap {
+                return Err(CudaError::InvalidArgument(
+                    "zero-copy one-shot cannot write its output over its input (peers still read it); use two-shot or a separate output".into(),
+                ));
+            }
+            flags |= FLAG_ZERO_COPY;
+        } else {
+            launch::check_capacity(call.algo, call.dtype, call.count, bufs.half_bytes())?;
+        }
+        if call.input % 16 == 0 && call.output % 16 == 0 {
+            flags |= FLAG_IO_ALIGNED;
+        }
+        let mut hcm = [0u32; 4];
+        if call.algo == Algo::Hcm {
+            hcm = bufs.hcm().ok_or_else(|| {
+                CudaError::InvalidArgument(
+                    "hcm needs the hybrid-cube-mesh row: PeerBuffers::set_hcm".into(),
+                )
+            })?;
+        }
+        let plan = self.plan(bufs, call.algo, call.dtype, call.count, call.options.blocks)?;
+        let world = bufs.world() as u32;
+        let args = KernelArgs {
+            pad: pads,
+            data,
+            input: call.input,
+            output: call.output,
+            count: call.count,
+            half_bytes: bufs.half_bytes(),
+            zc_offset,
+            timeout_ns,
+            host: bufs.host_block(),
+            rank: bufs.rank() as u32,
+            world,
+            sig: call_sig(call.algo, call.dtype, call.op, call.count),
+            flags,
+            hcm,
+            scale: if call.op == ReduceOp::Avg {
+                1.0 / world as f32
+            } else {
+                1.0
+            },
+            reserved: 0,
+        };
+        Ok((args, plan))
+    }
+
+    /// Enqueue one allreduce on `stream` (asynchronous; graph-capturable: no sync, no
+    /// allocation, no flag reset). A count of 0 is a no-op on every rank.
+    ///
+    /// # Safety
+    /// `input` and `output` must be device addresses of at least `count` elements that stay
+    /// valid until the kernel completes; every rank must make the same call (same algo,
+    /// dtype, op, count, blocks) in the same order on a stream that orders its calls.
+    pub unsafe fn allreduce_raw(
+        &self,
+        bufs: &PeerBuffers,
+        stream: &CudaStream,
+        call: &RawCall,
+    ) -> Result<()> {
+        if call.count == 0 {
+            if let Some(r) = bufs.poisoned() {
+                return Err(CudaError::Poisoned(r));
+            }
+            return Ok(());
+        }
+        let (args, plan) = self.prepare(bufs, call)?;
+        let f = self
+            .funcs
+            .get(&(call.algo, call.dtype, call.op))
+            .ok_or_else(|| {
+                CudaError::Launch(format!(
+                    "kernel for {} {} {} missing",
+                    call.algo, call.dtype, call.op
+                ))
+            })?;
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        // SAFETY: f's parameter is IncArgs (KernelArgs mirrors it, layout tested); the
+        // addresses in args are live per this function's contract and PeerBuffers.
+        unsafe {
+            sys::launch(
+                f.cu_function(),
+                plan.blocks,
+                plan.threads,
+                stream.cu_stream(),
+                &args,
+            )
+        }
+        .map_err(drv("cuLaunchKernel"))
+    }
+
+    /// Typed allreduce from `input` into `output` (may not alias; see
+    /// [`Kernels::allreduce_in_place`]). Reduces `count` elements (`None` = input length).
+    #[allow(clippy::too_many_arguments)]
+    pub fn allreduce<T: Element>(
+        &self,
+        bufs: &PeerBuffers,
+        stream: &CudaStream,
+        algo: Algo,
+        op: ReduceOp,
+        input: &CudaSlice<T>,
+        output: &mut CudaSlice<T>,
+        count: Option<u64>,
+        options: CallOptions,
+    ) -> Result<()> {
+        let n = count.unwrap_or(input.len() as u64);
+        if n > input.len() as u64 || n > output.len() as u64 {
+            return Err(CudaError::InvalidArgument(format!(
+                "count {n} exceeds input ({}) or output ({}) length",
+                input.len(),
+                output.len()
+            )));
+        }
+        let (ip, _ri) = input.device_ptr(stream);
+        let (op_, _ro) = output.device_ptr_mut(stream);
+        let call = RawCall {
+            algo,
+            dtype: T::DTYPE,
+            op,
+            input: ip,
+            output: op_,
+            count: n,
+            options,
+        };
+        // SAFETY: both slices hold at least n elements and are borrowed for this call; the
+        // SyncOnDrop guards order later frees after the kernel on this stream.
+        unsafe { self.allreduce_raw(bufs, stream, &call) }
+    }
+
+    /// Typed in-place allreduce of the first `count` elements of `data` (`None` = all).
+    #[allow(clippy::too_many_arguments)]
+    pub fn allreduce_in_place<T: Element>(
+        &self,
+        bufs: &PeerBuffers,
+        stream: &CudaStream,
+        algo: Algo,
+        op: ReduceOp,
+        data: &mut CudaSlice<T>,
+        count: Option<u64>,
+        options: CallOptions,
+    ) -> Result<()> {
+        let n = count.unwrap_or(data.len() as u64);
+        if n > data.len() as u64 {
+            return Err(CudaError::InvalidArgument(format!(
+                "count {n} exceeds length {}",
+                data.len()
+            )));
+        }
+        let (p, _r) = data.device_ptr_mut(stream);
+        let call = RawCall {
+            algo,
+            dtype: T::DTYPE,
+            op,
+            input: p,
+            output: p,
+            count: n,
+            options,
+        };
+        // SAFETY: the slice holds at least n elements and is borrowed for this call.
+        unsafe { self.allreduce_raw(bufs, stream, &call) }
+    }
+}
+
+/// NVRTC-compile the program to a CUBIN for `arch`; errors carry the NVRTC log.
+fn compile(src: &str, arch: (u32, u32)) -> Result<Vec<u8>> {
+    let arch_s = format!("sm_{}{}", arch.0, arch.1);
+    let opts = vec![
+        format!("--gpu-architecture={arch_s}"),
+        "--std=c++17".to_string(),
+        "--fmad=false".to_string(),
+        "-lineinfo".to_string(),
+    ];
+    // SAFETY: the caller checked nvrtc_present().
+    match unsafe { sys::nvrtc_compile_cubin(src, "inc_kernels.cu", &opts) } {
+        Ok(sys::NvrtcOutcome::Cubin(b)) => Ok(b),
+        Ok(sys::NvrtcOutcome::Failed(code, log)) => Err(CudaError::Compile {
+            arch: arch_s,
+            log: format!("(nvrtc status {code})\n{log}"),
+        }),
+        Err((op, code)) => Err(CudaError::Nvrtc { op, code }),
+    }
+}
+
+/// Best-effort atomic cache write (temp file + rename); a failure only costs a recompile.
+fn write_cache(path: &std::path::Path, bin: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    if std::fs::write(&tmp, bin).is_ok() && std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_dir_prefers_inc_cache_dir() {
+        // Only reads the environment; does not touch CUDA.
+        let d = CacheMode::Dir(PathBuf::from("/x/y")).dir();
+        assert_eq!(d, Some(PathBuf::from("/x/y")));
+        assert_eq!(CacheMode::Off.dir(), None);
+    }
+
+    #[test]
+    fn open_device_without_driver_is_an_error_not_a_panic() {
+        if sys::driver_present() {
+            eprintln!("skip: a CUDA driver is present here; this test covers machines without one");
+            return;
+        }
+        assert!(matches!(open_device(0), Err(CudaError::NoDriver)));
+    }
+}

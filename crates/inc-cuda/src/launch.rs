@@ -1,0 +1,321 @@
+//! Launch arithmetic (pure, CPU-tested): the kernel argument block, per-algorithm buffer
+//! needs in 64-bit bytes, and the grid size from SM count, occupancy and co-residency.
+
+use crate::error::{CudaError, Result};
+use crate::proto::{Algo, DType, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
+
+/// Threads per block of every inc kernel (`__launch_bounds__` in the sources).
+pub const MAX_THREADS: u32 = 512;
+
+/// `IncArgs` of kernels/common.cuh, passed by value (224 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KernelArgs {
+    /// Signal pad of every rank (own included).
+    pub pad: [u64; MAX_RANKS],
+    /// Data area of every rank.
+    pub data: [u64; MAX_RANKS],
+    /// User input.
+    pub input: u64,
+    /// User output (may equal input).
+    pub output: u64,
+    /// Elements.
+    pub count: u64,
+    /// Bytes of one parity half.
+    pub half_bytes: u64,
+    /// Zero-copy: offset of the input inside the data area.
+    pub zc_offset: u64,
+    /// Per-wait timeout in nanoseconds.
+    pub timeout_ns: u64,
+    /// Mapped host block (abort word + error mirror), 0 = none.
+    pub host: u64,
+    /// This rank.
+    pub rank: u32,
+    /// World size.
+    pub world: u32,
+    /// Call signature.
+    pub sig: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// hcm: n0, n1, n2, relay.
+    pub hcm: [u32; 4],
+    /// avg: 1/world; else 1.
+    pub scale: f32,
+    /// Padding.
+    pub reserved: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<KernelArgs>() == 224);
+
+/// The input already lives in the symmetric buffer (no copy-in, end barrier).
+pub const FLAG_ZERO_COPY: u32 = 1;
+/// Input and output are 16-byte aligned (128-bit user I/O).
+pub const FLAG_IO_ALIGNED: u32 = 2;
+
+/// Elements per 16-byte chunk.
+pub const fn lanes(dtype: DType) -> u64 {
+    CHUNK_BYTES / dtype.size() as u64
+}
+
+/// Bytes of `count` elements, or `None` on u64 overflow.
+pub fn tensor_bytes(dtype: DType, count: u64) -> Option<u64> {
+    count.checked_mul(dtype.size() as u64)
+}
+
+/// 16-byte chunks covering `count` elements (the last may be partial).
+pub fn chunks(dtype: DType, count: u64) -> Option<u64> {
+    Some(tensor_bytes(dtype, count)?.div_ceil(CHUNK_BYTES))
+}
+
+/// Bytes of one parity half that a (non-zero-copy) call of `algo` needs.
+pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
+    let c = chunks(dtype, count)?;
+    let input = c.checked_mul(CHUNK_BYTES)?;
+    match algo {
+        Algo::OneShot | Algo::TwoShot => Some(input),
+        // input copy + f32 partial of every element slot
+        Algo::Hcm => input.checked_add(c.checked_mul(lanes(dtype) * 4)?),
+    }
+}
+
+/// Most elements of `dtype` that `algo` can reduce with parity halves of `half_bytes`.
+pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
+    let per_chunk = match algo {
+        Algo::OneShot | Algo::TwoShot => CHUNK_BYTES,
+        Algo::Hcm => CHUNK_BYTES + lanes(dtype) * 4,
+    };
+    (half_bytes / per_chunk) * lanes(dtype)
+}
+
+/// Check that a call fits; a clear error otherwise.
+pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> Result<()> {
+    let bytes = tensor_bytes(dtype, count).ok_or_else(|| {
+        CudaError::InvalidArgument(format!("{count} elements of {dtype} overflow u64 bytes"))
+    })?;
+    let needed = needed_half_bytes(algo, dtype, count).unwrap_or(u64::MAX);
+    if needed > half_bytes {
+        return Err(CudaError::TooLarge {
+            algo,
+            bytes,
+            needed,
+            capacity: half_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Grid of one launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchPlan {
+    /// Blocks (1..=MAX_BLOCKS), identical on every rank for one call.
+    pub blocks: u32,
+    /// Threads per block.
+    pub threads: u32,
+}
+
+/// Device facts the plan needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Streaming multiprocessors.
+    pub sm_count: u32,
+    /// Co-resident blocks per SM of the kernel at [`MAX_THREADS`] (occupancy API).
+    pub blocks_per_sm: u32,
+    /// Ranks whose kernels run at the same time on this device (1 for one GPU per rank;
+    /// W for virtual ranks): they share the co-resident slots.
+    pub ranks_on_device: u32,
+}
+
+impl DeviceLimits {
+    /// Blocks one rank may launch so that every block of every rank on this device is
+    /// resident at once (a block spinning on a peer must never wait for an SM).
+    pub fn co_resident_blocks(&self) -> u32 {
+        let slots = u64::from(self.sm_count) * u64::from(self.blocks_per_sm);
+        let per_rank = slots / u64::from(self.ranks_on_device.max(1));
+        u32::try_from(per_rank.min(MAX_BLOCKS as u64)).unwrap_or(MAX_BLOCKS as u32)
+    }
+}
+
+/// Choose the grid for `count` elements. `requested` forces a block count (checked).
+/// Auto: one block per `threads` chunks (one-shot) or per `threads` chunks of the largest
+/// per-rank slice (two-shot), at least 1, at most the co-resident limit.
+pub fn plan(
+    algo: Algo,
+    dtype: DType,
+    count: u64,
+    world: u32,
+    limits: &DeviceLimits,
+    requested: Option<u32>,
+) -> Result<LaunchPlan> {
+    let threads = MAX_THREADS;
+    let cap = limits.co_resident_blocks();
+    if cap == 0 {
+        return Err(CudaError::Launch(format!(
+            "no block can be co-resident: {} SMs x {} blocks/SM shared by {} ranks",
+            limits.sm_count, limits.blocks_per_sm, limits.ranks_on_device
+        )));
+    }
+    if let Some(b) = requested {
+        if b == 0 || b as usize > MAX_BLOCKS {
+            return Err(CudaError::Launch(format!(
+                "blocks = {b}, must be 1..={MAX_BLOCKS}"
+            )));
+        }
+        if b > cap {
+            return Err(CudaError::Launch(format!(
+                "blocks = {b} cannot all be co-resident: at most {cap} per rank ({} SMs x {} blocks/SM, {} ranks on this device)",
+                limits.sm_count, limits.blocks_per_sm, limits.ranks_on_device
+            )));
+        }
+        return Ok(LaunchPlan { blocks: b, threads });
+    }
+    let c = chunks(dtype, count).ok_or_else(|| {
+        CudaError::InvalidArgument(format!("{count} elements overflow u64 bytes"))
+    })?;
+    let work = match algo {
+        Algo::OneShot | Algo::Hcm => c,
+        Algo::TwoShot => c.div_ceil(u64::from(world.max(1))),
+    };
+    let want = work.div_ceil(u64::from(threads)).max(1);
+    let blocks = u32::try_from(want.min(u64::from(cap))).unwrap_or(cap);
+    Ok(LaunchPlan { blocks, threads })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H100: DeviceLimits = DeviceLimits {
+        sm_count: 132,
+        blocks_per_sm: 2,
+        ranks_on_device: 1,
+    };
+
+    #[test]
+    fn chunk_math_handles_tails() {
+        assert_eq!(chunks(DType::Bf16, 1), Some(1));
+        assert_eq!(chunks(DType::Bf16, 8), Some(1));
+        assert_eq!(chunks(DType::Bf16, 9), Some(2));
+        assert_eq!(chunks(DType::F32, 4), Some(1));
+        assert_eq!(chunks(DType::F32, 5), Some(2));
+        assert_eq!(chunks(DType::F32, 0), Some(0));
+    }
+
+    #[test]
+    fn sizes_cross_the_2_pow_32_boundary_in_u64() {
+        // 2^31 bf16 = 2^32 bytes: a u32 byte count would wrap to 0
+        let n = 1u64 << 31;
+        assert_eq!(tensor_bytes(DType::Bf16, n), Some(1u64 << 32));
+        assert_eq!(chunks(DType::Bf16, n), Some(1u64 << 28));
+        assert_eq!(
+            needed_half_bytes(Algo::OneShot, DType::Bf16, n),
+            Some(1u64 << 32)
+        );
+        // one element past: still exact
+        assert_eq!(
+            needed_half_bytes(Algo::TwoShot, DType::Bf16, n + 1),
+            Some((1u64 << 32) + 16)
+        );
+        // hcm: input + f32 partial = 2 + 4 bytes/element
+        assert_eq!(
+            needed_half_bytes(Algo::Hcm, DType::Bf16, n),
+            Some(3 * (1u64 << 32))
+        );
+        // capacity check at the boundary, both sides
+        assert!(check_capacity(Algo::OneShot, DType::Bf16, n, 1u64 << 32).is_ok());
+        let e = check_capacity(Algo::OneShot, DType::Bf16, n + 1, 1u64 << 32).unwrap_err();
+        assert!(
+            matches!(e, CudaError::TooLarge { needed, capacity, .. } if needed == (1u64 << 32) + 16 && capacity == 1u64 << 32)
+        );
+        // overflow is an error, not a wrap
+        assert_eq!(tensor_bytes(DType::F32, u64::MAX / 2), None);
+        assert!(check_capacity(Algo::OneShot, DType::F32, u64::MAX / 2, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn max_count_is_the_exact_capacity_limit() {
+        let half = 10 << 20;
+        for algo in Algo::ALL {
+            for d in DType::ALL {
+                let m = max_count(algo, d, half);
+                assert!(check_capacity(algo, d, m, half).is_ok(), "{algo} {d}");
+                assert!(check_capacity(algo, d, m + 1, half).is_err(), "{algo} {d}");
+            }
+        }
+        assert_eq!(max_count(Algo::OneShot, DType::Bf16, 10 << 20), 5 << 20);
+        assert_eq!(max_count(Algo::Hcm, DType::F32, 8 << 20), 1 << 20);
+    }
+
+    #[test]
+    fn plan_scales_with_size_and_caps_at_co_residency() {
+        let p = plan(Algo::OneShot, DType::Bf16, 1, 8, &H100, None).unwrap();
+        assert_eq!(
+            p,
+            LaunchPlan {
+                blocks: 1,
+                threads: 512
+            }
+        );
+        // 512 chunks per block: 8 * 512 * 3 bf16 -> 3 blocks
+        assert_eq!(
+            plan(Algo::OneShot, DType::Bf16, 8 * 512 * 3, 8, &H100, None)
+                .unwrap()
+                .blocks,
+            3
+        );
+        // two-shot divides the work by the world size
+        assert_eq!(
+            plan(Algo::TwoShot, DType::Bf16, 8 * 512 * 16, 8, &H100, None)
+                .unwrap()
+                .blocks,
+            2
+        );
+        // huge: capped at MAX_BLOCKS
+        assert_eq!(
+            plan(Algo::OneShot, DType::F32, 1 << 34, 8, &H100, None)
+                .unwrap()
+                .blocks,
+            32
+        );
+        // virtual ranks share the device: 8 ranks on 132 SMs x 2 -> 33 -> capped 32; on 40 SMs x 1 -> 5
+        let small = DeviceLimits {
+            sm_count: 40,
+            blocks_per_sm: 1,
+            ranks_on_device: 8,
+        };
+        assert_eq!(small.co_resident_blocks(), 5);
+        assert_eq!(
+            plan(Algo::OneShot, DType::F32, 1 << 30, 8, &small, None)
+                .unwrap()
+                .blocks,
+            5
+        );
+        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &small, Some(6)).is_err());
+        assert_eq!(
+            plan(Algo::OneShot, DType::F32, 1, 8, &small, Some(5))
+                .unwrap()
+                .blocks,
+            5
+        );
+        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(0)).is_err());
+        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(33)).is_err());
+        let none = DeviceLimits {
+            sm_count: 4,
+            blocks_per_sm: 1,
+            ranks_on_device: 8,
+        };
+        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &none, None).is_err());
+    }
+
+    #[test]
+    fn kernel_args_layout_matches_the_cuda_struct() {
+        // offsets of IncArgs fields (common.cuh), computed by hand
+        let a = KernelArgs::default();
+        let base = &a as *const KernelArgs as usize;
+        assert_eq!(&a.input as *const u64 as usize - base, 128);
+        assert_eq!(&a.host as *const u64 as usize - base, 176);
+        assert_eq!(&a.rank as *const u32 as usize - base, 184);
+        assert_eq!(&a.flags as *const u32 as usize - base, 196);
+        assert_eq!(&a.hcm as *const [u32; 4] as usize - base, 200);
+        assert_eq!(&a.scale as *const f32 as usize - base, 216);
+    }
+}

@@ -1,0 +1,121 @@
+//! Protocol vocabulary (PROTOCOL.md v1) that inc-cuda needs: data types, ops, algorithms,
+//! the call signature, the signal-pad layout, error codes and [`ErrorRecord`].
+//!
+//! The shared names come from inc-sim (the simulator that checks the same protocol); this
+//! module adds the few inc-cuda-only helpers.
+
+pub use inc_sim::{
+    abort_word, call_sig, error_code_name, flag_word, Algo, DType, ErrorRecord, PadLayout,
+    ReduceOp, ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS,
+    MAX_RANKS,
+};
+
+/// Bytes of one data chunk (one 128-bit load/store), as u64 for size arithmetic.
+pub const CHUNK_BYTES: u64 = inc_sim::CHUNK_BYTES as u64;
+
+/// Probe words (inc-cuda only, in the pad's reserved tail after the flags): one u64 per
+/// writer rank, used to confirm peer mappings with a real write/read at init.
+pub const PAD_PROBE: usize = PadLayout::USED;
+
+const _: () = assert!(PAD_PROBE + 8 * MAX_RANKS <= PadLayout::PAD_BYTES);
+
+/// Bytes of an [`ErrorRecord`] on the device.
+pub const ERROR_RECORD_BYTES: usize = 40;
+
+const _: () = assert!(std::mem::size_of::<ErrorRecord>() == ERROR_RECORD_BYTES);
+
+/// Name used in kernel entry points and `// STEP` markers (`one_shot`, `two_shot`, `hcm`).
+pub const fn kernel_name(algo: Algo) -> &'static str {
+    match algo {
+        Algo::OneShot => "one_shot",
+        Algo::TwoShot => "two_shot",
+        Algo::Hcm => "hcm",
+    }
+}
+
+/// Decode an [`ErrorRecord`] from the little-endian bytes of the device struct.
+pub fn error_record_from_le_bytes(b: &[u8; ERROR_RECORD_BYTES]) -> ErrorRecord {
+    let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(w)
+    };
+    ErrorRecord {
+        code: u32_at(0),
+        rank: u32_at(4),
+        block: u32_at(8),
+        peer: u32_at(12),
+        phase: u32_at(16),
+        _pad: u32_at(20),
+        expected: u64_at(24),
+        seen: u64_at(32),
+    }
+}
+
+/// PROTOCOL.md step names of the `inc` program of `algo`, from inc-sim (the kernels' `// STEP`
+/// markers must list exactly these).
+pub fn step_names(algo: Algo) -> Vec<&'static str> {
+    inc_sim::program::step_names(algo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_sig_is_fnv1a_of_the_11_bytes() {
+        let bytes: Vec<u8> = [1u8, 2, 3]
+            .into_iter()
+            .chain(1000u64.to_le_bytes())
+            .collect();
+        let mut h: u32 = 0x811c9dc5;
+        for b in bytes {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x01000193);
+        }
+        assert_eq!(call_sig(Algo::TwoShot, DType::F32, ReduceOp::Max, 1000), h);
+        // counts that differ only above bit 32 still differ
+        assert_ne!(
+            call_sig(Algo::OneShot, DType::F32, ReduceOp::Sum, 1),
+            call_sig(Algo::OneShot, DType::F32, ReduceOp::Sum, 1 + (1u64 << 32))
+        );
+    }
+
+    #[test]
+    fn error_record_round_trips_through_bytes() {
+        let r = ErrorRecord {
+            code: ERR_TIMEOUT,
+            rank: 3,
+            block: 17,
+            peer: 5,
+            phase: 2,
+            _pad: 0,
+            expected: flag_word(9, 0xdead_beef),
+            seen: flag_word(8, 0xdead_beef),
+        };
+        let mut b = [0u8; ERROR_RECORD_BYTES];
+        b[0..4].copy_from_slice(&r.code.to_le_bytes());
+        b[4..8].copy_from_slice(&r.rank.to_le_bytes());
+        b[8..12].copy_from_slice(&r.block.to_le_bytes());
+        b[12..16].copy_from_slice(&r.peer.to_le_bytes());
+        b[16..20].copy_from_slice(&r.phase.to_le_bytes());
+        b[24..32].copy_from_slice(&r.expected.to_le_bytes());
+        b[32..40].copy_from_slice(&r.seen.to_le_bytes());
+        assert_eq!(error_record_from_le_bytes(&b), r);
+        let s = r.to_string();
+        assert!(
+            s.contains("timeout on rank 3 block 17 (peer 5, step 2)"),
+            "{s}"
+        );
+        assert!(s.contains("epoch 9"), "{s}");
+    }
+
+    #[test]
+    fn pad_layout_matches_protocol() {
+        assert_eq!(PadLayout::MID, 64 + 4096);
+        assert_eq!(PadLayout::END, 64 + 8192);
+        assert_eq!(PadLayout::USED, 12352);
+        assert_eq!(PadLayout::PAD_BYTES % 4096, 0);
+    }
+}

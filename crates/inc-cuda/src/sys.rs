@@ -1,0 +1,314 @@
+//! Raw driver and NVRTC calls that cudarc's safe API does not cover. Each function is a thin
+//! `unsafe` wrapper whose contract is stated in its `# Safety` section; safe types live in
+//! `buffers.rs` and `kernels.rs`.
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+
+use cudarc::driver::sys::{self as dsys, CUdevice, CUdeviceptr, CUfunction, CUstream};
+use cudarc::driver::DriverError;
+use cudarc::nvrtc::sys as nsys;
+
+/// Size of a CUDA IPC memory handle.
+pub const IPC_HANDLE_BYTES: usize = 64;
+
+fn check(r: dsys::CUresult) -> Result<(), DriverError> {
+    r.result()
+}
+
+/// Whether libcuda can be loaded (never panics).
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen candidate library names; no CUDA call is made.
+    unsafe { dsys::is_culib_present() }
+}
+
+/// Whether libnvrtc can be loaded (never panics).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen candidate library names.
+    unsafe { nsys::is_culib_present() }
+}
+
+/// Driver version as reported by cuDriverGetVersion (e.g. 13000).
+///
+/// # Safety
+/// libcuda must be present ([`driver_present`]).
+pub unsafe fn driver_version() -> Result<i32, DriverError> {
+    let mut v: c_int = 0;
+    // SAFETY: v is a valid out pointer; caller guarantees the library is loaded.
+    check(unsafe { dsys::cuDriverGetVersion(&mut v) })?;
+    Ok(v)
+}
+
+/// Export an IPC handle for the allocation that starts at `ptr`.
+///
+/// # Safety
+/// `ptr` must be the base of a live cuMemAlloc allocation in the current context.
+pub unsafe fn ipc_get_mem_handle(ptr: CUdeviceptr) -> Result<[u8; IPC_HANDLE_BYTES], DriverError> {
+    let mut h = dsys::CUipcMemHandle_st {
+        reserved: [0; IPC_HANDLE_BYTES],
+    };
+    // SAFETY: h is a valid out struct; ptr contract from the caller.
+    check(unsafe { dsys::cuIpcGetMemHandle(&mut h, ptr) })?;
+    Ok(h.reserved.map(|c| c as u8))
+}
+
+/// Map a peer process's allocation (lazy peer access).
+///
+/// # Safety
+/// A context must be current on this thread; the handle must come from another process.
+pub unsafe fn ipc_open_mem_handle(
+    handle: &[u8; IPC_HANDLE_BYTES],
+) -> Result<CUdeviceptr, DriverError> {
+    let h = dsys::CUipcMemHandle_st {
+        reserved: handle.map(|b| b as c_char),
+    };
+    let mut p: CUdeviceptr = 0;
+    let flags = dsys::CUipcMem_flags::CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS as c_uint;
+    // SAFETY: p is a valid out pointer; the driver validates the handle bytes.
+    check(unsafe { dsys::cuIpcOpenMemHandle_v2(&mut p, h, flags) })?;
+    Ok(p)
+}
+
+/// Unmap a pointer returned by [`ipc_open_mem_handle`].
+///
+/// # Safety
+/// `ptr` must come from `ipc_open_mem_handle`, be closed once, and no kernel may still use it.
+pub unsafe fn ipc_close_mem_handle(ptr: CUdeviceptr) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    check(unsafe { dsys::cuIpcCloseMemHandle(ptr) })
+}
+
+/// cuDeviceCanAccessPeer.
+///
+/// # Safety
+/// Both device handles must come from cuDeviceGet.
+pub unsafe fn can_access_peer(dev: CUdevice, peer: CUdevice) -> Result<bool, DriverError> {
+    let mut v: c_int = 0;
+    // SAFETY: v is a valid out pointer.
+    check(unsafe { dsys::cuDeviceCanAccessPeer(&mut v, dev, peer) })?;
+    Ok(v != 0)
+}
+
+/// Enable access from the current context to `peer_ctx`'s memory; "already enabled" is OK.
+///
+/// # Safety
+/// A context must be current on this thread and `peer_ctx` must be a live context.
+pub unsafe fn enable_peer_access(peer_ctx: dsys::CUcontext) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    let r = unsafe { dsys::cuCtxEnablePeerAccess(peer_ctx, 0) };
+    if r == dsys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED {
+        return Ok(());
+    }
+    check(r)
+}
+
+/// Allocate `bytes` of device memory with plain cuMemAlloc (IPC-exportable).
+///
+/// # Safety
+/// A context must be current on this thread.
+pub unsafe fn mem_alloc(bytes: usize) -> Result<CUdeviceptr, DriverError> {
+    // SAFETY: contract from the caller.
+    unsafe { cudarc::driver::result::malloc_sync(bytes) }
+}
+
+/// Free memory from [`mem_alloc`].
+///
+/// # Safety
+/// `ptr` must come from `mem_alloc`, be freed once, and no kernel may still use it.
+pub unsafe fn mem_free(ptr: CUdeviceptr) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    unsafe { cudarc::driver::result::free_sync(ptr) }
+}
+
+/// Synchronous memset of `bytes` bytes at `ptr`.
+///
+/// # Safety
+/// `[ptr, ptr+bytes)` must be device memory reachable from the current context.
+pub unsafe fn memset_d8(ptr: CUdeviceptr, value: u8, bytes: usize) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    check(unsafe { dsys::cuMemsetD8_v2(ptr, value, bytes) })
+}
+
+/// Synchronous copy device -> host.
+///
+/// # Safety
+/// `[src, src+dst.len())` must be device memory reachable from the current context.
+pub unsafe fn copy_dtoh(dst: &mut [u8], src: CUdeviceptr) -> Result<(), DriverError> {
+    // SAFETY: dst is a valid host buffer of dst.len() bytes; src contract from the caller.
+    check(unsafe { dsys::cuMemcpyDtoH_v2(dst.as_mut_ptr().cast(), src, dst.len()) })
+}
+
+/// Synchronous copy host -> device.
+///
+/// # Safety
+/// `[dst, dst+src.len())` must be device memory reachable from the current context.
+pub unsafe fn copy_htod(dst: CUdeviceptr, src: &[u8]) -> Result<(), DriverError> {
+    // SAFETY: src is a valid host buffer; dst contract from the caller.
+    check(unsafe { dsys::cuMemcpyHtoD_v2(dst, src.as_ptr().cast(), src.len()) })
+}
+
+/// Pinned host memory mapped into the device address space: (host pointer, device pointer).
+///
+/// # Safety
+/// A context must be current on this thread.
+pub unsafe fn host_alloc_mapped(bytes: usize) -> Result<(*mut c_void, CUdeviceptr), DriverError> {
+    let mut p: *mut c_void = std::ptr::null_mut();
+    let flags = dsys::CU_MEMHOSTALLOC_DEVICEMAP | dsys::CU_MEMHOSTALLOC_PORTABLE;
+    // SAFETY: p is a valid out pointer.
+    check(unsafe { dsys::cuMemHostAlloc(&mut p, bytes, flags) })?;
+    // SAFETY: p was just allocated (zero-fill it before anyone reads it).
+    unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0, bytes) };
+    let mut d: CUdeviceptr = 0;
+    // SAFETY: p is a live DEVICEMAP allocation; d is a valid out pointer.
+    if let Err(e) = check(unsafe { dsys::cuMemHostGetDevicePointer_v2(&mut d, p, 0) }) {
+        // SAFETY: p came from cuMemHostAlloc above and is not used afterwards.
+        let _ = unsafe { dsys::cuMemFreeHost(p) };
+        return Err(e);
+    }
+    Ok((p, d))
+}
+
+/// Free memory from [`host_alloc_mapped`].
+///
+/// # Safety
+/// `p` must come from `host_alloc_mapped`, be freed once, and no kernel may still use it.
+pub unsafe fn host_free(p: *mut c_void) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    check(unsafe { dsys::cuMemFreeHost(p) })
+}
+
+/// Launch `f` with one by-value struct parameter.
+///
+/// # Safety
+/// `f` must be a live kernel whose only parameter has exactly the layout of `A`; the stream
+/// must belong to the current context; every device address inside `args` must stay valid
+/// until the kernel completes.
+pub unsafe fn launch<A>(
+    f: CUfunction,
+    grid: u32,
+    block: u32,
+    stream: CUstream,
+    args: &A,
+) -> Result<(), DriverError> {
+    let mut params: [*mut c_void; 1] = [(args as *const A).cast_mut().cast()];
+    // SAFETY: params points at one argument that the driver copies before returning.
+    check(unsafe {
+        dsys::cuLaunchKernel(
+            f,
+            grid,
+            1,
+            1,
+            block,
+            1,
+            1,
+            0,
+            stream,
+            params.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    })
+}
+
+/// Max co-resident blocks of `f` per SM at `block` threads.
+///
+/// # Safety
+/// `f` must be a live kernel.
+pub unsafe fn occupancy(f: CUfunction, block: u32) -> Result<u32, DriverError> {
+    let mut n: c_int = 0;
+    // SAFETY: n is a valid out pointer; f contract from the caller.
+    check(unsafe {
+        dsys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut n, f, block as c_int, 0)
+    })?;
+    Ok(u32::try_from(n).unwrap_or(0))
+}
+
+/// NVRTC version (major, minor).
+///
+/// # Safety
+/// libnvrtc must be present ([`nvrtc_present`]).
+pub unsafe fn nvrtc_version() -> Result<(i32, i32), i32> {
+    let (mut a, mut b): (c_int, c_int) = (0, 0);
+    // SAFETY: valid out pointers.
+    let r = unsafe { nsys::nvrtcVersion(&mut a, &mut b) };
+    if r == nsys::nvrtcResult::NVRTC_SUCCESS {
+        Ok((a, b))
+    } else {
+        Err(r as i32)
+    }
+}
+
+/// Outcome of an NVRTC compile.
+pub enum NvrtcOutcome {
+    /// The CUBIN image.
+    Cubin(Vec<u8>),
+    /// Compilation failed: status and program log.
+    Failed(i32, String),
+}
+
+/// Compile `src` to a CUBIN with `options`.
+///
+/// # Safety
+/// libnvrtc must be present ([`nvrtc_present`]).
+pub unsafe fn nvrtc_compile_cubin(
+    src: &str,
+    name: &str,
+    options: &[String],
+) -> Result<NvrtcOutcome, (&'static str, i32)> {
+    let csrc = CString::new(src).map_err(|_| ("source contains NUL", -1))?;
+    let cname = CString::new(name).map_err(|_| ("name contains NUL", -1))?;
+    let copts: Vec<CString> = options
+        .iter()
+        .map(|o| CString::new(o.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| ("option contains NUL", -1))?;
+    let popts: Vec<*const c_char> = copts.iter().map(|c| c.as_ptr()).collect();
+    let ok = nsys::nvrtcResult::NVRTC_SUCCESS;
+    let mut prog: nsys::nvrtcProgram = std::ptr::null_mut();
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        nsys::nvrtcCreateProgram(
+            &mut prog,
+            csrc.as_ptr(),
+            cname.as_ptr(),
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if r != ok {
+        return Err(("nvrtcCreateProgram", r as i32));
+    }
+    let n = c_int::try_from(popts.len()).unwrap_or(0);
+    // SAFETY: prog is live; popts holds n valid C strings.
+    let rc = unsafe { nsys::nvrtcCompileProgram(prog, n, popts.as_ptr()) };
+    let out = if rc != ok {
+        let mut size = 0usize;
+        // SAFETY: prog is live; valid out pointer.
+        let _ = unsafe { nsys::nvrtcGetProgramLogSize(prog, &mut size) };
+        let mut log = vec![0u8; size.max(1)];
+        // SAFETY: log has room for `size` bytes as NVRTC asked.
+        let _ = unsafe { nsys::nvrtcGetProgramLog(prog, log.as_mut_ptr().cast()) };
+        let text = String::from_utf8_lossy(&log)
+            .trim_end_matches('\0')
+            .to_string();
+        Ok(NvrtcOutcome::Failed(rc as i32, text))
+    } else {
+        let mut size = 0usize;
+        // SAFETY: prog is live and compiled; valid out pointer.
+        let r = unsafe { nsys::nvrtcGetCUBINSize(prog, &mut size) };
+        if r != ok {
+            Err(("nvrtcGetCUBINSize", r as i32))
+        } else {
+            let mut bin = vec![0u8; size];
+            // SAFETY: bin has exactly `size` bytes.
+            let r = unsafe { nsys::nvrtcGetCUBIN(prog, bin.as_mut_ptr().cast()) };
+            if r != ok {
+                Err(("nvrtcGetCUBIN", r as i32))
+            } else {
+                Ok(NvrtcOutcome::Cubin(bin))
+            }
+        }
+    };
+    // SAFETY: prog is live and destroyed once.
+    let _ = unsafe { nsys::nvrtcDestroyProgram(&mut prog) };
+    out
+}

@@ -1,0 +1,411 @@
+// inc kernels: shared definitions (signal pad layout, flag barrier, chunk I/O, folds).
+//
+// Compiled at run time by NVRTC (crates/inc-cuda/src/source.rs concatenates common.cuh,
+// one_shot.cu, two_shot.cu, hcm.cu and instances.cu). No CUDA headers are included: the
+// 16-bit conversions are done here by hand (bf16 by bit arithmetic, f16 by PTX cvt), so the
+// same code runs on sm_70 and newer without cuda_bf16.h.
+//
+// Every layout constant here must match docs/PROTOCOL.md and inc-sim's PadLayout; the
+// Rust side checks the constants by parsing this file (source.rs tests).
+
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef unsigned short u16;
+
+#define INC_MAX_RANKS 8
+#define INC_MAX_BLOCKS 32
+#define INC_MAX_THREADS 512
+
+// Signal pad layout (bytes).
+#define INC_PAD_EPOCH 0
+#define INC_PAD_DONE 4
+#define INC_PAD_ABORT 8
+#define INC_PAD_ERROR 16
+#define INC_PAD_START 64
+#define INC_FLAG_ARRAY_BYTES (2 * INC_MAX_BLOCKS * INC_MAX_RANKS * 8)
+#define INC_PAD_MID (INC_PAD_START + INC_FLAG_ARRAY_BYTES)
+#define INC_PAD_END (INC_PAD_MID + INC_FLAG_ARRAY_BYTES)
+
+// Host block (pinned, mapped): abort word at 0, error record mirror at 8.
+#define INC_HOST_ABORT 0
+#define INC_HOST_ERROR 8
+
+// Error codes.
+#define INC_ERR_TIMEOUT 1
+#define INC_ERR_SEQ_MISMATCH 2
+#define INC_ERR_CALL_MISMATCH 3
+#define INC_ERR_PEER_ABORT 4
+
+// IncArgs.flags bits.
+#define INC_FLAG_ZERO_COPY 1u
+#define INC_FLAG_IO_ALIGNED 2u
+
+struct IncErrorRecord {
+    u32 code;
+    u32 rank;
+    u32 block;
+    u32 peer;
+    u32 phase;
+    u32 pad_;
+    u64 expected;
+    u64 seen;
+};
+
+// Kernel argument block, passed by value (mirrors crates/inc-cuda/src/launch.rs KernelArgs).
+struct IncArgs {
+    u64 pad[INC_MAX_RANKS];   // signal pad of every rank (own included), device addresses
+    u64 data[INC_MAX_RANKS];  // data area of every rank
+    u64 input;                // user input (device address)
+    u64 output;               // user output (may equal input)
+    u64 count;                // elements
+    u64 half_bytes;           // bytes of one parity half of the data area
+    u64 zc_offset;            // zero-copy: byte offset of the input inside the data area
+    u64 timeout_ns;           // per wait
+    u64 host;                 // mapped host block (abort word + error mirror), 0 = none
+    u32 rank;
+    u32 world;
+    u32 sig;                  // call signature (FNV-1a of algo, dtype, op, count)
+    u32 flags;                // INC_FLAG_*
+    u32 hcm[4];               // hcm: n0, n1, n2, relay
+    float scale;              // avg: 1/world (f32); else 1
+    u32 reserved_;
+};
+
+// ----- memory-model primitives (system scope) -------------------------------------------
+
+__device__ __forceinline__ void inc_st_release_sys(u64 addr, u64 v) {
+    asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(addr), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ u64 inc_ld_acquire_sys(u64 addr) {
+    u64 v;
+    asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(addr) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ u32 inc_ld_relaxed_sys_u32(u64 addr) {
+    u32 v;
+    asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(addr) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void inc_st_relaxed_sys_u32(u64 addr, u32 v) {
+    asm volatile("st.relaxed.sys.global.u32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ u64 inc_now_ns() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+// 128-bit load that bypasses L1 (peer and symmetric-buffer data).
+__device__ __forceinline__ uint4 inc_ld_cg_v4(u64 addr) {
+    uint4 r;
+    asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(addr)
+                 : "memory");
+    return r;
+}
+
+__device__ __forceinline__ void inc_st_v4(u64 addr, uint4 v) {
+    asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(addr), "r"(v.x), "r"(v.y),
+                 "r"(v.z), "r"(v.w)
+                 : "memory");
+}
+
+// ----- element conversions ---------------------------------------------------------------
+// DT: 0 = bf16, 1 = f16, 2 = f32. OP: 0 = sum, 1 = avg, 2 = min, 3 = max.
+
+__device__ __forceinline__ float inc_f16_to_f32(u32 h) {
+    float f;
+    unsigned short s = (unsigned short)h;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(s));
+    return f;
+}
+
+__device__ __forceinline__ u32 inc_f32_to_f16(float f) {
+    unsigned short s;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(s) : "f"(f));
+    return (u32)s;
+}
+
+// Round to nearest even; NaN stays NaN (quiet bit set), like half::bf16::from_f32.
+__device__ __forceinline__ u32 inc_f32_to_bf16(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+template <int DT>
+struct IncLanes {
+    static const int N = (DT == 2) ? 4 : 8;  // elements per 16-byte chunk
+    static const int ES = (DT == 2) ? 4 : 2; // bytes per element
+};
+
+template <int DT>
+__device__ __forceinline__ void inc_unpack(uint4 r, float (&f)[8]) {
+    u32 w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if (DT == 2) {
+            f[i] = __uint_as_float(w[i]);
+        } else if (DT == 0) {
+            f[2 * i] = __uint_as_float(w[i] << 16);
+            f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        } else {
+            f[2 * i] = inc_f16_to_f32(w[i] & 0xffffu);
+            f[2 * i + 1] = inc_f16_to_f32(w[i] >> 16);
+        }
+    }
+}
+
+template <int DT>
+__device__ __forceinline__ uint4 inc_pack(const float (&f)[8]) {
+    u32 w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if (DT == 2) {
+            w[i] = __float_as_uint(f[i]);
+        } else if (DT == 0) {
+            w[i] = inc_f32_to_bf16(f[2 * i]) | (inc_f32_to_bf16(f[2 * i + 1]) << 16);
+        } else {
+            w[i] = inc_f32_to_f16(f[2 * i]) | (inc_f32_to_f16(f[2 * i + 1]) << 16);
+        }
+    }
+    uint4 r;
+    r.x = w[0];
+    r.y = w[1];
+    r.z = w[2];
+    r.w = w[3];
+    return r;
+}
+
+template <int OP>
+__device__ __forceinline__ float inc_fold(float a, float b) {
+    if (OP == 2) return fminf(a, b);
+    if (OP == 3) return fmaxf(a, b);
+    return __fadd_rn(a, b);
+}
+
+// acc = fold(acc, v) lane-wise (first: acc = v).
+template <int DT, int OP>
+__device__ __forceinline__ void inc_fold_chunk(float (&acc)[8], uint4 raw, bool first) {
+    float v[8];
+    inc_unpack<DT>(raw, v);
+#pragma unroll
+    for (int i = 0; i < IncLanes<DT>::N; ++i) acc[i] = first ? v[i] : inc_fold<OP>(acc[i], v[i]);
+}
+
+template <int DT, int OP>
+__device__ __forceinline__ void inc_finish(float (&acc)[8], float scale) {
+    if (OP == 1) {
+#pragma unroll
+        for (int i = 0; i < IncLanes<DT>::N; ++i) acc[i] = __fmul_rn(acc[i], scale);
+    }
+}
+
+// ----- user tensor I/O (handles the partial tail chunk and unaligned tensors) ----------
+
+template <int DT>
+__device__ __forceinline__ uint4 inc_load_input(const IncArgs& a, u64 c, u64 nbytes) {
+    const u64 off = c * 16;
+    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 16 <= nbytes) {
+        return *reinterpret_cast<const uint4*>(a.input + off);
+    }
+    u32 w[4] = {0, 0, 0, 0};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < IncLanes<DT>::N; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                w[i] = *reinterpret_cast<const u32*>(a.input + b);
+            } else {
+                u32 h = *reinterpret_cast<const u16*>(a.input + b);
+                w[i / 2] |= h << ((i & 1) * 16);
+            }
+        }
+    }
+    uint4 r;
+    r.x = w[0];
+    r.y = w[1];
+    r.z = w[2];
+    r.w = w[3];
+    return r;
+}
+
+template <int DT>
+__device__ __forceinline__ void inc_store_output(const IncArgs& a, u64 c, u64 nbytes, uint4 v) {
+    const u64 off = c * 16;
+    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 16 <= nbytes) {
+        *reinterpret_cast<uint4*>(a.output + off) = v;
+        return;
+    }
+    u32 w[4] = {v.x, v.y, v.z, v.w};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < IncLanes<DT>::N; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                *reinterpret_cast<u32*>(a.output + b) = w[i];
+            } else {
+                *reinterpret_cast<u16*>(a.output + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
+            }
+        }
+    }
+}
+
+// First chunk >= lo owned by this thread under the grid-stride partition
+// (chunk c belongs to block (c / T) % G, thread c % T).
+__device__ __forceinline__ u64 inc_first_chunk(u64 lo) {
+    const u64 T = blockDim.x;
+    const u64 stride = (u64)gridDim.x * T;
+    const u64 mine = (u64)blockIdx.x * T + threadIdx.x;
+    if (lo <= mine) return mine;
+    return mine + ((lo - mine + stride - 1) / stride) * stride;
+}
+
+__device__ __forceinline__ u64 inc_stride() { return (u64)gridDim.x * blockDim.x; }
+
+// ----- per-call context, errors, barrier ---------------------------------------------------
+
+struct IncCall {
+    u32 e;       // epoch of this call
+    u32 p;       // parity
+    u64 flag;    // (e << 32) | sig
+    u64 region;  // offset of this call's region in every rank's data area
+};
+
+// Record the first error of this rank (pad + host mirror) and raise the abort word on every
+// rank's pad (own included).
+__device__ void inc_fail(const IncArgs& a, u32 code, u32 peer, u32 phase, u64 expected,
+                         u64 seen) {
+    const u64 rec = a.pad[a.rank] + INC_PAD_ERROR;
+    if (atomicCAS_system(reinterpret_cast<unsigned int*>(rec), 0u, code) == 0u) {
+        volatile IncErrorRecord* r = reinterpret_cast<volatile IncErrorRecord*>(rec);
+        r->rank = a.rank;
+        r->block = blockIdx.x;
+        r->peer = peer;
+        r->phase = phase;
+        r->expected = expected;
+        r->seen = seen;
+        if (a.host != 0) {
+            volatile IncErrorRecord* h =
+                reinterpret_cast<volatile IncErrorRecord*>(a.host + INC_HOST_ERROR);
+            h->rank = a.rank;
+            h->block = blockIdx.x;
+            h->peer = peer;
+            h->phase = phase;
+            h->expected = expected;
+            h->seen = seen;
+            __threadfence_system();
+            h->code = code;
+        }
+        __threadfence_system();
+    }
+    const u32 word = 0x80000000u | ((a.rank & 0x7fffffu) << 8) | (code & 0xffu);
+    for (u32 q = 0; q < a.world && q < INC_MAX_RANKS; ++q) {
+        const u64 ab = a.pad[q] + INC_PAD_ABORT;
+        if (inc_ld_relaxed_sys_u32(ab) == 0u) inc_st_relaxed_sys_u32(ab, word);
+    }
+}
+
+__device__ __forceinline__ u32 inc_abort_seen(const IncArgs& a, bool check_host) {
+    u32 w = inc_ld_relaxed_sys_u32(a.pad[a.rank] + INC_PAD_ABORT);
+    if (w == 0u && check_host && a.host != 0) {
+        w = inc_ld_relaxed_sys_u32(a.host + INC_HOST_ABORT);
+    }
+    return w;
+}
+
+// PROLOGUE. Returns false when the whole block must exit (comm aborted).
+__device__ bool inc_prologue(const IncArgs& a, volatile int* s_fail, volatile u32* s_e,
+                             IncCall& k) {
+    if (threadIdx.x == 0) {
+        *s_fail = 0;
+        const u32 w = inc_abort_seen(a, true);
+        if (w != 0u) {
+            *s_fail = 2;
+            if (blockIdx.x == 0) inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, 0, 0, w);
+        }
+        *s_e = *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) + 1u;
+    }
+    __syncthreads();
+    if (*s_fail != 0) return false;
+    k.e = *s_e;
+    k.p = k.e & 1u;
+    k.flag = ((u64)k.e << 32) | (u64)a.sig;
+    k.region = (a.flags & INC_FLAG_ZERO_COPY) ? a.zc_offset : (u64)k.p * a.half_bytes;
+    return true;
+}
+
+// Flag barrier over the ranks in `mask` (PROTOCOL.md "Barrier"). All threads of the block
+// call it. Returns false once this block has failed (then it must skip every later step).
+__device__ bool inc_barrier(const IncArgs& a, const IncCall& k, u32 kind_off, u32 mask,
+                            u32 phase, volatile int* s_fail) {
+    __syncthreads();
+    const u32 t = threadIdx.x;
+    const u32 n = __popc(mask);
+    if (t < n && *s_fail == 0) {
+        // peer = the t-th set bit of mask
+        u32 m = mask;
+        for (u32 i = 0; i < t; ++i) m &= m - 1u;
+        const u32 peer = __ffs(m) - 1u;
+        const u64 slot = kind_off + ((u64)(k.p * INC_MAX_BLOCKS + blockIdx.x) * INC_MAX_RANKS) * 8u;
+        inc_st_release_sys(a.pad[peer] + slot + (u64)a.rank * 8u, k.flag);
+        const u64 mine = a.pad[a.rank] + slot + (u64)peer * 8u;
+        const u64 t0 = inc_now_ns();
+        u32 it = 0;
+        while (true) {
+            const u64 v = inc_ld_acquire_sys(mine);
+            if (v == k.flag) break;
+            const u32 ve = (u32)(v >> 32);
+            u32 code = 0;
+            if (ve == k.e) {
+                code = INC_ERR_CALL_MISMATCH;
+            } else if ((int)(ve - k.e) > 0) {
+                code = INC_ERR_SEQ_MISMATCH;
+            } else {
+                ++it;
+                if (*s_fail != 0) break;
+                const u32 w = inc_abort_seen(a, (it & 63u) == 0u);
+                if (w != 0u) {
+                    inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, phase, k.flag, v);
+                    *s_fail = 1;
+                    break;
+                }
+                if (inc_now_ns() - t0 > a.timeout_ns) code = INC_ERR_TIMEOUT;
+            }
+            if (code != 0) {
+                inc_fail(a, code, peer, phase, k.flag, v);
+                *s_fail = 1;
+                break;
+            }
+        }
+    }
+    __syncthreads();
+    return *s_fail == 0;
+}
+
+// Bit mask of every rank except me.
+__device__ __forceinline__ u32 inc_others(const IncArgs& a) {
+    return ((1u << a.world) - 1u) & ~(1u << a.rank);
+}
+
+// EPILOGUE: the last block to finish publishes the epoch.
+__device__ void inc_epilogue(const IncArgs& a, const IncCall& k) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned int* done = reinterpret_cast<unsigned int*>(a.pad[a.rank] + INC_PAD_DONE);
+        __threadfence();
+        if (atomicAdd(done, 1u) == gridDim.x - 1u) {
+            *reinterpret_cast<volatile u32*>(done) = 0u;
+            *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
+            __threadfence();
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `cargo xtask bench`: a bundle that runs `inc bench` (with NCCL beside it) and, when
+//! PyTorch is present, the torch/NCCL baseline script in the same command on a GPU host.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::util::{copy_file, repo_root, run_cargo, write_exec};
+
+const RUN_SH: &str = r#"#!/usr/bin/env bash
+# Runs inc's bench beside NCCL (and torch symmetric memory when PyTorch is present)
+# on every GPU of this machine, in one command, so the numbers are side by side.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-$here/out}
+mkdir -p "$out"
+export NCCL_NVLS_ENABLE=0
+n=${INC_BENCH_GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l)}
+if [ "$n" -lt 1 ]; then echo "no GPU found (nvidia-smi -L)"; exit 1; fi
+echo "== inc bench on $n GPU(s)"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -n 1
+if [ "$n" -ge 2 ]; then
+  "$here/inc" launch -n "$n" -- "$here/inc" bench --compare nccl --both \
+     --csv "$out/inc_bench.csv" --json "$out/inc_bench.json" --plot "$out/inc_bench.svg" "$@"
+else
+  "$here/inc" bench --threads 2 --compare nccl --both \
+     --csv "$out/inc_bench.csv" --json "$out/inc_bench.json" --plot "$out/inc_bench.svg" "$@"
+fi
+rc=$?
+if [ "$n" -ge 2 ] && python3 -c "import torch" 2>/dev/null; then
+  echo "== torch baseline (same machine, same command)"
+  torchrun --nproc-per-node="$n" "$here/torch_nccl_baseline.py" 2>&1 | tee "$out/torch_baseline.txt"
+fi
+exit $rc
+"#;
+
+/// Builds `inc` in release and writes the bench bundle into `dir` (default `bundle/bench`).
+pub fn bench(dir: Option<PathBuf>) -> Result<(), String> {
+    let root = repo_root()?;
+    let dir = dir.unwrap_or_else(|| root.join("bundle").join("bench"));
+    run_cargo(
+        &root,
+        &["build", "--release", "-p", "inc-comm", "--bin", "inc"],
+    )?;
+    fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    copy_file(&target.join("release").join("inc"), &dir.join("inc"))?;
+    let baseline = root
+        .join("..")
+        .join("shared")
+        .join("baselines")
+        .join("torch_nccl_baseline.py");
+    if baseline.exists() {
+        copy_file(&baseline, &dir.join("torch_nccl_baseline.py"))?;
+    } else {
+        eprintln!(
+            "note: {} not found; the bundle runs inc and NCCL only",
+            baseline.display()
+        );
+    }
+    write_exec(&dir.join("run.sh"), RUN_SH)?;
+    let rel = dir.strip_prefix(&root).unwrap_or(&dir);
+    println!("bench bundle ready: {}", dir.display());
+    println!(
+        "device command: bash {}/run.sh   (carry: [\"{}\"])",
+        rel.display(),
+        rel.display()
+    );
+    Ok(())
+}

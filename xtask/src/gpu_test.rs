@@ -1,0 +1,197 @@
+//! `cargo xtask gpu-test [--bundle-only DIR]`: build the GPU test binaries here (release,
+//! `--no-run`), copy them with a `run.sh` into one folder (default `bundle/gpu-test`,
+//! git-ignored, < 64 MiB) so that one command on a GPU machine runs them all.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Packages whose test binaries go into the bundle.
+pub const PACKAGES: &[&str] = &["inc-cuda"];
+
+/// Largest bundle the device tool carries.
+const MAX_BUNDLE_BYTES: u64 = 64 << 20;
+
+const RUN_SH: &str = r#"#!/bin/bash
+# Runs every test binary of this bundle on a GPU machine, GPU (#[ignore]) tests included.
+# Made by `cargo xtask gpu-test`. Exit status 0 only if every binary passed.
+cd "$(dirname "$0")" || exit 2
+export INC_REQUIRE_GPU=1
+export INC_CACHE_DIR="${INC_CACHE_DIR:-/tmp/inc-cache}"
+# libnvrtc is dlopen'ed by name; add its folder when the loader does not know it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64; do
+    if ls "$d"/libnvrtc.so* >/dev/null 2>&1; then export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH}"; break; fi
+  done
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+status=0
+for t in bin/*; do
+  echo "== $t"
+  "./$t" --include-ignored --test-threads=1 --nocapture || status=1
+done
+if [ "$status" = 0 ]; then echo "gpu-test bundle: PASS"; else echo "gpu-test bundle: FAIL"; fi
+exit $status
+"#;
+
+/// Pull the string value of `"key":"..."` out of one JSON line (cargo's messages escape
+/// no characters that occur in a Unix path we accept).
+fn json_str<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":\"");
+    let start = line.find(&pat)? + pat.len();
+    let rest = line.get(start..)?;
+    let end = rest.find('"')?;
+    rest.get(..end)
+}
+
+/// Test executables named in `cargo test --no-run --message-format=json` output lines.
+pub fn executables_from_json<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    packages: &[&str],
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in lines {
+        if !line.contains("\"reason\":\"compiler-artifact\"") || !line.contains("\"test\":true") {
+            continue;
+        }
+        let Some(exe) = json_str(line, "executable") else {
+            continue;
+        };
+        let pkg_ok = json_str(line, "package_id").is_some_and(|id| {
+            packages.iter().any(|p| {
+                id.contains(&format!("/{p}#"))
+                    || id.contains(&format!("{p} "))
+                    || id.contains(&format!("#{p}@"))
+            })
+        });
+        if pkg_ok {
+            out.push(PathBuf::from(exe));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn build() -> Result<Vec<PathBuf>, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(crate::util::repo_root()?).args([
+        "test",
+        "--release",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    for p in PACKAGES {
+        cmd.args(["-p", p]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let mut lines = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for l in BufReader::new(out).lines() {
+            lines.push(l.map_err(|e| format!("reading cargo output: {e}"))?);
+        }
+    }
+    let st = child.wait().map_err(|e| format!("cargo: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo test --no-run failed ({st})"));
+    }
+    let exes = executables_from_json(lines.iter().map(String::as_str), PACKAGES);
+    if exes.is_empty() {
+        return Err("cargo built no test executables".into());
+    }
+    Ok(exes)
+}
+
+/// Write `run.sh` and copy `exes` into `dir/bin` (replacing an older bundle there).
+pub fn make_bundle(dir: &Path, exes: &[PathBuf]) -> Result<u64, String> {
+    let bin = dir.join("bin");
+    if bin.exists() {
+        std::fs::remove_dir_all(&bin).map_err(|e| format!("removing {}: {e}", bin.display()))?;
+    }
+    std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
+    let mut total = 0u64;
+    for exe in exes {
+        let name = exe
+            .file_name()
+            .ok_or_else(|| format!("bad executable path {}", exe.display()))?;
+        let dst = bin.join(name);
+        total += std::fs::copy(exe, &dst).map_err(|e| format!("copying {}: {e}", exe.display()))?;
+    }
+    crate::util::write_exec(&dir.join("run.sh"), RUN_SH)?;
+    if total > MAX_BUNDLE_BYTES {
+        return Err(format!(
+            "bundle is {} MiB, over the 64 MiB the device tool carries",
+            total >> 20
+        ));
+    }
+    Ok(total)
+}
+
+/// Build the GPU test binaries and bundle them. `bundle_only = Some(DIR)` writes the bundle
+/// to DIR and prints nothing else; `None` writes `bundle/gpu-test` and prints the device
+/// command to run it.
+pub fn gpu_test(bundle_only: Option<PathBuf>) -> Result<(), String> {
+    let exes = build()?;
+    let quiet = bundle_only.is_some();
+    let dir = match bundle_only {
+        Some(dir) => dir,
+        None => crate::util::repo_root()?.join("bundle").join("gpu-test"),
+    };
+    let bytes = make_bundle(&dir, &exes)?;
+    if !quiet {
+        println!(
+            "bundle: {} ({} binaries, {:.1} MiB)",
+            dir.display(),
+            exes.len(),
+            bytes as f64 / (1 << 20) as f64
+        );
+        println!(
+            "device command (run tool, carry [\"bundle\"]):  bash bundle/gpu-test/run.sh 2>&1"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_test_executables_of_the_named_packages() {
+        let lines = [
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-cuda#0.1.0","profile":{"test":true},"executable":"/t/release/deps/gpu-abc"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-cuda#inc-cuda@0.1.0","profile":{"test":true},"executable":"/t/release/deps/inc_cuda-def"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-cuda#0.1.0","profile":{"test":false},"executable":null}"#,
+            r#"{"reason":"compiler-artifact","package_id":"registry+https://x#cudarc@0.19.10","profile":{"test":true},"executable":"/t/other"}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ];
+        let got = executables_from_json(lines.iter().copied(), &["inc-cuda"]);
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("/t/release/deps/gpu-abc"),
+                PathBuf::from("/t/release/deps/inc_cuda-def")
+            ]
+        );
+    }
+
+    #[test]
+    fn bundle_has_run_script_and_binaries() {
+        let tmp = std::env::temp_dir().join(format!("xtask-bundle-{}", std::process::id()));
+        let src = tmp.join("src-bin");
+        std::fs::create_dir_all(&src).unwrap();
+        let exe = src.join("t1");
+        std::fs::write(&exe, b"x").unwrap();
+        let out = tmp.join("out");
+        assert_eq!(make_bundle(&out, &[exe]).unwrap(), 1);
+        assert!(out.join("bin/t1").exists());
+        let sh = std::fs::read_to_string(out.join("run.sh")).unwrap();
+        assert!(sh.contains("--include-ignored"));
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+}
