@@ -1,0 +1,176 @@
+//! `inc demo [--world N] [--backend auto|cuda|sim] [--json]`: allreduce for every algorithm
+//! x dtype x op at a few sizes, checked against a CPU reference.
+
+use std::process::ExitCode;
+
+use inc_comm::demo::{demo_paths, run_rank, table, Case};
+use inc_comm::{BackendKind, Comm, CommError, CommOptions, Path, SimTopology};
+
+/// Arguments of `inc demo`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Ranks (threads of this process; under `inc launch` WORLD_SIZE decides).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub world: u8,
+    /// auto (GPUs when present, else the CPU simulator), cuda or sim.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Largest size to run, in bytes (default: 64 KiB on the simulator, 1 MiB on GPUs).
+    #[arg(long)]
+    pub max_bytes: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn max_bytes(kind: BackendKind, given: Option<usize>) -> usize {
+    given.unwrap_or(if kind == BackendKind::Sim {
+        inc_comm::demo::SIM_DEMO_MAX_BYTES
+    } else {
+        usize::MAX
+    })
+}
+
+fn opts_for(backend: BackendKind, hcm: bool) -> Result<CommOptions, CommError> {
+    let mut o = CommOptions::from_env()?;
+    o.backend = backend;
+    if hcm {
+        o.sim_topology = Some(SimTopology::HybridCubeMesh);
+    }
+    Ok(o)
+}
+
+/// The communicators of this process: one fully connected, and on the simulator at world 8
+/// a second one declared as a hybrid cube mesh, so hcm runs too.
+fn run_threads(
+    world: usize,
+    backend: BackendKind,
+    max: Option<usize>,
+) -> Result<(String, Vec<Case>, usize), CommError> {
+    let devices: Vec<usize> = (0..world).collect();
+    let comms = Comm::init_threads(&devices, opts_for(backend, false)?)?;
+    let kind = comms.first().map(|c| c.backend()).unwrap_or(backend);
+    let mut groups = vec![comms];
+    if kind == BackendKind::Sim && world == 8 {
+        groups.push(Comm::init_threads(&devices, opts_for(kind, true)?)?);
+    }
+    let mut cases = Vec::new();
+    let mut wrong = 0;
+    for comms in &groups {
+        let paths = comms.first().map(demo_paths).unwrap_or_default();
+        let paths: Vec<Path> =
+            if groups.len() > 1 && comms.first().is_some_and(|c| c.topology().hcm().is_some()) {
+                paths.into_iter().filter(|p| *p == Path::Hcm).collect()
+            } else {
+                paths
+            };
+        let results: Vec<Result<Vec<Case>, CommError>> = std::thread::scope(|s| {
+            let hs: Vec<_> = comms
+                .iter()
+                .map(|c| s.spawn(|| run_rank(c, &paths, max_bytes(kind, max))))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(CommError::Backend {
+                            rank: 0,
+                            reason: "demo thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for (rank, r) in results.into_iter().enumerate() {
+            let rc = r?;
+            wrong += rc.iter().map(|c| c.wrong).sum::<usize>();
+            if rank == 0 {
+                cases.extend(rc);
+            }
+        }
+    }
+    Ok((kind.name().to_string(), cases, wrong))
+}
+
+fn run_launched(
+    backend: BackendKind,
+    max: Option<usize>,
+) -> Result<(usize, usize, String, Vec<Case>, usize), CommError> {
+    let comm = Comm::from_env_with(opts_for(backend, false)?)?;
+    let (rank, world, kind) = (comm.rank(), comm.world(), comm.backend());
+    let paths = demo_paths(&comm);
+    let mut cases = run_rank(&comm, &paths, max_bytes(kind, max))?;
+    drop(comm);
+    if kind == BackendKind::Sim && world == 8 {
+        let hcm = Comm::from_env_with(opts_for(kind, true)?)?;
+        cases.extend(run_rank(&hcm, &[Path::Hcm], max_bytes(kind, max))?);
+    }
+    let wrong = cases.iter().map(|c| c.wrong).sum();
+    Ok((rank, world, kind.name().to_string(), cases, wrong))
+}
+
+fn report(json: bool, backend: &str, world: usize, cases: &[Case], wrong: usize) {
+    if json {
+        let v =
+            serde_json::json!({"backend": backend, "world": world, "cases": cases, "wrong": wrong});
+        println!("{v}");
+    } else {
+        println!("inc demo: backend {backend}, world {world}, {} cases (times: rank 0, mean of {} calls)", cases.len(), inc_comm::demo::DEMO_REPS);
+        print!("{}", table(cases));
+        if wrong == 0 {
+            println!(
+                "PASS: all {} results match the CPU reference on every rank",
+                cases.len()
+            );
+        } else {
+            println!("FAIL: {wrong} wrong elements");
+        }
+    }
+}
+
+/// Runs `inc demo`.
+pub fn run(args: Args) -> ExitCode {
+    let backend: BackendKind = match args.backend.parse() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("inc demo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let launched = std::env::var_os("RANK").is_some() && std::env::var_os("WORLD_SIZE").is_some();
+    if launched {
+        match run_launched(backend, args.max_bytes) {
+            Ok((rank, world, kind, cases, wrong)) => {
+                if rank == 0 {
+                    report(args.json, &kind, world, &cases, wrong);
+                } else if wrong > 0 {
+                    eprintln!("inc demo: rank {rank}: {wrong} wrong elements");
+                }
+                if wrong == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("inc demo: {e}");
+                ExitCode::from(1)
+            }
+        }
+    } else {
+        let world = usize::from(args.world);
+        match run_threads(world, backend, args.max_bytes) {
+            Ok((kind, cases, wrong)) => {
+                report(args.json, &kind, world, &cases, wrong);
+                if wrong == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("inc demo: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}

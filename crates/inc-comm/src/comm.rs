@@ -1,0 +1,753 @@
+//! [`Comm`]: one rank of an intra-node allreduce communicator.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use inc_store::{Handshake, MemStore, Store, TcpStore};
+use inc_topo::{NvlMesh, TopologyClass};
+use tracing::{debug, info, info_span, warn};
+
+use crate::backend::sim::SimBackend;
+use crate::counters::{CommStats, Counters};
+use crate::element::Element;
+use crate::error::{CommError, Result};
+use crate::options::{BackendKind, CommOptions, Path};
+use crate::rendezvous::{self, Meta, Opened, Rdv, FAILED_CLASS};
+use crate::select::{bytes_of, Fallback, Selection, Selector, TuneTable};
+use crate::work::Work;
+use crate::{DType, ReduceOp};
+
+pub(crate) enum Backend {
+    Sim(SimBackend),
+}
+
+impl Backend {
+    fn kind(&self) -> BackendKind {
+        match self {
+            Backend::Sim(_) => BackendKind::Sim,
+        }
+    }
+}
+
+/// One rank of an allreduce communicator (a GPU, or a CPU-simulated device).
+///
+/// Created collectively by every rank ([`Comm::init`], [`Comm::from_env`],
+/// [`Comm::init_threads`]); calls are collective too: every rank must make the same calls
+/// (same sizes, dtypes and ops) in the same order. A mismatch, a dead peer or a timeout is
+/// an error on every rank involved, and poisons the communicator: every later call returns
+/// [`CommError::Poisoned`] at once.
+pub struct Comm {
+    rank: usize,
+    world: usize,
+    opts: CommOptions,
+    prefix: String,
+    mesh: NvlMesh,
+    selector: Selector,
+    backend: Backend,
+    counters: Counters,
+    poison: OnceLock<CommError>,
+    /// Serialises calls of one communicator (they must be ordered anyway).
+    call: Mutex<()>,
+    #[allow(dead_code)]
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Comm")
+            .field("rank", &self.rank)
+            .field("world", &self.world)
+            .field("backend", &self.backend.kind())
+            .field("topology", &self.selector.class().name())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// torchrun's variables, read by [`Comm::from_env`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorchrunEnv {
+    /// `RANK`.
+    pub rank: usize,
+    /// `WORLD_SIZE`.
+    pub world: usize,
+    /// `LOCAL_RANK` (default: `RANK`).
+    pub local_rank: usize,
+    /// `LOCAL_WORLD_SIZE` (default: `WORLD_SIZE`).
+    pub local_world: usize,
+    /// `MASTER_ADDR`.
+    pub master_addr: String,
+    /// `MASTER_PORT`.
+    pub master_port: u16,
+}
+
+impl TorchrunEnv {
+    /// Reads and checks the variables from any source.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        fn num<T: std::str::FromStr>(
+            get: &dyn Fn(&str) -> Option<String>,
+            k: &str,
+            d: Option<T>,
+        ) -> Result<T> {
+            match get(k) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| CommError::option(k, &v, "expected a non-negative integer")),
+                None => d.ok_or_else(|| {
+                    CommError::option(k, "", "not set (run under inc launch or torchrun)")
+                }),
+            }
+        }
+        let rank: usize = num(&get, "RANK", None)?;
+        let world: usize = num(&get, "WORLD_SIZE", None)?;
+        let local_rank: usize = num(&get, "LOCAL_RANK", Some(rank))?;
+        let local_world: usize = num(&get, "LOCAL_WORLD_SIZE", Some(world))?;
+        let master_port: u16 = num(&get, "MASTER_PORT", None)?;
+        let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
+        if world == 0 || rank >= world {
+            return Err(CommError::option(
+                "RANK",
+                &rank.to_string(),
+                format!("must be below WORLD_SIZE={world}"),
+            ));
+        }
+        if local_world != world {
+            return Err(CommError::option(
+                "LOCAL_WORLD_SIZE",
+                &local_world.to_string(),
+                format!("inc is intra-node: every rank must be on this host (WORLD_SIZE={world})"),
+            ));
+        }
+        if local_rank >= local_world {
+            return Err(CommError::option(
+                "LOCAL_RANK",
+                &local_rank.to_string(),
+                "must be below LOCAL_WORLD_SIZE",
+            ));
+        }
+        Ok(Self {
+            rank,
+            world,
+            local_rank,
+            local_world,
+            master_addr,
+            master_port,
+        })
+    }
+}
+
+fn resolve_backend(kind: BackendKind) -> BackendKind {
+    match kind {
+        BackendKind::Auto => {
+            if crate::backend::cuda_available() {
+                BackendKind::Cuda
+            } else {
+                BackendKind::Sim
+            }
+        }
+        k => k,
+    }
+}
+
+impl Comm {
+    /// Joins a communicator of `world` ranks as `rank`, meeting the others through `store`.
+    /// Blocks until every rank joined (or `opts.timeout` passed). All ranks return a
+    /// communicator, or all return the same error (except for timeouts, which name the
+    /// missing ranks).
+    pub fn init(
+        store: Arc<dyn Store>,
+        rank: usize,
+        world: usize,
+        opts: CommOptions,
+    ) -> Result<Comm> {
+        Self::init_inner(store, rank, world, opts, rank, false)
+    }
+
+    /// Joins the communicator described by torchrun's variables (`RANK`, `WORLD_SIZE`,
+    /// `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) through the TCP
+    /// store at `MASTER_ADDR:MASTER_PORT`, with options from `INC_*` variables. The device
+    /// is `LOCAL_RANK`; the sim backend uses shared memory.
+    pub fn from_env() -> Result<Comm> {
+        Self::from_env_with(CommOptions::from_env()?)
+    }
+
+    /// Like [`Comm::from_env`] with explicit options (the torchrun variables still come
+    /// from the environment).
+    pub fn from_env_with(opts: CommOptions) -> Result<Comm> {
+        let env = TorchrunEnv::from_lookup(|k| std::env::var(k).ok())?;
+        let addr = format!("{}:{}", env.master_addr, env.master_port);
+        let copts = inc_store::ClientOptions {
+            connect_timeout: opts.timeout,
+            ..inc_store::ClientOptions::from_env()
+        };
+        let store = TcpStore::connect(&addr, copts).map_err(|e| CommError::Store {
+            rank: env.rank,
+            reason: format!("connecting to {addr}: {e}"),
+        })?;
+        Self::init_inner(
+            Arc::new(store),
+            env.rank,
+            env.world,
+            opts,
+            env.local_rank,
+            true,
+        )
+    }
+
+    /// Creates one communicator per entry of `devices` in this process (rank i drives
+    /// device `devices[i]`), meeting through an in-memory store. The sim backend shares
+    /// in-process regions (or shared memory with `opts.sim_shm`); CUDA uses peer access.
+    pub fn init_threads(devices: &[usize], opts: CommOptions) -> Result<Vec<Comm>> {
+        let world = devices.len();
+        if world == 0 {
+            return Err(CommError::InvalidArgument {
+                rank: 0,
+                reason: "no devices given".into(),
+            });
+        }
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let results: Vec<Result<Comm>> = std::thread::scope(|s| {
+            let handles: Vec<_> = devices
+                .iter()
+                .enumerate()
+                .map(|(rank, &dev)| {
+                    let store = store.clone();
+                    let opts = opts.clone();
+                    s.spawn(move || Self::init_inner(store, rank, world, opts, dev, false))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(rank, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(CommError::Backend {
+                            rank,
+                            reason: "init thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+
+    fn init_inner(
+        store: Arc<dyn Store>,
+        rank: usize,
+        world: usize,
+        opts: CommOptions,
+        device: usize,
+        multi_process: bool,
+    ) -> Result<Comm> {
+        let span = info_span!("inc.init", rank, world);
+        let _g = span.enter();
+        opts.validate()?;
+        if world == 0 || world > inc_sim::MAX_RANKS || rank >= world {
+            return Err(CommError::InvalidArgument {
+                rank,
+                reason: format!(
+                    "rank {rank} of world {world}: need 1 <= world <= {} and rank < world",
+                    inc_sim::MAX_RANKS
+                ),
+            });
+        }
+        let started = Instant::now();
+        let deadline = started + opts.timeout;
+        let prefix = rendezvous::comm_prefix(&*store, rank)?;
+        let kind = resolve_backend(opts.backend);
+        info!(backend = %kind, prefix = %prefix, "rendezvous starting");
+
+        // Local setup; a failure is reported to the peers in step 1 instead of leaving them
+        // waiting.
+        let tune = match &opts.tune_file {
+            Some(p) => TuneTable::load(p).map(Some),
+            None => Ok(None),
+        };
+        let backend: Result<Backend> = match kind {
+            BackendKind::Sim => {
+                SimBackend::new(rank, world, device, &opts, multi_process || opts.sim_shm)
+                    .map(Backend::Sim)
+            }
+            BackendKind::Cuda => Self::cuda_backend(rank, world, device, &opts),
+            BackendKind::Auto => Err(CommError::Backend {
+                rank,
+                reason: "backend not resolved".into(),
+            }),
+        };
+        let local_error = match (&backend, &tune) {
+            (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+            _ => None,
+        };
+        let rdv = Rdv {
+            store: &*store,
+            prefix: prefix.clone(),
+            rank,
+            world,
+            deadline,
+            timeout: opts.timeout,
+        };
+
+        // Step 1: versions, options, backend, local failures.
+        let meta = Meta {
+            version: rendezvous::VERSION.into(),
+            options: opts.agreement_digest(),
+            backend: kind.name().into(),
+            pid: std::process::id(),
+            error: local_error,
+        };
+        let metas = rdv.gather_json("meta", &meta)?;
+        if let Err(e) = rendezvous::check_meta(rank, &metas) {
+            warn!(error = %e, "rendezvous rejected");
+            // Our own local error is more precise than the group's summary.
+            return Err(match (backend, tune) {
+                (Err(own), _) | (_, Err(own)) => own,
+                _ => e,
+            });
+        }
+        let (mut backend, tune) = match (backend, tune) {
+            (Ok(b), Ok(t)) => (b, t),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+
+        // Step 2: one host, distinct devices.
+        let (bus_id, uuid, buffer_bytes, signal_bytes, blocks, hs_backend) = match &backend {
+            Backend::Sim(b) => (
+                b.device_id(),
+                String::new(),
+                b.buffer_bytes(),
+                b.signal_bytes(),
+                b.blocks(),
+                inc_store::Backend::Sim,
+            ),
+        };
+        let hs1 = Handshake {
+            rank: u32::try_from(rank).unwrap_or(u32::MAX),
+            world: u32::try_from(world).unwrap_or(u32::MAX),
+            backend: hs_backend,
+            topology_class: 0,
+            hostname: rendezvous::hostname(),
+            pci_bus_id: bus_id,
+            device_uuid: uuid,
+            mesh: Vec::new(),
+            ipc_handles: Vec::new(),
+            buffer_bytes,
+            signal_bytes,
+            blocks,
+        };
+        let all1 = rdv.exchange("hs1", &hs1)?;
+        rendezvous::check_devices(rank, &all1)?;
+
+        // Topology and buffers; a failure goes to the peers in step 3.
+        let local = Self::local_topology(&backend, &opts, world, &all1).and_then(|mesh| {
+            let class = crate::topo::classify(&mesh);
+            let handles = match &mut backend {
+                Backend::Sim(b) => b.allocate(&prefix)?,
+            };
+            Ok((mesh, class, handles))
+        });
+        let mut hs2 = Handshake {
+            hostname: hs1.hostname.clone(),
+            ..hs1.clone()
+        };
+        match &local {
+            Ok((mesh, class, handles)) => {
+                hs2.mesh = mesh.rows();
+                hs2.topology_class = crate::topo::class_code(class);
+                hs2.ipc_handles = handles.clone();
+                info!(class = class.name(), "topology");
+            }
+            Err(e) => {
+                hs2.topology_class = FAILED_CLASS;
+                let mut why = e.to_string();
+                why.truncate(1024);
+                hs2.ipc_handles = vec![why.into_bytes()];
+            }
+        }
+        let all2 = rdv.exchange("hs2", &hs2)?;
+        if let Err(own) = &local {
+            return Err(own.clone());
+        }
+        let (mesh, class, handles) = rendezvous::check_buffers(rank, &all2)?;
+
+        // Step 4: map the peers' buffers; all ranks must succeed.
+        let opened = match &mut backend {
+            Backend::Sim(b) => b.open_peers(&handles, &class),
+        };
+        let msg = Opened {
+            error: opened.as_ref().err().map(|e| e.to_string()),
+        };
+        let all4 = rdv.gather_json("opened", &msg)?;
+        opened?;
+        rendezvous::check_opened(rank, &all4)?;
+        let capacity = match &mut backend {
+            Backend::Sim(b) => {
+                b.all_opened();
+                b.capacity()
+            }
+        };
+        let selector = Selector::new(world, class, &opts, capacity, tune);
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "communicator ready"
+        );
+        Ok(Comm {
+            rank,
+            world,
+            opts,
+            prefix,
+            mesh,
+            selector,
+            backend,
+            counters: Counters::default(),
+            poison: OnceLock::new(),
+            call: Mutex::new(()),
+            store,
+        })
+    }
+
+    fn cuda_backend(
+        _rank: usize,
+        _world: usize,
+        _device: usize,
+        _opts: &CommOptions,
+    ) -> Result<Backend> {
+        Err(CommError::BackendUnavailable {
+            backend: "cuda".into(),
+            reason: "the cuda backend is not wired into inc-comm yet (use --backend sim)".into(),
+        })
+    }
+
+    fn local_topology(
+        backend: &Backend,
+        opts: &CommOptions,
+        world: usize,
+        _peers: &[Handshake],
+    ) -> Result<NvlMesh> {
+        match backend {
+            Backend::Sim(_) => crate::topo::sim_mesh(opts.sim_topology, world),
+        }
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of ranks.
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    /// The backend in use (`cuda` or `sim`).
+    pub fn backend(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// The agreed NVLink mesh.
+    pub fn mesh(&self) -> &NvlMesh {
+        &self.mesh
+    }
+
+    /// The agreed topology class.
+    pub fn topology(&self) -> &TopologyClass {
+        self.selector.class()
+    }
+
+    /// The options the communicator was created with.
+    pub fn options(&self) -> &CommOptions {
+        &self.opts
+    }
+
+    /// Per-path call counters and the last fallback reason.
+    pub fn stats(&self) -> CommStats {
+        self.counters.snapshot()
+    }
+
+    /// The path a call of `bytes` bytes of `dtype` would take, and why it would fall back.
+    pub fn select_algo(&self, bytes: u64, dtype: DType) -> Selection {
+        self.selector.select(bytes, dtype)
+    }
+
+    /// The error that poisoned this communicator, if any.
+    pub fn poisoned(&self) -> Option<&CommError> {
+        self.poison.get()
+    }
+
+    /// Raises the abort flag on every rank: this and every peer's pending and later calls
+    /// fail fast (use when this rank gives up, e.g. on its own error).
+    pub fn abort(&self, reason: &str) {
+        warn!(rank = self.rank, reason, "aborting communicator");
+        match &self.backend {
+            Backend::Sim(b) => b.abort(),
+        }
+        let _ = self.poison.set(CommError::PeerAborted {
+            rank: self.rank,
+            peer: self.rank,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(e) => {
+                self.counters.record_error();
+                Err(CommError::Poisoned {
+                    rank: self.rank,
+                    cause: Box::new(e.clone()),
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn fail(&self, e: CommError) -> CommError {
+        self.counters.record_error();
+        if e.poisons() && !matches!(e, CommError::Poisoned { .. }) {
+            let _ = self.poison.set(e.clone());
+        }
+        tracing::error!(rank = self.rank, error = %e, "allreduce failed");
+        e
+    }
+
+    /// Chooses the path of a call; errors when it would need NCCL and NCCL cannot run.
+    fn choose(&self, bytes: u64, dtype: DType) -> Result<Selection> {
+        let sel = self.selector.select(bytes, dtype);
+        debug!(bytes, dtype = dtype.name(), path = %sel.path, "algorithm");
+        if sel.path == Path::Nccl && matches!(self.backend, Backend::Sim(_)) {
+            return Err(match &sel.fallback {
+                Some(Fallback::TooLarge { max, .. }) => CommError::TooLarge {
+                    rank: self.rank,
+                    bytes,
+                    max: *max,
+                },
+                Some(f) => CommError::Unsupported {
+                    rank: self.rank,
+                    reason: format!("{f}; the sim backend has no NCCL fallback"),
+                },
+                None => CommError::Unsupported {
+                    rank: self.rank,
+                    reason: "INC_ALGO=nccl needs the cuda backend".into(),
+                },
+            });
+        }
+        if let Some(f) = &sel.fallback {
+            let why = f.to_string();
+            debug!(reason = %why, "falling back to nccl");
+            self.counters.record_fallback(&why);
+        }
+        Ok(sel)
+    }
+
+    /// In-place allreduce of a host buffer: every rank's `buf` becomes the reduction of all
+    /// ranks' `buf`s. On the sim backend this is the data path; on the cuda backend it
+    /// stages through device memory (a convenience, not the fast path).
+    pub fn allreduce_host<T: Element>(&self, buf: &mut [T], op: ReduceOp) -> Result<Work> {
+        let dtype = T::DTYPE;
+        let _g = self.call.lock().map_err(|_| CommError::Backend {
+            rank: self.rank,
+            reason: "call lock poisoned".into(),
+        })?;
+        self.check_poison()?;
+        let bytes = bytes_of(buf.len(), dtype).ok_or(CommError::TooLarge {
+            rank: self.rank,
+            bytes: u64::MAX,
+            max: u64::MAX,
+        })?;
+        let sel = self.choose(bytes, dtype).map_err(|e| self.fail(e))?;
+        let data: &mut [u8] = bytemuck::cast_slice_mut(buf);
+        let res = match (&self.backend, sel.path.algo()) {
+            (Backend::Sim(b), Some(algo)) => b.allreduce_in_place(algo, dtype, op, data),
+            (_, None) => Err(CommError::Unsupported {
+                rank: self.rank,
+                reason: "no path".into(),
+            }),
+        };
+        match res {
+            Ok(()) => {
+                self.counters.record(sel.path, bytes);
+                Ok(Work::done())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Out-of-place allreduce of host buffers: `output` = reduction of every rank's `input`.
+    pub fn allreduce_host_out<T: Element>(
+        &self,
+        input: &[T],
+        output: &mut [T],
+        op: ReduceOp,
+    ) -> Result<Work> {
+        self.host_out(None, input, output, op)
+    }
+
+    /// Like [`Comm::allreduce_host_out`] on a given path, whatever the selector would
+    /// choose (benchmarks, `inc demo`); an error when the path cannot take the call.
+    pub fn allreduce_host_using<T: Element>(
+        &self,
+        path: Path,
+        input: &[T],
+        output: &mut [T],
+        op: ReduceOp,
+    ) -> Result<Work> {
+        self.host_out(Some(path), input, output, op)
+    }
+
+    fn host_out<T: Element>(
+        &self,
+        path: Option<Path>,
+        input: &[T],
+        output: &mut [T],
+        op: ReduceOp,
+    ) -> Result<Work> {
+        let dtype = T::DTYPE;
+        let _g = self.call.lock().map_err(|_| CommError::Backend {
+            rank: self.rank,
+            reason: "call lock poisoned".into(),
+        })?;
+        self.check_poison()?;
+        if input.len() != output.len() {
+            return Err(CommError::InvalidArgument {
+                rank: self.rank,
+                reason: format!(
+                    "input has {} elements, output {}",
+                    input.len(),
+                    output.len()
+                ),
+            });
+        }
+        let bytes = bytes_of(input.len(), dtype).ok_or(CommError::TooLarge {
+            rank: self.rank,
+            bytes: u64::MAX,
+            max: u64::MAX,
+        })?;
+        let sel = match path {
+            None => self.choose(bytes, dtype).map_err(|e| self.fail(e))?,
+            Some(p) => {
+                self.check_path(p, bytes, dtype)?;
+                Selection {
+                    path: p,
+                    fallback: None,
+                }
+            }
+        };
+        let src: &[u8] = bytemuck::cast_slice(input);
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(output);
+        let res = match (&self.backend, sel.path.algo()) {
+            (Backend::Sim(b), Some(algo)) => b.allreduce(algo, dtype, op, src, dst),
+            (_, None) => Err(CommError::Unsupported {
+                rank: self.rank,
+                reason: "no path".into(),
+            }),
+        };
+        match res {
+            Ok(()) => {
+                self.counters.record(sel.path, bytes);
+                Ok(Work::done())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Whether `path` can take a call of `bytes` bytes of `dtype` on this communicator.
+    pub fn check_path(&self, path: Path, bytes: u64, dtype: DType) -> Result<()> {
+        if path == Path::Nccl {
+            return match &self.backend {
+                Backend::Sim(_) => Err(CommError::Unsupported {
+                    rank: self.rank,
+                    reason: "the nccl path needs the cuda backend".into(),
+                }),
+            };
+        }
+        let _ = dtype;
+        self.selector.can_run(path, bytes).map_err(|reason| {
+            let cap = self.selector.capacity_of(path);
+            if bytes > cap {
+                CommError::TooLarge {
+                    rank: self.rank,
+                    bytes,
+                    max: cap,
+                }
+            } else {
+                CommError::Unsupported {
+                    rank: self.rank,
+                    reason,
+                }
+            }
+        })
+    }
+
+    /// The timeout of every wait of this communicator.
+    pub fn timeout(&self) -> Duration {
+        self.opts.timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<TorchrunEnv> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TorchrunEnv::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn torchrun_env() {
+        let e = env(&[("RANK", "1"), ("WORLD_SIZE", "4"), ("MASTER_PORT", "29500")]).unwrap();
+        assert_eq!((e.rank, e.world, e.local_rank, e.local_world), (1, 4, 1, 4));
+        assert_eq!(e.master_addr, "127.0.0.1");
+        assert!(env(&[("WORLD_SIZE", "4"), ("MASTER_PORT", "1")]).is_err());
+        assert!(env(&[("RANK", "4"), ("WORLD_SIZE", "4"), ("MASTER_PORT", "1")]).is_err());
+        assert!(env(&[("RANK", "x"), ("WORLD_SIZE", "4"), ("MASTER_PORT", "1")]).is_err());
+        assert!(env(&[("RANK", "0"), ("WORLD_SIZE", "4"), ("MASTER_PORT", "99999")]).is_err());
+        assert!(env(&[
+            ("RANK", "0"),
+            ("WORLD_SIZE", "4"),
+            ("LOCAL_WORLD_SIZE", "2"),
+            ("MASTER_PORT", "1")
+        ])
+        .is_err());
+    }
+
+    fn sim_opts() -> CommOptions {
+        CommOptions {
+            backend: BackendKind::Sim,
+            timeout: Duration::from_secs(5),
+            buffer_bytes: Some(1 << 16),
+            ..CommOptions::default()
+        }
+    }
+
+    #[test]
+    fn threads_allreduce_sum() {
+        let comms = Comm::init_threads(&[0, 1, 2], sim_opts()).unwrap();
+        std::thread::scope(|s| {
+            for c in &comms {
+                s.spawn(move || {
+                    let mut v: Vec<f32> = (0..100).map(|i| (i + c.rank()) as f32).collect();
+                    c.allreduce_host(&mut v, ReduceOp::Sum)
+                        .unwrap()
+                        .wait()
+                        .unwrap();
+                    for (i, x) in v.iter().enumerate() {
+                        assert_eq!(*x, (3 * i + 3) as f32);
+                    }
+                });
+            }
+        });
+        assert_eq!(comms[0].stats().one_shot, 1);
+    }
+
+    #[test]
+    fn duplicate_devices_fail_on_every_rank() {
+        let e = Comm::init_threads(&[0, 0], sim_opts()).unwrap_err();
+        assert!(e.to_string().contains("same device"), "{e}");
+    }
+}

@@ -1,0 +1,520 @@
+//! Algorithm choice: a pure function of the call's size in BYTES, the topology class and
+//! the world size (the seed compared element counts against byte limits).
+//!
+//! Rules, in order:
+//! 1. `INC_ALGO=<path>` pins a path: it is used whenever it can run at all (the topology
+//!    allows it and the buffer holds the call), whatever the thresholds say; a call it
+//!    cannot take falls back to NCCL with the reason.
+//! 2. The tune table (`INC_TUNE_FILE`), when present: the first rule of this world and
+//!    class (and dtype, when the rule names one) whose `max_bytes` holds the call, if its
+//!    path can run.
+//! 3. Defaults: world 1 → one-shot; fully connected → one-shot up to the one-shot limit,
+//!    two-shot up to the two-shot limit; hybrid cube mesh (world 8) → hcm up to its limit;
+//!    anything else → NCCL, with the reason.
+//!
+//! All sizes are `u64` bytes computed with checked arithmetic, so a 4 GiB + 1 call never
+//! wraps into a small one.
+
+use std::fmt;
+use std::path::Path as FsPath;
+
+use inc_sim::DType;
+use inc_topo::TopologyClass;
+use serde::Deserialize;
+
+use crate::error::{CommError, Result};
+use crate::options::{AlgoChoice, CommOptions, Path};
+
+/// Default hcm limit (the seed's, in bytes).
+pub const DEFAULT_HCM_MAX_BYTES: u64 = 256 << 10;
+
+/// Default one-shot limit for a fully connected group of `world` ranks.
+pub fn default_one_shot_max_bytes(world: usize) -> u64 {
+    match world {
+        0..=2 => 1 << 20,
+        3..=4 => 512 << 10,
+        _ => 256 << 10,
+    }
+}
+
+/// Why a call did not take an intra-node path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// Larger than every intra-node path allows.
+    TooLarge {
+        /// The call's bytes.
+        bytes: u64,
+        /// The largest intra-node call for this topology.
+        max: u64,
+    },
+    /// The topology allows no intra-node path (not fully connected, not hcm).
+    Topology {
+        /// The class name.
+        class: &'static str,
+    },
+    /// `INC_ALGO` pinned a path that cannot take this call.
+    ForcedUnfit {
+        /// The pinned path.
+        wanted: Path,
+        /// Why it cannot.
+        why: String,
+    },
+}
+
+impl fmt::Display for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fallback::TooLarge { bytes, max } => {
+                write!(
+                    f,
+                    "{bytes} bytes is over the intra-node limit of {max} bytes"
+                )
+            }
+            Fallback::Topology { class } => write!(f, "topology {class} has no intra-node path"),
+            Fallback::ForcedUnfit { wanted, why } => {
+                write!(f, "INC_ALGO={wanted} cannot take this call: {why}")
+            }
+        }
+    }
+}
+
+/// The outcome of a choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The path to take.
+    pub path: Path,
+    /// Set when the path is NCCL because no intra-node path fits.
+    pub fallback: Option<Fallback>,
+}
+
+/// One rule of a tune table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TuneRule {
+    /// World size the rule is for.
+    pub world: usize,
+    /// Topology class name (`fully_connected`, `hybrid_cube_mesh`, `none`); absent: any.
+    #[serde(default)]
+    pub class: Option<String>,
+    /// `bf16`, `f16` or `f32`; absent: any.
+    #[serde(default)]
+    pub dtype: Option<String>,
+    /// The rule covers calls up to this many bytes.
+    pub max_bytes: u64,
+    /// `one-shot`, `two-shot`, `hcm` or `nccl`.
+    pub algo: String,
+}
+
+/// An autotune table: `{"rules": [{"world": 2, "max_bytes": 65536, "algo": "one-shot"}, ...]}`.
+/// Rules are tried in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TuneTable {
+    rules: Vec<(TuneRule, Path)>,
+}
+
+#[derive(Deserialize)]
+struct TuneFile {
+    rules: Vec<TuneRule>,
+}
+
+impl TuneTable {
+    /// Parses the JSON text of a table; an unknown algo or dtype is an error.
+    pub fn parse(text: &str) -> Result<Self> {
+        let file: TuneFile = serde_json::from_str(text)
+            .map_err(|e| CommError::option("INC_TUNE_FILE", "<contents>", e.to_string()))?;
+        let mut rules = Vec::with_capacity(file.rules.len());
+        for r in file.rules {
+            let path: Path = r.algo.parse().map_err(|_| {
+                CommError::option(
+                    "INC_TUNE_FILE",
+                    &r.algo,
+                    "rule algo must be one-shot, two-shot, hcm or nccl",
+                )
+            })?;
+            if let Some(d) = &r.dtype {
+                if d.parse::<DType>().is_err() {
+                    return Err(CommError::option(
+                        "INC_TUNE_FILE",
+                        d,
+                        "rule dtype must be bf16, f16 or f32",
+                    ));
+                }
+            }
+            rules.push((r, path));
+        }
+        Ok(Self { rules })
+    }
+
+    /// Reads and parses a table file.
+    pub fn load(path: &FsPath) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CommError::option("INC_TUNE_FILE", &path.display().to_string(), e.to_string())
+        })?;
+        Self::parse(&text)
+    }
+
+    fn lookup(&self, world: usize, class: &str, dtype: DType, bytes: u64) -> Option<Path> {
+        let dname = dtype.name();
+        self.rules
+            .iter()
+            .find(|(r, _)| {
+                r.world == world
+                    && r.class.as_deref().is_none_or(|c| c == class)
+                    && r.dtype
+                        .as_deref()
+                        .is_none_or(|d| d.eq_ignore_ascii_case(dname))
+                    && bytes <= r.max_bytes
+            })
+            .map(|(_, p)| *p)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when the table has no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// Largest call (bytes) each intra-node algorithm's buffers hold; filled in by the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capacity {
+    /// one-shot.
+    pub one_shot: u64,
+    /// two-shot.
+    pub two_shot: u64,
+    /// hcm.
+    pub hcm: u64,
+}
+
+impl Capacity {
+    fn of(&self, p: Path) -> u64 {
+        match p {
+            Path::OneShot => self.one_shot,
+            Path::TwoShot => self.two_shot,
+            Path::Hcm => self.hcm,
+            Path::Nccl => u64::MAX,
+        }
+    }
+}
+
+/// The selector of one communicator (fixed at init; `select` is pure and allocation-free
+/// on the intra-node paths).
+#[derive(Debug, Clone)]
+pub struct Selector {
+    world: usize,
+    class: TopologyClass,
+    choice: AlgoChoice,
+    one_shot_max: u64,
+    two_shot_max: u64,
+    hcm_max: u64,
+    capacity: Capacity,
+    tune: Option<TuneTable>,
+}
+
+impl Selector {
+    /// Builds the selector from the options, the agreed topology and the buffers' capacity.
+    pub fn new(
+        world: usize,
+        class: TopologyClass,
+        opts: &CommOptions,
+        capacity: Capacity,
+        tune: Option<TuneTable>,
+    ) -> Self {
+        Self {
+            world,
+            class,
+            choice: opts.algo,
+            one_shot_max: opts
+                .one_shot_max_bytes
+                .unwrap_or_else(|| default_one_shot_max_bytes(world)),
+            two_shot_max: opts.two_shot_max_bytes.unwrap_or(u64::MAX),
+            hcm_max: opts.hcm_max_bytes.unwrap_or(DEFAULT_HCM_MAX_BYTES),
+            capacity,
+            tune,
+        }
+    }
+
+    /// The buffer capacity of `path` in bytes (`u64::MAX` for NCCL).
+    pub fn capacity_of(&self, path: Path) -> u64 {
+        self.capacity.of(path)
+    }
+
+    /// The topology class this selector decides for.
+    pub fn class(&self) -> &TopologyClass {
+        &self.class
+    }
+
+    /// Whether `path` can run at all for a call of `bytes` (topology and buffer capacity),
+    /// or why not.
+    pub fn can_run(&self, path: Path, bytes: u64) -> std::result::Result<(), String> {
+        let topo_ok = match path {
+            Path::Nccl => true,
+            Path::OneShot | Path::TwoShot => {
+                self.world == 1 || matches!(self.class, TopologyClass::FullyConnected)
+            }
+            Path::Hcm => self.world == 8 && matches!(self.class, TopologyClass::HybridCubeMesh(_)),
+        };
+        if !topo_ok {
+            return Err(format!(
+                "{path} needs {} (topology is {}, world {})",
+                if path == Path::Hcm {
+                    "a hybrid cube mesh of 8"
+                } else {
+                    "a fully connected group"
+                },
+                self.class.name(),
+                self.world
+            ));
+        }
+        let cap = self.capacity.of(path);
+        if bytes > cap {
+            return Err(format!(
+                "{bytes} bytes is over the {path} buffer capacity of {cap} bytes"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Chooses the path for a call of `bytes` bytes of `dtype`.
+    pub fn select(&self, bytes: u64, dtype: DType) -> Selection {
+        let intra = |path| Selection {
+            path,
+            fallback: None,
+        };
+        if let AlgoChoice::Force(p) = self.choice {
+            return match self.can_run(p, bytes) {
+                Ok(()) => intra(p),
+                Err(why) => Selection {
+                    path: Path::Nccl,
+                    fallback: Some(Fallback::ForcedUnfit { wanted: p, why }),
+                },
+            };
+        }
+        if let Some(t) = &self.tune {
+            if let Some(p) = t.lookup(self.world, self.class.name(), dtype, bytes) {
+                if self.can_run(p, bytes).is_ok() {
+                    return intra(p);
+                }
+            }
+        }
+        if self.world == 1 {
+            let max = self.capacity.one_shot;
+            return if bytes <= max {
+                intra(Path::OneShot)
+            } else {
+                Selection {
+                    path: Path::Nccl,
+                    fallback: Some(Fallback::TooLarge { bytes, max }),
+                }
+            };
+        }
+        match &self.class {
+            TopologyClass::FullyConnected => {
+                let one = self.one_shot_max.min(self.capacity.one_shot);
+                let two = self.two_shot_max.min(self.capacity.two_shot);
+                if bytes <= one {
+                    intra(Path::OneShot)
+                } else if bytes <= two {
+                    intra(Path::TwoShot)
+                } else {
+                    Selection {
+                        path: Path::Nccl,
+                        fallback: Some(Fallback::TooLarge {
+                            bytes,
+                            max: one.max(two),
+                        }),
+                    }
+                }
+            }
+            TopologyClass::HybridCubeMesh(_) if self.world == 8 => {
+                let max = self.hcm_max.min(self.capacity.hcm);
+                if bytes <= max {
+                    intra(Path::Hcm)
+                } else {
+                    Selection {
+                        path: Path::Nccl,
+                        fallback: Some(Fallback::TooLarge { bytes, max }),
+                    }
+                }
+            }
+            other => Selection {
+                path: Path::Nccl,
+                fallback: Some(Fallback::Topology {
+                    class: other.name(),
+                }),
+            },
+        }
+    }
+}
+
+/// Bytes of `len` elements of `dtype`, or an error when that overflows `u64`.
+pub fn bytes_of(len: usize, dtype: DType) -> Option<u64> {
+    u64::try_from(len).ok()?.checked_mul(dtype.size() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CAP: Capacity = Capacity {
+        one_shot: 64 << 20,
+        two_shot: 64 << 20,
+        hcm: 32 << 20,
+    };
+
+    fn hcm_class() -> TopologyClass {
+        let mesh = crate::topo::hcm_mesh().unwrap();
+        inc_topo::classify(&mesh)
+    }
+
+    fn sel(world: usize, class: TopologyClass, opts: CommOptions) -> Selector {
+        Selector::new(world, class, &opts, CAP, None)
+    }
+
+    #[test]
+    fn fully_connected_defaults() {
+        let s = sel(4, TopologyClass::FullyConnected, CommOptions::default());
+        assert_eq!(s.select(1024, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(512 << 10, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select((512 << 10) + 1, DType::Bf16).path, Path::TwoShot);
+        assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);
+        let big = s.select((64 << 20) + 1, DType::F32);
+        assert_eq!(big.path, Path::Nccl);
+        assert!(matches!(big.fallback, Some(Fallback::TooLarge { .. })));
+    }
+
+    #[test]
+    fn thresholds_are_bytes_not_elements() {
+        // 128K f32 elements = 512 KiB: over a 256 KiB one-shot limit, even though the
+        // element count (131072) is under it.
+        let o = CommOptions {
+            one_shot_max_bytes: Some(256 << 10),
+            ..CommOptions::default()
+        };
+        let s = sel(8, TopologyClass::FullyConnected, o);
+        let bytes = bytes_of(128 << 10, DType::F32).unwrap();
+        assert_eq!(s.select(bytes, DType::F32).path, Path::TwoShot);
+        let bytes = bytes_of(128 << 10, DType::Bf16).unwrap();
+        assert_eq!(s.select(bytes, DType::Bf16).path, Path::OneShot);
+    }
+
+    #[test]
+    fn four_gib_boundary_does_not_wrap() {
+        let cap = Capacity {
+            one_shot: u64::MAX,
+            two_shot: u64::MAX,
+            hcm: u64::MAX,
+        };
+        let o = CommOptions {
+            two_shot_max_bytes: Some(1 << 32),
+            ..CommOptions::default()
+        };
+        let s = Selector::new(2, TopologyClass::FullyConnected, &o, cap, None);
+        assert_eq!(s.select(1 << 32, DType::F32).path, Path::TwoShot);
+        // 2^32 + 16 bytes truncated to 32 bits would be 16 bytes -> one-shot; it must not.
+        assert_eq!(s.select((1 << 32) + 16, DType::F32).path, Path::Nccl);
+        assert_eq!(bytes_of((1 << 30) + 4, DType::F32), Some((1 << 32) + 16));
+        assert_eq!(bytes_of(usize::MAX, DType::F32), None);
+    }
+
+    #[test]
+    fn hcm_only_on_hcm_world_8() {
+        let s = sel(8, hcm_class(), CommOptions::default());
+        assert_eq!(s.select(4096, DType::Bf16).path, Path::Hcm);
+        let big = s.select((256 << 10) + 1, DType::Bf16);
+        assert_eq!(big.path, Path::Nccl);
+        let s = sel(4, TopologyClass::None, CommOptions::default());
+        let r = s.select(16, DType::F16);
+        assert_eq!(r.path, Path::Nccl);
+        assert_eq!(r.fallback, Some(Fallback::Topology { class: "none" }));
+    }
+
+    #[test]
+    fn forced_paths() {
+        let force = |p| CommOptions {
+            algo: AlgoChoice::Force(p),
+            ..CommOptions::default()
+        };
+        let s = sel(4, TopologyClass::FullyConnected, force(Path::TwoShot));
+        assert_eq!(s.select(16, DType::F32).path, Path::TwoShot);
+        let s = sel(4, TopologyClass::FullyConnected, force(Path::Nccl));
+        assert_eq!(
+            s.select(16, DType::F32),
+            Selection {
+                path: Path::Nccl,
+                fallback: None
+            }
+        );
+        let s = sel(4, TopologyClass::FullyConnected, force(Path::Hcm));
+        let r = s.select(16, DType::F32);
+        assert_eq!(r.path, Path::Nccl);
+        assert!(matches!(
+            r.fallback,
+            Some(Fallback::ForcedUnfit {
+                wanted: Path::Hcm,
+                ..
+            })
+        ));
+        let s = sel(4, TopologyClass::FullyConnected, force(Path::OneShot));
+        assert_eq!(s.select(CAP.one_shot + 1, DType::F32).path, Path::Nccl);
+        assert_eq!(s.select(CAP.one_shot, DType::F32).path, Path::OneShot);
+    }
+
+    #[test]
+    fn world_one_is_one_shot() {
+        let s = sel(1, TopologyClass::FullyConnected, CommOptions::default());
+        assert_eq!(s.select(10 << 20, DType::F32).path, Path::OneShot);
+    }
+
+    #[test]
+    fn tune_table_rules() {
+        let t = TuneTable::parse(
+            r#"{"rules":[
+                {"world":2,"dtype":"f32","max_bytes":1024,"algo":"two-shot"},
+                {"world":2,"class":"fully_connected","max_bytes":4096,"algo":"nccl"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        let s = Selector::new(
+            2,
+            TopologyClass::FullyConnected,
+            &CommOptions::default(),
+            CAP,
+            Some(t),
+        );
+        assert_eq!(s.select(1024, DType::F32).path, Path::TwoShot);
+        assert_eq!(s.select(1024, DType::Bf16).path, Path::Nccl);
+        assert_eq!(s.select(4097, DType::Bf16).path, Path::OneShot);
+        assert!(TuneTable::parse(r#"{"rules":[{"world":2,"max_bytes":1,"algo":"x"}]}"#).is_err());
+        assert!(TuneTable::parse(
+            r#"{"rules":[{"world":2,"max_bytes":1,"algo":"nccl","dtype":"f64"}]}"#
+        )
+        .is_err());
+        assert!(TuneTable::parse("not json").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn selection_respects_limits(bytes in 0u64..(1 << 34), world in 1usize..=8, one in 0u64..(1 << 24), two in 0u64..(1 << 27)) {
+            let o = CommOptions { one_shot_max_bytes: Some(one), two_shot_max_bytes: Some(two), ..CommOptions::default() };
+            let s = Selector::new(world, TopologyClass::FullyConnected, &o, CAP, None);
+            let r = s.select(bytes, DType::Bf16);
+            match r.path {
+                Path::OneShot => prop_assert!(world == 1 && bytes <= CAP.one_shot || bytes <= one.min(CAP.one_shot)),
+                Path::TwoShot => prop_assert!(bytes <= two.min(CAP.two_shot) && bytes > one.min(CAP.one_shot)),
+                Path::Nccl => prop_assert!(r.fallback.is_some() && bytes > one.min(CAP.one_shot)),
+                Path::Hcm => prop_assert!(false, "hcm on a fully connected group"),
+            }
+            // Monotone: a smaller call never takes a "larger" path.
+            if bytes > 0 {
+                let smaller = s.select(bytes / 2, DType::Bf16).path;
+                prop_assert!(smaller <= r.path);
+            }
+        }
+    }
+}
