@@ -22,13 +22,31 @@ enum Cmd {
     Store(cmd::store::Args),
     /// Check an allreduce signal protocol on the CPU simulator.
     Sim(cmd::sim::Args),
+    /// Allreduce every algorithm x dtype x op on N ranks and check it against a CPU reference.
+    Demo(cmd::demo::Args),
+    /// Run N ranks of a command with the torchrun environment and a store server.
+    Launch(cmd::launch::Args),
+    /// Allreduce latency and bandwidth per size (nccl-tests columns), beside NCCL.
+    Bench(cmd::bench::Args),
+    /// Measure every algorithm at every size and write a threshold table for `auto`.
+    Tune(cmd::tune::Args),
 }
 
 fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Topo(a) => cmd::topo::run(a),
         Cmd::Store(a) => cmd::store::run(a),
         Cmd::Sim(a) => cmd::sim::run(a),
+        Cmd::Demo(a) => cmd::demo::run(a),
+        Cmd::Launch(a) => cmd::launch::run(a),
+        Cmd::Bench(a) => cmd::bench::run(a),
+        Cmd::Tune(a) => cmd::tune::run(a),
     }
 }
