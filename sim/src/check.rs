@@ -5,9 +5,12 @@
 //! not the current call's (`stale-read`, from data tags, even when values match); no
 //! deadlock (all live blocks waiting, no store left to land); calls that disagree are
 //! detected (`seq-mismatch`); a killed rank makes every other rank stop with an error
-//! (`timeout`). A violation carries a readable trace and the seed that reproduces it.
+//! (`timeout`). A violation carries a readable trace, the seed that reproduces it and its
+//! replayable [`Decision`] list; the first of each kind is shrunk to a short run (see the
+//! crate docs, "Minimal traces").
 
 use std::fmt::Write as _;
+use std::time::{Duration, Instant};
 
 use crate::error::SimError;
 use crate::model::{MemOrder, Memory};
@@ -103,6 +106,12 @@ pub struct SimConfig {
     pub weaken: Option<Weakening>,
     /// Step budget of one schedule; exceeding it is a `timeout` violation (livelock).
     pub max_steps: usize,
+    /// Replays the shrinker may spend on the first violation of each kind (0 = do not
+    /// shrink; the trace is then the found run's, cut to the involved ranks).
+    pub shrink_runs: usize,
+    /// Wall-clock bound of shrinking one violation (the result stays a valid, replayable
+    /// schedule when it is hit, but may then depend on machine speed).
+    pub shrink_time: Duration,
 }
 
 impl SimConfig {
@@ -122,6 +131,8 @@ impl SimConfig {
             weaken: None,
             scheduler: Scheduler::Random,
             max_steps: 200_000,
+            shrink_runs: 2_000,
+            shrink_time: Duration::from_secs(2),
         }
     }
 
@@ -208,18 +219,87 @@ impl ViolationKind {
     }
 }
 
+/// One scheduling decision of a run, as recorded for replay and shrinking.
+///
+/// A schedule is the list of decisions a run took. [`replay`] feeds one back: each
+/// action decision is taken when that action is enabled at that point and dropped
+/// otherwise; a `Value` belongs to the action before it. When the list runs out, the
+/// lowest enabled action runs and loads read the newest value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Decision {
+    /// Block `block` of rank `rank` takes its next action.
+    Block {
+        /// Rank.
+        rank: usize,
+        /// Block.
+        block: usize,
+    },
+    /// A pending store of that block lands; `store` is the block's own clock at the store
+    /// (its identity within the block).
+    Land {
+        /// Rank.
+        rank: usize,
+        /// Block.
+        block: usize,
+        /// Store identity.
+        store: u32,
+    },
+    /// Nothing can move: the bounded wait of this block expires (TIMEOUT).
+    Timeout {
+        /// Rank.
+        rank: usize,
+        /// Block.
+        block: usize,
+    },
+    /// The next load with several allowed values (of the action just decided) reads the
+    /// `n`-th newest one (0 = newest; clamped).
+    Value(usize),
+}
+
+impl Decision {
+    fn is_action(&self) -> bool {
+        !matches!(self, Decision::Value(_))
+    }
+}
+
+/// What shrinking did to a violation.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Shrink {
+    /// The message of the run the seed found (before shrinking).
+    pub original_message: String,
+    /// Trace events (all ranks) up to the violation in the run the seed found.
+    pub original_events: usize,
+    /// Trace events (all ranks) up to the violation in the shrunk run.
+    pub events: usize,
+    /// Decisions of the found run up to the violation.
+    pub original_decisions: usize,
+    /// Replays spent.
+    pub runs: usize,
+}
+
 /// One violation found in one schedule.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Violation {
     /// What went wrong.
     pub kind: ViolationKind,
-    /// One-line description.
+    /// One-line description (of the run shown in `trace`).
     pub message: String,
-    /// Seed of the schedule (Random/Adversarial: `check(cfg, 1, seed)` replays it);
+    /// Seed of the schedule (Random/Adversarial: `check(cfg, 1, seed)` finds it again and
+    /// shrinks it the same way, unless `shrink_time` cut shrinking short);
     /// Exhaustive: the schedule's index.
     pub seed: u64,
-    /// The interleaving, one event per line (rank/block/call/step/value).
+    /// The interleaving up to the violation, one event per line (rank/block/call/step/
+    /// value); the shrunk run's when [`Violation::shrink`] is set.
     pub trace: Vec<String>,
+    /// The decisions that replay the run shown in `trace` ([`replay`]).
+    pub schedule: Vec<Decision>,
+    /// Set when the trace was shrunk (the first violation of each kind in a report).
+    pub shrink: Option<Shrink>,
+    /// Trace events (all ranks) up to the violation in the run shown.
+    pub events: usize,
+    /// Focus ranks of the violation (internal: used when rendering a shrunk run).
+    #[serde(skip)]
+    focus: Option<(usize, usize)>,
 }
 
 impl Violation {
@@ -228,6 +308,20 @@ impl Violation {
         let mut s = format!("{}: {}\n", self.kind.name(), self.message);
         for l in &self.trace {
             let _ = writeln!(s, "  {l}");
+        }
+        if let Some(sh) = &self.shrink {
+            let _ = writeln!(
+                s,
+                "  shrunk from {} to {} events ({} -> {} decisions, {} replays)",
+                sh.original_events,
+                sh.events,
+                sh.original_decisions,
+                self.schedule.len(),
+                sh.runs,
+            );
+            if sh.original_message != self.message {
+                let _ = writeln!(s, "  the seed's own run: {}", sh.original_message);
+            }
         }
         let _ = writeln!(s, "  reproduce with schedule seed {}", self.seed);
         s
@@ -249,14 +343,33 @@ pub struct Report {
     pub failing_schedules: u64,
     /// Violations (at most one per kind per schedule; at most 64 kept).
     pub violations: Vec<Violation>,
-    /// Total scheduler steps taken.
+    /// Total scheduler steps taken (shrinking replays not counted).
     pub steps: u64,
 }
 
 const KEEP: usize = 64;
 
+fn chooser_for(cfg: &SimConfig, s: u64, dfs: &mut Dfs) -> Chooser {
+    match cfg.scheduler {
+        Scheduler::Random => Chooser::Random(Rng::new(s)),
+        Scheduler::Adversarial { slow_rank, stall } => Chooser::Adversarial {
+            rng: Rng::new(s),
+            slow_rank,
+            stall,
+        },
+        Scheduler::Exhaustive { depth } => Chooser::Exhaustive {
+            script: dfs.next_script(),
+            pos: 0,
+            depth,
+            record: Vec::new(),
+        },
+    }
+}
+
 /// Runs `schedules` schedules of `cfg` starting at `seed` (schedule i uses seed + i) and
-/// reports every violation found.
+/// reports every violation found. The first violation of each kind is shrunk (see
+/// [`SimConfig::shrink_runs`]): its trace is a minimal-effort shortest run that shows the
+/// same kind of violation.
 pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimError> {
     cfg.validate()?;
     let mut report = Report {
@@ -269,23 +382,11 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
         steps: 0,
     };
     let mut dfs = Dfs::default();
+    let mut run = Run::new(cfg);
+    let mut shrinker: Option<Run> = None;
     for i in 0..schedules {
         let s = seed.wrapping_add(i);
-        let chooser = match cfg.scheduler {
-            Scheduler::Random => Chooser::Random(Rng::new(s)),
-            Scheduler::Adversarial { slow_rank, stall } => Chooser::Adversarial {
-                rng: Rng::new(s),
-                slow_rank,
-                stall,
-            },
-            Scheduler::Exhaustive { depth } => Chooser::Exhaustive {
-                script: dfs.next_script(),
-                pos: 0,
-                depth,
-                record: Vec::new(),
-            },
-        };
-        let mut run = Run::new(cfg, chooser)?;
+        run.begin(chooser_for(cfg, s, &mut dfs), None);
         let found = run.execute();
         report.steps += run.steps;
         report.schedules += 1;
@@ -299,17 +400,155 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
         }
         for mut v in found {
             v.seed = tag;
-            if report.violations.len() < KEEP {
-                report.violations.push(v);
+            if report.violations.len() >= KEEP {
+                continue;
             }
+            let first = !report.violations.iter().any(|w| w.kind == v.kind);
+            if first && cfg.shrink_runs > 0 {
+                let sh = shrinker.get_or_insert_with(|| Run::new(cfg));
+                shrink(sh, &mut v);
+            }
+            report.violations.push(v);
         }
-        if let Chooser::Exhaustive { record, .. } = run.chooser {
-            if !dfs.advance(record) {
+        if let Chooser::Exhaustive { record, .. } = &mut run.chooser {
+            if !dfs.advance(std::mem::take(record)) {
                 break;
             }
         }
     }
     Ok(report)
+}
+
+/// Runs one schedule of `cfg` given as decisions (a [`Violation::schedule`]) and reports
+/// its violations (seed 0, not shrunk). Replaying a violation's schedule shows the same
+/// kind of violation with the same trace.
+pub fn replay(cfg: &SimConfig, schedule: &[Decision]) -> Result<Report, SimError> {
+    cfg.validate()?;
+    let mut run = Run::new(cfg);
+    run.begin(
+        Chooser::Replay {
+            script: schedule.to_vec(),
+            pos: 0,
+        },
+        None,
+    );
+    let violations = run.execute();
+    Ok(Report {
+        protocol: cfg.protocol,
+        algo: cfg.algo,
+        world: cfg.world,
+        schedules: 1,
+        failing_schedules: u64::from(!violations.is_empty()),
+        violations,
+        steps: run.steps,
+    })
+}
+
+/// Replays `script` stopping at the first violation of `kind`; returns it (its
+/// `schedule` = the decisions actually taken up to it).
+fn attempt(run: &mut Run, script: Vec<Decision>, kind: ViolationKind) -> Option<Violation> {
+    run.begin(Chooser::Replay { script, pos: 0 }, Some(kind));
+    run.execute().into_iter().find(|v| v.kind == kind)
+}
+
+/// Action units of a script: `[start, end)` of each action decision and its values.
+fn units(script: &[Decision]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (i, d) in script.iter().enumerate() {
+        match out.last_mut() {
+            Some(u) if !d.is_action() => u.1 = i + 1,
+            _ => out.push((i, i + 1)),
+        }
+    }
+    out
+}
+
+/// Delta-debugging shrink of a violation: deletes chunks of action decisions (halving
+/// the chunk size down to one), then the stale-value picks, keeping a change only when the
+/// replay still shows the same kind of violation with no more trace events and fewer
+/// decisions. Bounded by `shrink_runs` replays and `shrink_time`.
+fn shrink(run: &mut Run, v: &mut Violation) {
+    let cfg = run.cfg;
+    let kind = v.kind;
+    let t0 = Instant::now();
+    let mut runs = 1usize;
+    // The found run, replayed from its own decisions (always reproduces it).
+    let Some(mut best) = attempt(run, v.schedule.clone(), kind) else {
+        return;
+    };
+    let original = (v.events, v.schedule.len());
+    let budget_left = |runs: usize| runs < cfg.shrink_runs && t0.elapsed() < cfg.shrink_time;
+    let better = |c: &Violation, b: &Violation| {
+        c.events < b.events || (c.events == b.events && c.schedule.len() < b.schedule.len())
+    };
+    // Pass 1: delete chunks of actions (a second round was measured to gain nothing).
+    let mut chunk = units(&best.schedule).len().div_ceil(2).max(1);
+    'outer: loop {
+        let mut start = 0;
+        loop {
+            let u = units(&best.schedule);
+            if start >= u.len() {
+                break;
+            }
+            if !budget_left(runs) {
+                break 'outer;
+            }
+            let end = (start + chunk).min(u.len());
+            let (a, b) = (
+                u.get(start).map_or(0, |x| x.0),
+                u.get(end - 1).map_or(0, |x| x.1),
+            );
+            let mut cand = best.schedule.clone();
+            cand.drain(a..b);
+            runs += 1;
+            match attempt(run, cand, kind) {
+                Some(c) if better(&c, &best) => best = c,
+                _ => start += chunk,
+            }
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    // Pass 2: read the newest value where a stale one is not needed.
+    let mut i = 0;
+    while budget_left(runs) {
+        let Some(pos) = best
+            .schedule
+            .iter()
+            .skip(i)
+            .position(|d| matches!(d, Decision::Value(n) if *n > 0))
+        else {
+            break;
+        };
+        let at = i + pos;
+        let mut cand = best.schedule.clone();
+        if let Some(d) = cand.get_mut(at) {
+            *d = Decision::Value(0);
+        }
+        runs += 1;
+        match attempt(run, cand, kind) {
+            Some(c) if c.events <= best.events => best = c,
+            _ => i = at + 1,
+        }
+    }
+    if (best.events, best.schedule.len()) > original {
+        return;
+    }
+    let info = Shrink {
+        original_message: std::mem::take(&mut v.message),
+        original_events: v.events,
+        events: best.events,
+        original_decisions: v.schedule.len(),
+        runs,
+    };
+    v.message = best.message;
+    v.trace = best.trace;
+    v.schedule = best.schedule;
+    v.events = best.events;
+    v.focus = best.focus;
+    v.shrink = Some(info);
 }
 
 /// Depth-first enumeration of choice sequences.
@@ -379,6 +618,11 @@ enum Chooser {
         depth: usize,
         record: Vec<(usize, usize)>,
     },
+    /// Feeds back recorded [`Decision`]s (actions are matched by the run itself).
+    Replay {
+        script: Vec<Decision>,
+        pos: usize,
+    },
 }
 
 impl Chooser {
@@ -408,16 +652,16 @@ impl Chooser {
                 slow_rank,
                 stall,
             } => {
-                let fast: Vec<usize> = (0..n)
-                    .filter(|&i| {
-                        let (r, b) = owner(i);
-                        r != *slow_rank && !(b.is_some() && *stall == b.map(|b| (r, b)))
-                    })
-                    .collect();
-                if fast.is_empty() {
+                let is_fast = |i: usize| {
+                    let (r, b) = owner(i);
+                    r != *slow_rank && !(b.is_some() && *stall == b.map(|b| (r, b)))
+                };
+                let fast = (0..n).filter(|&i| is_fast(i)).count();
+                if fast == 0 {
                     rng.below(n)
                 } else {
-                    fast.get(rng.below(fast.len())).copied().unwrap_or(0)
+                    let k = rng.below(fast);
+                    (0..n).filter(|&i| is_fast(i)).nth(k).unwrap_or(0)
                 }
             }
             Chooser::Exhaustive {
@@ -426,6 +670,8 @@ impl Chooser {
                 depth,
                 record,
             } => Self::exhaustive(script, pos, *depth, record, n),
+            // Replay picks are made by `Run::replay_pick`; this is its fallback.
+            Chooser::Replay { .. } => 0,
         }
     }
 
@@ -446,6 +692,18 @@ impl Chooser {
                 depth,
                 record,
             } => Self::exhaustive(script, pos, *depth, record, n),
+            Chooser::Replay { script, pos } => {
+                if n <= 1 {
+                    return 0;
+                }
+                match script.get(*pos) {
+                    Some(Decision::Value(p)) => {
+                        *pos += 1;
+                        (*p).min(n - 1)
+                    }
+                    _ => 0,
+                }
+            }
         }
     }
 }
@@ -508,15 +766,24 @@ enum BState {
     Failed,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Block {
     state: BState,
     /// Step index in the program.
     pc: usize,
-    /// Position inside the step (chunk / peer index).
+    /// Position inside the step (peer index; grid-stride chunk index).
     cursor: usize,
     /// Barrier: signalling (false) or waiting (true).
     waiting: bool,
+}
+
+impl Block {
+    const IDLE: Block = Block {
+        state: BState::Idle,
+        pc: 0,
+        cursor: 0,
+        waiting: false,
+    };
 }
 
 #[derive(Clone, Debug)]
@@ -536,8 +803,25 @@ struct RankState {
     grid: usize,
     /// First error code recorded on this rank (0 = none).
     error: u32,
+    /// The current call's `call_sig` (cached at launch).
+    sig: u32,
     out: Vec<Option<u64>>,
     results: Vec<CallOutcome>,
+}
+
+impl RankState {
+    const INIT: RankState = RankState {
+        call: 0,
+        in_call: false,
+        killed: false,
+        epoch: 0,
+        done: 0,
+        grid: 0,
+        error: 0,
+        sig: 0,
+        out: Vec::new(),
+        results: Vec::new(),
+    };
 }
 
 /// Event kinds of the trace (formatted only when a violation is reported).
@@ -562,6 +846,46 @@ struct Event {
     ev: Ev,
 }
 
+/// The recorded identity of an action.
+fn decision_of(mem: &Memory, g: usize, a: Action) -> Decision {
+    match a {
+        Action::Block(i) => Decision::Block {
+            rank: i / g,
+            block: i % g,
+        },
+        Action::Land(t, i) => Decision::Land {
+            rank: t / g,
+            block: t % g,
+            store: mem.pending_stamp(t, i).unwrap_or(0),
+        },
+    }
+}
+
+/// Replay: the next scripted action decision that `enabled` accepts (returns its index
+/// among the enabled actions); decisions not enabled now, and their values, are dropped.
+/// When the script is used up: the first enabled action (0).
+fn replay_pick(
+    script: &[Decision],
+    pos: &mut usize,
+    enabled: impl Fn(Decision) -> Option<usize>,
+) -> usize {
+    while let Some(&d) = script.get(*pos) {
+        *pos += 1;
+        if !d.is_action() {
+            continue;
+        }
+        if let Some(k) = enabled(d) {
+            return k;
+        }
+        while script.get(*pos).is_some_and(|d| !d.is_action()) {
+            *pos += 1;
+        }
+    }
+    0
+}
+
+/// One schedule's state. Built once per [`check`] and reset by [`Run::begin`] for each
+/// schedule, so the hot loop does not allocate.
 struct Run<'a> {
     cfg: &'a SimConfig,
     steps_prog: Vec<Step>,
@@ -577,63 +901,95 @@ struct Run<'a> {
     violations: Vec<Violation>,
     stop: bool,
     timeouts_fired: bool,
+    /// The decisions taken so far (replayable with [`Chooser::Replay`]).
+    trail: Vec<Decision>,
+    /// Stop at the first violation of this kind (shrinking).
+    stop_on: Option<ViolationKind>,
+    /// Reused per-step buffers.
+    actions: Vec<Action>,
+    lands: Vec<(usize, usize)>,
+    /// Per block: running and productive (kept up to date incrementally).
+    enabled: Vec<bool>,
+    /// Per block: needs re-evaluation; `stale_list` lists those set.
+    stale: Vec<bool>,
+    stale_list: Vec<usize>,
+    landed_buf: Vec<usize>,
 }
 
+#[derive(Clone, Copy, Debug)]
 enum Action {
     Block(usize),
     Land(usize, usize),
 }
 
 impl<'a> Run<'a> {
-    fn new(cfg: &'a SimConfig, chooser: Chooser) -> Result<Self, SimError> {
+    /// A run of `cfg` (validated by the caller); call [`Run::begin`] before executing.
+    fn new(cfg: &'a SimConfig) -> Self {
         let max_g = cfg.blocks.iter().copied().max().unwrap_or(1);
         let max_chunks = (cfg.bytes + 4).div_ceil(CHUNK_BYTES);
         let n_threads = cfg.world * max_g;
         let n_locs =
             cfg.world * (Self::data_locs(max_chunks) + Self::flag_locs(max_g, cfg.world) + 1);
-        let mut ranks = vec![
-            RankState {
-                call: 0,
-                in_call: false,
-                killed: false,
-                epoch: 0,
-                done: 0,
-                grid: 0,
-                error: 0,
-                out: Vec::new(),
-                results: Vec::new(),
-            };
-            cfg.world
-        ];
-        if let Some(Fault::EpochSkew { rank, delta }) = cfg.fault {
-            if let Some(r) = ranks.get_mut(rank) {
-                r.epoch = delta;
-            }
-        }
-        Ok(Run {
+        Run {
             cfg,
             steps_prog: program::steps(cfg.protocol, cfg.algo),
             hcm: cfg.hcm.unwrap_or(CUBE_MESH_8),
             mem: Memory::new(n_locs, n_threads),
-            ranks,
-            blocks: vec![
-                Block {
-                    state: BState::Idle,
-                    pc: 0,
-                    cursor: 0,
-                    waiting: false,
-                };
-                n_threads
-            ],
+            ranks: vec![RankState::INIT; cfg.world],
+            blocks: vec![Block::IDLE; n_threads],
             max_g,
             max_chunks,
-            chooser,
+            chooser: Chooser::Replay {
+                script: Vec::new(),
+                pos: 0,
+            },
             steps: 0,
             events: Vec::new(),
             violations: Vec::new(),
             stop: false,
             timeouts_fired: false,
-        })
+            trail: Vec::new(),
+            stop_on: None,
+            actions: Vec::new(),
+            lands: Vec::new(),
+            enabled: vec![false; n_threads],
+            stale: vec![false; n_threads],
+            stale_list: Vec::new(),
+            landed_buf: Vec::new(),
+        }
+    }
+
+    /// Resets every piece of state for a new schedule driven by `chooser`.
+    fn begin(&mut self, chooser: Chooser, stop_on: Option<ViolationKind>) {
+        self.mem.reset();
+        for st in &mut self.ranks {
+            let mut out = std::mem::take(&mut st.out);
+            let mut results = std::mem::take(&mut st.results);
+            out.clear();
+            results.clear();
+            *st = RankState {
+                out,
+                results,
+                ..RankState::INIT
+            };
+        }
+        if let Some(Fault::EpochSkew { rank, delta }) = self.cfg.fault {
+            if let Some(r) = self.ranks.get_mut(rank) {
+                r.epoch = delta;
+            }
+        }
+        self.blocks.fill(Block::IDLE);
+        self.chooser = chooser;
+        self.steps = 0;
+        self.events.clear();
+        self.violations.clear();
+        self.stop = false;
+        self.timeouts_fired = false;
+        self.trail.clear();
+        self.stop_on = stop_on;
+        self.enabled.fill(false);
+        self.stale.fill(false);
+        self.stale_list.clear();
     }
 
     // ---- location layout: per rank [data: parity(2) x region(2) x chunks][flags: 3 x 2 x G x W][abort]
@@ -701,17 +1057,6 @@ impl<'a> Run<'a> {
     fn sig(&self, r: usize, k: usize) -> u32 {
         call_sig(self.cfg.algo, DType::F32, ReduceOp::Sum, self.count(r, k).0)
     }
-    fn owner_block(&self, c: usize, grid: usize) -> usize {
-        (c / self.cfg.threads_per_block) % grid
-    }
-    fn my_chunks(&self, r: usize, b: usize) -> Vec<usize> {
-        let k = self.ranks.get(r).map_or(0, |s| s.call);
-        let chunks = self.count(r, k).1;
-        let g = self.ranks.get(r).map_or(1, |s| s.grid.max(1));
-        (0..chunks)
-            .filter(|&c| self.owner_block(c, g) == b)
-            .collect()
-    }
     fn slice_len(&self, r: usize) -> usize {
         let k = self.ranks.get(r).map_or(0, |s| s.call);
         self.count(r, k).1.div_ceil(self.cfg.world).max(1)
@@ -753,8 +1098,8 @@ impl<'a> Run<'a> {
 
     /// Executes the schedule; returns the violations found.
     fn execute(&mut self) -> Vec<Violation> {
-        let mut actions: Vec<Action> = Vec::new();
-        let mut lands = Vec::new();
+        let mut actions = std::mem::take(&mut self.actions);
+        let mut lands = std::mem::take(&mut self.lands);
         while !self.stop {
             self.start_calls();
             if self
@@ -774,8 +1119,9 @@ impl<'a> Run<'a> {
                 break;
             }
             actions.clear();
-            for i in 0..self.blocks.len() {
-                if self.blocks[i].state == BState::Running && self.productive(i) {
+            self.refresh_enabled();
+            for (i, &e) in self.enabled.iter().enumerate() {
+                if e {
                     actions.push(Action::Block(i));
                 }
             }
@@ -786,28 +1132,36 @@ impl<'a> Run<'a> {
                 self.stuck();
                 continue;
             }
-            let g = self.max_g;
-            let owners: Vec<(usize, Option<usize>)> = actions
-                .iter()
-                .map(|a| match *a {
-                    Action::Block(i) => (i / g, Some(i % g)),
-                    Action::Land(t, _) => (t / g, None),
+            let pick = if let Chooser::Replay { script, pos } = &mut self.chooser {
+                let (mem, g) = (&self.mem, self.max_g);
+                replay_pick(script, pos, |d| {
+                    actions.iter().position(|a| decision_of(mem, g, *a) == d)
                 })
-                .collect();
-            let pick = self.chooser.action(actions.len(), |i| {
-                owners.get(i).copied().unwrap_or((0, None))
-            });
-            match actions.get(pick) {
-                Some(&Action::Block(i)) => self.step_block(i),
-                Some(&Action::Land(t, i)) => {
+            } else {
+                let g = self.max_g;
+                let acts = &actions;
+                self.chooser.action(actions.len(), |i| match acts.get(i) {
+                    Some(&Action::Block(i)) => (i / g, Some(i % g)),
+                    Some(&Action::Land(t, _)) => (t / g, None),
+                    None => (0, None),
+                })
+            };
+            let Some(&act) = actions.get(pick) else {
+                break;
+            };
+            self.trail.push(decision_of(&self.mem, self.max_g, act));
+            match act {
+                Action::Block(i) => self.step_block(i),
+                Action::Land(t, i) => {
                     self.mem.land(t, i);
                 }
-                None => break,
             }
         }
         if !self.stop {
             self.final_checks();
         }
+        self.actions = actions;
+        self.lands = lands;
         std::mem::take(&mut self.violations)
     }
 
@@ -828,6 +1182,7 @@ impl<'a> Run<'a> {
             }
             let grid = self.grid(k);
             let chunks = self.count(r, k).1;
+            let sig = self.sig(r, k);
             // Stream order: the new kernel happens after every block of the previous one.
             for b in 0..grid {
                 for b2 in 0..self.max_g {
@@ -837,25 +1192,27 @@ impl<'a> Run<'a> {
             }
             let st = &mut self.ranks[r];
             st.in_call = true;
+            st.sig = sig;
             st.grid = grid;
             st.done = 0;
-            st.out = vec![None; chunks];
+            st.out.clear();
+            st.out.resize(chunks, None);
             for b in 0..grid {
                 let t = self.tid(r, b);
                 self.blocks[t] = Block {
                     state: BState::Running,
-                    pc: 0,
-                    cursor: 0,
-                    waiting: false,
+                    ..Block::IDLE
                 };
             }
             let epoch = self.epoch_of(r);
             self.log(r, None, Ev::Launch { grid, epoch });
+            self.invalidate_rank(r);
         }
     }
 
     /// Ends rank r's call when all its blocks are done.
     fn maybe_end_call(&mut self, r: usize) {
+        self.invalidate_rank(r);
         let g = self.ranks[r].grid;
         let live = (0..g).any(|b| self.blocks[self.tid(r, b)].state == BState::Running);
         if live {
@@ -880,7 +1237,9 @@ impl<'a> Run<'a> {
         };
         let ok = matches!(outcome, CallOutcome::Ok(_));
         st.results.push(outcome);
+        let k = st.results.len() - 1;
         self.log(r, None, Ev::Ended { ok });
+        self.check_outcome(r, k);
         let st = &mut self.ranks[r];
         st.in_call = false;
         st.call += 1;
@@ -899,35 +1258,106 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Whether running block i now can change anything.
+    /// Whether running block i now can change anything (when waiting: whether a poll now
+    /// would pass or fail rather than keep waiting).
     fn productive(&self, i: usize) -> bool {
-        let Some(step) = self.cur_step(i) else {
-            return true;
+        let Some(b) = self.blocks.get(i) else {
+            return false;
         };
+        // `waiting` is only set inside a barrier step that polls.
+        if !b.waiting {
+            return true;
+        }
+        self.poll_outcome(i).is_none_or(|(_, _, p)| p)
+    }
+
+    /// Marks block i for re-evaluation of [`Run::productive`] before the next step.
+    fn invalidate(&mut self, i: usize) {
+        if let Some(s) = self.stale.get_mut(i) {
+            if !*s {
+                *s = true;
+                self.stale_list.push(i);
+            }
+        }
+    }
+
+    fn invalidate_rank(&mut self, r: usize) {
+        for b in 0..self.max_g {
+            self.invalidate(self.tid(r, b));
+        }
+    }
+
+    /// A write landed at `loc`: re-evaluate the blocks whose polls read it. Block b of
+    /// rank r polls only flags `[.][.][b][.]` of its own pad and its own abort word;
+    /// productivity depends on nothing else in memory (data never), and on block state
+    /// that changes only when the block acts or its rank starts or ends a call.
+    fn on_landed(&mut self, loc: usize) {
+        let per =
+            Self::data_locs(self.max_chunks) + Self::flag_locs(self.max_g, self.cfg.world) + 1;
+        let (r, off) = (loc / per, loc % per);
+        let Some(f) = off.checked_sub(Self::data_locs(self.max_chunks)) else {
+            return;
+        };
+        if f >= Self::flag_locs(self.max_g, self.cfg.world) {
+            self.invalidate_rank(r);
+        } else {
+            let b = (f / self.cfg.world) % self.max_g;
+            self.invalidate(self.tid(r, b));
+        }
+    }
+
+    /// Brings `enabled` up to date with everything that happened since the last step.
+    fn refresh_enabled(&mut self) {
+        let mut landed = std::mem::take(&mut self.landed_buf);
+        self.mem.take_landed(&mut landed);
+        for &loc in &landed {
+            self.on_landed(loc);
+        }
+        self.landed_buf = landed;
+        let mut stale = std::mem::take(&mut self.stale_list);
+        for &i in &stale {
+            let e = self
+                .blocks
+                .get(i)
+                .is_some_and(|b| b.state == BState::Running)
+                && self.productive(i);
+            if let Some(x) = self.enabled.get_mut(i) {
+                *x = e;
+            }
+            if let Some(x) = self.stale.get_mut(i) {
+                *x = false;
+            }
+        }
+        stale.clear();
+        self.stale_list = stale;
+    }
+
+    /// For a waiting block: (polled location, abort location, whether a poll now would
+    /// pass or fail rather than keep waiting). None when it is not polling.
+    fn poll_outcome(&self, i: usize) -> Option<(usize, usize, bool)> {
+        let step = self.cur_step(i)?;
         let b = &self.blocks[i];
-        let Some((kind, set)) = Self::barrier_of(step) else {
-            return true;
-        };
+        let (kind, set) = Self::barrier_of(step)?;
         if !b.waiting || (step == Step::EndBarrier && !self.cfg.zero_copy) {
-            return true;
+            return None;
         }
         let r = i / self.max_g;
         let blk = i % self.max_g;
-        let Some(q) = self.nth_member(r, set, b.cursor) else {
-            return true;
-        };
+        let q = self.nth_member(r, set, b.cursor)?;
         if self.is_seed() {
             let loc = self.seed_sem_loc(r, kind, blk, q);
-            return self.mem.newest(i, loc).0 > 0;
+            return Some((loc, loc, self.mem.newest(i, loc).0 > 0));
         }
         let loc = self.flag_loc(r, kind, self.parity(r), blk, q);
+        let aloc = self.abort_loc(r);
         let v = self.mem.newest(i, loc).0;
         let e = self.epoch_of(r);
-        let want = flag_word(e, self.sig(r, self.ranks[r].call));
-        v == want
+        let want = flag_word(e, self.ranks[r].sig);
+        let p = v == want
             || flag_epoch(v) == e
             || (flag_epoch(v).wrapping_sub(e) as i32) > 0
-            || self.mem.newest(i, self.abort_loc(r)).0 != 0
+            || self.mem.newest(i, aloc).0 != 0;
+        Some((loc, aloc, p))
     }
 
     fn seed_sem_loc(&self, r: usize, kind: BarrierKind, b: usize, src: usize) -> usize {
@@ -962,6 +1392,7 @@ impl<'a> Run<'a> {
     }
 
     fn fail(&mut self, i: usize, code: u32, peer: usize) {
+        self.invalidate(i);
         let r = i / self.max_g;
         self.log(r, Some(i % self.max_g), Ev::Error { code, peer });
         if self.ranks[r].error == 0 {
@@ -980,9 +1411,14 @@ impl<'a> Run<'a> {
     }
 
     fn pick_load(&mut self, i: usize, loc: usize, order: MemOrder) -> (u64, u64) {
-        let n = self.mem.load_choices(i, loc, order);
-        let pick = self.chooser.value(n);
-        self.mem.load(i, loc, order, pick)
+        let (chooser, trail) = (&mut self.chooser, &mut self.trail);
+        self.mem.load_with(i, loc, order, |n| {
+            let pick = chooser.value(n);
+            if n > 1 {
+                trail.push(Decision::Value(pick));
+            }
+            pick
+        })
     }
 
     /// Loads data word (rank q, region, chunk c) for block i and checks its tag.
@@ -1033,6 +1469,7 @@ impl<'a> Run<'a> {
 
     /// Executes one action of block i.
     fn step_block(&mut self, i: usize) {
+        self.invalidate(i);
         let Some(step) = self.cur_step(i) else {
             return;
         };
@@ -1079,59 +1516,29 @@ impl<'a> Run<'a> {
                     self.next_step(i);
                     return;
                 };
-                let order: Vec<usize> = if self.is_seed() {
-                    (0..w).map(|j| (r + j) % w).collect()
-                } else {
-                    (0..w).collect()
-                };
-                let mut vals = Vec::with_capacity(w);
-                for q in order {
-                    let want = self.expected_tag(q, r, WHAT_INPUT);
-                    vals.push(self.read_data(i, q, false, c, want, "ReduceAll"));
-                }
+                let v = self.fold_peers(i, c, "ReduceAll");
                 if let Some(o) = self.ranks[r].out.get_mut(c) {
-                    *o = Some(fold_over(vals.into_iter()));
+                    *o = Some(v);
                 }
                 self.blocks[i].cursor += 1;
             }
             Step::ReduceSlice => {
                 let s = self.slice_len(r);
-                let mine: Vec<usize> = self
-                    .my_chunks(r, b)
-                    .into_iter()
-                    .filter(|c| c / s == r)
-                    .collect();
-                let Some(&c) = mine.get(self.blocks[i].cursor) else {
+                let Some(c) = self.next_chunk_where(i, |c| c / s == r) else {
                     self.next_step(i);
                     return;
                 };
-                let order: Vec<usize> = if self.is_seed() {
-                    (0..w).map(|j| (r + j) % w).collect()
-                } else {
-                    (0..w).collect()
-                };
-                let mut vals = Vec::with_capacity(w);
-                for q in order {
-                    let want = self.expected_tag(q, r, WHAT_INPUT);
-                    vals.push(self.read_data(i, q, false, c, want, "ReduceSlice"));
-                }
-                let v = fold_over(vals.into_iter());
+                let v = self.fold_peers(i, c, "ReduceSlice");
                 let loc = self.data_loc(r, dp, false, c);
                 self.mem
                     .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
                 if let Some(o) = self.ranks[r].out.get_mut(c) {
                     *o = Some(v);
                 }
-                self.blocks[i].cursor += 1;
             }
             Step::Gather => {
                 let s = self.slice_len(r);
-                let mine: Vec<usize> = self
-                    .my_chunks(r, b)
-                    .into_iter()
-                    .filter(|c| c / s != r)
-                    .collect();
-                let Some(&c) = mine.get(self.blocks[i].cursor) else {
+                let Some(c) = self.next_chunk_where(i, |c| c / s != r) else {
                     self.next_step(i);
                     return;
                 };
@@ -1141,7 +1548,6 @@ impl<'a> Run<'a> {
                 if let Some(o) = self.ranks[r].out.get_mut(c) {
                     *o = Some(v);
                 }
-                self.blocks[i].cursor += 1;
             }
             Step::QuadReduce => {
                 let Some(c) = self.nth_chunk(r, b, self.blocks[i].cursor) else {
@@ -1149,16 +1555,17 @@ impl<'a> Run<'a> {
                     return;
                 };
                 let row = self.hcm.get(r).copied().unwrap_or([0; 4]);
-                let mut quad = vec![r, row[0], row[1], row[2]];
+                let mut quad = [r, row[0], row[1], row[2]];
                 if !self.is_seed() {
                     quad.sort_unstable();
                 }
-                let mut vals = Vec::with_capacity(4);
+                let mut acc = None;
                 for q in quad {
                     let want = self.expected_tag(q, r, WHAT_INPUT);
-                    vals.push(self.read_data(i, q, false, c, want, "QuadReduce"));
+                    let x = self.read_data(i, q, false, c, want, "QuadReduce");
+                    acc = Some(acc.map_or(x, |a| mix(a, x)));
                 }
-                let v = fold_over(vals.into_iter());
+                let v = acc.unwrap_or(0);
                 let loc = self.data_loc(r, dp, true, c);
                 self.mem
                     .store(i, loc, v, tag(r, k, WHAT_PARTIAL), MemOrder::Relaxed);
@@ -1188,6 +1595,36 @@ impl<'a> Run<'a> {
                     st.epoch = st.epoch.wrapping_add(1);
                 }
                 self.next_step(i);
+            }
+        }
+    }
+
+    /// Folds input chunk c of every rank (rank order 0..W; the seed's rotated order r,
+    /// r+1, ...) as read by block i, checking each read's tag.
+    fn fold_peers(&mut self, i: usize, c: usize, what: &str) -> u64 {
+        let r = i / self.max_g;
+        let w = self.cfg.world;
+        let seed = self.is_seed();
+        let mut acc = None;
+        for j in 0..w {
+            let q = if seed { (r + j) % w } else { j };
+            let want = self.expected_tag(q, r, WHAT_INPUT);
+            let x = self.read_data(i, q, false, c, want, what);
+            acc = Some(acc.map_or(x, |a| mix(a, x)));
+        }
+        acc.unwrap_or(0)
+    }
+
+    /// The next chunk of block i (grid-stride order, from its cursor) that satisfies
+    /// `keep`; advances the cursor past it. None when the block has no more.
+    fn next_chunk_where(&mut self, i: usize, keep: impl Fn(usize) -> bool) -> Option<usize> {
+        let r = i / self.max_g;
+        let b = i % self.max_g;
+        loop {
+            let c = self.nth_chunk(r, b, self.blocks[i].cursor)?;
+            self.blocks[i].cursor += 1;
+            if keep(c) {
+                return Some(c);
             }
         }
     }
@@ -1237,7 +1674,7 @@ impl<'a> Run<'a> {
                 self.log(r, Some(b), Ev::Signal { peer: q, val: 1 });
             } else {
                 let e = self.epoch_of(r);
-                let val = flag_word(e, self.sig(r, self.ranks[r].call));
+                let val = flag_word(e, self.ranks[r].sig);
                 let loc = self.flag_loc(q, kind, self.parity(r), b, r);
                 let order = if self.cfg.weaken == Some(Weakening::RelaxedFlags) {
                     MemOrder::Relaxed
@@ -1266,7 +1703,7 @@ impl<'a> Run<'a> {
             return;
         }
         let e = self.epoch_of(r);
-        let want = flag_word(e, self.sig(r, self.ranks[r].call));
+        let want = flag_word(e, self.ranks[r].sig);
         let loc = self.flag_loc(r, kind, self.parity(r), b, q);
         let order = if self.cfg.weaken == Some(Weakening::RelaxedFlags) {
             MemOrder::Relaxed
@@ -1336,11 +1773,25 @@ impl<'a> Run<'a> {
         }
         // Bounded waits: time passes, the scheduler picks who times out first.
         self.timeouts_fired = true;
-        let pick = self.chooser.action(waiting.len(), |j| {
-            let i = waiting.get(j).copied().unwrap_or(0);
-            (i / self.max_g, Some(i % self.max_g))
-        });
+        let g = self.max_g;
+        let pick = if let Chooser::Replay { script, pos } = &mut self.chooser {
+            replay_pick(script, pos, |d| match d {
+                Decision::Timeout { rank, block } => {
+                    waiting.iter().position(|&i| i == rank * g + block)
+                }
+                _ => None,
+            })
+        } else {
+            self.chooser.action(waiting.len(), |j| {
+                let i = waiting.get(j).copied().unwrap_or(0);
+                (i / g, Some(i % g))
+            })
+        };
         let i = waiting.get(pick).copied().unwrap_or(0);
+        self.trail.push(Decision::Timeout {
+            rank: i / g,
+            block: i % g,
+        });
         let r = i / self.max_g;
         let peers = self
             .cur_step(i)
@@ -1361,12 +1812,22 @@ impl<'a> Run<'a> {
             message,
             seed: 0,
             trace,
+            schedule: self.trail.clone(),
+            shrink: None,
+            events: self.events.len(),
+            focus,
         });
+        if self.stop_on == Some(kind) {
+            self.stop = true;
+        }
     }
 
+    /// The events so far, one line each: every rank's when they fit in `MAX_LINES`,
+    /// else only the `focus` ranks' (when given), and at most the last `MAX_LINES`.
     fn render_trace(&self, focus: Option<(usize, usize)>) -> Vec<String> {
         const MAX_LINES: usize = 60;
-        let keep = |e: &Event| focus.is_none_or(|(a, b)| e.rank == a || e.rank == b);
+        let all = self.events.len() <= MAX_LINES;
+        let keep = |e: &Event| all || focus.is_none_or(|(a, b)| e.rank == a || e.rank == b);
         let lines: Vec<String> = self
             .events
             .iter()
@@ -1467,73 +1928,80 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn final_checks(&mut self) {
+    /// Checks the outcome of call k of rank r as its kernel completes (so a violation's
+    /// trace ends there): errors only where a fault explains them, results equal to the
+    /// reference, and no completed call that a fault should have stopped.
+    fn check_outcome(&mut self, r: usize, k: usize) {
         let fault = self.cfg.fault;
-        for r in 0..self.cfg.world {
-            let results = self.ranks[r].results.clone();
-            for (k, res) in results.iter().enumerate() {
-                match res {
-                    CallOutcome::Ok(out) => {
-                        let faulty_call = match fault {
-                            Some(Fault::Kill { call, .. }) => k >= call,
-                            Some(Fault::Mismatch { call, .. }) => k >= call,
-                            Some(Fault::EpochSkew { .. }) => true,
-                            None => false,
-                        };
-                        if faulty_call {
-                            let (kind, what) = match fault {
-                                Some(Fault::Kill { .. }) => (
-                                    ViolationKind::Timeout,
-                                    "completed although a rank it depends on is dead",
-                                ),
-                                _ => (
-                                    ViolationKind::SeqMismatch,
-                                    "completed a call the ranks disagree on, undetected",
-                                ),
-                            };
-                            self.violation(kind, format!("r{r} call {k} {what}"), None);
-                            continue;
-                        }
-                        for (c, &v) in out.iter().enumerate() {
-                            let want = self.reference(r, k, c);
-                            if v != want {
-                                self.violation(
-                                    ViolationKind::WrongResult,
-                                    format!(
-                                        "r{r} call {k} chunk {c}: got {v:#018x}, reference {want:#018x}"
-                                    ),
-                                    None,
-                                );
-                                break;
-                            }
-                        }
-                    }
-                    CallOutcome::Err(code) => {
-                        let expected = match fault {
-                            Some(Fault::Kill { call, .. }) => {
-                                k >= call && (*code == ERR_TIMEOUT || *code == ERR_PEER_ABORT)
-                            }
-                            Some(Fault::Mismatch { call, .. }) => k >= call,
-                            Some(Fault::EpochSkew { .. }) => true,
-                            None => false,
-                        };
-                        if !expected {
-                            let kind = match *code {
-                                ERR_SEQ_MISMATCH | ERR_CALL_MISMATCH => ViolationKind::SeqMismatch,
-                                _ => ViolationKind::Timeout,
-                            };
-                            self.violation(
-                                kind,
-                                format!(
-                                    "r{r} call {k} failed with {}",
-                                    crate::types::error_code_name(*code)
-                                ),
-                                None,
-                            );
-                        }
-                    }
+        let Some(res) = self.ranks.get_mut(r).and_then(|s| s.results.get_mut(k)) else {
+            return;
+        };
+        let res = std::mem::replace(res, CallOutcome::Err(0));
+        match &res {
+            CallOutcome::Ok(out) => {
+                let faulty_call = match fault {
+                    Some(Fault::Kill { call, .. }) => k >= call,
+                    Some(Fault::Mismatch { call, .. }) => k >= call,
+                    Some(Fault::EpochSkew { .. }) => true,
+                    None => false,
+                };
+                if faulty_call {
+                    let (kind, what) = match fault {
+                        Some(Fault::Kill { .. }) => (
+                            ViolationKind::Timeout,
+                            "completed although a rank it depends on is dead",
+                        ),
+                        _ => (
+                            ViolationKind::SeqMismatch,
+                            "completed a call the ranks disagree on, undetected",
+                        ),
+                    };
+                    self.violation(kind, format!("r{r} call {k} {what}"), None);
+                } else if let Some((c, v, want)) = out
+                    .iter()
+                    .enumerate()
+                    .map(|(c, &v)| (c, v, self.reference(r, k, c)))
+                    .find(|&(_, v, want)| v != want)
+                {
+                    self.violation(
+                        ViolationKind::WrongResult,
+                        format!("r{r} call {k} chunk {c}: got {v:#018x}, reference {want:#018x}"),
+                        None,
+                    );
                 }
             }
+            CallOutcome::Err(code) => {
+                let expected = match fault {
+                    Some(Fault::Kill { call, .. }) => {
+                        k >= call && (*code == ERR_TIMEOUT || *code == ERR_PEER_ABORT)
+                    }
+                    Some(Fault::Mismatch { call, .. }) => k >= call,
+                    Some(Fault::EpochSkew { .. }) => true,
+                    None => false,
+                };
+                if !expected {
+                    let kind = match *code {
+                        ERR_SEQ_MISMATCH | ERR_CALL_MISMATCH => ViolationKind::SeqMismatch,
+                        _ => ViolationKind::Timeout,
+                    };
+                    self.violation(
+                        kind,
+                        format!(
+                            "r{r} call {k} failed with {}",
+                            crate::types::error_code_name(*code)
+                        ),
+                        None,
+                    );
+                }
+            }
+        }
+        if let Some(slot) = self.ranks.get_mut(r).and_then(|s| s.results.get_mut(k)) {
+            *slot = res;
+        }
+    }
+
+    fn final_checks(&mut self) {
+        for r in 0..self.cfg.world {
             if !self.ranks[r].killed && self.ranks[r].results.len() < self.cfg.calls {
                 self.violation(
                     ViolationKind::Deadlock,
@@ -1574,6 +2042,33 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 6);
+    }
+
+    #[test]
+    fn replay_drops_decisions_that_are_not_enabled() {
+        let b = |rank| Decision::Block { rank, block: 0 };
+        let script = [b(1), Decision::Value(2), b(0), Decision::Value(1), b(2)];
+        let units_of = units(&script);
+        assert_eq!(units_of, [(0, 2), (2, 4), (4, 5)]);
+        // Only rank 0 and 2 are enabled: b(1) and its value are dropped.
+        let mut pos = 0;
+        let enabled = |d: Decision| [b(0), b(2)].iter().position(|&x| x == d);
+        assert_eq!(replay_pick(&script, &mut pos, enabled), 0);
+        assert_eq!(pos, 3);
+        let mut ch = Chooser::Replay {
+            script: script.to_vec(),
+            pos,
+        };
+        assert_eq!(ch.value(1), 0, "a single-valued load consumes nothing");
+        assert_eq!(ch.value(5), 1);
+        assert_eq!(ch.value(5), 0, "next is an action: newest");
+        let Chooser::Replay { pos, .. } = ch else {
+            unreachable!()
+        };
+        let mut pos = pos;
+        assert_eq!(replay_pick(&script, &mut pos, enabled), 1);
+        // Used up: the first enabled action.
+        assert_eq!(replay_pick(&script, &mut pos, enabled), 0);
     }
 
     #[test]

@@ -25,8 +25,8 @@
 //! what the push path documents), scopes other than `.sys`, and caches that are
 //! non-coherent across *blocks* of one GPU beyond what `.nc` expresses.
 
-use std::collections::HashMap;
-use std::rc::Rc;
+/// "No clock" marker in [`Write`] and fence state.
+const NONE: u32 = u32::MAX;
 
 /// Memory ordering of an access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,38 +42,78 @@ pub enum MemOrder {
 }
 
 /// One landed write.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Write {
     /// The value.
     pub val: u64,
     /// Checker metadata (who wrote which call's data).
     pub tag: u64,
-    tid: usize,
+    tid: u32,
+    /// The writer's own clock component at the write (0 = initial value).
     t: u32,
-    rel: Option<Rc<Vec<u32>>>,
+    /// Index of the clock the write releases in [`Memory::clocks`], or [`NONE`].
+    rel: u32,
 }
 
-#[derive(Clone, Debug)]
+impl Write {
+    const INIT: Write = Write {
+        val: 0,
+        tag: 0,
+        tid: 0,
+        t: 0,
+        rel: NONE,
+    };
+}
+
+#[derive(Clone, Copy, Debug)]
 struct Pending {
     loc: usize,
     write: Write,
     release: bool,
 }
 
+/// One location: its modification order and each thread's coherence floor there.
+#[derive(Clone, Debug)]
+struct Loc {
+    /// Landed writes, oldest first (index 0 is the initial zero).
+    hist: Vec<Write>,
+    /// `(thread, history index)` of the newest write each thread read here (coherent
+    /// loads). Few threads read one location, so a short list beats a map.
+    floors: Vec<(u32, u32)>,
+    /// Listed in [`Memory::touched`] (reset restores it).
+    touched: bool,
+}
+
 #[derive(Clone, Debug)]
 struct Thread {
-    vc: Vec<u32>,
-    rel_fence: Option<Rc<Vec<u32>>>,
-    acq_acc: Vec<u32>,
+    /// Stores not yet landed, in program order.
     pending: Vec<Pending>,
-    floor: HashMap<usize, usize>,
+    /// Clock released by the last `fence`, or [`NONE`].
+    rel_fence: u32,
+    /// Indices of `pending` that may land now, ascending (kept up to date).
+    ready: Vec<usize>,
 }
 
 /// The whole memory: locations and threads.
+///
+/// Storage is flat and reusable: vector clocks live in one `threads x threads` table,
+/// released clocks in an arena, and [`Memory::reset`] restores the initial state without
+/// freeing anything, so a checker can run many schedules without allocating.
 #[derive(Clone, Debug)]
 pub struct Memory {
-    locs: Vec<Vec<Write>>,
+    n_threads: usize,
+    locs: Vec<Loc>,
     threads: Vec<Thread>,
+    /// Vector clock of thread t: `vc[t * n_threads..][..n_threads]`.
+    vc: Vec<u32>,
+    /// Clocks of writes read by relaxed loads (joined at the next fence), same layout.
+    acq_acc: Vec<u32>,
+    /// Released clocks, `n_threads` words each.
+    clocks: Vec<u32>,
+    /// Locations whose history or floors changed since the last reset.
+    touched: Vec<usize>,
+    /// Locations written since the last [`Memory::take_landed`].
+    landed: Vec<usize>,
 }
 
 fn join(dst: &mut [u32], src: &[u32]) {
@@ -87,87 +127,174 @@ fn join(dst: &mut [u32], src: &[u32]) {
 impl Memory {
     /// `n_locs` locations (all initially 0, tag 0) and `n_threads` threads.
     pub fn new(n_locs: usize, n_threads: usize) -> Self {
-        let init = Write {
-            val: 0,
-            tag: 0,
-            tid: 0,
-            t: 0,
-            rel: None,
-        };
         Memory {
-            locs: vec![vec![init]; n_locs],
+            n_threads,
+            locs: vec![
+                Loc {
+                    hist: vec![Write::INIT],
+                    floors: Vec::new(),
+                    touched: false,
+                };
+                n_locs
+            ],
             threads: vec![
                 Thread {
-                    vc: vec![0; n_threads],
-                    rel_fence: None,
-                    acq_acc: vec![0; n_threads],
                     pending: Vec::new(),
-                    floor: HashMap::new(),
+                    rel_fence: NONE,
+                    ready: Vec::new(),
                 };
                 n_threads
             ],
+            vc: vec![0; n_threads * n_threads],
+            acq_acc: vec![0; n_threads * n_threads],
+            clocks: Vec::new(),
+            touched: Vec::new(),
+            landed: Vec::new(),
         }
     }
 
-    fn thread(&mut self, tid: usize) -> Option<&mut Thread> {
-        self.threads.get_mut(tid)
+    /// Restores the state of [`Memory::new`] (same sizes), keeping every buffer's capacity.
+    pub fn reset(&mut self) {
+        for &l in &self.touched {
+            if let Some(loc) = self.locs.get_mut(l) {
+                loc.hist.truncate(1);
+                loc.floors.clear();
+                loc.touched = false;
+            }
+        }
+        self.touched.clear();
+        for th in &mut self.threads {
+            th.pending.clear();
+            th.ready.clear();
+            th.rel_fence = NONE;
+        }
+        self.vc.fill(0);
+        self.acq_acc.fill(0);
+        self.clocks.clear();
+        self.landed.clear();
+    }
+
+    fn touch(&mut self, loc: usize) {
+        if let Some(l) = self.locs.get_mut(loc) {
+            if !l.touched {
+                l.touched = true;
+                self.touched.push(loc);
+            }
+        }
+    }
+
+    fn row(&self, tid: usize) -> std::ops::Range<usize> {
+        tid * self.n_threads..(tid + 1) * self.n_threads
+    }
+
+    /// Copies thread `tid`'s vector clock into the arena; returns its index.
+    fn release_clock(&mut self, tid: usize) -> u32 {
+        let id = (self.clocks.len() / self.n_threads.max(1)) as u32;
+        let row = self.row(tid);
+        if let Some(src) = self.vc.get(row) {
+            self.clocks.extend_from_slice(src);
+        }
+        id
+    }
+
+    /// Advances `tid`'s own clock component; returns the new value.
+    fn tick(&mut self, tid: usize) -> Option<u32> {
+        let slot = self.vc.get_mut(tid * self.n_threads + tid)?;
+        *slot += 1;
+        Some(*slot)
     }
 
     fn hb(&self, w: &Write, reader: usize) -> bool {
         w.t == 0
             || self
-                .threads
-                .get(reader)
-                .and_then(|t| t.vc.get(w.tid))
+                .vc
+                .get(reader * self.n_threads + w.tid as usize)
                 .is_some_and(|&c| c >= w.t)
+    }
+
+    /// Moves the locations written since the last call (landed stores and atomics, in
+    /// order, repeats kept) into `out` (cleared first), so a caller can re-derive only
+    /// what depends on them.
+    pub fn take_landed(&mut self, out: &mut Vec<usize>) {
+        out.clear();
+        std::mem::swap(out, &mut self.landed);
     }
 
     /// Issues a store; it is pending until [`Memory::land`].
     pub fn store(&mut self, tid: usize, loc: usize, val: u64, tag: u64, order: MemOrder) {
-        let Some(th) = self.thread(tid) else { return };
-        let Some(slot) = th.vc.get_mut(tid) else {
+        if tid >= self.n_threads {
             return;
-        };
-        *slot += 1;
-        let t = *slot;
+        }
+        let Some(t) = self.tick(tid) else { return };
         let release = order == MemOrder::Release;
         let rel = if release {
-            Some(Rc::new(th.vc.clone()))
+            self.release_clock(tid)
         } else {
-            th.rel_fence.clone()
+            self.threads.get(tid).map_or(NONE, |th| th.rel_fence)
         };
-        th.pending.push(Pending {
-            loc,
-            write: Write {
-                val,
-                tag,
-                tid,
-                t,
-                rel,
-            },
-            release,
-        });
+        if let Some(th) = self.threads.get_mut(tid) {
+            th.pending.push(Pending {
+                loc,
+                write: Write {
+                    val,
+                    tag,
+                    tid: tid as u32,
+                    t,
+                    rel,
+                },
+                release,
+            });
+            let i = th.pending.len() - 1;
+            if Self::can_land(&th.pending, i) {
+                th.ready.push(i);
+            }
+        }
+    }
+
+    /// Whether pending store `i` of a thread (program order `pending`) may land now:
+    /// a release store only when it is the oldest, a relaxed one when no older store of
+    /// the thread goes to the same location.
+    fn can_land(pending: &[Pending], i: usize) -> bool {
+        let Some(p) = pending.get(i) else {
+            return false;
+        };
+        if p.release {
+            i == 0
+        } else {
+            pending.iter().take(i).all(|q| q.loc != p.loc)
+        }
     }
 
     /// Pending stores that may land now, as `(tid, index)` pairs.
     pub fn landable(&self, out: &mut Vec<(usize, usize)>) {
         for (tid, th) in self.threads.iter().enumerate() {
-            for (i, p) in th.pending.iter().enumerate() {
-                let blocked = if p.release {
-                    i > 0
-                } else {
-                    th.pending[..i].iter().any(|q| q.loc == p.loc)
-                };
-                if !blocked {
-                    out.push((tid, i));
-                }
-            }
+            out.extend(th.ready.iter().map(|&i| (tid, i)));
+        }
+    }
+
+    /// Pending stores of `tid` that may land now (indices, ascending) appended to `out`.
+    pub fn landable_of(&self, tid: usize, out: &mut Vec<(usize, usize)>) {
+        if let Some(th) = self.threads.get(tid) {
+            out.extend(th.ready.iter().map(|&i| (tid, i)));
         }
     }
 
     /// Whether thread `tid` has pending stores.
     pub fn has_pending(&self, tid: usize) -> bool {
         self.threads.get(tid).is_some_and(|t| !t.pending.is_empty())
+    }
+
+    /// The identity of pending store `idx` of `tid`: the thread's own clock value at the
+    /// store, unique within the thread and stable while other stores land.
+    pub fn pending_stamp(&self, tid: usize, idx: usize) -> Option<u32> {
+        Some(self.threads.get(tid)?.pending.get(idx)?.write.t)
+    }
+
+    /// Index of `tid`'s pending store with stamp `stamp`, if it exists and may land now.
+    pub fn landable_by_stamp(&self, tid: usize, stamp: u32) -> Option<usize> {
+        let th = self.threads.get(tid)?;
+        let i = th.pending.iter().position(|p| p.write.t == stamp)?;
+        th.ready.contains(&i).then_some(i)
     }
 
     /// Lands pending store `idx` of `tid` (no-op when it does not exist). Returns the
@@ -178,14 +305,34 @@ impl Memory {
             return None;
         }
         let p = th.pending.remove(idx);
-        self.locs.get_mut(p.loc)?.push(p.write);
+        th.ready.clear();
+        for i in 0..th.pending.len() {
+            if Self::can_land(&th.pending, i) {
+                th.ready.push(i);
+            }
+        }
+        let l = self.locs.get_mut(p.loc)?;
+        l.hist.push(p.write);
+        self.landed.push(p.loc);
+        self.touch(p.loc);
         Some(p.loc)
     }
 
     /// Lands every pending store of `tid` in program order.
     pub fn flush(&mut self, tid: usize) {
-        while self.has_pending(tid) {
-            self.land(tid, 0);
+        let Some(th) = self.threads.get_mut(tid) else {
+            return;
+        };
+        th.ready.clear();
+        for p in th.pending.drain(..) {
+            if let Some(l) = self.locs.get_mut(p.loc) {
+                l.hist.push(p.write);
+                self.landed.push(p.loc);
+                if !l.touched {
+                    l.touched = true;
+                    self.touched.push(p.loc);
+                }
+            }
         }
     }
 
@@ -208,23 +355,27 @@ impl Memory {
 
     /// `(lowest, highest)` history index a load may read (equal when forwarded).
     fn window(&self, tid: usize, loc: usize, order: MemOrder) -> (usize, usize) {
-        let Some(hist) = self.locs.get(loc) else {
-            return (0, 0);
-        };
-        let hi = hist.len().saturating_sub(1);
         if self.forwarded(tid, loc).is_some() {
+            let hi = self
+                .locs
+                .get(loc)
+                .map_or(0, |l| l.hist.len().saturating_sub(1));
             return (hi, hi);
         }
-        let mut lo = 0;
-        for i in (0..hist.len()).rev() {
-            if self.hb(&hist[i], tid) {
-                lo = i;
-                break;
-            }
-        }
+        self.landed_window(tid, loc, order)
+    }
+
+    /// [`Memory::window`] of a load that is not forwarded.
+    fn landed_window(&self, tid: usize, loc: usize, order: MemOrder) -> (usize, usize) {
+        let Some(l) = self.locs.get(loc) else {
+            return (0, 0);
+        };
+        let hist = &l.hist;
+        let hi = hist.len().saturating_sub(1);
+        let mut lo = hist.iter().rposition(|w| self.hb(w, tid)).unwrap_or(0);
         if order != MemOrder::NonCoherent {
-            if let Some(&f) = self.threads.get(tid).and_then(|t| t.floor.get(&loc)) {
-                lo = lo.max(f);
+            if let Some(&(_, f)) = l.floors.iter().find(|&&(t, _)| t as usize == tid) {
+                lo = lo.max(f as usize);
             }
         }
         (lo.min(hi), hi)
@@ -237,32 +388,65 @@ impl Memory {
         }
         self.locs
             .get(loc)
-            .and_then(|h| h.last())
+            .and_then(|l| l.hist.last())
             .map_or((0, 0), |w| (w.val, w.tag))
     }
 
     /// Loads `loc`; `pick` selects the value: 0 = newest allowed, larger = older (clamped).
     pub fn load(&mut self, tid: usize, loc: usize, order: MemOrder, pick: usize) -> (u64, u64) {
+        self.load_with(tid, loc, order, |_| pick)
+    }
+
+    /// Loads `loc`; `pick(n)` is called once with the number of allowed values `n` (1 when
+    /// forwarded from a pending store) and returns the choice (0 = newest, larger = older,
+    /// clamped), as [`Memory::load_choices`] then [`Memory::load`] but in one pass.
+    pub fn load_with(
+        &mut self,
+        tid: usize,
+        loc: usize,
+        order: MemOrder,
+        pick: impl FnOnce(usize) -> usize,
+    ) -> (u64, u64) {
         if let Some(w) = self.forwarded(tid, loc) {
+            let _ = pick(1);
             return (w.val, w.tag);
         }
-        let (lo, hi) = self.window(tid, loc, order);
-        let idx = hi - pick.min(hi - lo);
-        let Some(w) = self.locs.get(loc).and_then(|h| h.get(idx)).cloned() else {
+        let (lo, hi) = self.landed_window(tid, loc, order);
+        let idx = hi - pick(hi - lo + 1).min(hi - lo);
+        let Some(w) = self.locs.get(loc).and_then(|l| l.hist.get(idx)).copied() else {
             return (0, 0);
         };
-        if let Some(th) = self.threads.get_mut(tid) {
-            if order != MemOrder::NonCoherent {
-                th.floor.insert(loc, idx);
-            }
-            let clock: Option<&[u32]> = w.rel.as_deref().map(Vec::as_slice);
-            match (order, clock) {
-                (MemOrder::Acquire, Some(c)) => join(&mut th.vc, c),
-                (_, Some(c)) => join(&mut th.acq_acc, c),
-                _ => {}
+        if tid >= self.n_threads {
+            return (w.val, w.tag);
+        }
+        if order != MemOrder::NonCoherent {
+            self.set_floor(tid, loc, idx);
+        }
+        if w.rel != NONE {
+            let row = self.row(tid);
+            let n = self.n_threads;
+            let c = w.rel as usize * n;
+            let dst = if order == MemOrder::Acquire {
+                self.vc.get_mut(row)
+            } else {
+                self.acq_acc.get_mut(row)
+            };
+            if let (Some(src), Some(dst)) = (self.clocks.get(c..c + n), dst) {
+                join(dst, src);
             }
         }
         (w.val, w.tag)
+    }
+
+    fn set_floor(&mut self, tid: usize, loc: usize, idx: usize) {
+        let Some(l) = self.locs.get_mut(loc) else {
+            return;
+        };
+        match l.floors.iter_mut().find(|(t, _)| *t as usize == tid) {
+            Some(f) => f.1 = idx as u32,
+            None => l.floors.push((tid as u32, idx as u32)),
+        }
+        self.touch(loc);
     }
 
     /// Atomic read-modify-write (acq_rel, system scope): lands `tid`'s pending stores,
@@ -275,31 +459,33 @@ impl Memory {
         f: impl FnOnce(u64) -> Option<(u64, u64)>,
     ) -> u64 {
         self.flush(tid);
-        let Some(last) = self.locs.get(loc).and_then(|h| h.last()).cloned() else {
+        let Some(last) = self.locs.get(loc).and_then(|l| l.hist.last()).copied() else {
             return 0;
         };
-        let Some(th) = self.threads.get_mut(tid) else {
+        if tid >= self.n_threads {
             return last.val;
-        };
-        if let Some(c) = &last.rel {
-            join(&mut th.vc, c);
+        }
+        if last.rel != NONE {
+            let row = self.row(tid);
+            let n = self.n_threads;
+            let c = last.rel as usize * n;
+            if let (Some(src), Some(dst)) = (self.clocks.get(c..c + n), self.vc.get_mut(row)) {
+                join(dst, src);
+            }
         }
         if let Some((val, tag)) = f(last.val) {
-            let Some(slot) = th.vc.get_mut(tid) else {
+            let Some(t) = self.tick(tid) else {
                 return last.val;
             };
-            *slot += 1;
-            let t = *slot;
-            let rel = Some(Rc::new(th.vc.clone()));
-            let len = self.locs.get(loc).map_or(0, Vec::len);
-            if let Some(th) = self.threads.get_mut(tid) {
-                th.floor.insert(loc, len);
-            }
-            if let Some(h) = self.locs.get_mut(loc) {
-                h.push(Write {
+            let rel = self.release_clock(tid);
+            let len = self.locs.get(loc).map_or(0, |l| l.hist.len());
+            self.set_floor(tid, loc, len);
+            self.landed.push(loc);
+            if let Some(l) = self.locs.get_mut(loc) {
+                l.hist.push(Write {
                     val,
                     tag,
-                    tid,
+                    tid: tid as u32,
                     t,
                     rel,
                 });
@@ -311,25 +497,35 @@ impl Memory {
     /// `fence.acq_rel.sys`.
     pub fn fence(&mut self, tid: usize) {
         self.flush(tid);
+        if tid >= self.n_threads {
+            return;
+        }
+        let row = self.row(tid);
+        if let (Some(dst), Some(src)) = (self.vc.get_mut(row.clone()), self.acq_acc.get(row)) {
+            join(dst, src);
+        }
+        let c = self.release_clock(tid);
         if let Some(th) = self.threads.get_mut(tid) {
-            let acc = std::mem::take(&mut th.acq_acc);
-            join(&mut th.vc, &acc);
-            th.acq_acc = acc;
-            th.rel_fence = Some(Rc::new(th.vc.clone()));
+            th.rel_fence = c;
         }
     }
 
     /// Makes everything `src` did happen-before what `dst` does next (stream order,
     /// `__syncthreads`, kernel boundaries).
     pub fn sync_threads(&mut self, dst: usize, src: usize) {
-        if dst == src {
+        let n = self.n_threads;
+        if dst == src || dst >= n || src >= n {
             return;
         }
-        let Some(c) = self.threads.get(src).map(|t| t.vc.clone()) else {
-            return;
-        };
-        if let Some(th) = self.threads.get_mut(dst) {
-            join(&mut th.vc, &c);
+        for j in 0..n {
+            let (Some(&s), Some(d)) = (self.vc.get(src * n + j), self.vc.get(dst * n + j)) else {
+                return;
+            };
+            if s > *d {
+                if let Some(d) = self.vc.get_mut(dst * n + j) {
+                    *d = s;
+                }
+            }
         }
     }
 }
@@ -423,6 +619,59 @@ mod tests {
         let mut l2 = Vec::new();
         m2.landable(&mut l2);
         assert_eq!(l2, [(0, 0), (0, 1)]);
+    }
+
+    #[test]
+    fn ready_list_matches_the_landing_rules_and_reset_restores_all() {
+        let mut m = Memory::new(4, 2);
+        let brute = |m: &Memory| {
+            let mut v = Vec::new();
+            for (tid, th) in m.threads.iter().enumerate() {
+                for i in 0..th.pending.len() {
+                    if Memory::can_land(&th.pending, i) {
+                        v.push((tid, i));
+                    }
+                }
+            }
+            v
+        };
+        let ops: [(usize, usize, MemOrder); 8] = [
+            (0, 0, MemOrder::Relaxed),
+            (0, 1, MemOrder::Relaxed),
+            (0, 0, MemOrder::Relaxed),
+            (0, 2, MemOrder::Release),
+            (1, 3, MemOrder::Relaxed),
+            (0, 3, MemOrder::Relaxed),
+            (1, 3, MemOrder::Release),
+            (1, 0, MemOrder::Relaxed),
+        ];
+        for (k, &(t, l, o)) in ops.iter().enumerate() {
+            m.store(t, l, k as u64 + 1, 0, o);
+            let mut got = Vec::new();
+            m.landable(&mut got);
+            assert_eq!(got, brute(&m));
+        }
+        let mut landed = Vec::new();
+        while let Some(&(t, i)) = {
+            let mut l = Vec::new();
+            m.landable(&mut l);
+            l.last().copied().as_ref()
+        } {
+            m.land(t, i);
+            let mut got = Vec::new();
+            m.landable(&mut got);
+            assert_eq!(got, brute(&m));
+        }
+        m.take_landed(&mut landed);
+        assert_eq!(landed.len(), ops.len());
+        assert_eq!(m.load_choices(1, 1, MemOrder::Relaxed), 2);
+        assert_eq!(m.load(1, 1, MemOrder::Relaxed, 0).0, 2);
+        m.reset();
+        assert_eq!(m.load_choices(1, 1, MemOrder::Relaxed), 1);
+        assert_eq!(m.load(1, 0, MemOrder::Relaxed, 0), (0, 0));
+        assert!(!m.has_pending(0));
+        m.take_landed(&mut landed);
+        assert!(landed.is_empty());
     }
 
     #[test]
