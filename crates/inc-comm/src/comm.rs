@@ -7,24 +7,33 @@ use inc_store::{Handshake, MemStore, Store, TcpStore};
 use inc_topo::{NvlMesh, TopologyClass};
 use tracing::{debug, info, info_span, warn};
 
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
+
+use crate::backend::cuda::CudaBackend;
 use crate::backend::sim::SimBackend;
 use crate::counters::{CommStats, Counters};
 use crate::element::Element;
 use crate::error::{CommError, Result};
+use crate::nccl::Nccl;
 use crate::options::{BackendKind, CommOptions, Path};
 use crate::rendezvous::{self, Meta, Opened, Rdv, FAILED_CLASS};
 use crate::select::{bytes_of, Fallback, Selection, Selector, TuneTable};
-use crate::work::Work;
+use crate::work::{Checker, CudaWork, Work, WorkState};
 use crate::{DType, ReduceOp};
 
+// The sim backend is the larger one; boxing the cuda one keeps the enum lean, and a
+// Comm holds exactly one backend, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Sim(SimBackend),
+    Cuda(Box<CudaBackend>),
 }
 
 impl Backend {
     fn kind(&self) -> BackendKind {
         match self {
             Backend::Sim(_) => BackendKind::Sim,
+            Backend::Cuda(_) => BackendKind::Cuda,
         }
     }
 }
@@ -45,10 +54,11 @@ pub struct Comm {
     selector: Selector,
     backend: Backend,
     counters: Counters,
-    poison: OnceLock<CommError>,
+    poison: Arc<OnceLock<CommError>>,
+    /// The NCCL communicator (cuda backend), created on first use; its outcome is kept.
+    nccl: OnceLock<std::result::Result<Arc<Nccl>, CommError>>,
     /// Serialises calls of one communicator (they must be ordered anyway).
     call: Mutex<()>,
-    #[allow(dead_code)]
     store: Arc<dyn Store>,
 }
 
@@ -167,7 +177,8 @@ impl Comm {
     /// Joins the communicator described by torchrun's variables (`RANK`, `WORLD_SIZE`,
     /// `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) through the TCP
     /// store at `MASTER_ADDR:MASTER_PORT`, with options from `INC_*` variables. The device
-    /// is `LOCAL_RANK`; the sim backend uses shared memory.
+    /// is `LOCAL_RANK` (modulo the GPU count when `INC_ALLOW_SHARED_DEVICE=1`); the sim
+    /// backend uses shared memory, the cuda backend CUDA IPC.
     pub fn from_env() -> Result<Comm> {
         Self::from_env_with(CommOptions::from_env()?)
     }
@@ -185,14 +196,17 @@ impl Comm {
             rank: env.rank,
             reason: format!("connecting to {addr}: {e}"),
         })?;
-        Self::init_inner(
-            Arc::new(store),
-            env.rank,
-            env.world,
-            opts,
-            env.local_rank,
-            true,
-        )
+        // Virtual ranks across processes: more local ranks than GPUs share them round-robin.
+        let gpus = crate::backend::cuda_device_count();
+        let device = if opts.allow_shared_device
+            && resolve_backend(opts.backend) == BackendKind::Cuda
+            && gpus > 0
+        {
+            env.local_rank % gpus
+        } else {
+            env.local_rank
+        };
+        Self::init_inner(Arc::new(store), env.rank, env.world, opts, device, true)
     }
 
     /// Creates one communicator per entry of `devices` in this process (rank i drives
@@ -254,7 +268,6 @@ impl Comm {
             });
         }
         let started = Instant::now();
-        let deadline = started + opts.timeout;
         let prefix = rendezvous::comm_prefix(&*store, rank)?;
         let kind = resolve_backend(opts.backend);
         info!(backend = %kind, prefix = %prefix, "rendezvous starting");
@@ -270,7 +283,8 @@ impl Comm {
                 SimBackend::new(rank, world, device, &opts, multi_process || opts.sim_shm)
                     .map(Backend::Sim)
             }
-            BackendKind::Cuda => Self::cuda_backend(rank, world, device, &opts),
+            BackendKind::Cuda => CudaBackend::new(rank, world, device, &opts, multi_process)
+                .map(|b| Backend::Cuda(Box::new(b))),
             BackendKind::Auto => Err(CommError::Backend {
                 rank,
                 reason: "backend not resolved".into(),
@@ -280,6 +294,9 @@ impl Comm {
             (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
             _ => None,
         };
+        // The deadline starts after the local setup (device, NVRTC compile on a cold
+        // cache): our own setup is not a wait, and must not eat the time we give peers.
+        let deadline = Instant::now() + opts.timeout;
         let rdv = Rdv {
             store: &*store,
             prefix: prefix.clone(),
@@ -321,6 +338,14 @@ impl Comm {
                 b.blocks(),
                 inc_store::Backend::Sim,
             ),
+            Backend::Cuda(b) => (
+                b.bus_id().to_string(),
+                b.uuid().to_string(),
+                b.buffer_bytes(),
+                b.signal_bytes(),
+                b.blocks(),
+                inc_store::Backend::Cuda,
+            ),
         };
         let hs1 = Handshake {
             rank: u32::try_from(rank).unwrap_or(u32::MAX),
@@ -337,13 +362,15 @@ impl Comm {
             blocks,
         };
         let all1 = rdv.exchange("hs1", &hs1)?;
-        rendezvous::check_devices(rank, &all1)?;
+        rendezvous::check_devices(rank, &all1, opts.allow_shared_device)?;
+        let ranks_on_device = rendezvous::max_ranks_per_device(&all1);
 
         // Topology and buffers; a failure goes to the peers in step 3.
         let local = Self::local_topology(&backend, &opts, world, &all1).and_then(|mesh| {
             let class = crate::topo::classify(&mesh);
             let handles = match &mut backend {
                 Backend::Sim(b) => b.allocate(&prefix)?,
+                Backend::Cuda(b) => b.allocate(&prefix, ranks_on_device)?,
             };
             Ok((mesh, class, handles))
         });
@@ -374,6 +401,7 @@ impl Comm {
         // Step 4: map the peers' buffers; all ranks must succeed.
         let opened = match &mut backend {
             Backend::Sim(b) => b.open_peers(&handles, &class),
+            Backend::Cuda(b) => b.open_peers(&handles, &class).and_then(|()| b.verify()),
         };
         let msg = Opened {
             error: opened.as_ref().err().map(|e| e.to_string()),
@@ -386,13 +414,17 @@ impl Comm {
                 b.all_opened();
                 b.capacity()
             }
+            Backend::Cuda(b) => {
+                b.all_opened();
+                b.capacity()
+            }
         };
         let selector = Selector::new(world, class, &opts, capacity, tune);
         info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "communicator ready"
         );
-        Ok(Comm {
+        let comm = Comm {
             rank,
             world,
             opts,
@@ -401,22 +433,21 @@ impl Comm {
             selector,
             backend,
             counters: Counters::default(),
-            poison: OnceLock::new(),
+            poison: Arc::new(OnceLock::new()),
+            nccl: OnceLock::new(),
             call: Mutex::new(()),
             store,
-        })
-    }
-
-    fn cuda_backend(
-        _rank: usize,
-        _world: usize,
-        _device: usize,
-        _opts: &CommOptions,
-    ) -> Result<Backend> {
-        Err(CommError::BackendUnavailable {
-            backend: "cuda".into(),
-            reason: "the cuda backend is not wired into inc-comm yet (use --backend sim)".into(),
-        })
+        };
+        // INC_ALGO=nccl: create the NCCL communicator now (collective). A failure is kept
+        // and returned by NCCL calls; the communicator itself is fine.
+        if comm.opts.algo == crate::options::AlgoChoice::Force(Path::Nccl)
+            && matches!(comm.backend, Backend::Cuda(_))
+        {
+            if let Err(e) = comm.nccl_comm() {
+                warn!(error = %e, "INC_ALGO=nccl but NCCL is unusable");
+            }
+        }
+        Ok(comm)
     }
 
     fn local_topology(
@@ -427,6 +458,7 @@ impl Comm {
     ) -> Result<NvlMesh> {
         match backend {
             Backend::Sim(_) => crate::topo::sim_mesh(opts.sim_topology, world),
+            Backend::Cuda(b) => b.mesh(_peers),
         }
     }
 
@@ -481,6 +513,7 @@ impl Comm {
         warn!(rank = self.rank, reason, "aborting communicator");
         match &self.backend {
             Backend::Sim(b) => b.abort(),
+            Backend::Cuda(b) => b.abort(),
         }
         let _ = self.poison.set(CommError::PeerAborted {
             rank: self.rank,
@@ -540,25 +573,51 @@ impl Comm {
         Ok(sel)
     }
 
-    /// In-place allreduce of a host buffer: every rank's `buf` becomes the reduction of all
-    /// ranks' `buf`s. On the sim backend this is the data path; on the cuda backend it
-    /// stages through device memory (a convenience, not the fast path).
-    pub fn allreduce_host<T: Element>(&self, buf: &mut [T], op: ReduceOp) -> Result<Work> {
-        let dtype = T::DTYPE;
-        let _g = self.call.lock().map_err(|_| CommError::Backend {
+    /// The selection of a call: the selector's, or `path` after checking it can run.
+    fn selection(&self, path: Option<Path>, bytes: u64, dtype: DType) -> Result<Selection> {
+        match path {
+            None => self.choose(bytes, dtype).map_err(|e| self.fail(e)),
+            Some(p) => {
+                self.check_path(p, bytes, dtype)?;
+                Ok(Selection {
+                    path: p,
+                    fallback: None,
+                })
+            }
+        }
+    }
+
+    fn lock_call(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.call.lock().map_err(|_| CommError::Backend {
             rank: self.rank,
             reason: "call lock poisoned".into(),
-        })?;
-        self.check_poison()?;
-        let bytes = bytes_of(buf.len(), dtype).ok_or(CommError::TooLarge {
+        })
+    }
+
+    fn bytes(&self, len: usize, dtype: DType) -> Result<u64> {
+        bytes_of(len, dtype).ok_or(CommError::TooLarge {
             rank: self.rank,
             bytes: u64::MAX,
             max: u64::MAX,
-        })?;
+        })
+    }
+
+    /// In-place allreduce of a host buffer: every rank's `buf` becomes the reduction of all
+    /// ranks' `buf`s. On the sim backend this is the data path; on the cuda backend it
+    /// stages through device memory and waits (a convenience, not the fast path).
+    pub fn allreduce_host<T: Element>(&self, buf: &mut [T], op: ReduceOp) -> Result<Work> {
+        let dtype = T::DTYPE;
+        let _g = self.lock_call()?;
+        self.check_poison()?;
+        let bytes = self.bytes(buf.len(), dtype)?;
         let sel = self.choose(bytes, dtype).map_err(|e| self.fail(e))?;
         let data: &mut [u8] = bytemuck::cast_slice_mut(buf);
         let res = match (&self.backend, sel.path.algo()) {
             (Backend::Sim(b), Some(algo)) => b.allreduce_in_place(algo, dtype, op, data),
+            (Backend::Cuda(b), _) => {
+                let n = data.len() / dtype.size().max(1);
+                self.stage(b, sel.path, dtype, op, None, data, n)
+            }
             (_, None) => Err(CommError::Unsupported {
                 rank: self.rank,
                 reason: "no path".into(),
@@ -603,40 +662,20 @@ impl Comm {
         op: ReduceOp,
     ) -> Result<Work> {
         let dtype = T::DTYPE;
-        let _g = self.call.lock().map_err(|_| CommError::Backend {
-            rank: self.rank,
-            reason: "call lock poisoned".into(),
-        })?;
+        let _g = self.lock_call()?;
         self.check_poison()?;
         if input.len() != output.len() {
-            return Err(CommError::InvalidArgument {
-                rank: self.rank,
-                reason: format!(
-                    "input has {} elements, output {}",
-                    input.len(),
-                    output.len()
-                ),
-            });
+            return Err(self.len_mismatch(input.len(), output.len()));
         }
-        let bytes = bytes_of(input.len(), dtype).ok_or(CommError::TooLarge {
-            rank: self.rank,
-            bytes: u64::MAX,
-            max: u64::MAX,
-        })?;
-        let sel = match path {
-            None => self.choose(bytes, dtype).map_err(|e| self.fail(e))?,
-            Some(p) => {
-                self.check_path(p, bytes, dtype)?;
-                Selection {
-                    path: p,
-                    fallback: None,
-                }
-            }
-        };
+        let bytes = self.bytes(input.len(), dtype)?;
+        let sel = self.selection(path, bytes, dtype)?;
         let src: &[u8] = bytemuck::cast_slice(input);
         let dst: &mut [u8] = bytemuck::cast_slice_mut(output);
         let res = match (&self.backend, sel.path.algo()) {
             (Backend::Sim(b), Some(algo)) => b.allreduce(algo, dtype, op, src, dst),
+            (Backend::Cuda(b), _) => {
+                self.stage(b, sel.path, dtype, op, Some(src), dst, input.len())
+            }
             (_, None) => Err(CommError::Unsupported {
                 rank: self.rank,
                 reason: "no path".into(),
@@ -651,7 +690,316 @@ impl Comm {
         }
     }
 
+    fn len_mismatch(&self, a: usize, b: usize) -> CommError {
+        CommError::InvalidArgument {
+            rank: self.rank,
+            reason: format!("input has {a} elements, output {b}"),
+        }
+    }
+
+    /// Host staging on the cuda backend: copy in (`src`, else `dst` for in place), reduce
+    /// on the communicator's stream, wait, copy out into `dst`.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &self,
+        b: &CudaBackend,
+        path: Path,
+        dtype: DType,
+        op: ReduceOp,
+        src: Option<&[u8]>,
+        dst: &mut [u8],
+        count: usize,
+    ) -> Result<()> {
+        let rank = self.rank;
+        let stream = b.stream();
+        let drv = |what: &'static str| {
+            move |e: cudarc::driver::DriverError| CommError::Backend {
+                rank,
+                reason: format!("{what}: {e}"),
+            }
+        };
+        if count == 0 {
+            return Ok(());
+        }
+        let dev_in = stream
+            .clone_htod(src.unwrap_or(dst))
+            .map_err(drv("copy to device"))?;
+        let mut dev_out = if src.is_some() {
+            Some(
+                stream
+                    .alloc_zeros::<u8>(dst.len())
+                    .map_err(drv("cuMemAlloc"))?,
+            )
+        } else {
+            None
+        };
+        let work = {
+            let (ip, _gi) = dev_in.device_ptr(stream);
+            let op_ = match &mut dev_out {
+                Some(o) => o.device_ptr_mut(stream),
+                None => (ip, cudarc::driver::SyncOnDrop::Sync(None)),
+            };
+            // SAFETY: both device buffers hold `count` elements of `dtype` (dst.len()
+            // bytes) and live until the wait below.
+            unsafe { self.enqueue(b, path, dtype, op, ip, op_.0, count, stream) }?
+        };
+        work.wait()?;
+        stream
+            .memcpy_dtoh(dev_out.as_ref().unwrap_or(&dev_in), dst)
+            .map_err(drv("copy to host"))?;
+        stream.synchronize().map_err(drv("cuStreamSynchronize"))?;
+        Ok(())
+    }
+
+    /// The NCCL communicator, created collectively on first use (every rank must reach
+    /// its first NCCL call); the outcome, communicator or error, is kept.
+    fn nccl_comm(&self) -> Result<Arc<Nccl>> {
+        let Backend::Cuda(b) = &self.backend else {
+            return Err(CommError::Unsupported {
+                rank: self.rank,
+                reason: "the nccl path needs the cuda backend".into(),
+            });
+        };
+        self.nccl
+            .get_or_init(|| {
+                Nccl::create(
+                    &*self.store,
+                    &self.prefix,
+                    self.rank,
+                    self.world,
+                    b.context(),
+                    b.ranks_on_device() > 1,
+                    self.opts.timeout,
+                )
+                .map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// Enqueues one call on the cuda backend and records its event (not while `stream`
+    /// is being captured into a graph).
+    ///
+    /// # Safety
+    /// `input`/`output` are device addresses of `count` elements of `dtype` on this
+    /// communicator's device, valid until the call completes on `stream`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn enqueue(
+        &self,
+        b: &CudaBackend,
+        path: Path,
+        dtype: DType,
+        op: ReduceOp,
+        input: u64,
+        output: u64,
+        count: usize,
+        stream: &CudaStream,
+    ) -> Result<Work> {
+        let check = match path.algo() {
+            Some(algo) => {
+                // SAFETY: forwarded from this function's contract.
+                unsafe { b.launch(stream, algo, dtype, op, input, output, count as u64) }?;
+                Checker::Kernel(b.kernel_check()?)
+            }
+            None => {
+                let n = self.nccl_comm()?;
+                // SAFETY: forwarded from this function's contract.
+                unsafe { n.all_reduce_raw(input, output, count, dtype, op, stream) }?;
+                Checker::Nccl(n)
+            }
+        };
+        let capturing = stream
+            .capture_status()
+            .map(|s| s != cudarc::driver::sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE)
+            .map_err(|e| CommError::Backend {
+                rank: self.rank,
+                reason: format!("cuStreamIsCapturing: {e}"),
+            })?;
+        if capturing {
+            return Ok(Work {
+                state: WorkState::Captured,
+            });
+        }
+        let ev = b
+            .events()
+            .take(b.context())
+            .map_err(|e| CommError::Backend {
+                rank: self.rank,
+                reason: format!("cuEventCreate: {e}"),
+            })?;
+        if let Err(e) = ev.record(stream) {
+            b.events().give(ev);
+            return Err(CommError::Backend {
+                rank: self.rank,
+                reason: format!("cuEventRecord: {e}"),
+            });
+        }
+        Ok(Work {
+            state: WorkState::Cuda(CudaWork {
+                event: Some(ev),
+                pool: b.events().clone(),
+                check,
+                poison: self.poison.clone(),
+                rank: self.rank,
+                timeout: self.opts.timeout,
+            }),
+        })
+    }
+
+    fn cuda(&self) -> Result<&CudaBackend> {
+        match &self.backend {
+            Backend::Cuda(b) => Ok(b),
+            Backend::Sim(_) => Err(CommError::Unsupported {
+                rank: self.rank,
+                reason: "device buffers need the cuda backend (use allreduce_host on sim)".into(),
+            }),
+        }
+    }
+
+    fn check_stream(
+        &self,
+        b: &CudaBackend,
+        stream: &CudaStream,
+        dev: &[&Arc<CudaContext>],
+    ) -> Result<()> {
+        let mine = b.context().cu_device();
+        if stream.context().cu_device() != mine || dev.iter().any(|c| c.cu_device() != mine) {
+            return Err(CommError::InvalidArgument {
+                rank: self.rank,
+                reason: format!(
+                    "the stream and buffers must be on this rank's device (ordinal {})",
+                    b.context().ordinal()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// In-place allreduce of a cudarc device buffer, enqueued on `stream` (any stream of
+    /// this rank's device, e.g. [`Comm::stream`]): every rank's `buf` becomes the
+    /// reduction of all ranks' `buf`s. Returns at once; [`Work::wait`] waits and reports
+    /// protocol errors. The host side makes no allocation and no system call besides the
+    /// launch and the event record, and takes no contended lock; it is CUDA-graph
+    /// capturable (nothing synchronises while `stream` is capturing; disable cudarc's
+    /// event tracking on the context for capture, as for any cudarc capture).
+    pub fn allreduce<T: Element + DeviceRepr>(
+        &self,
+        buf: &mut CudaSlice<T>,
+        op: ReduceOp,
+        stream: &Arc<CudaStream>,
+    ) -> Result<Work> {
+        self.device_call(None, None, buf, op, stream)
+    }
+
+    /// Out-of-place allreduce of cudarc device buffers: `output` = reduction of every
+    /// rank's `input` (same lengths), enqueued on `stream`.
+    pub fn allreduce_out<T: Element + DeviceRepr>(
+        &self,
+        input: &CudaSlice<T>,
+        output: &mut CudaSlice<T>,
+        op: ReduceOp,
+        stream: &Arc<CudaStream>,
+    ) -> Result<Work> {
+        self.device_call(None, Some(input), output, op, stream)
+    }
+
+    /// [`Comm::allreduce_out`] (or in place when `input` is `None`) on a given path,
+    /// whatever the selector would choose (benchmarks, `inc demo`); an error when the path
+    /// cannot take the call.
+    pub fn allreduce_using<T: Element + DeviceRepr>(
+        &self,
+        path: Path,
+        input: Option<&CudaSlice<T>>,
+        output: &mut CudaSlice<T>,
+        op: ReduceOp,
+        stream: &Arc<CudaStream>,
+    ) -> Result<Work> {
+        self.device_call(Some(path), input, output, op, stream)
+    }
+
+    fn device_call<T: Element + DeviceRepr>(
+        &self,
+        path: Option<Path>,
+        input: Option<&CudaSlice<T>>,
+        output: &mut CudaSlice<T>,
+        op: ReduceOp,
+        stream: &Arc<CudaStream>,
+    ) -> Result<Work> {
+        let dtype = T::DTYPE;
+        let _g = self.lock_call()?;
+        self.check_poison()?;
+        let b = self.cuda()?;
+        let n = output.len();
+        match input {
+            Some(i) => {
+                if i.len() != n {
+                    return Err(self.len_mismatch(i.len(), n));
+                }
+                self.check_stream(b, stream, &[i.context(), output.context()])?;
+            }
+            None => self.check_stream(b, stream, &[output.context()])?,
+        }
+        let bytes = self.bytes(n, dtype)?;
+        let sel = self.selection(path, bytes, dtype)?;
+        let (op_ptr, _go) = output.device_ptr_mut(stream);
+        let res = match input {
+            Some(i) => {
+                let (ip, _gi) = i.device_ptr(stream);
+                // SAFETY: both slices hold n elements of T (dtype) on this device and stay
+                // borrowed for the call; cudarc's guards order later uses after it.
+                unsafe { self.enqueue(b, sel.path, dtype, op, ip, op_ptr, n, stream) }
+            }
+            // SAFETY: as above, in place.
+            None => unsafe { self.enqueue(b, sel.path, dtype, op, op_ptr, op_ptr, n, stream) },
+        };
+        match res {
+            Ok(w) => {
+                self.counters.record(sel.path, bytes);
+                Ok(w)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The device's CUDA context (cuda backend; `None` on sim). Allocate buffers for
+    /// [`Comm::allreduce`] through it or through [`Comm::stream`].
+    pub fn cuda_context(&self) -> Option<&Arc<CudaContext>> {
+        match &self.backend {
+            Backend::Cuda(b) => Some(b.context()),
+            Backend::Sim(_) => None,
+        }
+    }
+
+    /// The communicator's own stream on its device (cuda backend; `None` on sim).
+    pub fn stream(&self) -> Option<&Arc<CudaStream>> {
+        match &self.backend {
+            Backend::Cuda(b) => Some(b.stream()),
+            Backend::Sim(_) => None,
+        }
+    }
+
+    /// Ranks that share the busiest device of this group (1: a GPU per rank; more:
+    /// virtual ranks, see [`CommOptions::allow_shared_device`]).
+    pub fn ranks_on_device(&self) -> usize {
+        match &self.backend {
+            Backend::Cuda(b) => b.ranks_on_device(),
+            Backend::Sim(_) => 1,
+        }
+    }
+
+    /// Reads the device error record after work (e.g. a replayed CUDA graph) completed:
+    /// the kernels' typed error (which poisons the communicator), or the poison already
+    /// set. `Ok` on the sim backend, whose calls report their errors directly.
+    pub fn check(&self) -> Result<()> {
+        if let Backend::Cuda(b) = &self.backend {
+            if let Some(e) = b.read_error() {
+                return Err(self.fail(e));
+            }
+        }
+        self.check_poison()
+    }
+
     /// Whether `path` can take a call of `bytes` bytes of `dtype` on this communicator.
+    /// NCCL needs the cuda backend, libnccl, and a GPU per rank.
     pub fn check_path(&self, path: Path, bytes: u64, dtype: DType) -> Result<()> {
         if path == Path::Nccl {
             return match &self.backend {
@@ -659,6 +1007,24 @@ impl Comm {
                     rank: self.rank,
                     reason: "the nccl path needs the cuda backend".into(),
                 }),
+                Backend::Cuda(b) => {
+                    if let Some(Err(e)) = self.nccl.get() {
+                        return Err(e.clone());
+                    }
+                    if b.ranks_on_device() > 1 {
+                        return Err(CommError::Unsupported {
+                            rank: self.rank,
+                            reason: "NCCL needs a GPU per rank; this group has virtual ranks"
+                                .into(),
+                        });
+                    }
+                    crate::nccl::probe()
+                        .map(|_| ())
+                        .map_err(|reason| CommError::Nccl {
+                            rank: self.rank,
+                            reason,
+                        })
+                }
             };
         }
         let _ = dtype;
@@ -678,7 +1044,6 @@ impl Comm {
             }
         })
     }
-
     /// The timeout of every wait of this communicator.
     pub fn timeout(&self) -> Duration {
         self.opts.timeout

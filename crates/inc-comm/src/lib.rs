@@ -20,11 +20,26 @@
 //! * **Errors**: one enum, [`CommError`]; a dead peer, a timeout, a mismatched call, a
 //!   too-large buffer each name the rank (and peer). A protocol error poisons the
 //!   communicator: later calls fail fast with [`CommError::Poisoned`].
+//! * **Device calls** (cuda backend, collective): [`Comm::allreduce`] (in place) and
+//!   [`Comm::allreduce_out`] take cudarc's own `CudaSlice<T>` and `Arc<CudaStream>` (any
+//!   stream of the rank's device, e.g. [`Comm::stream`]; the context is
+//!   [`Comm::cuda_context`]); [`Comm::allreduce_using`] pins a path. They return at once
+//!   with a [`Work`] holding a pooled CUDA event; [`Work::wait`] syncs it and turns the
+//!   kernels' error record into `Timeout` / `PeerAborted` / `CallMismatch` / `SeqMismatch`.
+//!   The host side makes no allocation and no system call besides the launch and the event
+//!   record, and is CUDA-graph capturable (no event while capturing; [`Comm::check`] reads
+//!   the error record after a replay).
 //! * **Backends** ([`backend`]): `sim` — inc-sim's CPU data backend; across processes the
 //!   symmetric buffers live in POSIX shared memory and their names travel through the store
 //!   exactly where CUDA IPC handles do, so rendezvous and failures are tested without a GPU.
-//!   `cuda` (cargo feature `cuda`, inc-cuda) is not wired in yet: asking for it returns
-//!   [`CommError::BackendUnavailable`].
+//!   `cuda` — inc-cuda's `PeerBuffers` (CUDA IPC across processes, peer mapping in one
+//!   process) and NVRTC kernels; several ranks may share one GPU ("virtual ranks") only with
+//!   [`CommOptions::allow_shared_device`] / `INC_ALLOW_SHARED_DEVICE=1`. `auto` picks `cuda`
+//!   when the driver loads and reports a device, else `sim`.
+//! * **NCCL fallback** ([`nccl`]): through cudarc's dynamically loaded `nccl`, the unique id
+//!   shared through the store, created on first use (at init with `INC_ALGO=nccl`); used
+//!   when no intra-node path fits and for `INC_ALGO=nccl`. Without libnccl the NCCL path
+//!   returns [`CommError::Nccl`] ("libnccl not found: ...") and the others work.
 //! * **CLI helpers**: [`launch`] (`inc launch -n N -- CMD`) and [`demo`] (`inc demo`).
 //!
 //! ```
@@ -47,8 +62,33 @@
 //! # Ok::<(), inc_comm::CommError>(())
 //! ```
 //!
+//! On GPUs (one process, two virtual ranks on GPU 0; `no_run`: needs a GPU):
+//!
+//! ```no_run
+//! use inc_comm::{BackendKind, Comm, CommOptions, ReduceOp};
+//!
+//! let opts = CommOptions {
+//!     backend: BackendKind::Cuda,
+//!     allow_shared_device: true,
+//!     ..CommOptions::default()
+//! };
+//! let comms = Comm::init_threads(&[0, 0], opts)?;
+//! std::thread::scope(|s| {
+//!     for c in &comms {
+//!         s.spawn(move || -> Result<(), inc_comm::CommError> {
+//!             let stream = c.stream().expect("cuda backend").clone();
+//!             let mut x = stream.clone_htod(&[1.0f32; 4096]).expect("upload");
+//!             c.allreduce(&mut x, ReduceOp::Sum, &stream)?.wait()?; // 2.0 everywhere
+//!             Ok(())
+//!         });
+//!     }
+//! });
+//! # Ok::<(), inc_comm::CommError>(())
+//! ```
+//!
 //! Multi-process: `inc launch -n 4 -- inc demo --backend sim` (each rank calls
-//! [`Comm::from_env`]).
+//! [`Comm::from_env`]); on one GPU, `INC_ALLOW_SHARED_DEVICE=1 inc launch -n 2 -- inc demo
+//! --backend cuda` (CUDA IPC between the two processes).
 
 pub mod backend;
 pub mod comm;
@@ -57,6 +97,7 @@ pub mod demo;
 pub mod element;
 pub mod error;
 pub mod launch;
+pub mod nccl;
 pub mod options;
 pub mod rendezvous;
 pub mod select;

@@ -12,6 +12,7 @@
 //! | `INC_BLOCKS` | blocks (CUDA) / worker lanes (sim) per call | backend default |
 //! | `INC_TUNE_FILE` | autotune table (JSON, see [`TuneTable`](crate::TuneTable)) | none |
 //! | `INC_SIM_SHM` | `1`: sim regions in /dev/shm even in one process | `0` |
+//! | `INC_ALLOW_SHARED_DEVICE` | `1`: several ranks may drive one device (virtual ranks; tests) | `0` |
 //!
 //! Sizes accept a plain byte count or a `K`/`M`/`G` (binary) suffix: `256K`, `10M`.
 //! An invalid value is an error naming the variable, never silently ignored.
@@ -196,6 +197,10 @@ pub struct CommOptions {
     /// Sim backend: declare this topology instead of a fully connected one (tests, and
     /// `inc demo` to run hcm at world 8). `None`: fully connected.
     pub sim_topology: Option<SimTopology>,
+    /// Let several ranks drive the same device ("virtual ranks": tests, or more ranks than
+    /// GPUs). Off by default, because two ranks on one GPU is usually a launch mistake
+    /// (`INC_ALLOW_SHARED_DEVICE=1`). NCCL cannot run such a group.
+    pub allow_shared_device: bool,
 }
 
 /// A topology the sim backend pretends to have.
@@ -239,6 +244,7 @@ impl Default for CommOptions {
             tune_file: None,
             sim_shm: false,
             sim_topology: None,
+            allow_shared_device: false,
         }
     }
 }
@@ -339,6 +345,9 @@ impl CommOptions {
         if let Some(v) = get("INC_SIM_TOPOLOGY") {
             o.sim_topology = Some(v.parse()?);
         }
+        if let Some(v) = get("INC_ALLOW_SHARED_DEVICE") {
+            o.allow_shared_device = parse_bool("INC_ALLOW_SHARED_DEVICE", &v)?;
+        }
         o.validate()?;
         Ok(o)
     }
@@ -378,7 +387,7 @@ impl CommOptions {
     /// rendezvous; a difference is an error on every rank).
     pub fn agreement_digest(&self) -> String {
         format!(
-            "algo={};1s={:?};2s={:?};hcm={:?};buf={:?};blocks={:?};tune={:?};simtopo={:?};timeout={}",
+            "algo={};1s={:?};2s={:?};hcm={:?};buf={:?};blocks={:?};tune={:?};simtopo={:?};timeout={};shared={}",
             self.algo,
             self.one_shot_max_bytes,
             self.two_shot_max_bytes,
@@ -387,7 +396,8 @@ impl CommOptions {
             self.blocks,
             self.tune_file,
             self.sim_topology,
-            self.timeout.as_millis()
+            self.timeout.as_millis(),
+            self.allow_shared_device
         )
     }
 }
@@ -424,6 +434,7 @@ mod tests {
             ("INC_TUNE_FILE", "/tmp/t.json"),
             ("INC_SIM_SHM", "1"),
             ("INC_SIM_TOPOLOGY", "hcm"),
+            ("INC_ALLOW_SHARED_DEVICE", "1"),
         ])
         .unwrap();
         assert_eq!(o.backend, BackendKind::Sim);
@@ -437,6 +448,7 @@ mod tests {
         assert_eq!(o.tune_file, Some(PathBuf::from("/tmp/t.json")));
         assert!(o.sim_shm);
         assert_eq!(o.sim_topology, Some(SimTopology::HybridCubeMesh));
+        assert!(o.allow_shared_device);
     }
 
     #[test]
@@ -457,6 +469,7 @@ mod tests {
             ("INC_BLOCKS", "1000"),
             ("INC_SIM_SHM", "maybe"),
             ("INC_SIM_TOPOLOGY", "torus"),
+            ("INC_ALLOW_SHARED_DEVICE", "2"),
         ] {
             match from(&[(k, v)]) {
                 Err(CommError::InvalidOption { name, .. }) => assert_eq!(name, k, "{k}={v}"),

@@ -222,8 +222,30 @@ pub fn check_meta(rank: usize, all: &[Meta]) -> Result<()> {
     Ok(())
 }
 
-/// Step 2's verdict: one host, distinct devices, same buffer geometry.
-pub fn check_devices(rank: usize, all: &[Handshake]) -> Result<()> {
+/// The identity of a rank's device in a handshake (uuid, else PCI bus id).
+pub fn device_key(h: &Handshake) -> &str {
+    if h.device_uuid.is_empty() {
+        &h.pci_bus_id
+    } else {
+        &h.device_uuid
+    }
+}
+
+/// The most ranks that share one device (1 when every rank has its own).
+pub fn max_ranks_per_device(all: &[Handshake]) -> usize {
+    all.iter()
+        .map(|h| {
+            all.iter()
+                .filter(|o| device_key(o) == device_key(h))
+                .count()
+        })
+        .max()
+        .unwrap_or(1)
+}
+
+/// Step 2's verdict: one host, distinct devices (unless `allow_shared`), same buffer
+/// geometry.
+pub fn check_devices(rank: usize, all: &[Handshake], allow_shared: bool) -> Result<()> {
     let Some(first) = all.first() else {
         return Err(fail(rank, "empty group".into()));
     };
@@ -249,7 +271,7 @@ pub fn check_devices(rank: usize, all: &[Handshake]) -> Result<()> {
         } else {
             &h.device_uuid
         };
-        if !seen.insert(id.clone()) {
+        if !seen.insert(id.clone()) && !allow_shared {
             let other = all
                 .iter()
                 .position(|o| {
@@ -263,7 +285,7 @@ pub fn check_devices(rank: usize, all: &[Handshake]) -> Result<()> {
             return Err(fail(
                 rank,
                 format!(
-                "ranks {other} and {r} use the same device {id} (set a distinct device per rank)"
+                "ranks {other} and {r} use the same device {id} (set a distinct device per rank, or allow virtual ranks with INC_ALLOW_SHARED_DEVICE=1 / CommOptions::allow_shared_device)"
             ),
             ));
         }
@@ -426,14 +448,22 @@ mod tests {
 
     #[test]
     fn device_verdicts() {
-        assert!(check_devices(0, &[hs(0, "h", "d0"), hs(1, "h", "d1")]).is_ok());
-        let e = check_devices(0, &[hs(0, "h", "d0"), hs(1, "other", "d1")]).unwrap_err();
+        assert!(check_devices(0, &[hs(0, "h", "d0"), hs(1, "h", "d1")], false).is_ok());
+        let e = check_devices(0, &[hs(0, "h", "d0"), hs(1, "other", "d1")], false).unwrap_err();
         assert!(e.to_string().contains("not on one host"));
-        let e = check_devices(0, &[hs(0, "h", "d0"), hs(1, "h", "d0")]).unwrap_err();
+        let e = check_devices(0, &[hs(0, "h", "d0"), hs(1, "h", "d0")], false).unwrap_err();
         assert!(e.to_string().contains("same device"), "{e}");
+        assert!(e.to_string().contains("INC_ALLOW_SHARED_DEVICE=1"), "{e}");
+        let shared = [hs(0, "h", "d0"), hs(1, "h", "d0")];
+        assert!(check_devices(0, &shared, true).is_ok());
+        assert_eq!(max_ranks_per_device(&shared), 2);
+        assert_eq!(
+            max_ranks_per_device(&[hs(0, "h", "d0"), hs(1, "h", "d1")]),
+            1
+        );
         let mut b = hs(1, "h", "d1");
         b.blocks = 3;
-        assert!(check_devices(0, &[hs(0, "h", "d0"), b]).is_err());
+        assert!(check_devices(0, &[hs(0, "h", "d0"), b], false).is_err());
     }
 
     #[test]

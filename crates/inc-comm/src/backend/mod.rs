@@ -1,11 +1,17 @@
-//! Data backends behind [`Comm`](crate::Comm). Today: `sim` (inc-sim's CPU data
-//! backend). The `cuda` backend (inc-cuda's PeerBuffers + Kernels, NCCL fallback through
-//! cudarc) is not wired in yet; selecting it returns
-//! [`CommError::BackendUnavailable`](crate::CommError::BackendUnavailable).
+//! Data backends behind [`Comm`](crate::Comm): `sim` (inc-sim's CPU data backend, shared
+//! memory across processes) and `cuda` (inc-cuda's PeerBuffers + Kernels; the NCCL
+//! fallback lives in [`crate::nccl`]).
 
+pub mod cuda;
 pub mod sim;
 
-/// Whether the cuda backend can run in this build (not yet: `auto` picks `sim`).
+/// Whether the cuda backend can run here: the CUDA driver loads and reports at least one
+/// device (`auto` picks `cuda` then, else `sim`). Never panics; cached after the first call.
 pub fn cuda_available() -> bool {
-    false
+    cuda::device_count() > 0
+}
+
+/// Number of CUDA devices (0 without a driver).
+pub fn cuda_device_count() -> usize {
+    cuda::device_count()
 }

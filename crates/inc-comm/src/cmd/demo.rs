@@ -46,13 +46,49 @@ fn run_threads(
     world: usize,
     backend: BackendKind,
     max: Option<usize>,
+    json: bool,
 ) -> Result<(String, Vec<Case>, usize), CommError> {
-    let devices: Vec<usize> = (0..world).collect();
-    let comms = Comm::init_threads(&devices, opts_for(backend, false)?)?;
+    let backend = match backend {
+        BackendKind::Auto if inc_comm::backend::cuda_available() => BackendKind::Cuda,
+        BackendKind::Auto => BackendKind::Sim,
+        b => b,
+    };
+    let gpus = inc_comm::backend::cuda_device_count();
+    let mut opts = opts_for(backend, false)?;
+    let devices: Vec<usize> = if backend == BackendKind::Cuda && gpus > 0 && world > gpus {
+        opts.allow_shared_device = true;
+        let line = format!(
+            "inc demo: {world} ranks on {gpus} GPU(s): virtual ranks (several ranks share a GPU)"
+        );
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+        (0..world).map(|r| r % gpus).collect()
+    } else {
+        (0..world).collect()
+    };
+    let comms = Comm::init_threads(&devices, opts)?;
     let kind = comms.first().map(|c| c.backend()).unwrap_or(backend);
+    let nccl_solo = kind == BackendKind::Cuda
+        && comms
+            .first()
+            .is_some_and(|c| c.check_path(Path::Nccl, 16, inc_comm::DType::F32).is_err())
+        && inc_comm::nccl::available();
     let mut groups = vec![comms];
     if kind == BackendKind::Sim && world == 8 {
         groups.push(Comm::init_threads(&devices, opts_for(kind, true)?)?);
+    }
+    if nccl_solo {
+        // Virtual ranks cannot use NCCL (a GPU per rank); show it with one rank instead.
+        let line = "inc demo: NCCL rows run with world 1 (NCCL needs a GPU per rank)";
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+        groups.push(Comm::init_threads(&[0], opts_for(kind, false)?)?);
     }
     let mut cases = Vec::new();
     let mut wrong = 0;
@@ -61,6 +97,8 @@ fn run_threads(
         let paths: Vec<Path> =
             if groups.len() > 1 && comms.first().is_some_and(|c| c.topology().hcm().is_some()) {
                 paths.into_iter().filter(|p| *p == Path::Hcm).collect()
+            } else if nccl_solo && comms.len() == 1 && world > 1 {
+                paths.into_iter().filter(|p| *p == Path::Nccl).collect()
             } else {
                 paths
             };
@@ -158,7 +196,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     } else {
         let world = usize::from(args.world);
-        match run_threads(world, backend, args.max_bytes) {
+        match run_threads(world, backend, args.max_bytes, args.json) {
             Ok((kind, cases, wrong)) => {
                 report(args.json, &kind, world, &cases, wrong);
                 if wrong == 0 {

@@ -1,0 +1,640 @@
+//! The `cuda` backend: inc-cuda's [`PeerBuffers`] and [`Kernels`] behind the same
+//! rendezvous as the sim backend.
+//!
+//! * One process per GPU (`inc launch`, torchrun): a rank's buffer handle in the `hs2`
+//!   handshake is `ipc:` + the hex of its 64-byte CUDA IPC handle; peers map it with
+//!   `cuIpcOpenMemHandle`.
+//! * One process driving every rank ([`Comm::init_threads`](crate::Comm::init_threads)):
+//!   the handle is `local:<pid>:<key>`, found through an in-process registry and mapped
+//!   with [`PeerBuffers::map_local`] (peer access between devices, plain pointers on one).
+//! * Several ranks on one device ("virtual ranks", only with
+//!   [`CommOptions::allow_shared_device`]): every rank declares how many ranks share a
+//!   device ([`PeerBuffers::set_ranks_on_device`], the largest count in the group, so the
+//!   launch plan is the same on every rank) so that all their blocks are co-resident.
+//!
+//! The topology mesh: ranks on one device, and device pairs for which
+//! `cuDeviceCanAccessPeer` says yes, count as linked (P2P over PCIe included; NVLink
+//! counts through NVML are not read here). Every rank computes the whole mesh from the
+//! gathered PCI bus ids, so all ranks send the same one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+use inc_cuda::{CallOptions, CudaError, IpcHandle, Kernels, PeerBuffers, RawCall};
+use inc_sim::{Algo, DType, ReduceOp};
+use inc_store::Handshake;
+use inc_topo::{NvlMesh, TopologyClass};
+
+use crate::error::{CommError, Result};
+use crate::options::CommOptions;
+use crate::select::Capacity;
+
+/// Default bytes of one parity half on the cuda backend.
+pub const DEFAULT_CUDA_BUFFER_BYTES: u64 = 64 << 20;
+
+/// Whether a CUDA driver is present and has at least one device (cached; never panics).
+pub fn device_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        if !inc_cuda::sys::driver_present() {
+            return 0;
+        }
+        CudaContext::device_count()
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0)
+    })
+}
+
+/// Maps an inc-cuda error of rank `rank` to a [`CommError`].
+pub fn cuda_err(rank: usize, e: CudaError) -> CommError {
+    match e {
+        CudaError::NoDriver | CudaError::NoNvrtc => CommError::BackendUnavailable {
+            backend: "cuda".into(),
+            reason: e.to_string(),
+        },
+        CudaError::TooLarge {
+            bytes, capacity, ..
+        } => CommError::TooLarge {
+            rank,
+            bytes,
+            max: capacity,
+        },
+        CudaError::InvalidArgument(reason) => CommError::InvalidArgument { rank, reason },
+        CudaError::Kernel(rec) => {
+            crate::backend::sim::sim_err(rank, inc_sim::SimError::Protocol(rec))
+        }
+        CudaError::Poisoned(rec) => CommError::Poisoned {
+            rank,
+            cause: Box::new(crate::backend::sim::sim_err(
+                rank,
+                inc_sim::SimError::Protocol(rec),
+            )),
+        },
+        other => CommError::Backend {
+            rank,
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn drv(rank: usize, what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> CommError + '_ {
+    move |e| CommError::Backend {
+        rank,
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// A rank's buffers, shared with the peers of this process that map them (they keep them
+/// alive until their own communicator is gone).
+type Slot = Mutex<PeerBuffers>;
+
+fn registry() -> &'static Mutex<HashMap<String, Weak<Slot>>> {
+    static REG: OnceLock<Mutex<HashMap<String, Weak<Slot>>>> = OnceLock::new();
+    REG.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn lock(slot: &Slot) -> MutexGuard<'_, PeerBuffers> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reusable CUDA events of one rank (a [`Work`](crate::Work) borrows one and gives it back
+/// when dropped, so steady-state calls create none).
+#[derive(Default)]
+pub struct EventPool {
+    free: Mutex<Vec<CudaEvent>>,
+}
+
+impl EventPool {
+    /// An event of `ctx` (reused when one is free).
+    pub fn take(
+        &self,
+        ctx: &Arc<CudaContext>,
+    ) -> std::result::Result<CudaEvent, cudarc::driver::DriverError> {
+        let reused = self.free.lock().ok().and_then(|mut v| v.pop());
+        match reused {
+            Some(e) => Ok(e),
+            None => ctx.new_event(None),
+        }
+    }
+
+    /// Returns an event to the pool.
+    pub fn give(&self, e: CudaEvent) {
+        if let Ok(mut v) = self.free.lock() {
+            if v.len() < 64 {
+                v.push(e);
+            }
+        }
+    }
+}
+
+/// What [`Work::wait`](crate::Work::wait) of a kernel call reads after the event.
+pub(crate) struct KernelCheck {
+    pub(crate) rank: usize,
+    pub(crate) bufs: Arc<Slot>,
+    pub(crate) timeout_ms: u64,
+}
+
+impl KernelCheck {
+    /// The error the kernels recorded for this rank, as a typed error.
+    pub(crate) fn error(&self) -> Option<CommError> {
+        let rec = lock(&self.bufs).read_error()?;
+        Some(fix_timeout(
+            crate::backend::sim::sim_err(self.rank, inc_sim::SimError::Protocol(rec)),
+            self.timeout_ms,
+        ))
+    }
+}
+
+fn fix_timeout(e: CommError, timeout_ms: u64) -> CommError {
+    match e {
+        CommError::Timeout {
+            rank, peer, what, ..
+        } => CommError::Timeout {
+            rank,
+            peer,
+            what,
+            timeout_ms,
+        },
+        other => other,
+    }
+}
+
+/// One rank of the cuda backend.
+pub struct CudaBackend {
+    rank: usize,
+    world: usize,
+    ordinal: usize,
+    ctx: Arc<CudaContext>,
+    kernels: Kernels,
+    stream: Arc<CudaStream>,
+    half_bytes: u64,
+    blocks: Option<u32>,
+    call_timeout: Duration,
+    bus_id: String,
+    uuid: String,
+    own: Option<Arc<Slot>>,
+    own_key: Option<String>,
+    peers: Vec<Arc<Slot>>,
+    ranks_on_device: usize,
+    multi_process: bool,
+    events: Arc<EventPool>,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("rank", &self.rank)
+            .field("world", &self.world)
+            .field("device", &self.ordinal)
+            .field("ranks_on_device", &self.ranks_on_device)
+            .finish()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn pci_bus_id(rank: usize, dev: cudarc::driver::sys::CUdevice) -> Result<String> {
+    let mut buf = [0 as std::ffi::c_char; 64];
+    // SAFETY: the driver is loaded (a context exists); buf is writable for its length.
+    let r = unsafe { cudarc::driver::sys::cuDeviceGetPCIBusId(buf.as_mut_ptr(), 64, dev) };
+    r.result().map_err(drv(rank, "cuDeviceGetPCIBusId"))?;
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).to_ascii_lowercase())
+}
+
+fn device_by_bus_id(bus: &str) -> Option<cudarc::driver::sys::CUdevice> {
+    let c = std::ffi::CString::new(bus).ok()?;
+    let mut dev: cudarc::driver::sys::CUdevice = 0;
+    // SAFETY: the driver is loaded; c is a NUL-terminated string; dev a valid out pointer.
+    let r = unsafe { cudarc::driver::sys::cuDeviceGetByPCIBusId(&mut dev, c.as_ptr()) };
+    r.result().ok().map(|_| dev)
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal`, compiles (or loads from cache) the kernels, creates the
+    /// communicator's stream. Errors are clear when there is no driver, no such device or
+    /// no NVRTC.
+    pub fn new(
+        rank: usize,
+        world: usize,
+        ordinal: usize,
+        opts: &CommOptions,
+        multi_process: bool,
+    ) -> Result<Self> {
+        if !inc_cuda::sys::driver_present() {
+            return Err(cuda_err(rank, CudaError::NoDriver));
+        }
+        let n = device_count();
+        if ordinal >= n {
+            return Err(CommError::BackendUnavailable {
+                backend: "cuda".into(),
+                reason: format!(
+                    "rank {rank} wants CUDA device {ordinal} but this machine has {n} (check LOCAL_RANK / CUDA_VISIBLE_DEVICES, or use virtual ranks: INC_ALLOW_SHARED_DEVICE=1)"
+                ),
+            });
+        }
+        let ctx = inc_cuda::open_device(ordinal).map_err(|e| cuda_err(rank, e))?;
+        let kernels = Kernels::load(&ctx).map_err(|e| cuda_err(rank, e))?;
+        let stream = ctx.new_stream().map_err(drv(rank, "cuStreamCreate"))?;
+        let bus_id = pci_bus_id(rank, ctx.cu_device())?;
+        let uuid = ctx
+            .uuid()
+            .map(|u| hex(&u.bytes.map(|c| c as u8)))
+            .map_err(drv(rank, "cuDeviceGetUuid"))?;
+        let half_bytes = opts.buffer_bytes.unwrap_or(DEFAULT_CUDA_BUFFER_BYTES);
+        Ok(Self {
+            rank,
+            world,
+            ordinal,
+            ctx,
+            kernels,
+            stream,
+            half_bytes,
+            blocks: opts.blocks,
+            call_timeout: opts.timeout,
+            bus_id,
+            uuid,
+            own: None,
+            own_key: None,
+            peers: Vec::new(),
+            ranks_on_device: 1,
+            multi_process,
+            events: Arc::new(EventPool::default()),
+        })
+    }
+
+    /// PCI bus id of the device (published in the handshake).
+    pub fn bus_id(&self) -> &str {
+        &self.bus_id
+    }
+    /// Device uuid in hex (distinct devices are checked on it).
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+    /// Bytes of one parity half.
+    pub fn buffer_bytes(&self) -> u64 {
+        self.half_bytes.div_ceil(16) * 16
+    }
+    /// Bytes of the signal pad.
+    pub fn signal_bytes(&self) -> u64 {
+        inc_sim::PadLayout::PAD_BYTES as u64
+    }
+    /// Blocks requested per call (0 = chosen per call).
+    pub fn blocks(&self) -> u32 {
+        self.blocks.unwrap_or(0)
+    }
+    /// The device's context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+    /// The communicator's own stream.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+    /// The compiled kernels.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+    /// Ranks sharing the busiest device of the group (1 = a GPU per rank).
+    pub fn ranks_on_device(&self) -> usize {
+        self.ranks_on_device
+    }
+    /// The event pool.
+    pub fn events(&self) -> &Arc<EventPool> {
+        &self.events
+    }
+    /// Per-wait kernel timeout.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
+    /// The mesh all ranks agree on, from the gathered handshakes (see the module docs).
+    pub fn mesh(&self, all: &[Handshake]) -> Result<NvlMesh> {
+        let devs: Vec<Option<cudarc::driver::sys::CUdevice>> = all
+            .iter()
+            .map(|h| device_by_bus_id(&h.pci_bus_id))
+            .collect();
+        let keys: Vec<&str> = all.iter().map(crate::rendezvous::device_key).collect();
+        NvlMesh::from_fn(all.len(), |i, j| {
+            if i == j {
+                return 0;
+            }
+            if keys.get(i) == keys.get(j) {
+                return 1;
+            }
+            match (
+                devs.get(i).copied().flatten(),
+                devs.get(j).copied().flatten(),
+            ) {
+                (Some(a), Some(b)) => {
+                    // SAFETY: both handles come from the loaded driver.
+                    let ok = unsafe { inc_cuda::sys::can_access_peer(a, b) };
+                    u32::from(ok.unwrap_or(false))
+                }
+                _ => 0,
+            }
+        })
+        .map_err(|e| CommError::Backend {
+            rank: self.rank,
+            reason: format!("building the topology mesh: {e}"),
+        })
+    }
+
+    /// Allocates this rank's symmetric buffer and returns its handle: `ipc:<hex>` across
+    /// processes, `local:<pid>:<key>` within one.
+    pub fn allocate(&mut self, comm_prefix: &str, ranks_on_device: usize) -> Result<Vec<Vec<u8>>> {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        let mut bufs = PeerBuffers::new(&self.ctx, self.rank, self.world, self.half_bytes)
+            .map_err(|e| cuda_err(self.rank, e))?;
+        self.ranks_on_device = ranks_on_device.max(1);
+        bufs.set_ranks_on_device(u32::try_from(self.ranks_on_device).unwrap_or(u32::MAX))
+            .map_err(|e| cuda_err(self.rank, e))?;
+        let handle = if self.multi_process {
+            let h = bufs.export_handle().map_err(|e| cuda_err(self.rank, e))?;
+            format!("ipc:{}", h.to_hex())
+        } else {
+            let key = format!(
+                "{}:{}-{}-r{}",
+                std::process::id(),
+                SERIAL.fetch_add(1, Ordering::Relaxed),
+                comm_prefix.replace('/', "-"),
+                self.rank
+            );
+            self.own_key = Some(key.clone());
+            format!("local:{key}")
+        };
+        let slot = Arc::new(Mutex::new(bufs));
+        if let Some(key) = &self.own_key {
+            if let Ok(mut reg) = registry().lock() {
+                reg.retain(|_, w| w.strong_count() > 0);
+                reg.insert(key.clone(), Arc::downgrade(&slot));
+            }
+        }
+        self.own = Some(slot);
+        Ok(vec![handle.into_bytes()])
+    }
+
+    fn own(&self) -> Result<&Arc<Slot>> {
+        self.own.as_ref().ok_or_else(|| CommError::Backend {
+            rank: self.rank,
+            reason: "cuda backend used before its buffers were allocated".into(),
+        })
+    }
+
+    /// Maps every peer's buffer, sets the hcm row when the class is a hybrid cube mesh,
+    /// and checks every mapping with a real read/write (`verify_peers`).
+    pub fn open_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
+        let own = self.own()?.clone();
+        let rank = self.rank;
+        for (q, hs) in handles.iter().enumerate() {
+            if q == rank {
+                continue;
+            }
+            let h = hs.first().ok_or_else(|| CommError::Backend {
+                rank,
+                reason: format!("rank {q} published no buffer handle"),
+            })?;
+            let text = std::str::from_utf8(h).map_err(|_| CommError::Backend {
+                rank,
+                reason: format!("rank {q}'s buffer handle is not UTF-8"),
+            })?;
+            let opened = |reason: String| CommError::Backend {
+                rank,
+                reason: format!("mapping rank {q}'s buffer: {reason}"),
+            };
+            if let Some(hexs) = text.strip_prefix("ipc:") {
+                let handle = IpcHandle::from_hex(hexs).map_err(|e| opened(e.to_string()))?;
+                lock(&own)
+                    .open_ipc(q, &handle)
+                    .map_err(|e| opened(e.to_string()))?;
+            } else if let Some(key) = text.strip_prefix("local:") {
+                let pid = key.split(':').next().unwrap_or("");
+                if pid != std::process::id().to_string() {
+                    return Err(opened(format!(
+                        "in-process buffer {key} belongs to process {pid}"
+                    )));
+                }
+                let peer = registry()
+                    .lock()
+                    .map_err(|_| opened("buffer registry poisoned".into()))?
+                    .get(key)
+                    .and_then(Weak::upgrade)
+                    .ok_or_else(|| opened(format!("in-process buffer {key} is gone")))?;
+                // Lock the pair in rank order: every thread does, so no two deadlock.
+                if rank < q {
+                    let mut me = lock(&own);
+                    let other = lock(&peer);
+                    me.map_local(q, &other).map_err(|e| opened(e.to_string()))?;
+                } else {
+                    let other = lock(&peer);
+                    let mut me = lock(&own);
+                    me.map_local(q, &other).map_err(|e| opened(e.to_string()))?;
+                }
+                self.peers.push(peer);
+            } else {
+                return Err(opened(format!("unknown handle {text:?}")));
+            }
+        }
+        let mut me = lock(&own);
+        if let (TopologyClass::HybridCubeMesh(h), 8) = (class, self.world) {
+            let row = h
+                .rows()
+                .get(rank)
+                .copied()
+                .ok_or_else(|| CommError::Backend {
+                    rank,
+                    reason: "hcm table has no row for this rank".into(),
+                })?;
+            let row = row.map(|x| u32::try_from(x).unwrap_or(u32::MAX));
+            me.set_hcm(row).map_err(|e| cuda_err(rank, e))?;
+        }
+        Ok(())
+    }
+
+    /// Confirms every mapping with a real read and write (after every rank mapped).
+    pub fn verify(&self) -> Result<()> {
+        lock(self.own()?)
+            .verify_peers()
+            .map_err(|e| cuda_err(self.rank, e))
+    }
+
+    /// Every rank has mapped every buffer: drop this rank's registry entry.
+    pub fn all_opened(&mut self) {
+        if let Some(key) = self.own_key.take() {
+            if let Ok(mut reg) = registry().lock() {
+                reg.remove(&key);
+            }
+        }
+    }
+
+    /// What each algorithm's buffers hold, in bytes (the smallest over the dtypes).
+    pub fn capacity(&self) -> Capacity {
+        let half = self.buffer_bytes();
+        let cap = |a: Algo| {
+            DType::ALL
+                .iter()
+                .map(|d| inc_cuda::launch::max_count(a, *d, half).saturating_mul(d.size() as u64))
+                .min()
+                .unwrap_or(0)
+        };
+        Capacity {
+            one_shot: cap(Algo::OneShot),
+            two_shot: cap(Algo::TwoShot),
+            hcm: if self.world == 8 { cap(Algo::Hcm) } else { 0 },
+        }
+    }
+
+    /// Enqueues one kernel allreduce on `stream`.
+    ///
+    /// # Safety
+    /// `input`/`output` are device addresses of `count` elements of `dtype` on this
+    /// device, valid until the call completes on `stream`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn launch(
+        &self,
+        stream: &CudaStream,
+        algo: Algo,
+        dtype: DType,
+        op: ReduceOp,
+        input: u64,
+        output: u64,
+        count: u64,
+    ) -> Result<()> {
+        let call = RawCall {
+            algo,
+            dtype,
+            op,
+            input,
+            output,
+            count,
+            options: CallOptions {
+                blocks: self.blocks,
+                timeout: self.call_timeout,
+            },
+        };
+        let own = lock(self.own()?);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.kernels.allreduce_raw(&own, stream, &call) }
+            .map_err(|e| cuda_err(self.rank, e))
+    }
+
+    /// The check a [`Work`](crate::Work) runs after its event.
+    pub(crate) fn kernel_check(&self) -> Result<KernelCheck> {
+        Ok(KernelCheck {
+            rank: self.rank,
+            bufs: self.own()?.clone(),
+            timeout_ms: u64::try_from(self.call_timeout.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The error the kernels recorded (after the stream completed), typed.
+    pub fn read_error(&self) -> Option<CommError> {
+        self.kernel_check().ok().and_then(|k| k.error())
+    }
+
+    /// Raises the abort word: this and every peer's pending and later kernels stop.
+    pub fn abort(&self) {
+        if let Some(o) = &self.own {
+            lock(o).abort();
+        }
+    }
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        self.all_opened();
+        let _ = self.stream.synchronize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_typed_comm_errors() {
+        let rec = inc_sim::ErrorRecord {
+            code: inc_sim::ERR_TIMEOUT,
+            rank: 1,
+            block: 0,
+            peer: 2,
+            phase: 1,
+            _pad: 0,
+            expected: 5,
+            seen: 4,
+        };
+        assert!(matches!(
+            cuda_err(1, CudaError::Kernel(rec)),
+            CommError::Timeout {
+                rank: 1,
+                peer: Some(2),
+                ..
+            }
+        ));
+        let mism = inc_sim::ErrorRecord {
+            code: inc_sim::ERR_CALL_MISMATCH,
+            ..rec
+        };
+        assert!(matches!(
+            cuda_err(0, CudaError::Kernel(mism)),
+            CommError::CallMismatch {
+                rank: 0,
+                peer: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cuda_err(0, CudaError::Poisoned(mism)),
+            CommError::Poisoned { rank: 0, .. }
+        ));
+        assert!(matches!(
+            cuda_err(0, CudaError::NoDriver),
+            CommError::BackendUnavailable { .. }
+        ));
+        assert!(matches!(
+            cuda_err(
+                3,
+                CudaError::TooLarge {
+                    algo: Algo::OneShot,
+                    bytes: 10,
+                    needed: 16,
+                    capacity: 8
+                }
+            ),
+            CommError::TooLarge {
+                rank: 3,
+                bytes: 10,
+                max: 8
+            }
+        ));
+        let t = fix_timeout(cuda_err(1, CudaError::Kernel(rec)), 250);
+        assert!(matches!(
+            t,
+            CommError::Timeout {
+                timeout_ms: 250,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn device_count_without_driver_is_zero_not_a_panic() {
+        if inc_cuda::sys::driver_present() {
+            eprintln!("skip: a CUDA driver is present");
+            return;
+        }
+        assert_eq!(device_count(), 0);
+        let e = CudaBackend::new(0, 1, 0, &CommOptions::default(), false).unwrap_err();
+        assert!(matches!(e, CommError::BackendUnavailable { .. }), "{e}");
+    }
+}

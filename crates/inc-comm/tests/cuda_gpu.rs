@@ -1,0 +1,303 @@
+//! GPU tests of the cuda backend (need an NVIDIA GPU, its driver and libnvrtc; NCCL tests
+//! also libnccl). All `#[ignore]`; without a GPU they print `SKIP (no GPU)` and return
+//! (fail with `INC_REQUIRE_GPU=1`). Run with
+//! `cargo test -p inc-comm --release --test cuda_gpu -- --ignored --test-threads=1 --nocapture`.
+//!
+//! Virtual ranks: W communicators of this process share GPU 0
+//! (`CommOptions::allow_shared_device`), each with its own stream and symmetric buffer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
+use half::{bf16, f16};
+use inc_comm::demo::input_value;
+use inc_comm::{
+    AlgoChoice, BackendKind, Comm, CommError, CommOptions, DType, Element, Path, ReduceOp,
+};
+use inc_sim::cpu::reference_allreduce;
+
+fn gpu() -> bool {
+    if inc_comm::backend::cuda_available() {
+        return true;
+    }
+    if std::env::var("INC_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!("INC_REQUIRE_GPU=1 but no GPU");
+    }
+    eprintln!("SKIP (no GPU): these tests need an NVIDIA GPU; this is not a pass.");
+    false
+}
+
+fn opts(timeout_ms: u64) -> CommOptions {
+    // The timeout also bounds the rendezvous, where a peer may still be compiling the
+    // kernels on a cold cache: never below 60 s there; the failure test sets its own.
+    CommOptions {
+        backend: BackendKind::Cuda,
+        timeout: Duration::from_millis(timeout_ms),
+        buffer_bytes: Some(2 << 20),
+        allow_shared_device: true,
+        ..CommOptions::default()
+    }
+}
+
+fn on_all<R: Send>(comms: &[Comm], f: impl Fn(&Comm) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = comms.iter().map(|c| s.spawn(|| f(c))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn inputs<T: Element>(world: usize, n: usize) -> Vec<Vec<T>> {
+    (0..world)
+        .map(|r| (0..n).map(|i| T::from_f32(input_value(r, i))).collect())
+        .collect()
+}
+
+fn stream(c: &Comm) -> Arc<CudaStream> {
+    c.stream().unwrap().clone()
+}
+
+/// Every rank reduces out of place on `path` and in place through the selector; each
+/// result must equal the CPU reference bit for bit (same fold order).
+fn check<T: Element + DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    comms: &[Comm],
+    path: Path,
+    op: ReduceOp,
+    n: usize,
+) -> Result<(), String> {
+    let world = comms.len();
+    let ins = inputs::<T>(world, n);
+    let views: Vec<&[u8]> = ins.iter().map(|v| bytemuck::cast_slice(v)).collect();
+    let want = reference_allreduce(path.algo().unwrap(), T::DTYPE, op, &views, None).unwrap();
+    let outs = on_all(comms, |c| -> Result<(Vec<T>, Vec<T>), CommError> {
+        let s = stream(c);
+        let input: CudaSlice<T> = s.clone_htod(&ins[c.rank()]).unwrap();
+        let mut out: CudaSlice<T> = s.alloc_zeros(n).unwrap();
+        c.allreduce_using(path, Some(&input), &mut out, op, &s)?
+            .wait()?;
+        let mut inplace: CudaSlice<T> = s.clone_htod(&ins[c.rank()]).unwrap();
+        c.allreduce(&mut inplace, op, &s)?.wait()?;
+        Ok((s.clone_dtoh(&out).unwrap(), s.clone_dtoh(&inplace).unwrap()))
+    });
+    let outs: Vec<(Vec<T>, Vec<T>)> = outs
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    for (rank, (out, inplace)) in outs.iter().enumerate() {
+        if bytemuck::cast_slice::<T, u8>(out) != &want[..] {
+            return Err(format!(
+                "{path} {} {op:?} W={world} n={n}: rank {rank} differs from the reference",
+                T::DTYPE.name()
+            ));
+        }
+        if bytemuck::cast_slice::<T, u8>(inplace) != bytemuck::cast_slice::<T, u8>(&outs[0].1) {
+            return Err(format!("in-place results differ between rank 0 and {rank}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_virtual_ranks_every_path_dtype_op() {
+    if !gpu() {
+        return;
+    }
+    let t = Instant::now();
+    let mut cases = 0;
+    for world in [2usize, 3, 4, 8] {
+        let comms = Comm::init_threads(&vec![0; world], opts(60_000)).unwrap();
+        assert_eq!(comms[0].ranks_on_device(), world);
+        assert_eq!(comms[0].backend(), BackendKind::Cuda);
+        for path in [Path::OneShot, Path::TwoShot] {
+            for op in ReduceOp::ALL {
+                for n_bytes in [4088usize, 96 << 10] {
+                    for d in DType::ALL {
+                        let n = n_bytes / d.size();
+                        let r = match d {
+                            DType::F32 => check::<f32>(&comms, path, op, n),
+                            DType::F16 => check::<f16>(&comms, path, op, n),
+                            DType::Bf16 => check::<bf16>(&comms, path, op, n),
+                        };
+                        r.unwrap();
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        let st = comms[0].stats();
+        assert!(st.one_shot > 0 && st.two_shot > 0, "{st:?}");
+    }
+    println!("cuda virtual ranks: {cases} cases (W=2,3,4,8 x one/two-shot x 3 dtypes x 4 ops x 2 sizes, out-of-place + in-place) bit-identical to the reference in {:?}", t.elapsed());
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_host_staging_and_validation() {
+    if !gpu() {
+        return;
+    }
+    let comms = Comm::init_threads(&[0, 0], opts(60_000)).unwrap();
+    let res = on_all(&comms, |c| {
+        let mut v: Vec<f32> = (0..1000).map(|i| (i + c.rank()) as f32).collect();
+        c.allreduce_host(&mut v, ReduceOp::Sum)
+            .unwrap()
+            .wait()
+            .unwrap();
+        v
+    });
+    for v in &res {
+        for (i, x) in v.iter().enumerate() {
+            assert_eq!(*x, (2 * i + 1) as f32);
+        }
+    }
+    // Length mismatch and a too-large call are errors, not hangs (nothing is launched).
+    let c = &comms[0];
+    let s = stream(c);
+    let a: CudaSlice<f32> = s.alloc_zeros(10).unwrap();
+    let mut b: CudaSlice<f32> = s.alloc_zeros(11).unwrap();
+    let e = c.allreduce_out(&a, &mut b, ReduceOp::Sum, &s).unwrap_err();
+    assert!(matches!(e, CommError::InvalidArgument { .. }), "{e}");
+    let mut big: CudaSlice<f32> = s.alloc_zeros(4 << 20).unwrap();
+    let e = c
+        .allreduce_using(Path::OneShot, None, &mut big, ReduceOp::Sum, &s)
+        .unwrap_err();
+    assert!(matches!(e, CommError::TooLarge { .. }), "{e}");
+    let e = c.check_path(Path::Nccl, 16, DType::F32).unwrap_err();
+    assert!(
+        e.to_string().contains("GPU per rank") || matches!(e, CommError::Nccl { .. }),
+        "{e}"
+    );
+    println!("host staging + validation OK");
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_rank_that_never_calls_times_out_the_others() {
+    if !gpu() {
+        return;
+    }
+    let comms = Comm::init_threads(&[0, 0, 0], opts(500)).unwrap();
+    let t = Instant::now();
+    let errs = on_all(&comms[..2], |c| {
+        let s = stream(c);
+        let mut x: CudaSlice<f32> = s.clone_htod(&[1.0f32; 4096]).unwrap();
+        c.allreduce_using(Path::OneShot, None, &mut x, ReduceOp::Sum, &s)
+            .unwrap()
+            .wait()
+            .unwrap_err()
+    });
+    let dt = t.elapsed();
+    assert!(dt < Duration::from_secs(10), "took {dt:?}");
+    for e in &errs {
+        assert!(
+            matches!(e, CommError::Timeout { .. } | CommError::PeerAborted { .. }),
+            "{e}"
+        );
+    }
+    assert!(
+        errs.iter()
+            .any(|e| matches!(e, CommError::Timeout { peer: Some(2), .. })),
+        "{errs:?}"
+    );
+    // Poisoned: later calls fail fast.
+    let s = stream(&comms[0]);
+    let mut x: CudaSlice<f32> = s.clone_htod(&[1.0f32; 16]).unwrap();
+    let e = comms[0].allreduce(&mut x, ReduceOp::Sum, &s).unwrap_err();
+    assert!(matches!(e, CommError::Poisoned { .. }), "{e}");
+    println!("timeout: {} / {} after {dt:?}", errs[0], errs[1]);
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_graph_capture_of_allreduce() {
+    if !gpu() {
+        return;
+    }
+    use cudarc::driver::sys::CUstreamCaptureMode;
+    let comms = Comm::init_threads(&[0, 0], opts(60_000)).unwrap();
+    let n = 2048usize;
+    let res = on_all(&comms, |c| {
+        let ctx = c.cuda_context().unwrap().clone();
+        // SAFETY: (test) all work below is ordered on one stream with explicit syncs.
+        unsafe { ctx.disable_event_tracking() };
+        let s = ctx.new_stream().unwrap();
+        let mut x: CudaSlice<f32> = s.clone_htod(&vec![1.0f32; n]).unwrap();
+        s.synchronize().unwrap();
+        s.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .unwrap();
+        for _ in 0..5 {
+            let w = c.allreduce(&mut x, ReduceOp::Sum, &s).unwrap();
+            assert!(w.event().is_none());
+            w.wait().unwrap();
+        }
+        let g = s
+            .end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0))
+            .unwrap()
+            .unwrap();
+        g.launch().unwrap();
+        s.synchronize().unwrap();
+        c.check().unwrap();
+        s.clone_dtoh(&x).unwrap()
+    });
+    for v in res {
+        assert!(v.iter().all(|x| *x == 32.0), "{}", v[0]); // 1 * 2^5
+    }
+    println!("graph: 5 captured calls x 2 ranks replayed OK");
+}
+
+#[test]
+#[ignore = "needs a GPU and libnccl"]
+fn gpu_nccl_world_1() {
+    if !gpu() {
+        return;
+    }
+    if let Err(e) = inc_comm::nccl::probe() {
+        if std::env::var("INC_REQUIRE_NCCL").is_ok_and(|v| v == "1") {
+            panic!("INC_REQUIRE_NCCL=1: {e}");
+        }
+        eprintln!("SKIP (no libnccl): {e}");
+        return;
+    }
+    let o = CommOptions {
+        algo: AlgoChoice::Force(Path::Nccl),
+        ..opts(60_000)
+    };
+    let comms = Comm::init_threads(&[0], o).unwrap();
+    let c = &comms[0];
+    let s = stream(c);
+    let v: Vec<f32> = (0..5000).map(|i| i as f32 * 0.5).collect();
+    let mut x: CudaSlice<f32> = s.clone_htod(&v).unwrap();
+    c.allreduce(&mut x, ReduceOp::Sum, &s)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(s.clone_dtoh(&x).unwrap(), v);
+    let vb: Vec<bf16> = v.iter().map(|x| bf16::from_f32(*x)).collect();
+    let xb: CudaSlice<bf16> = s.clone_htod(&vb).unwrap();
+    let mut yb: CudaSlice<bf16> = s.alloc_zeros(vb.len()).unwrap();
+    c.allreduce_out(&xb, &mut yb, ReduceOp::Avg, &s)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(s.clone_dtoh(&yb).unwrap(), vb);
+    // Larger than every intra-node path: the selector falls back to NCCL (auto choice).
+    let auto = Comm::init_threads(&[0], opts(60_000)).unwrap();
+    let big = 3usize << 20; // 12 MiB of f32 > the 2 MiB buffer
+    let mut y: CudaSlice<f32> = s.alloc_zeros(big).unwrap();
+    let sel = auto[0].select_algo((big * 4) as u64, DType::F32);
+    assert_eq!(sel.path, Path::Nccl);
+    auto[0]
+        .allreduce(&mut y, ReduceOp::Max, &s)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let st = auto[0].stats();
+    assert_eq!(st.calls(Path::Nccl), 1, "{st:?}");
+    println!(
+        "nccl world 1 (version {:?}): f32 sum, bf16 avg, fallback of {} MiB OK",
+        inc_comm::nccl::probe(),
+        (big * 4) >> 20
+    );
+}
