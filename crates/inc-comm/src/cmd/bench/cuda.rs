@@ -13,7 +13,9 @@ use super::{Plan, Report};
 
 /// Runs the plan on GPUs.
 pub(crate) fn run(_plan: &Plan) -> Result<Option<Report>, String> {
-    Err("inc bench cannot measure on the cuda backend yet (its GPU timing path is not \
+    Err(
+        "inc bench cannot measure on the cuda backend yet (its GPU timing path is not \
          wired in this build); use --backend sim"
-        .into())
+            .into(),
+    )
 }
