@@ -26,6 +26,12 @@ typedef unsigned short u16;
 #define INC_PAD_MID (INC_PAD_START + INC_FLAG_ARRAY_BYTES)
 #define INC_PAD_END (INC_PAD_MID + INC_FLAG_ARRAY_BYTES)
 
+// Push one-shot region (after the two parity halves; inc_sim::PushLayout).
+#define INC_PUSH_USED 4096
+#define INC_PUSH_LAST 4108
+#define INC_PUSH_HEADER 8192
+#define INC_PUSH_SENTINEL 0x80000000u
+
 // Host block (pinned, mapped): abort word at 0, error record mirror at 8.
 #define INC_HOST_ABORT 0
 #define INC_HOST_ERROR 8
@@ -68,7 +74,7 @@ struct IncArgs {
     u32 flags;                // INC_FLAG_*
     u32 hcm[4];               // hcm: n0, n1, n2, relay
     float scale;              // avg: 1/world (f32); else 1
-    u32 reserved_;
+    u32 push_slot;            // push one-shot: bytes of one slot of the push region
 };
 
 // ----- memory-model primitives (system scope) -------------------------------------------

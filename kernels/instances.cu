@@ -21,3 +21,4 @@
 INC_ENTRY_ALL(one_shot)
 INC_ENTRY_ALL(two_shot)
 INC_ENTRY_ALL(hcm)
+INC_ENTRY_ALL(push_one_shot)

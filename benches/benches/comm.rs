@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
         one_shot: 64 << 20,
         two_shot: 64 << 20,
         hcm: 32 << 20,
+        push_one_shot: 256 << 10,
     };
     let sel = Selector::new(
         8,

@@ -69,6 +69,16 @@ pub enum Step {
     RelayReduce,
     /// End barrier with every reader of my buffer (zero-copy variant only).
     EndBarrier,
+    /// push: store my chunks into `L[e % 3].slot[me]` of every rank (one 16-byte store).
+    PushData,
+    /// push: `st.release.sys` of `flag(e, sig)` into my signature word at every rank.
+    PushSig,
+    /// push: re-arm `L[(e + 2) % 3]` (call e-1's buffer) with the sentinel.
+    ClearOld,
+    /// push: poll my slots until no lane is the sentinel, fold in rank order.
+    PollReduce,
+    /// push: acquire every writer's signature word (mismatch detection, happens-before).
+    SigCheck,
     /// Count finished blocks; the last one advances the epoch.
     Epilogue,
 }
@@ -86,6 +96,11 @@ impl Step {
             Step::QuadReduce => "QuadReduce",
             Step::RelayReduce => "RelayReduce",
             Step::EndBarrier => "EndBarrier",
+            Step::PushData => "PushData",
+            Step::PushSig => "PushSig",
+            Step::ClearOld => "ClearOld",
+            Step::PollReduce => "PollReduce",
+            Step::SigCheck => "SigCheck",
             Step::Epilogue => "Epilogue",
         }
     }
@@ -135,6 +150,20 @@ pub mod inc {
             },
             Step::Gather,
             Step::EndBarrier,
+            Step::Epilogue,
+        ]
+    }
+
+    /// PROTOCOL.md "push one-shot" (kernel `kernels/push_one_shot.cu`; checked by
+    /// [`crate::push::check_push`], which executes these steps).
+    pub fn push_one_shot() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::PushData,
+            Step::PushSig,
+            Step::ClearOld,
+            Step::PollReduce,
+            Step::SigCheck,
             Step::Epilogue,
         ]
     }
@@ -277,6 +306,9 @@ pub fn steps(protocol: Protocol, algo: Algo) -> Vec<Step> {
         (Protocol::Inc, Algo::OneShot) => inc::one_shot(),
         (Protocol::Inc, Algo::TwoShot) => inc::two_shot(),
         (Protocol::Inc, Algo::Hcm) => inc::hcm(),
+        (Protocol::Inc, Algo::PushOneShot) => inc::push_one_shot(),
+        // The seed has no push algorithm (the checker rejects this pair).
+        (Protocol::Seed, Algo::PushOneShot) => Vec::new(),
         (Protocol::Seed, Algo::OneShot) => seed::one_shot(),
         (Protocol::Seed, Algo::TwoShot) => seed::two_shot(),
         (Protocol::Seed, Algo::Hcm) => seed::hcm(),
@@ -331,6 +363,11 @@ mod tests {
                 "Epilogue"
             ]
         );
+    }
+
+    #[test]
+    fn push_program_matches_the_push_step_names() {
+        assert_eq!(step_names(Algo::PushOneShot), crate::push::PUSH_STEP_NAMES);
     }
 
     #[test]

@@ -100,17 +100,22 @@ pub enum Algo {
     TwoShot,
     /// Hybrid cube mesh (8 ranks): quad reduce, then exchange with the relay.
     Hcm,
+    /// Push one-shot ("Lamport", small messages): every rank stores its data into every
+    /// peer's rotating receive buffer; the data carries its own readiness (no barrier).
+    /// See [`crate::push`].
+    PushOneShot,
 }
 
 impl Algo {
     /// All algorithms.
-    pub const ALL: [Algo; 3] = [Algo::OneShot, Algo::TwoShot, Algo::Hcm];
-    /// CLI name (`one-shot`, `two-shot`, `hcm`).
+    pub const ALL: [Algo; 4] = [Algo::OneShot, Algo::TwoShot, Algo::Hcm, Algo::PushOneShot];
+    /// CLI name (`one-shot`, `two-shot`, `hcm`, `push-one-shot`).
     pub const fn name(self) -> &'static str {
         match self {
             Algo::OneShot => "one-shot",
             Algo::TwoShot => "two-shot",
             Algo::Hcm => "hcm",
+            Algo::PushOneShot => "push-one-shot",
         }
     }
     /// Code hashed into [`call_sig`].
@@ -119,6 +124,7 @@ impl Algo {
             Algo::OneShot => 0,
             Algo::TwoShot => 1,
             Algo::Hcm => 2,
+            Algo::PushOneShot => crate::push::PUSH_ALGO_CODE,
         }
     }
 }
@@ -148,7 +154,7 @@ macro_rules! name_traits {
 }
 name_traits!(DType, "dtype (bf16|f16|f32)");
 name_traits!(ReduceOp, "reduce op (sum|avg|min|max)");
-name_traits!(Algo, "algorithm (one-shot|two-shot|hcm)");
+name_traits!(Algo, "algorithm (one-shot|two-shot|hcm|push-one-shot)");
 
 /// Signature of one call: 32-bit FNV-1a over the 11 bytes
 /// `[algo.code(), dtype.code(), op.code(), count as u64 little-endian (8 bytes)]`
@@ -358,6 +364,11 @@ mod tests {
             assert_eq!(a.to_string().parse::<Algo>().unwrap(), a);
         }
         assert_eq!("ONE-SHOT".parse::<Algo>().unwrap(), Algo::OneShot);
+        assert_eq!("push-one-shot".parse::<Algo>().unwrap(), Algo::PushOneShot);
+        assert_eq!(
+            call_sig(Algo::PushOneShot, DType::Bf16, ReduceOp::Max, 99),
+            crate::push::push_call_sig(DType::Bf16, ReduceOp::Max, 99)
+        );
         assert!("three-shot".parse::<Algo>().is_err());
         assert!("f64".parse::<DType>().is_err());
         assert_eq!(DType::Bf16.size(), 2);

@@ -9,23 +9,45 @@ use crate::util::{copy_file, repo_root, run_cargo, write_exec};
 const RUN_SH: &str = r#"#!/usr/bin/env bash
 # Runs inc's bench beside NCCL (and torch symmetric memory when PyTorch is present)
 # on every GPU of this machine, in one command, so the numbers are side by side.
+# Extra arguments go to `inc bench` (default algorithms: all; --algo overrides).
+# Results: $OUT (or ./out next to this script): inc_bench.{txt,csv,json,svg}.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
 mkdir -p "$out"
-export NCCL_NVLS_ENABLE=0
+export NCCL_NVLS_ENABLE=0 INC_CACHE_DIR=${INC_CACHE_DIR:-/tmp/inc-cache}
+# cudarc looks for libnccl.so; pip's nvidia-nccl wheel installs libnccl.so.2 only.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so '; then
+  d=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null)
+  if [ -n "$d" ] && [ -e "$d/libnccl.so.2" ]; then
+    mkdir -p /tmp/inc-nccl && ln -sf "$d/libnccl.so.2" /tmp/inc-nccl/libnccl.so
+    export LD_LIBRARY_PATH=/tmp/inc-nccl:$d:${LD_LIBRARY_PATH:-}
+  else
+    echo "note: no libnccl found: the NCCL columns will be n/a"
+  fi
+fi
+# NVRTC for the kernels.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64; do
+    if ls "$d"/libnvrtc.so* >/dev/null 2>&1; then export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; break; fi
+  done
+fi
 n=${INC_BENCH_GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 if [ "$n" -lt 1 ]; then echo "no GPU found (nvidia-smi -L)"; exit 1; fi
 echo "== inc bench on $n GPU(s)"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -n 1
+algo=(--algo all)
+case " $* " in *" --algo"*) algo=() ;; esac
+files=(--csv "$out/inc_bench.csv" --json "$out/inc_bench.json" --plot "$out/inc_bench.svg")
 if [ "$n" -ge 2 ]; then
-  "$here/inc" launch -n "$n" -- "$here/inc" bench --compare nccl --both \
-     --csv "$out/inc_bench.csv" --json "$out/inc_bench.json" --plot "$out/inc_bench.svg" "$@"
+  "$here/inc" launch -n "$n" -- "$here/inc" bench --compare nccl --both "${algo[@]}" \
+     "${files[@]}" "$@" 2>&1 | tee "$out/inc_bench.txt"
 else
-  "$here/inc" bench --threads 2 --compare nccl --both \
-     --csv "$out/inc_bench.csv" --json "$out/inc_bench.json" --plot "$out/inc_bench.svg" "$@"
+  # One GPU: two virtual ranks (not an NVLink number; NCCL measured at world 1 as a floor).
+  "$here/inc" bench --threads 2 --compare nccl --both "${algo[@]}" \
+     "${files[@]}" "$@" 2>&1 | tee "$out/inc_bench.txt"
 fi
-rc=$?
+rc=${PIPESTATUS[0]}
 if [ "$n" -ge 2 ] && python3 -c "import torch" 2>/dev/null; then
   echo "== torch baseline (same machine, same command)"
   torchrun --nproc-per-node="$n" "$here/torch_nccl_baseline.py" 2>&1 | tee "$out/torch_baseline.txt"

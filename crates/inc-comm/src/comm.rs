@@ -1107,7 +1107,7 @@ mod tests {
                 });
             }
         });
-        assert_eq!(comms[0].stats().one_shot, 1);
+        assert_eq!(comms[0].stats().push_one_shot, 1);
     }
 
     #[test]

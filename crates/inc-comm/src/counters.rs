@@ -11,8 +11,8 @@ use crate::options::Path;
 /// Live counters (atomics: the hot path does one relaxed add).
 #[derive(Debug, Default)]
 pub struct Counters {
-    calls: [AtomicU64; 4],
-    bytes: [AtomicU64; 4],
+    calls: [AtomicU64; 5],
+    bytes: [AtomicU64; 5],
     fallbacks: AtomicU64,
     errors: AtomicU64,
     last_fallback: Mutex<Option<String>>,
@@ -29,8 +29,10 @@ pub struct CommStats {
     pub hcm: u64,
     /// Calls that ran NCCL (forced or fallback).
     pub nccl: u64,
+    /// Calls that ran push-one-shot.
+    pub push_one_shot: u64,
     /// Bytes reduced per path, in [`Path::ALL`] order.
-    pub bytes: [u64; 4],
+    pub bytes: [u64; 5],
     /// Calls that went to NCCL because no intra-node path fit.
     pub fallbacks: u64,
     /// Calls that returned an error.
@@ -47,12 +49,13 @@ impl CommStats {
             Path::TwoShot => self.two_shot,
             Path::Hcm => self.hcm,
             Path::Nccl => self.nccl,
+            Path::PushOneShot => self.push_one_shot,
         }
     }
 
     /// All calls that completed a path.
     pub fn total(&self) -> u64 {
-        self.one_shot + self.two_shot + self.hcm + self.nccl
+        self.one_shot + self.two_shot + self.hcm + self.nccl + self.push_one_shot
     }
 }
 
@@ -87,7 +90,7 @@ impl Counters {
                 .map(|c| c.load(Ordering::Relaxed))
                 .unwrap_or(0)
         };
-        let mut bytes = [0u64; 4];
+        let mut bytes = [0u64; 5];
         for (dst, src) in bytes.iter_mut().zip(&self.bytes) {
             *dst = src.load(Ordering::Relaxed);
         }
@@ -96,6 +99,7 @@ impl Counters {
             two_shot: get(Path::TwoShot),
             hcm: get(Path::Hcm),
             nccl: get(Path::Nccl),
+            push_one_shot: get(Path::PushOneShot),
             bytes,
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
@@ -120,7 +124,10 @@ mod tests {
         assert_eq!(s.calls(Path::OneShot), 2);
         assert_eq!(s.calls(Path::TwoShot), 0);
         assert_eq!(s.nccl, 1);
-        assert_eq!(s.bytes, [16, 0, 0, 100]);
+        assert_eq!(s.bytes, [16, 0, 0, 100, 0]);
+        c.record(Path::PushOneShot, 8);
+        assert_eq!(c.snapshot().calls(Path::PushOneShot), 1);
+        assert_eq!(c.snapshot().bytes[Path::PushOneShot.index()], 8);
         assert_eq!(s.fallbacks, 1);
         assert_eq!(s.errors, 1);
         assert_eq!(s.total(), 3);

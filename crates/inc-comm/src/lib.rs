@@ -58,7 +58,7 @@
 //!         });
 //!     }
 //! });
-//! assert_eq!(comms[0].stats().one_shot, 1);
+//! assert_eq!(comms[0].stats().push_one_shot, 1); // small: push-one-shot
 //! # Ok::<(), inc_comm::CommError>(())
 //! ```
 //!

@@ -3,7 +3,8 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `INC_BACKEND` | `auto`, `cuda` or `sim` | `auto` (cuda when a GPU is there) |
-//! | `INC_ALGO` | `auto`, `one-shot`, `two-shot`, `hcm` or `nccl` | `auto` |
+//! | `INC_ALGO` | `auto`, `push-one-shot`, `one-shot`, `two-shot`, `hcm` or `nccl` | `auto` |
+//! | `INC_PUSH_MAX_BYTES` | largest push-one-shot call (capped by the one-shot limit) | 32 KiB |
 //! | `INC_ONE_SHOT_MAX_BYTES` | largest one-shot call | per topology and world |
 //! | `INC_TWO_SHOT_MAX_BYTES` | largest two-shot call | the buffer capacity |
 //! | `INC_HCM_MAX_BYTES` | largest hybrid-cube-mesh call | 256 KiB |
@@ -72,6 +73,9 @@ impl FromStr for BackendKind {
 /// The path an allreduce takes: one of the intra-node algorithms or NCCL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Path {
+    /// Push one-shot ("Lamport", small messages; PROTOCOL.md "push one-shot"). Declared
+    /// first so that the derived order runs from the smallest calls' path to NCCL.
+    PushOneShot,
     /// One-shot: every rank reads every peer's whole buffer.
     OneShot,
     /// Two-shot: reduce-scatter then all-gather through the symmetric buffers.
@@ -84,7 +88,13 @@ pub enum Path {
 
 impl Path {
     /// Every path, in counter order.
-    pub const ALL: [Path; 4] = [Path::OneShot, Path::TwoShot, Path::Hcm, Path::Nccl];
+    pub const ALL: [Path; 5] = [
+        Path::OneShot,
+        Path::TwoShot,
+        Path::Hcm,
+        Path::Nccl,
+        Path::PushOneShot,
+    ];
 
     /// The intra-node algorithm of this path (`None` for NCCL).
     pub fn algo(self) -> Option<inc_sim::Algo> {
@@ -92,6 +102,7 @@ impl Path {
             Path::OneShot => Some(inc_sim::Algo::OneShot),
             Path::TwoShot => Some(inc_sim::Algo::TwoShot),
             Path::Hcm => Some(inc_sim::Algo::Hcm),
+            Path::PushOneShot => Some(inc_sim::Algo::PushOneShot),
             Path::Nccl => None,
         }
     }
@@ -103,6 +114,7 @@ impl Path {
             Path::TwoShot => "two-shot",
             Path::Hcm => "hcm",
             Path::Nccl => "nccl",
+            Path::PushOneShot => "push-one-shot",
         }
     }
 
@@ -113,6 +125,7 @@ impl Path {
             Path::TwoShot => 1,
             Path::Hcm => 2,
             Path::Nccl => 3,
+            Path::PushOneShot => 4,
         }
     }
 }
@@ -131,10 +144,11 @@ impl FromStr for Path {
             "two-shot" | "twoshot" => Ok(Path::TwoShot),
             "hcm" | "hybrid-cube-mesh" => Ok(Path::Hcm),
             "nccl" => Ok(Path::Nccl),
+            "push-one-shot" | "pushoneshot" | "push" => Ok(Path::PushOneShot),
             _ => Err(CommError::option(
                 "INC_ALGO",
                 s,
-                "expected auto, one-shot, two-shot, hcm or nccl",
+                "expected auto, one-shot, two-shot, hcm, push-one-shot or nccl",
             )),
         }
     }
@@ -178,6 +192,8 @@ pub struct CommOptions {
     pub backend: BackendKind,
     /// Algorithm choice.
     pub algo: AlgoChoice,
+    /// Largest push-one-shot call in bytes (`None`: 32 KiB), capped by the one-shot limit.
+    pub push_max_bytes: Option<u64>,
     /// Largest one-shot call in bytes (`None`: per topology and world size).
     pub one_shot_max_bytes: Option<u64>,
     /// Largest two-shot call in bytes (`None`: the buffer capacity).
@@ -235,6 +251,7 @@ impl Default for CommOptions {
         Self {
             backend: BackendKind::Auto,
             algo: AlgoChoice::Auto,
+            push_max_bytes: None,
             one_shot_max_bytes: None,
             two_shot_max_bytes: None,
             hcm_max_bytes: None,
@@ -307,6 +324,9 @@ impl CommOptions {
         }
         if let Some(v) = get("INC_ALGO") {
             o.algo = v.parse()?;
+        }
+        if let Some(v) = get("INC_PUSH_MAX_BYTES") {
+            o.push_max_bytes = Some(parse_bytes("INC_PUSH_MAX_BYTES", &v)?);
         }
         if let Some(v) = get("INC_ONE_SHOT_MAX_BYTES") {
             o.one_shot_max_bytes = Some(parse_bytes("INC_ONE_SHOT_MAX_BYTES", &v)?);
@@ -387,8 +407,9 @@ impl CommOptions {
     /// rendezvous; a difference is an error on every rank).
     pub fn agreement_digest(&self) -> String {
         format!(
-            "algo={};1s={:?};2s={:?};hcm={:?};buf={:?};blocks={:?};tune={:?};simtopo={:?};timeout={};shared={}",
+            "algo={};push={:?};1s={:?};2s={:?};hcm={:?};buf={:?};blocks={:?};tune={:?};simtopo={:?};timeout={};shared={}",
             self.algo,
+            self.push_max_bytes,
             self.one_shot_max_bytes,
             self.two_shot_max_bytes,
             self.hcm_max_bytes,

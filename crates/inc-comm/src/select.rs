@@ -8,7 +8,8 @@
 //! 2. The tune table (`INC_TUNE_FILE`), when present: the first rule of this world and
 //!    class (and dtype, when the rule names one) whose `max_bytes` holds the call, if its
 //!    path can run.
-//! 3. Defaults: world 1 → one-shot; fully connected → one-shot up to the one-shot limit,
+//! 3. Defaults: world 1 → one-shot; fully connected → push-one-shot up to its buffer
+//!    capacity (the push slot, capped by the one-shot limit), then one-shot up to the one-shot limit,
 //!    two-shot up to the two-shot limit; hybrid cube mesh (world 8) → hcm up to its limit;
 //!    anything else → NCCL, with the reason.
 //!
@@ -24,6 +25,12 @@ use serde::Deserialize;
 
 use crate::error::{CommError, Result};
 use crate::options::{AlgoChoice, CommOptions, Path};
+
+/// Default push-one-shot limit in bytes. The decode range (1..32 KiB) where one NVLink
+/// traversal without a barrier should win; not yet measured over NVLink (only virtual
+/// ranks on one GPU, where pull one-shot is ~10% faster), so `inc tune` or
+/// `INC_PUSH_MAX_BYTES` should set it per machine.
+pub const DEFAULT_PUSH_MAX_BYTES: u64 = 32 << 10;
 
 /// Default hcm limit (the seed's, in bytes).
 pub const DEFAULT_HCM_MAX_BYTES: u64 = 256 << 10;
@@ -187,6 +194,8 @@ pub struct Capacity {
     pub two_shot: u64,
     /// hcm.
     pub hcm: u64,
+    /// push-one-shot (the push slot; 0 = not available).
+    pub push_one_shot: u64,
 }
 
 impl Capacity {
@@ -195,6 +204,7 @@ impl Capacity {
             Path::OneShot => self.one_shot,
             Path::TwoShot => self.two_shot,
             Path::Hcm => self.hcm,
+            Path::PushOneShot => self.push_one_shot,
             Path::Nccl => u64::MAX,
         }
     }
@@ -207,6 +217,7 @@ pub struct Selector {
     world: usize,
     class: TopologyClass,
     choice: AlgoChoice,
+    push_max: u64,
     one_shot_max: u64,
     two_shot_max: u64,
     hcm_max: u64,
@@ -227,6 +238,7 @@ impl Selector {
             world,
             class,
             choice: opts.algo,
+            push_max: opts.push_max_bytes.unwrap_or(DEFAULT_PUSH_MAX_BYTES),
             one_shot_max: opts
                 .one_shot_max_bytes
                 .unwrap_or_else(|| default_one_shot_max_bytes(world)),
@@ -252,7 +264,7 @@ impl Selector {
     pub fn can_run(&self, path: Path, bytes: u64) -> std::result::Result<(), String> {
         let topo_ok = match path {
             Path::Nccl => true,
-            Path::OneShot | Path::TwoShot => {
+            Path::OneShot | Path::TwoShot | Path::PushOneShot => {
                 self.world == 1 || matches!(self.class, TopologyClass::FullyConnected)
             }
             Path::Hcm => self.world == 8 && matches!(self.class, TopologyClass::HybridCubeMesh(_)),
@@ -315,7 +327,14 @@ impl Selector {
             TopologyClass::FullyConnected => {
                 let one = self.one_shot_max.min(self.capacity.one_shot);
                 let two = self.two_shot_max.min(self.capacity.two_shot);
-                if bytes <= one {
+                // push-one-shot for small calls: no barrier, one NVLink traversal.
+                let push = self
+                    .push_max
+                    .min(self.one_shot_max)
+                    .min(self.capacity.push_one_shot);
+                if bytes <= push {
+                    intra(Path::PushOneShot)
+                } else if bytes <= one {
                     intra(Path::OneShot)
                 } else if bytes <= two {
                     intra(Path::TwoShot)
@@ -364,6 +383,7 @@ mod tests {
         one_shot: 64 << 20,
         two_shot: 64 << 20,
         hcm: 32 << 20,
+        push_one_shot: 256 << 10,
     };
 
     fn hcm_class() -> TopologyClass {
@@ -378,7 +398,10 @@ mod tests {
     #[test]
     fn fully_connected_defaults() {
         let s = sel(4, TopologyClass::FullyConnected, CommOptions::default());
-        assert_eq!(s.select(1024, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(1024, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select(32 << 10, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select((32 << 10) + 2, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select(512 << 10, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select((512 << 10) + 1, DType::Bf16).path, Path::TwoShot);
         assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);
@@ -400,6 +423,8 @@ mod tests {
         assert_eq!(s.select(bytes, DType::F32).path, Path::TwoShot);
         let bytes = bytes_of(128 << 10, DType::Bf16).unwrap();
         assert_eq!(s.select(bytes, DType::Bf16).path, Path::OneShot);
+        let bytes = bytes_of(16 << 10, DType::Bf16).unwrap();
+        assert_eq!(s.select(bytes, DType::Bf16).path, Path::PushOneShot);
     }
 
     #[test]
@@ -408,6 +433,7 @@ mod tests {
             one_shot: u64::MAX,
             two_shot: u64::MAX,
             hcm: u64::MAX,
+            push_one_shot: 0,
         };
         let o = CommOptions {
             two_shot_max_bytes: Some(1 << 32),
@@ -489,7 +515,7 @@ mod tests {
         );
         assert_eq!(s.select(1024, DType::F32).path, Path::TwoShot);
         assert_eq!(s.select(1024, DType::Bf16).path, Path::Nccl);
-        assert_eq!(s.select(4097, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(4097, DType::Bf16).path, Path::PushOneShot);
         assert!(TuneTable::parse(r#"{"rules":[{"world":2,"max_bytes":1,"algo":"x"}]}"#).is_err());
         assert!(TuneTable::parse(
             r#"{"rules":[{"world":2,"max_bytes":1,"algo":"nccl","dtype":"f64"}]}"#
@@ -505,7 +531,8 @@ mod tests {
             let s = Selector::new(world, TopologyClass::FullyConnected, &o, CAP, None);
             let r = s.select(bytes, DType::Bf16);
             match r.path {
-                Path::OneShot => prop_assert!(world == 1 && bytes <= CAP.one_shot || bytes <= one.min(CAP.one_shot)),
+                Path::PushOneShot => prop_assert!(world > 1 && bytes <= one.min(CAP.push_one_shot).min(DEFAULT_PUSH_MAX_BYTES)),
+                Path::OneShot => prop_assert!(world == 1 && bytes <= CAP.one_shot || bytes <= one.min(CAP.one_shot) && bytes > one.min(CAP.push_one_shot).min(DEFAULT_PUSH_MAX_BYTES)),
                 Path::TwoShot => prop_assert!(bytes <= two.min(CAP.two_shot) && bytes > one.min(CAP.one_shot)),
                 Path::Nccl => prop_assert!(r.fallback.is_some() && bytes > one.min(CAP.one_shot)),
                 Path::Hcm => prop_assert!(false, "hcm on a fully connected group"),

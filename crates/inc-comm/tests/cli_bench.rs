@@ -200,8 +200,8 @@ fn tune_then_bench_auto_uses_the_table() {
     assert!(so.contains("auto uses the tune table"), "{so}");
     let r = rows(&so);
     let algo: Vec<&str> = r.iter().map(|x| x[8].as_str()).collect();
-    // 2K, 4K under the rule -> two-shot; 8K past it -> default (one-shot at world 2).
-    assert_eq!(algo, ["two-shot", "two-shot", "one-shot"], "{so}");
+    // 2K, 4K under the rule -> two-shot; 8K past it -> default (push-one-shot when small).
+    assert_eq!(algo, ["two-shot", "two-shot", "push-one-shot"], "{so}");
 }
 
 #[test]
@@ -242,4 +242,43 @@ fn bench_under_inc_launch_uses_one_process_per_rank() {
     assert_eq!(j["world"], 3);
     assert_eq!(j["wrong"], 0);
     assert_eq!(j["series"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn cuda_bench_and_tune_without_a_gpu_fail_with_one_line() {
+    // CUDA_VISIBLE_DEVICES="" hides every GPU, so this holds on GPU machines too.
+    let dir = tempfile::tempdir().unwrap();
+    let tune_out = dir.path().join("t.json");
+    for args in [
+        &[
+            "bench",
+            "--backend",
+            "cuda",
+            "--sizes",
+            "1K",
+            "--compare",
+            "nccl",
+        ][..],
+        &["bench", "--backend", "cuda", "--threads", "2", "--graph"],
+        &[
+            "tune",
+            "--backend",
+            "cuda",
+            "--sizes",
+            "1K",
+            "--out",
+            tune_out.to_str().unwrap(),
+        ],
+    ] {
+        let out = inc(args, &[("CUDA_VISIBLE_DEVICES", "")]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("no CUDA device") || err.contains("cuda"),
+            "{args:?}: {err}"
+        );
+        assert!(text(&out.stdout).is_empty(), "{args:?}");
+        assert!(!tune_out.exists());
+    }
 }

@@ -110,7 +110,7 @@ fn gpu_virtual_ranks_every_path_dtype_op() {
         let comms = Comm::init_threads(&vec![0; world], opts(60_000)).unwrap();
         assert_eq!(comms[0].ranks_on_device(), world);
         assert_eq!(comms[0].backend(), BackendKind::Cuda);
-        for path in [Path::OneShot, Path::TwoShot] {
+        for path in [Path::OneShot, Path::TwoShot, Path::PushOneShot] {
             for op in ReduceOp::ALL {
                 for n_bytes in [4088usize, 96 << 10] {
                     for d in DType::ALL {
@@ -127,9 +127,12 @@ fn gpu_virtual_ranks_every_path_dtype_op() {
             }
         }
         let st = comms[0].stats();
-        assert!(st.one_shot > 0 && st.two_shot > 0, "{st:?}");
+        assert!(
+            st.one_shot > 0 && st.two_shot > 0 && st.push_one_shot > 0,
+            "{st:?}"
+        );
     }
-    println!("cuda virtual ranks: {cases} cases (W=2,3,4,8 x one/two-shot x 3 dtypes x 4 ops x 2 sizes, out-of-place + in-place) bit-identical to the reference in {:?}", t.elapsed());
+    println!("cuda virtual ranks: {cases} cases (W=2,3,4,8 x one/two/push-one-shot x 3 dtypes x 4 ops x 2 sizes, out-of-place + in-place) bit-identical to the reference in {:?}", t.elapsed());
 }
 
 #[test]

@@ -91,7 +91,8 @@ fn launch_demo_json() {
     assert_eq!(v["world"], 2);
     assert_eq!(v["wrong"], 0);
     let cases = v["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 2 * 3 * 4);
+    // paths (one-shot, two-shot, push-one-shot) x dtypes x ops
+    assert_eq!(cases.len(), 3 * 3 * 4);
     assert!(cases.iter().all(|c| c["wrong"] == 0 && c["bytes"] == 4088));
 }
 

@@ -11,9 +11,14 @@ use cudarc::driver::CudaContext;
 use crate::error::{drv, CudaError, Result};
 use crate::proto::{ErrorRecord, PadLayout, MAX_RANKS};
 use crate::sys;
+use inc_sim::push::PushLayout;
 
 /// Default bytes of one parity half (2 x 10 MiB in all, like the seed's buffer).
 pub const DEFAULT_HALF_BYTES: u64 = 10 << 20;
+
+/// Default bytes of one push one-shot slot (the largest push call): 256 KiB, so the push
+/// region takes 8 KiB + 3 x 8 x 256 KiB = 6 MiB per rank.
+pub const DEFAULT_PUSH_SLOT_BYTES: u64 = inc_sim::push::DEFAULT_PUSH_MAX_BYTES as u64;
 
 /// Bytes of the pinned host block: abort word (u32) + padding + error record mirror.
 const HOST_BLOCK_BYTES: usize = 8 + crate::proto::ERROR_RECORD_BYTES;
@@ -87,11 +92,12 @@ struct Mapping {
 
 /// The probe word rank `rank` writes into its own pad at init, so a peer can confirm its
 /// mapping (and the agreed world size and buffer size) with a real read.
-pub fn probe_word(rank: usize, world: usize, half_bytes: u64) -> u64 {
-    let mut b = Vec::with_capacity(24);
+pub fn probe_word(rank: usize, world: usize, half_bytes: u64, push_slot_bytes: u64) -> u64 {
+    let mut b = Vec::with_capacity(32);
     b.extend_from_slice(&(rank as u64).to_le_bytes());
     b.extend_from_slice(&(world as u64).to_le_bytes());
     b.extend_from_slice(&half_bytes.to_le_bytes());
+    b.extend_from_slice(&push_slot_bytes.to_le_bytes());
     crate::source::fnv64(&b) | 1
 }
 
@@ -101,6 +107,7 @@ pub struct PeerBuffers {
     rank: usize,
     world: usize,
     half_bytes: u64,
+    push_slot_bytes: u64,
     base: CUdeviceptr,
     host_ptr: *mut c_void,
     host_dev: CUdeviceptr,
@@ -118,10 +125,30 @@ unsafe impl Send for PeerBuffers {}
 unsafe impl Sync for PeerBuffers {}
 
 impl PeerBuffers {
-    /// Allocate this rank's pad + `2 * half_bytes` of data on `ctx`'s device, zero it and
-    /// synchronise (so it is ready before any handle is exported). `half_bytes` is rounded
-    /// up to a multiple of 16.
+    /// Allocate this rank's pad + `2 * half_bytes` of data + the push one-shot region
+    /// ([`DEFAULT_PUSH_SLOT_BYTES`] per slot) on `ctx`'s device, zero it, arm the push
+    /// slots with the sentinel and synchronise (so it is ready before any handle is
+    /// exported). `half_bytes` is rounded up to a multiple of 16.
     pub fn new(ctx: &Arc<CudaContext>, rank: usize, world: usize, half_bytes: u64) -> Result<Self> {
+        Self::with_push(ctx, rank, world, half_bytes, DEFAULT_PUSH_SLOT_BYTES)
+    }
+
+    /// [`PeerBuffers::new`] with an explicit push slot size (the largest push one-shot call
+    /// in bytes, rounded up to 16; 16..=16 MiB; equal on every rank).
+    pub fn with_push(
+        ctx: &Arc<CudaContext>,
+        rank: usize,
+        world: usize,
+        half_bytes: u64,
+        push_slot_bytes: u64,
+    ) -> Result<Self> {
+        if push_slot_bytes == 0 || push_slot_bytes > 16 << 20 {
+            return Err(CudaError::InvalidArgument(format!(
+                "push slot of {push_slot_bytes} bytes not in 1..=16 MiB"
+            )));
+        }
+        let push_slot_bytes = push_slot_bytes.div_ceil(16) * 16;
+        let push_region = PushLayout::region_bytes(push_slot_bytes as usize) as u64;
         if world == 0 || world > MAX_RANKS {
             return Err(CudaError::InvalidArgument(format!(
                 "world size {world} not in 1..={MAX_RANKS}"
@@ -139,6 +166,7 @@ impl PeerBuffers {
         let total = half_bytes
             .checked_mul(2)
             .and_then(|d| d.checked_add(PadLayout::PAD_BYTES as u64))
+            .and_then(|d| d.checked_add(push_region))
             .and_then(|t| usize::try_from(t).ok())
             .ok_or_else(|| {
                 CudaError::InvalidArgument(format!("buffer half of {half_bytes} bytes too large"))
@@ -168,6 +196,7 @@ impl PeerBuffers {
             rank,
             world,
             half_bytes,
+            push_slot_bytes,
             base,
             host_ptr,
             host_dev,
@@ -179,7 +208,13 @@ impl PeerBuffers {
         // Zero the whole allocation, write our probe word, and wait for both.
         // SAFETY: [base, base+total) is our allocation.
         unsafe { sys::memset_d8(base, 0, total) }.map_err(drv("cuMemsetD8"))?;
-        let probe = probe_word(rank, world, half_bytes).to_le_bytes();
+        // Every push slot word starts as the sentinel (f32 -0.0): all slots empty.
+        let slots = me.push_ptr() + PushLayout::slots_start() as u64;
+        let words = (3 * MAX_RANKS as u64 * push_slot_bytes / 4) as usize;
+        // SAFETY: the slots are the tail of our allocation ([slots, slots + 4*words)).
+        unsafe { sys::memset_d32(slots, inc_sim::push::SENTINEL_WORD, words) }
+            .map_err(drv("cuMemsetD32"))?;
+        let probe = probe_word(rank, world, half_bytes, push_slot_bytes).to_le_bytes();
         // SAFETY: the probe slot lies inside the pad of our allocation.
         unsafe { sys::copy_htod(me.probe_addr(base, rank), &probe) }
             .map_err(drv("cuMemcpyHtoD"))?;
@@ -214,6 +249,14 @@ impl PeerBuffers {
     /// Device address of this rank's data area (2 parity halves; zero-copy inputs live here).
     pub fn data_ptr(&self) -> u64 {
         self.base + PadLayout::PAD_BYTES as u64
+    }
+    /// Bytes of one push one-shot slot (the largest push call).
+    pub fn push_slot_bytes(&self) -> u64 {
+        self.push_slot_bytes
+    }
+    /// Device address of this rank's push one-shot region (after the data halves).
+    pub fn push_ptr(&self) -> u64 {
+        self.data_ptr() + 2 * self.half_bytes
     }
     /// Ranks whose kernels share this device (co-residency budget); 1 unless set.
     pub fn ranks_on_device(&self) -> u32 {
@@ -304,10 +347,21 @@ impl PeerBuffers {
     /// device, peer access is checked (cuDeviceCanAccessPeer) and enabled.
     pub fn map_local(&mut self, peer: usize, other: &PeerBuffers) -> Result<()> {
         self.check_peer_slot(peer)?;
-        if other.rank != peer || other.world != self.world || other.half_bytes != self.half_bytes {
+        if other.rank != peer
+            || other.world != self.world
+            || other.half_bytes != self.half_bytes
+            || other.push_slot_bytes != self.push_slot_bytes
+        {
             return Err(CudaError::InvalidArgument(format!(
-                "peer buffers disagree: rank {}/{} world {}/{} half {}/{}",
-                other.rank, peer, other.world, self.world, other.half_bytes, self.half_bytes
+                "peer buffers disagree: rank {}/{} world {}/{} half {}/{} push slot {}/{}",
+                other.rank,
+                peer,
+                other.world,
+                self.world,
+                other.half_bytes,
+                self.half_bytes,
+                other.push_slot_bytes,
+                self.push_slot_bytes
             )));
         }
         if other.ctx.cu_device() != self.ctx.cu_device() {
@@ -350,7 +404,7 @@ impl PeerBuffers {
                 continue;
             }
             let m = self.peer_mapping(q)?;
-            let expect = probe_word(q, self.world, self.half_bytes);
+            let expect = probe_word(q, self.world, self.half_bytes, self.push_slot_bytes);
             let mut got = [0u8; 8];
             // SAFETY: the peer mapping covers its whole pad; context current.
             unsafe { sys::copy_dtoh(&mut got, self.probe_addr(m.base, q)) }.map_err(|e| {
@@ -370,7 +424,8 @@ impl PeerBuffers {
                     ),
                 });
             }
-            let mine = probe_word(self.rank, self.world, self.half_bytes).to_le_bytes();
+            let mine = probe_word(self.rank, self.world, self.half_bytes, self.push_slot_bytes)
+                .to_le_bytes();
             let slot = self.probe_addr(m.base, self.rank);
             // SAFETY: slot lies in the peer's pad (probe slot reserved for writer = me).
             unsafe { sys::copy_htod(slot, &mine) }.map_err(drv("cuMemcpyHtoD(peer)"))?;
@@ -519,10 +574,11 @@ mod tests {
 
     #[test]
     fn probe_words_differ_by_rank_world_and_size() {
-        let a = probe_word(1, 8, 10 << 20);
-        assert_ne!(a, probe_word(2, 8, 10 << 20));
-        assert_ne!(a, probe_word(1, 4, 10 << 20));
-        assert_ne!(a, probe_word(1, 8, 20 << 20));
+        let a = probe_word(1, 8, 10 << 20, 1 << 18);
+        assert_ne!(a, probe_word(2, 8, 10 << 20, 1 << 18));
+        assert_ne!(a, probe_word(1, 4, 10 << 20, 1 << 18));
+        assert_ne!(a, probe_word(1, 8, 20 << 20, 1 << 18));
+        assert_ne!(a, probe_word(1, 8, 10 << 20, 1 << 16));
         assert_ne!(a, 0);
     }
 }

@@ -272,6 +272,17 @@ impl Kernels {
 
     /// Validate a call and build its kernel arguments (no device access).
     pub fn prepare(&self, bufs: &PeerBuffers, call: &RawCall) -> Result<(KernelArgs, LaunchPlan)> {
+        if call.algo == Algo::PushOneShot {
+            return self.prepare_push(
+                bufs,
+                call.dtype,
+                call.op,
+                call.input,
+                call.output,
+                call.count,
+                call.options,
+            );
+        }
         if let Some(r) = bufs.poisoned() {
             return Err(CudaError::Poisoned(r));
         }
@@ -364,9 +375,182 @@ impl Kernels {
             } else {
                 1.0
             },
-            reserved: 0,
+            push_slot_bytes: 0,
         };
         Ok((args, plan))
+    }
+
+    /// Validate a push one-shot call and build its kernel arguments (no device access).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_push(
+        &self,
+        bufs: &PeerBuffers,
+        dtype: DType,
+        op: ReduceOp,
+        input: u64,
+        output: u64,
+        count: u64,
+        options: CallOptions,
+    ) -> Result<(KernelArgs, LaunchPlan)> {
+        if let Some(r) = bufs.poisoned() {
+            return Err(CudaError::Poisoned(r));
+        }
+        if !Arc::ptr_eq(bufs.context(), &self.ctx)
+            && bufs.context().cu_device() != self.ctx.cu_device()
+        {
+            return Err(CudaError::InvalidArgument(
+                "buffers and kernels belong to different devices".into(),
+            ));
+        }
+        let (pads, data) = bufs.addresses()?;
+        let es = dtype.size() as u64;
+        let bytes = launch::tensor_bytes(dtype, count).ok_or_else(|| {
+            CudaError::InvalidArgument(format!("{count} elements overflow u64 bytes"))
+        })?;
+        if input % es != 0 || output % es != 0 {
+            return Err(CudaError::InvalidArgument(format!(
+                "input {input:#x} / output {output:#x} not aligned to the {es}-byte {dtype}"
+            )));
+        }
+        if input == 0 || output == 0 {
+            return Err(CudaError::InvalidArgument("null input or output".into()));
+        }
+        let slot = bufs.push_slot_bytes();
+        if bytes > slot {
+            return Err(CudaError::InvalidArgument(format!(
+                "push-one-shot carries at most {slot} bytes per rank (the push slot); {bytes} bytes requested: use one-shot or two-shot"
+            )));
+        }
+        let timeout_ns = u64::try_from(options.timeout.as_nanos()).unwrap_or(u64::MAX);
+        if timeout_ns == 0 {
+            return Err(CudaError::InvalidArgument("timeout must be > 0".into()));
+        }
+        let mut flags = 0;
+        if input % 16 == 0 && output % 16 == 0 {
+            flags |= FLAG_IO_ALIGNED;
+        }
+        let plan = self.plan(bufs, Algo::OneShot, dtype, count, options.blocks)?;
+        let world = bufs.world() as u32;
+        let args = KernelArgs {
+            pad: pads,
+            data,
+            input,
+            output,
+            count,
+            half_bytes: bufs.half_bytes(),
+            zc_offset: 0,
+            timeout_ns,
+            host: bufs.host_block(),
+            rank: bufs.rank() as u32,
+            world,
+            sig: inc_sim::push::push_call_sig(dtype, op, count),
+            flags,
+            hcm: [0; 4],
+            scale: if op == ReduceOp::Avg {
+                1.0 / world as f32
+            } else {
+                1.0
+            },
+            push_slot_bytes: u32::try_from(slot).unwrap_or(u32::MAX),
+        };
+        Ok((args, plan))
+    }
+
+    /// Enqueue one push one-shot allreduce (PROTOCOL.md "push one-shot": no barrier, the
+    /// data carries its own readiness) of at most [`PeerBuffers::push_slot_bytes`] bytes.
+    /// Asynchronous and graph-capturable like [`Kernels::allreduce_raw`]; a count of 0 is a
+    /// no-op. A zero result is always `+0.0` (writers map `-0.0` to `+0.0`).
+    ///
+    /// # Safety
+    /// As [`Kernels::allreduce_raw`]: live device addresses of `count` elements, the same
+    /// call on every rank in the same order on a stream that orders its calls.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn push_allreduce_raw(
+        &self,
+        bufs: &PeerBuffers,
+        stream: &CudaStream,
+        dtype: DType,
+        op: ReduceOp,
+        input: u64,
+        output: u64,
+        count: u64,
+        options: CallOptions,
+    ) -> Result<()> {
+        if count == 0 {
+            if let Some(r) = bufs.poisoned() {
+                return Err(CudaError::Poisoned(r));
+            }
+            return Ok(());
+        }
+        let (args, plan) = self.prepare_push(bufs, dtype, op, input, output, count, options)?;
+        let f = self
+            .funcs
+            .get(&(Algo::PushOneShot, dtype, op))
+            .ok_or_else(|| {
+                CudaError::Launch(format!("push-one-shot kernel for {dtype} {op} missing"))
+            })?;
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        // SAFETY: f's parameter is IncArgs (KernelArgs mirrors it, layout tested); the
+        // addresses in args are live per this function's contract and PeerBuffers.
+        unsafe {
+            sys::launch(
+                f.cu_function(),
+                plan.blocks,
+                plan.threads,
+                stream.cu_stream(),
+                &args,
+            )
+        }
+        .map_err(drv("cuLaunchKernel"))
+    }
+
+    /// Typed push one-shot from `input` into `output` (may alias only through
+    /// [`Kernels::push_allreduce_in_place`]); `count` elements (`None` = input length).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_allreduce<T: Element>(
+        &self,
+        bufs: &PeerBuffers,
+        stream: &CudaStream,
+        op: ReduceOp,
+        input: &CudaSlice<T>,
+        output: &mut CudaSlice<T>,
+        count: Option<u64>,
+        options: CallOptions,
+    ) -> Result<()> {
+        let n = count.unwrap_or(input.len() as u64);
+        if n > input.len() as u64 || n > output.len() as u64 {
+            return Err(CudaError::InvalidArgument(format!(
+                "count {n} exceeds input ({}) or output ({}) length",
+                input.len(),
+                output.len()
+            )));
+        }
+        let (ip, _ri) = input.device_ptr(stream);
+        let (op_, _ro) = output.device_ptr_mut(stream);
+        // SAFETY: both slices hold at least n elements and are borrowed for this call.
+        unsafe { self.push_allreduce_raw(bufs, stream, T::DTYPE, op, ip, op_, n, options) }
+    }
+
+    /// Typed in-place push one-shot of the first `count` elements of `data` (`None` = all).
+    pub fn push_allreduce_in_place<T: Element>(
+        &self,
+        bufs: &PeerBuffers,
+        stream: &CudaStream,
+        op: ReduceOp,
+        data: &mut CudaSlice<T>,
+        count: Option<u64>,
+        options: CallOptions,
+    ) -> Result<()> {
+        let n = count.unwrap_or(data.len() as u64);
+        if n > data.len() as u64 {
+            return Err(CudaError::InvalidArgument(format!(
+                "count {n} exceeds length {}",
+                data.len()
+            )));
+        }
+        let (p, _r) = data.device_ptr_mut(stream);
+        // SAFETY: the slice holds at least n elements and is borrowed for this call.
+        unsafe { self.push_allreduce_raw(bufs, stream, T::DTYPE, op, p, p, n, options) }
     }
 
     /// Enqueue one allreduce on `stream` (asynchronous; graph-capturable: no sync, no
@@ -387,6 +571,21 @@ impl Kernels {
                 return Err(CudaError::Poisoned(r));
             }
             return Ok(());
+        }
+        if call.algo == Algo::PushOneShot {
+            // SAFETY: forwarded contract (same as this function's).
+            return unsafe {
+                self.push_allreduce_raw(
+                    bufs,
+                    stream,
+                    call.dtype,
+                    call.op,
+                    call.input,
+                    call.output,
+                    call.count,
+                    call.options,
+                )
+            };
         }
         let (args, plan) = self.prepare(bufs, call)?;
         let f = self

@@ -41,8 +41,8 @@ pub struct KernelArgs {
     pub hcm: [u32; 4],
     /// avg: 1/world; else 1.
     pub scale: f32,
-    /// Padding.
-    pub reserved: u32,
+    /// Push one-shot: bytes of one slot of the push region (0 for other algorithms).
+    pub push_slot_bytes: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<KernelArgs>() == 224);
@@ -75,16 +75,26 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
         Algo::OneShot | Algo::TwoShot => Some(input),
         // input copy + f32 partial of every element slot
         Algo::Hcm => input.checked_add(c.checked_mul(lanes(dtype) * 4)?),
+        // push-one-shot uses the push region, not the parity halves
+        Algo::PushOneShot => Some(0),
     }
 }
 
 /// Most elements of `dtype` that `algo` can reduce with parity halves of `half_bytes`.
+/// push-one-shot is limited by the push slot instead: [`push_max_count`] with
+/// [`crate::DEFAULT_PUSH_SLOT_BYTES`] here (see [`crate::PeerBuffers::push_slot_bytes`]).
 pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
     let per_chunk = match algo {
         Algo::OneShot | Algo::TwoShot => CHUNK_BYTES,
         Algo::Hcm => CHUNK_BYTES + lanes(dtype) * 4,
+        Algo::PushOneShot => return push_max_count(dtype, crate::DEFAULT_PUSH_SLOT_BYTES),
     };
     (half_bytes / per_chunk) * lanes(dtype)
+}
+
+/// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot.
+pub fn push_max_count(dtype: DType, slot_bytes: u64) -> u64 {
+    slot_bytes / dtype.size() as u64
 }
 
 /// Check that a call fits; a clear error otherwise.
@@ -92,6 +102,18 @@ pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> 
     let bytes = tensor_bytes(dtype, count).ok_or_else(|| {
         CudaError::InvalidArgument(format!("{count} elements of {dtype} overflow u64 bytes"))
     })?;
+    if algo == Algo::PushOneShot {
+        let cap = crate::DEFAULT_PUSH_SLOT_BYTES;
+        if bytes > cap {
+            return Err(CudaError::TooLarge {
+                algo,
+                bytes,
+                needed: bytes,
+                capacity: cap,
+            });
+        }
+        return Ok(());
+    }
     let needed = needed_half_bytes(algo, dtype, count).unwrap_or(u64::MAX);
     if needed > half_bytes {
         return Err(CudaError::TooLarge {
@@ -172,7 +194,7 @@ pub fn plan(
         CudaError::InvalidArgument(format!("{count} elements overflow u64 bytes"))
     })?;
     let work = match algo {
-        Algo::OneShot | Algo::Hcm => c,
+        Algo::OneShot | Algo::Hcm | Algo::PushOneShot => c,
         Algo::TwoShot => c.div_ceil(u64::from(world.max(1))),
     };
     let want = work.div_ceil(u64::from(threads)).max(1);
@@ -237,6 +259,9 @@ mod tests {
         for algo in Algo::ALL {
             for d in DType::ALL {
                 let m = max_count(algo, d, half);
+                if algo == Algo::PushOneShot {
+                    assert_eq!(m, (256 << 10) / d.size() as u64);
+                }
                 assert!(check_capacity(algo, d, m, half).is_ok(), "{algo} {d}");
                 assert!(check_capacity(algo, d, m + 1, half).is_err(), "{algo} {d}");
             }

@@ -1,7 +1,13 @@
 //! inc-cuda: the GPU half of `inc`. Device buffers, CUDA IPC export/import and peer
 //! mapping ([`PeerBuffers`]), the NVRTC build of `kernels/*.cu` with an on-disk cache, and
-//! the allreduce kernel launches ([`Kernels`]): one-shot, two-shot and hybrid cube mesh for
-//! bf16/f16/f32 and sum/avg/min/max.
+//! the allreduce kernel launches ([`Kernels`]): one-shot, two-shot, hybrid cube mesh and the
+//! barrier-free push one-shot ([`Kernels::push_allreduce`], `Algo::PushOneShot`; calls up to
+//! [`PeerBuffers::push_slot_bytes`], 256 KiB by default) for bf16/f16/f32 and
+//! sum/avg/min/max.
+//!
+//! Memory of one rank: signal pad, two parity halves of data, then the push region
+//! (signature words, `used[3]`, three rotating receive buffers x 8 slots; every slot word is
+//! set to the sentinel f32 -0.0 before the IPC handle is exported).
 //!
 //! CUDA is loaded at run time (cudarc `dynamic-loading`, bindings of CUDA 13.0 which also
 //! load `libnvrtc.so.12`), so the crate builds and its CPU tests run without a GPU.
@@ -48,7 +54,7 @@ pub mod proto;
 pub mod source;
 pub mod sys;
 
-pub use buffers::{IpcHandle, PeerBuffers, DEFAULT_HALF_BYTES};
+pub use buffers::{IpcHandle, PeerBuffers, DEFAULT_HALF_BYTES, DEFAULT_PUSH_SLOT_BYTES};
 pub use error::{CudaError, Result};
 pub use kernels::{
     default_cache_dir, open_device, CacheMode, CallOptions, Element, Kernels, RawCall,

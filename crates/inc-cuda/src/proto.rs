@@ -24,12 +24,14 @@ pub const ERROR_RECORD_BYTES: usize = 40;
 
 const _: () = assert!(std::mem::size_of::<ErrorRecord>() == ERROR_RECORD_BYTES);
 
-/// Name used in kernel entry points and `// STEP` markers (`one_shot`, `two_shot`, `hcm`).
+/// Name used in kernel entry points and `// STEP` markers (`one_shot`, `two_shot`, `hcm`,
+/// `push_one_shot`).
 pub const fn kernel_name(algo: Algo) -> &'static str {
     match algo {
         Algo::OneShot => "one_shot",
         Algo::TwoShot => "two_shot",
         Algo::Hcm => "hcm",
+        Algo::PushOneShot => "push_one_shot",
     }
 }
 

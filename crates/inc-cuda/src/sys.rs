@@ -128,6 +128,15 @@ pub unsafe fn memset_d8(ptr: CUdeviceptr, value: u8, bytes: usize) -> Result<(),
     check(unsafe { dsys::cuMemsetD8_v2(ptr, value, bytes) })
 }
 
+/// Synchronous memset of `words` 32-bit words at `ptr` (4-byte aligned).
+///
+/// # Safety
+/// `[ptr, ptr+4*words)` must be device memory reachable from the current context.
+pub unsafe fn memset_d32(ptr: CUdeviceptr, value: u32, words: usize) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    check(unsafe { dsys::cuMemsetD32_v2(ptr, value, words) })
+}
+
 /// Synchronous copy device -> host.
 ///
 /// # Safety

@@ -6,6 +6,7 @@
 //!
 //! inc-comm uses it as its `sim` backend, so the whole library runs without a GPU.
 
+mod push;
 mod region;
 
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use half::{bf16, f16};
 
-pub use region::{Region, RegionLayout};
+pub use region::{Region, RegionLayout, CPU_PUSH_SLOT_BYTES};
 
 use crate::error::SimError;
 use crate::program::{self, PeerSet, Protocol, Step};
@@ -256,7 +257,16 @@ pub fn reference_allreduce(
     for c in 0..chunks {
         let mut acc = [0f32; 8];
         for (l, a) in acc.iter_mut().enumerate().take(n) {
-            let val = |r: usize| dec.get(r).and_then(|d| d.get(c)).map_or(0.0, |v| v[l]);
+            // push-one-shot writers map -0.0 to +0.0 (PROTOCOL.md "push one-shot").
+            let push = algo == Algo::PushOneShot;
+            let val = |r: usize| {
+                let x = dec.get(r).and_then(|d| d.get(c)).map_or(0.0, |v| v[l]);
+                if push && x == 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            };
             *a = match &quads {
                 None => {
                     let mut s = val(0);
@@ -383,6 +393,7 @@ impl CpuRank {
         match algo {
             Algo::OneShot | Algo::TwoShot => half,
             Algo::Hcm => (half / 3) / CHUNK_BYTES * CHUNK_BYTES,
+            Algo::PushOneShot => self.push_max_bytes(),
         }
     }
 
@@ -509,6 +520,9 @@ impl CpuRank {
         blocks: usize,
         input: &[u8],
     ) -> Result<Chunks, SimError> {
+        if algo == Algo::PushOneShot {
+            return self.run_push(dtype, op, blocks, input);
+        }
         if blocks == 0 || blocks > MAX_BLOCKS {
             return Err(SimError::Config(format!(
                 "blocks = {blocks}, must be 1..={MAX_BLOCKS}"
@@ -841,6 +855,14 @@ impl CallCtx<'_> {
                         }
                         out.push((c, self.finish_chunk(acc)));
                     }
+                }
+                Step::PushData
+                | Step::PushSig
+                | Step::ClearOld
+                | Step::PollReduce
+                | Step::SigCheck => {
+                    // push-one-shot runs in cpu::push (run_call dispatches before this).
+                    return Err(Failed);
                 }
                 Step::EndBarrier => {
                     // Only the zero-copy variant runs it; the CPU backend always copies in

@@ -491,6 +491,7 @@ impl CudaBackend {
             one_shot: cap(Algo::OneShot),
             two_shot: cap(Algo::TwoShot),
             hcm: if self.world == 8 { cap(Algo::Hcm) } else { 0 },
+            push_one_shot: cap(Algo::PushOneShot),
         }
     }
 

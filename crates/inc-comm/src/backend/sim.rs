@@ -271,6 +271,7 @@ impl SimBackend {
                 one_shot: c.max_bytes(Algo::OneShot) as u64,
                 two_shot: c.max_bytes(Algo::TwoShot) as u64,
                 hcm: c.max_bytes(Algo::Hcm) as u64,
+                push_one_shot: c.max_bytes(Algo::PushOneShot) as u64,
             },
             None => Capacity::default(),
         }

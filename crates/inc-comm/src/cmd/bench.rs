@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use inc_comm::{BackendKind, CommOptions, DType, Path, ReduceOp};
 
-mod cuda;
+pub(crate) mod cuda;
 pub(crate) mod measure;
+mod nccl_raw;
 pub(crate) mod plot;
 pub(crate) mod report;
 pub(crate) mod sizes;
@@ -70,7 +71,7 @@ pub struct Args {
     /// Both: one table per mode.
     #[arg(long, conflicts_with_all = ["graph", "eager"])]
     pub both: bool,
-    /// Calls per graph (per timing) in graph mode. Default 100 on cuda, 10 on sim.
+    /// Calls per graph (per timing) in graph mode. Default 50 on cuda, 10 on sim.
     #[arg(long)]
     pub graph_calls: Option<usize>,
     /// Ranks as threads of this process (default 2; not under `inc launch`).
@@ -229,7 +230,7 @@ pub(crate) fn plan(args: &Args) -> Result<Plan, String> {
             args.warmup
         ));
     }
-    let graph_calls = args.graph_calls.unwrap_or(if sim { 10 } else { 100 });
+    let graph_calls = args.graph_calls.unwrap_or(if sim { 10 } else { 50 });
     if graph_calls == 0 || graph_calls > MAX_REPS {
         return Err(format!(
             "bad --graph-calls {graph_calls}: must be between 1 and {MAX_REPS}"
@@ -284,8 +285,12 @@ pub(crate) fn plan(args: &Args) -> Result<Plan, String> {
         opts.sim_shm = true;
     }
     let max = sizes.iter().copied().max().unwrap_or(0);
-    if sim && opts.buffer_bytes.is_none() {
-        let def = inc_comm::backend::sim::DEFAULT_SIM_BUFFER_BYTES;
+    if opts.buffer_bytes.is_none() {
+        let def = if sim {
+            inc_comm::backend::sim::DEFAULT_SIM_BUFFER_BYTES
+        } else {
+            inc_comm::backend::cuda::DEFAULT_CUDA_BUFFER_BYTES
+        };
         if max > def {
             opts.buffer_bytes = Some(max.div_ceil(16) * 16);
         }
@@ -509,7 +514,7 @@ mod tests {
             .iter()
             .all(|x| x.time_us.is_none() && x.note.is_some()));
         let auto = r.series.iter().find(|s| s.name == "auto").unwrap();
-        assert_eq!(auto.samples[0].path.as_deref(), Some("one-shot"));
+        assert_eq!(auto.samples[0].path.as_deref(), Some("push-one-shot"));
         let t = r.table();
         assert!(t.contains("NOT GPU numbers"));
         assert!(t.contains("NCCL needs the cuda backend"));

@@ -344,16 +344,21 @@ pub fn from_report(report: &Report, tolerance: f64, per_dtype: bool) -> (Machine
     (machine, rules)
 }
 
+/// The paths `inc tune` measures: every intra-node path, and NCCL on cuda.
+fn tune_algos(sim: bool) -> String {
+    let mut paths: Vec<Path> = Path::ALL
+        .into_iter()
+        .filter(|p| !sim || p.algo().is_some())
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| p.name()).collect::<Vec<_>>().join(",")
+}
+
 fn bench_args(a: &Args, sim: bool) -> bench::Args {
     let graph = a.graph || (!a.eager && !sim);
     bench::Args {
         backend: a.backend.clone(),
-        algo: if sim {
-            "one-shot,two-shot,hcm"
-        } else {
-            "one-shot,two-shot,hcm,nccl"
-        }
-        .into(),
+        algo: tune_algos(sim),
         compare: None,
         dtype: a.dtype.clone(),
         op: a.op.clone(),
@@ -587,6 +592,17 @@ mod tests {
         );
         assert_eq!(f.rules.len(), 3);
         assert!(f.rules.iter().all(|r| r.dtype.is_none()));
+    }
+
+    #[test]
+    fn tune_measures_every_path() {
+        let cuda = tune_algos(false);
+        for p in ["one-shot", "two-shot", "hcm", "nccl"] {
+            assert!(cuda.split(',').any(|x| x == p), "{cuda}");
+        }
+        assert_eq!(cuda.split(',').count(), Path::ALL.len());
+        assert!(!tune_algos(true).split(',').any(|x| x == "nccl"));
+        assert!(bench::parse_algos(&cuda).is_ok());
     }
 
     #[test]

@@ -19,10 +19,10 @@ use super::{Launch, Plan, SeriesSpec, Which};
 
 /// Period of the input pattern: a prime, so a misplaced 16-byte chunk (8 or 4 elements)
 /// or a misplaced block is caught unless it moves by a multiple of 31 elements.
-const PERIOD: usize = 31;
+pub(crate) const PERIOD: usize = 31;
 /// Pattern step between ranks and between repetitions (coprime with [`PERIOD`]).
 const RANK_STEP: usize = 7;
-const REP_STEP: usize = 3;
+pub(crate) const REP_STEP: usize = 3;
 
 /// Input element `i` of `rank` at repetition `rep`: a small integer (< 31), so every
 /// sum over at most 8 ranks is exact in bf16, f16 and f32 and the reference is exact.

@@ -1,0 +1,389 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The push one-shot: protocol checker (clean over many schedules, weakenings caught) and
+//! the CPU data path on real threads (bit-exact vs the reference, faults detected).
+//!
+//! Long runs: `cargo test -p inc-sim --release --test push -- --ignored`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::push::{check::PushScheduler, check_push, PushConfig, PushFault, PushWeakening};
+use inc_sim::{Algo, DType, ReduceOp, SimError, ViolationKind, ERR_CALL_MISMATCH, ERR_TIMEOUT};
+
+fn clean(cfg: &PushConfig, schedules: u64, seed: u64) {
+    let r = check_push(cfg, schedules, seed).unwrap();
+    if let Some(v) = r.violations.first() {
+        panic!("{cfg:?}\n{}", v.render());
+    }
+}
+
+/// Sizes for `calls` consecutive calls that vary (1..=4 chunks).
+fn sizes(calls: usize, salt: usize) -> Vec<usize> {
+    (0..calls)
+        .map(|i| 4 + 16 * ((i * 7 + salt * 3) % 4) + 4 * ((i + salt) % 3))
+        .collect()
+}
+
+#[test]
+fn push_is_clean_world_2_to_8_up_to_4_calls() {
+    for world in 2..=8 {
+        for calls in 1..=4 {
+            let mut cfg = PushConfig::new(world, sizes(calls, world));
+            cfg.blocks = vec![1 + world % 2, 2, 1];
+            let n = if world > 5 { 20 } else { 60 };
+            clean(&cfg, n, (world * 100 + calls) as u64);
+        }
+    }
+}
+
+#[test]
+fn push_is_clean_with_a_slow_rank_and_split_stores() {
+    for world in [2, 3, 4] {
+        for slow in 0..world {
+            let mut cfg = PushConfig::new(world, sizes(4, slow));
+            cfg.scheduler = PushScheduler::Adversarial { slow_rank: slow };
+            clean(&cfg, 10, 7);
+        }
+        let mut cfg = PushConfig::new(world, sizes(4, 1));
+        cfg.split_stores = true;
+        clean(&cfg, 40, 11);
+    }
+}
+
+#[test]
+fn push_detects_kill_and_mismatch_faults() {
+    for world in [2, 3, 4] {
+        for call in 0..3 {
+            let mut cfg = PushConfig::new(world, vec![48, 32, 64, 16]);
+            cfg.fault = Some(PushFault::Kill {
+                rank: world - 1,
+                call,
+            });
+            clean(&cfg, 15, 3);
+            for more in [true, false] {
+                cfg.fault = Some(PushFault::Mismatch {
+                    rank: call % world,
+                    call,
+                    more,
+                });
+                clean(&cfg, 15, 5);
+            }
+        }
+        let mut cfg = PushConfig::new(world, vec![32, 32, 32]);
+        for delta in [1, 2, 3] {
+            cfg.fault = Some(PushFault::EpochSkew { rank: 0, delta });
+            clean(&cfg, 10, 9);
+        }
+    }
+}
+
+fn finds(cfg: &PushConfig, schedules: u64) -> Vec<ViolationKind> {
+    let r = check_push(cfg, schedules, 1).unwrap();
+    eprintln!(
+        "{:?} split={}: {}/{} schedules fail; first: {}",
+        cfg.weaken,
+        cfg.split_stores,
+        r.failing_schedules,
+        r.schedules,
+        r.violations
+            .first()
+            .map_or(String::new(), |v| v.message.clone())
+    );
+    let mut k: Vec<ViolationKind> = r.violations.iter().map(|v| v.kind).collect();
+    k.sort_by_key(|k| k.name());
+    k.dedup();
+    k
+}
+
+#[test]
+fn weakened_push_protocols_are_caught() {
+    // Two buffers: the clear of L[(e+1)%2] erases a fast peer's call-(e+1) data.
+    let mut cfg = PushConfig::new(2, vec![32; 4]);
+    cfg.weaken = Some(PushWeakening::TwoBuffers);
+    let two = finds(&cfg, 300);
+    assert!(!two.is_empty(), "two-buffer rotation must be caught");
+    // No clear: call 3 reads call 0's data still in L[0].
+    cfg.weaken = Some(PushWeakening::NoClear);
+    assert!(finds(&cfg, 20).contains(&ViolationKind::StaleRead));
+    // Torn 16-byte store + a reader that checks only the first half.
+    cfg.weaken = Some(PushWeakening::TornStore);
+    assert!(finds(&cfg, 200).contains(&ViolationKind::StaleRead));
+    // The same torn stores with every half checked are fine (what the kernels do).
+    cfg.weaken = None;
+    cfg.split_stores = true;
+    assert!(finds(&cfg, 200).is_empty());
+    eprintln!("two buffers: {two:?}");
+}
+
+#[test]
+fn push_between_other_algorithms_is_clean_and_epoch_indexing_is_caught() {
+    // push, other, other, push, push, other, push: the push buffers must rotate per push
+    // call. Indexing them by the epoch (L[e % 3]) reads call 0's data in call 3.
+    let calls = vec![32, 32, 32, 48, 16, 32, 64];
+    for world in [2, 3, 4] {
+        let mut cfg = PushConfig::new(world, calls.clone());
+        cfg.barrier_calls = vec![1, 2, 5];
+        clean(&cfg, 40, 21);
+        cfg.fault = Some(PushFault::Kill { rank: 1, call: 4 });
+        clean(&cfg, 10, 22);
+        cfg.fault = None;
+        cfg.weaken = Some(PushWeakening::EpochIndexed);
+        assert!(
+            finds(&cfg, 20).contains(&ViolationKind::StaleRead),
+            "epoch-indexed buffers must be caught"
+        );
+    }
+}
+
+#[test]
+#[ignore = "long: cargo test -p inc-sim --release --test push -- --ignored"]
+fn push_is_clean_long() {
+    for world in 2..=8 {
+        for calls in [1, 4, 7] {
+            for salt in 0..3 {
+                let mut cfg = PushConfig::new(world, sizes(calls, salt));
+                cfg.blocks = vec![1, 3, 2];
+                clean(&cfg, 3000, salt as u64 * 1000);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- CPU data path
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn input(rng: &mut Rng, dtype: DType, count: usize, zeros: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * dtype.size());
+    for i in 0..count {
+        let mut v = ((rng.next() % 2001) as f32 - 1000.0) / 64.0;
+        if zeros && i % 3 == 0 {
+            v = if i % 2 == 0 { -0.0 } else { 0.0 };
+        }
+        match dtype {
+            DType::F32 => out.extend_from_slice(&v.to_ne_bytes()),
+            DType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_ne_bytes()),
+            DType::Bf16 => out.extend_from_slice(&half::bf16::from_f32(v).to_ne_bytes()),
+        }
+    }
+    out
+}
+
+/// The reference with every -0.0 input lane made +0.0 (the writers' normalisation).
+fn reference(dtype: DType, op: ReduceOp, inputs: &[Vec<u8>]) -> Vec<u8> {
+    let fixed: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|x| {
+            let mut x = x.clone();
+            match dtype {
+                DType::F32 => {
+                    for c in x.chunks_exact_mut(4) {
+                        if c == (-0.0f32).to_ne_bytes() {
+                            c.copy_from_slice(&0f32.to_ne_bytes());
+                        }
+                    }
+                }
+                _ => {
+                    for c in x.chunks_exact_mut(2) {
+                        if u16::from_ne_bytes([c[0], c[1]]) == 0x8000 {
+                            c.copy_from_slice(&[0, 0]);
+                        }
+                    }
+                }
+            }
+            x
+        })
+        .collect();
+    let refs: Vec<&[u8]> = fixed.iter().map(|v| v.as_slice()).collect();
+    reference_allreduce(Algo::OneShot, dtype, op, &refs, None).unwrap()
+}
+
+fn comm(world: usize, timeout: Duration) -> Vec<CpuRank> {
+    let regions: Vec<Arc<Region>> = (0..world)
+        .map(|_| Arc::new(Region::new_local(RegionLayout::with_push(64, 4096))))
+        .collect();
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 2,
+        timeout,
+    };
+    (0..world)
+        .map(|r| CpuRank::new(r, world, regions.clone(), cfg, None).unwrap())
+        .collect()
+}
+
+type Call = (DType, ReduceOp, usize, usize, Vec<Vec<u8>>);
+
+fn run(ranks: &[CpuRank], calls: &[Call]) -> Vec<Vec<Result<Vec<u8>, SimError>>> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                s.spawn(move || {
+                    calls
+                        .iter()
+                        .map(|(d, op, blocks, _, inputs)| {
+                            let mut data = inputs[r].clone();
+                            rank.push_allreduce_in_place(*d, *op, *blocks, &mut data)
+                                .map(|()| data)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn cpu_push_is_bit_exact_across_many_calls_dtypes_and_sizes() {
+    let mut rng = Rng(0x1234_5678);
+    for world in [1, 2, 3, 5, 8] {
+        let ranks = comm(world, Duration::from_secs(10));
+        let mut calls: Vec<Call> = Vec::new();
+        for i in 0..40 {
+            let d = DType::ALL[i % 3];
+            let op = ReduceOp::ALL[(i / 3) % 4];
+            let max = 4096 / d.size();
+            let count = match i % 5 {
+                0 => 1,
+                1 => max,
+                _ => 1 + (rng.next() as usize % max),
+            };
+            let blocks = 1 + i % 3;
+            let inputs = (0..world)
+                .map(|_| input(&mut rng, d, count, i % 4 == 0))
+                .collect();
+            calls.push((d, op, blocks, count, inputs));
+        }
+        let out = run(&ranks, &calls);
+        for (k, (d, op, _, count, inputs)) in calls.iter().enumerate() {
+            let want = reference(*d, *op, inputs);
+            for (r, res) in out.iter().enumerate() {
+                let got = res[k].as_ref().unwrap();
+                assert_eq!(
+                    got, &want,
+                    "world {world} call {k} rank {r} {d} {op} n={count}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cpu_push_zero_results_are_positive_zero() {
+    let ranks = comm(2, Duration::from_secs(10));
+    let neg = vec![(-0.0f32).to_ne_bytes().to_vec().repeat(5); 2];
+    let out = run(&ranks, &[(DType::F32, ReduceOp::Sum, 1, 5, neg)]);
+    for r in out {
+        let v = r[0].as_ref().unwrap();
+        assert!(v.chunks_exact(4).all(|c| c == 0f32.to_ne_bytes()));
+    }
+}
+
+#[test]
+fn cpu_push_rejects_bad_input_and_detects_faults() {
+    let ranks = comm(2, Duration::from_millis(300));
+    let mut big = vec![0u8; 4096 + 4];
+    assert!(ranks[0]
+        .push_allreduce_in_place(DType::F32, ReduceOp::Sum, 1, &mut big)
+        .is_err());
+    let mut odd = vec![0u8; 6];
+    assert!(ranks[0]
+        .push_allreduce_in_place(DType::F32, ReduceOp::Sum, 1, &mut odd)
+        .is_err());
+    assert!(ranks[0]
+        .push_allreduce_in_place(DType::F32, ReduceOp::Sum, 0, &mut [0u8; 16])
+        .is_err());
+    // Mismatched sizes (rank 1 sends one more chunk): call-mismatch on both ranks.
+    let out = std::thread::scope(|s| {
+        let h: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                s.spawn(move || {
+                    let mut d = vec![0u8; if r == 0 { 32 } else { 48 }];
+                    rank.push_allreduce_in_place(DType::F32, ReduceOp::Sum, 1, &mut d)
+                })
+            })
+            .collect();
+        h.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    for o in &out {
+        let code = o.as_ref().unwrap_err().code();
+        assert!(
+            code == Some(ERR_CALL_MISMATCH) || code == Some(inc_sim::ERR_PEER_ABORT),
+            "{o:?}"
+        );
+    }
+    assert!(out
+        .iter()
+        .any(|o| o.as_ref().unwrap_err().code() == Some(ERR_CALL_MISMATCH)));
+    // A missing rank: timeout, not a hang.
+    let ranks = comm(2, Duration::from_millis(200));
+    let mut d = vec![0u8; 64];
+    let e = ranks[0]
+        .push_allreduce_in_place(DType::Bf16, ReduceOp::Max, 2, &mut d)
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ERR_TIMEOUT), "{e}");
+    // Poisoned afterwards: fails fast.
+    assert!(ranks[0]
+        .push_allreduce_in_place(DType::Bf16, ReduceOp::Max, 2, &mut d)
+        .is_err());
+}
+
+#[test]
+fn cpu_push_interleaved_with_one_shot_and_two_shot() {
+    // The push buffers rotate per push call, so other algorithms in between are fine.
+    let mut rng = Rng(0xfeed);
+    let world = 3;
+    let ranks = comm(world, Duration::from_secs(10));
+    let algos = [Algo::PushOneShot, Algo::OneShot, Algo::TwoShot];
+    let mut plan = Vec::new();
+    for i in 0..60 {
+        let algo = algos[(rng.next() % 3) as usize];
+        let d = DType::ALL[i % 3];
+        let count = 1 + (rng.next() as usize % (64 / d.size()));
+        let inputs: Vec<Vec<u8>> = (0..world)
+            .map(|_| input(&mut rng, d, count, true))
+            .collect();
+        plan.push((algo, d, inputs));
+    }
+    let out: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                let plan = &plan;
+                s.spawn(move || {
+                    plan.iter()
+                        .map(|(algo, d, inputs)| {
+                            let mut x = inputs[r].clone();
+                            rank.allreduce_in_place(*algo, *d, ReduceOp::Sum, 2, &mut x)
+                                .unwrap();
+                            x
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (k, (algo, d, inputs)) in plan.iter().enumerate() {
+        let refs: Vec<&[u8]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let want = reference_allreduce(*algo, *d, ReduceOp::Sum, &refs, None).unwrap();
+        for (r, o) in out.iter().enumerate() {
+            assert_eq!(o[k], want, "call {k} {algo} {d} rank {r}");
+        }
+    }
+}
