@@ -598,24 +598,24 @@ impl Dfs {
     }
 }
 
-/// xorshift64* seeded through splitmix64.
+/// xorshift64* seeded through splitmix64 (shared with the push checker).
 #[derive(Clone, Debug)]
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         Rng((z ^ (z >> 31)) | 1)
     }
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         if n <= 1 {
             0
         } else {
@@ -733,7 +733,8 @@ const WHAT_INPUT: u64 = 1;
 const WHAT_REDUCED: u64 = 2;
 const WHAT_PARTIAL: u64 = 3;
 
-fn tag(rank: usize, call: usize, what: u64) -> u64 {
+/// A value's provenance: who wrote it in which call, and what (`WHAT_*` of the checker).
+pub(crate) fn tag(rank: usize, call: usize, what: u64) -> u64 {
     ((rank as u64 + 1) << 40) | ((call as u64 + 1) << 8) | what
 }
 
@@ -759,7 +760,7 @@ fn input_value(rank: usize, call: usize, chunk: usize) -> u64 {
 }
 
 /// Order-sensitive fold: a different summation order gives a different value.
-fn mix(acc: u64, x: u64) -> u64 {
+pub(crate) fn mix(acc: u64, x: u64) -> u64 {
     (acc.rotate_left(7) ^ x).wrapping_mul(0x0100_0000_01B3)
 }
 
@@ -776,8 +777,9 @@ fn fold_over(vals: impl Iterator<Item = u64>) -> u64 {
 
 // ---------------------------------------------------------------- the run
 
+/// A simulated block's state (shared with the push checker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BState {
+pub(crate) enum BState {
     /// Not launched in the rank's current call.
     Idle,
     Running,
@@ -805,10 +807,23 @@ impl Block {
     };
 }
 
+/// How a rank's call ended: its output values, or its error code.
 #[derive(Clone, Debug)]
-enum CallOutcome {
+pub(crate) enum CallOutcome {
     Ok(Vec<u64>),
     Err(u32),
+}
+
+impl CallOutcome {
+    /// The outcome of a call whose blocks are all done: the rank's recorded error, else
+    /// a peer abort when a block failed, else the output (unwritten values as 0).
+    pub(crate) fn of(failed: bool, error: u32, out: &[Option<u64>]) -> Self {
+        if failed || error != 0 {
+            CallOutcome::Err(if error != 0 { error } else { ERR_PEER_ABORT })
+        } else {
+            CallOutcome::Ok(out.iter().map(|v| v.unwrap_or(0)).collect())
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -1229,6 +1244,16 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The memory order of a flag access: `strong`, or relaxed under
+    /// [`Weakening::RelaxedFlags`].
+    fn flag_order(&self, strong: MemOrder) -> MemOrder {
+        if self.cfg.weaken == Some(Weakening::RelaxedFlags) {
+            MemOrder::Relaxed
+        } else {
+            strong
+        }
+    }
+
     /// Ends rank r's call when all its blocks are done.
     fn maybe_end_call(&mut self, r: usize) {
         self.invalidate_rank(r);
@@ -1245,15 +1270,7 @@ impl<'a> Run<'a> {
             self.blocks[t].state = BState::Idle;
         }
         let st = &mut self.ranks[r];
-        let outcome = if failed || st.error != 0 {
-            CallOutcome::Err(if st.error != 0 {
-                st.error
-            } else {
-                ERR_PEER_ABORT
-            })
-        } else {
-            CallOutcome::Ok(st.out.iter().map(|v| v.unwrap_or(0)).collect())
-        };
+        let outcome = CallOutcome::of(failed, st.error, &st.out);
         let ok = matches!(outcome, CallOutcome::Ok(_));
         st.results.push(outcome);
         let k = st.results.len() - 1;
@@ -1699,11 +1716,7 @@ impl<'a> Run<'a> {
                 let e = self.epoch_of(r);
                 let val = flag_word(e, self.ranks[r].sig);
                 let loc = self.flag_loc(q, kind, self.parity(r), b, r);
-                let order = if self.cfg.weaken == Some(Weakening::RelaxedFlags) {
-                    MemOrder::Relaxed
-                } else {
-                    MemOrder::Release
-                };
+                let order = self.flag_order(MemOrder::Release);
                 self.mem.store(i, loc, val, 0, order);
                 self.log(r, Some(b), Ev::Signal { peer: q, val });
             }
@@ -1728,11 +1741,7 @@ impl<'a> Run<'a> {
         let e = self.epoch_of(r);
         let want = flag_word(e, self.ranks[r].sig);
         let loc = self.flag_loc(r, kind, self.parity(r), b, q);
-        let order = if self.cfg.weaken == Some(Weakening::RelaxedFlags) {
-            MemOrder::Relaxed
-        } else {
-            MemOrder::Acquire
-        };
+        let order = self.flag_order(MemOrder::Acquire);
         let (v, _) = self.pick_load(i, loc, order);
         if v == want {
             self.log(r, Some(b), Ev::Passed { peer: q, val: v });

@@ -161,8 +161,13 @@ name_traits!(Algo, "algorithm (one-shot|two-shot|hcm|push-one-shot)");
 /// (offset basis 0x811c9dc5, prime 0x01000193). Ranks making different calls at the same
 /// epoch write different flag words, which a waiter reports as CALL_MISMATCH.
 pub const fn call_sig(algo: Algo, dtype: DType, op: ReduceOp, count: u64) -> u32 {
+    sig_of_code(algo.code(), dtype, op, count)
+}
+
+/// [`call_sig`] with the algorithm given by its code byte (the push one-shot's too).
+pub(crate) const fn sig_of_code(algo_code: u8, dtype: DType, op: ReduceOp, count: u64) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    let head = [algo.code(), dtype.code(), op.code()];
+    let head = [algo_code, dtype.code(), op.code()];
     let mut i = 0;
     while i < 3 {
         h ^= head[i] as u32;

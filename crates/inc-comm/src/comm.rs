@@ -535,6 +535,18 @@ impl Comm {
         }
     }
 
+    /// Books a finished call: counted on `path` when it succeeded, else through
+    /// [`Comm::fail`].
+    fn settle<W>(&self, path: Path, bytes: u64, res: Result<W>) -> Result<W> {
+        match res {
+            Ok(w) => {
+                self.counters.record(path, bytes);
+                Ok(w)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     pub(crate) fn fail(&self, e: CommError) -> CommError {
         self.counters.record_error();
         if e.poisons() && !matches!(e, CommError::Poisoned { .. }) {
@@ -623,13 +635,7 @@ impl Comm {
                 reason: "no path".into(),
             }),
         };
-        match res {
-            Ok(()) => {
-                self.counters.record(sel.path, bytes);
-                Ok(Work::done())
-            }
-            Err(e) => Err(self.fail(e)),
-        }
+        self.settle(sel.path, bytes, res.map(|()| Work::done()))
     }
 
     /// Out-of-place allreduce of host buffers: `output` = reduction of every rank's `input`.
@@ -681,13 +687,7 @@ impl Comm {
                 reason: "no path".into(),
             }),
         };
-        match res {
-            Ok(()) => {
-                self.counters.record(sel.path, bytes);
-                Ok(Work::done())
-            }
-            Err(e) => Err(self.fail(e)),
-        }
+        self.settle(sel.path, bytes, res.map(|()| Work::done()))
     }
 
     fn len_mismatch(&self, a: usize, b: usize) -> CommError {
@@ -951,13 +951,7 @@ impl Comm {
             // SAFETY: as above, in place.
             None => unsafe { self.enqueue(b, sel.path, dtype, op, op_ptr, op_ptr, n, stream) },
         };
-        match res {
-            Ok(w) => {
-                self.counters.record(sel.path, bytes);
-                Ok(w)
-            }
-            Err(e) => Err(self.fail(e)),
-        }
+        self.settle(sel.path, bytes, res)
     }
 
     /// The device's CUDA context (cuda backend; `None` on sim). Allocate buffers for

@@ -159,6 +159,22 @@ pub enum CommError {
 }
 
 impl CommError {
+    /// A [`CommError::Timeout`] restated with the communicator's configured timeout
+    /// (the layer that waited may only know its own deadline); other errors unchanged.
+    pub(crate) fn with_timeout_ms(self, timeout_ms: u64) -> Self {
+        match self {
+            CommError::Timeout {
+                rank, peer, what, ..
+            } => CommError::Timeout {
+                rank,
+                peer,
+                what,
+                timeout_ms,
+            },
+            other => other,
+        }
+    }
+
     /// True for errors that poison a communicator: after them the ranks may no longer be
     /// in step, so no later call may touch the shared buffers.
     pub fn poisons(&self) -> bool {

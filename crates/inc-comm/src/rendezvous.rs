@@ -159,17 +159,7 @@ impl Rdv<'_> {
     }
 
     fn fix_timeout(&self, e: CommError) -> CommError {
-        match e {
-            CommError::Timeout {
-                rank, peer, what, ..
-            } => CommError::Timeout {
-                rank,
-                peer,
-                what,
-                timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            },
-            other => other,
-        }
+        e.with_timeout_ms(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

@@ -18,8 +18,11 @@ use crate::error::{drv, CudaError, Result};
 use crate::launch::{
     self, DeviceLimits, KernelArgs, LaunchPlan, FLAG_IO_ALIGNED, FLAG_ZERO_COPY, MAX_THREADS,
 };
-use crate::proto::{call_sig, Algo, DType, ReduceOp};
+use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS};
 use crate::{source, sys};
+
+/// Every rank's (pad, data) base addresses, indexed by rank.
+type PeerAddresses = ([u64; MAX_RANKS], [u64; MAX_RANKS]);
 
 /// Default per-wait timeout of a kernel spin.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -283,34 +286,9 @@ impl Kernels {
                 call.options,
             );
         }
-        if let Some(r) = bufs.poisoned() {
-            return Err(CudaError::Poisoned(r));
-        }
-        if !Arc::ptr_eq(bufs.context(), &self.ctx)
-            && bufs.context().cu_device() != self.ctx.cu_device()
-        {
-            return Err(CudaError::InvalidArgument(
-                "buffers and kernels belong to different devices".into(),
-            ));
-        }
-        let (pads, data) = bufs.addresses()?;
-        let es = call.dtype.size() as u64;
-        let bytes = launch::tensor_bytes(call.dtype, call.count).ok_or_else(|| {
-            CudaError::InvalidArgument(format!("{} elements overflow u64 bytes", call.count))
-        })?;
-        if call.input % es != 0 || call.output % es != 0 {
-            return Err(CudaError::InvalidArgument(format!(
-                "input {:#x} / output {:#x} not aligned to the {}-byte {}",
-                call.input, call.output, es, call.dtype
-            )));
-        }
-        if call.input == 0 || call.output == 0 {
-            return Err(CudaError::InvalidArgument("null input or output".into()));
-        }
-        let timeout_ns = u64::try_from(call.options.timeout.as_nanos()).unwrap_or(u64::MAX);
-        if timeout_ns == 0 {
-            return Err(CudaError::InvalidArgument("timeout must be > 0".into()));
-        }
+        let ((pads, data), bytes) =
+            self.check_io(bufs, call.dtype, call.input, call.output, call.count)?;
+        let timeout_ns = timeout_ns(call.options.timeout)?;
         let own_data = bufs.data_ptr();
         let data_len = 2 * bufs.half_bytes();
         let zero_copy = call.input >= own_data && call.input < own_data + data_len;
@@ -380,18 +358,17 @@ impl Kernels {
         Ok((args, plan))
     }
 
-    /// Validate a push one-shot call and build its kernel arguments (no device access).
-    #[allow(clippy::too_many_arguments)]
-    pub fn prepare_push(
+    /// The checks every call starts with, in order: a live communicator, buffers of this
+    /// device, a byte size that fits u64, element-aligned non-null input and output.
+    /// Gives the ranks' (pad, data) addresses and the call's byte size.
+    fn check_io(
         &self,
         bufs: &PeerBuffers,
         dtype: DType,
-        op: ReduceOp,
         input: u64,
         output: u64,
         count: u64,
-        options: CallOptions,
-    ) -> Result<(KernelArgs, LaunchPlan)> {
+    ) -> Result<(PeerAddresses, u64)> {
         if let Some(r) = bufs.poisoned() {
             return Err(CudaError::Poisoned(r));
         }
@@ -402,7 +379,7 @@ impl Kernels {
                 "buffers and kernels belong to different devices".into(),
             ));
         }
-        let (pads, data) = bufs.addresses()?;
+        let addresses = bufs.addresses()?;
         let es = dtype.size() as u64;
         let bytes = launch::tensor_bytes(dtype, count).ok_or_else(|| {
             CudaError::InvalidArgument(format!("{count} elements overflow u64 bytes"))
@@ -415,16 +392,29 @@ impl Kernels {
         if input == 0 || output == 0 {
             return Err(CudaError::InvalidArgument("null input or output".into()));
         }
+        Ok((addresses, bytes))
+    }
+
+    /// Validate a push one-shot call and build its kernel arguments (no device access).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_push(
+        &self,
+        bufs: &PeerBuffers,
+        dtype: DType,
+        op: ReduceOp,
+        input: u64,
+        output: u64,
+        count: u64,
+        options: CallOptions,
+    ) -> Result<(KernelArgs, LaunchPlan)> {
+        let ((pads, data), bytes) = self.check_io(bufs, dtype, input, output, count)?;
         let slot = bufs.push_slot_bytes();
         if bytes > slot {
             return Err(CudaError::InvalidArgument(format!(
                 "push-one-shot carries at most {slot} bytes per rank (the push slot); {bytes} bytes requested: use one-shot or two-shot"
             )));
         }
-        let timeout_ns = u64::try_from(options.timeout.as_nanos()).unwrap_or(u64::MAX);
-        if timeout_ns == 0 {
-            return Err(CudaError::InvalidArgument("timeout must be > 0".into()));
-        }
+        let timeout_ns = timeout_ns(options.timeout)?;
         let mut flags = 0;
         if input % 16 == 0 && output % 16 == 0 {
             flags |= FLAG_IO_ALIGNED;
@@ -456,6 +446,32 @@ impl Kernels {
         Ok((args, plan))
     }
 
+    /// Binds the context to this thread and enqueues `f` on `stream` per `plan`.
+    ///
+    /// # Safety
+    /// `f` takes one IncArgs parameter (KernelArgs mirrors it, layout tested) and the
+    /// addresses in `args` stay valid until the kernel completes.
+    unsafe fn launch(
+        &self,
+        f: &CudaFunction,
+        plan: &LaunchPlan,
+        stream: &CudaStream,
+        args: &KernelArgs,
+    ) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        // SAFETY: per this function's contract.
+        unsafe {
+            sys::launch(
+                f.cu_function(),
+                plan.blocks,
+                plan.threads,
+                stream.cu_stream(),
+                args,
+            )
+        }
+        .map_err(drv("cuLaunchKernel"))
+    }
+
     /// Enqueue one push one-shot allreduce (PROTOCOL.md "push one-shot": no barrier, the
     /// data carries its own readiness) of at most [`PeerBuffers::push_slot_bytes`] bytes.
     /// Asynchronous and graph-capturable like [`Kernels::allreduce_raw`]; a count of 0 is a
@@ -477,10 +493,7 @@ impl Kernels {
         options: CallOptions,
     ) -> Result<()> {
         if count == 0 {
-            if let Some(r) = bufs.poisoned() {
-                return Err(CudaError::Poisoned(r));
-            }
-            return Ok(());
+            return empty_call(bufs);
         }
         let (args, plan) = self.prepare_push(bufs, dtype, op, input, output, count, options)?;
         let f = self
@@ -489,19 +502,9 @@ impl Kernels {
             .ok_or_else(|| {
                 CudaError::Launch(format!("push-one-shot kernel for {dtype} {op} missing"))
             })?;
-        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
-        // SAFETY: f's parameter is IncArgs (KernelArgs mirrors it, layout tested); the
-        // addresses in args are live per this function's contract and PeerBuffers.
-        unsafe {
-            sys::launch(
-                f.cu_function(),
-                plan.blocks,
-                plan.threads,
-                stream.cu_stream(),
-                &args,
-            )
-        }
-        .map_err(drv("cuLaunchKernel"))
+        // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
+        // function's contract and PeerBuffers.
+        unsafe { self.launch(f, &plan, stream, &args) }
     }
 
     /// Typed push one-shot from `input` into `output` (may alias only through
@@ -517,14 +520,7 @@ impl Kernels {
         count: Option<u64>,
         options: CallOptions,
     ) -> Result<()> {
-        let n = count.unwrap_or(input.len() as u64);
-        if n > input.len() as u64 || n > output.len() as u64 {
-            return Err(CudaError::InvalidArgument(format!(
-                "count {n} exceeds input ({}) or output ({}) length",
-                input.len(),
-                output.len()
-            )));
-        }
+        let n = checked_count(count, input.len(), output.len())?;
         let (ip, _ri) = input.device_ptr(stream);
         let (op_, _ro) = output.device_ptr_mut(stream);
         // SAFETY: both slices hold at least n elements and are borrowed for this call.
@@ -541,13 +537,7 @@ impl Kernels {
         count: Option<u64>,
         options: CallOptions,
     ) -> Result<()> {
-        let n = count.unwrap_or(data.len() as u64);
-        if n > data.len() as u64 {
-            return Err(CudaError::InvalidArgument(format!(
-                "count {n} exceeds length {}",
-                data.len()
-            )));
-        }
+        let n = checked_count_in_place(count, data.len())?;
         let (p, _r) = data.device_ptr_mut(stream);
         // SAFETY: the slice holds at least n elements and is borrowed for this call.
         unsafe { self.push_allreduce_raw(bufs, stream, T::DTYPE, op, p, p, n, options) }
@@ -567,10 +557,7 @@ impl Kernels {
         call: &RawCall,
     ) -> Result<()> {
         if call.count == 0 {
-            if let Some(r) = bufs.poisoned() {
-                return Err(CudaError::Poisoned(r));
-            }
-            return Ok(());
+            return empty_call(bufs);
         }
         if call.algo == Algo::PushOneShot {
             // SAFETY: forwarded contract (same as this function's).
@@ -597,19 +584,9 @@ impl Kernels {
                     call.algo, call.dtype, call.op
                 ))
             })?;
-        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
-        // SAFETY: f's parameter is IncArgs (KernelArgs mirrors it, layout tested); the
-        // addresses in args are live per this function's contract and PeerBuffers.
-        unsafe {
-            sys::launch(
-                f.cu_function(),
-                plan.blocks,
-                plan.threads,
-                stream.cu_stream(),
-                &args,
-            )
-        }
-        .map_err(drv("cuLaunchKernel"))
+        // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
+        // function's contract and PeerBuffers.
+        unsafe { self.launch(f, &plan, stream, &args) }
     }
 
     /// Typed allreduce from `input` into `output` (may not alias; see
@@ -626,14 +603,7 @@ impl Kernels {
         count: Option<u64>,
         options: CallOptions,
     ) -> Result<()> {
-        let n = count.unwrap_or(input.len() as u64);
-        if n > input.len() as u64 || n > output.len() as u64 {
-            return Err(CudaError::InvalidArgument(format!(
-                "count {n} exceeds input ({}) or output ({}) length",
-                input.len(),
-                output.len()
-            )));
-        }
+        let n = checked_count(count, input.len(), output.len())?;
         let (ip, _ri) = input.device_ptr(stream);
         let (op_, _ro) = output.device_ptr_mut(stream);
         let call = RawCall {
@@ -662,13 +632,7 @@ impl Kernels {
         count: Option<u64>,
         options: CallOptions,
     ) -> Result<()> {
-        let n = count.unwrap_or(data.len() as u64);
-        if n > data.len() as u64 {
-            return Err(CudaError::InvalidArgument(format!(
-                "count {n} exceeds length {}",
-                data.len()
-            )));
-        }
+        let n = checked_count_in_place(count, data.len())?;
         let (p, _r) = data.device_ptr_mut(stream);
         let call = RawCall {
             algo,
@@ -682,6 +646,46 @@ impl Kernels {
         // SAFETY: the slice holds at least n elements and is borrowed for this call.
         unsafe { self.allreduce_raw(bufs, stream, &call) }
     }
+}
+
+/// The kernel's timeout in nanoseconds (saturating); zero is an error.
+fn timeout_ns(timeout: Duration) -> Result<u64> {
+    let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+    if ns == 0 {
+        return Err(CudaError::InvalidArgument("timeout must be > 0".into()));
+    }
+    Ok(ns)
+}
+
+/// A call of 0 elements: a no-op, unless the communicator is poisoned.
+fn empty_call(bufs: &PeerBuffers) -> Result<()> {
+    match bufs.poisoned() {
+        Some(r) => Err(CudaError::Poisoned(r)),
+        None => Ok(()),
+    }
+}
+
+/// The element count of an out-of-place typed call (`None` = input length), checked
+/// against both slices.
+fn checked_count(count: Option<u64>, input_len: usize, output_len: usize) -> Result<u64> {
+    let n = count.unwrap_or(input_len as u64);
+    if n > input_len as u64 || n > output_len as u64 {
+        return Err(CudaError::InvalidArgument(format!(
+            "count {n} exceeds input ({input_len}) or output ({output_len}) length"
+        )));
+    }
+    Ok(n)
+}
+
+/// The element count of an in-place typed call (`None` = the whole slice), checked.
+fn checked_count_in_place(count: Option<u64>, len: usize) -> Result<u64> {
+    let n = count.unwrap_or(len as u64);
+    if n > len as u64 {
+        return Err(CudaError::InvalidArgument(format!(
+            "count {n} exceeds length {len}"
+        )));
+    }
+    Ok(n)
 }
 
 /// NVRTC-compile the program to a CUBIN for `arch`; errors carry the NVRTC log.

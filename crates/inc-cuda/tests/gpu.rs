@@ -23,6 +23,9 @@ use inc_cuda::{
     open_device, Algo, CallOptions, CudaError, DType, Kernels, PeerBuffers, RawCall, ReduceOp,
 };
 
+mod common;
+use common::{gpu, rng};
+
 /// DGX-1 style hybrid cube mesh: quads {0,1,2,3} and {4,5,6,7}, relay r <-> r^4.
 const HCM: [[u32; 4]; 8] = [
     [1, 2, 3, 4],
@@ -34,24 +37,6 @@ const HCM: [[u32; 4]; 8] = [
     [4, 5, 7, 2],
     [4, 5, 6, 3],
 ];
-
-fn gpu() -> Option<Arc<CudaContext>> {
-    match open_device(0) {
-        Ok(c) => {
-            // SAFETY: the tests order all work explicitly with stream syncs, so cudarc's
-            // per-slice event tracking is not needed (and would break graph capture).
-            unsafe { c.disable_event_tracking() };
-            Some(c)
-        }
-        Err(e) => {
-            if std::env::var("INC_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("INC_REQUIRE_GPU=1 but no GPU: {e}");
-            }
-            eprintln!("SKIP (no GPU): {e}. These tests need an NVIDIA GPU; this is not a pass.");
-            None
-        }
-    }
-}
 
 struct Group {
     ctx: Arc<CudaContext>,
@@ -104,16 +89,6 @@ impl Group {
 }
 
 // ----- data and CPU reference ---------------------------------------------------------
-
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
-}
 
 /// Nonzero values k/64, k odd in [-255, 255]: exact in every dtype, no +-0 ties for min/max.
 fn gen_f32(seed: u64, n: usize) -> Vec<f32> {

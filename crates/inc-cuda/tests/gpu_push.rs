@@ -15,26 +15,10 @@ use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptu
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use half::{bf16, f16};
 use inc_cuda::proto::{ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_TIMEOUT};
-use inc_cuda::{
-    open_device, Algo, CallOptions, CudaError, DType, Kernels, PeerBuffers, RawCall, ReduceOp,
-};
+use inc_cuda::{Algo, CallOptions, CudaError, DType, Kernels, PeerBuffers, RawCall, ReduceOp};
 
-fn gpu() -> Option<Arc<CudaContext>> {
-    match open_device(0) {
-        Ok(c) => {
-            // SAFETY: the tests order all work with explicit syncs (graph capture needs this).
-            unsafe { c.disable_event_tracking() };
-            Some(c)
-        }
-        Err(e) => {
-            if std::env::var("INC_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("INC_REQUIRE_GPU=1 but no GPU: {e}");
-            }
-            eprintln!("SKIP (no GPU): {e}. These tests need an NVIDIA GPU; this is not a pass.");
-            None
-        }
-    }
-}
+mod common;
+use common::{gpu, rng};
 
 struct Group {
     k: Kernels,
@@ -76,16 +60,6 @@ impl Group {
     }
     fn max_count(&self, d: DType) -> usize {
         self.bufs[0].push_slot_bytes() as usize / d.size()
-    }
-}
-
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
     }
 }
 

@@ -268,7 +268,7 @@ fn build_table(masks: &[u32; HCM_GPUS], a: u32, b: u32) -> Option<Hcm> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// DGX-1 (V100) NVLink mesh as printed by `nvidia-smi topo -m`.

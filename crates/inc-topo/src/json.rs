@@ -126,30 +126,9 @@ pub fn parse_topology(text: &str) -> Result<Topology, TopoError> {
 mod tests {
     use super::*;
 
+    /// DGX-1 (V100) topology built from the shared NVLink mesh fixture.
     fn dgx1() -> Topology {
-        let nv1 = [
-            (0, 1),
-            (0, 2),
-            (1, 3),
-            (2, 6),
-            (3, 7),
-            (4, 5),
-            (4, 6),
-            (5, 7),
-        ];
-        let nv2 = [
-            (0, 3),
-            (0, 4),
-            (1, 2),
-            (1, 5),
-            (2, 3),
-            (4, 7),
-            (5, 6),
-            (6, 7),
-        ];
-        let mut e: Vec<(usize, usize, u32)> = nv1.iter().map(|&(a, b)| (a, b, 1)).collect();
-        e.extend(nv2.iter().map(|&(a, b)| (a, b, 2)));
-        Topology::from_mesh(NvlMesh::from_edges(8, &e).unwrap())
+        Topology::from_mesh(crate::hcm::tests::dgx1())
     }
 
     #[test]

@@ -523,17 +523,7 @@ impl CpuRank {
         if algo == Algo::PushOneShot {
             return self.run_push(dtype, op, blocks, input);
         }
-        if blocks == 0 || blocks > MAX_BLOCKS {
-            return Err(SimError::Config(format!(
-                "blocks = {blocks}, must be 1..={MAX_BLOCKS}"
-            )));
-        }
-        if input.len() % dtype.size() != 0 {
-            return Err(SimError::Config(format!(
-                "{} bytes is not a whole number of {dtype} elements",
-                input.len()
-            )));
-        }
+        check_call_shape(dtype, blocks, input)?;
         if input.len() > self.max_bytes(algo) {
             return Err(SimError::Config(format!(
                 "{} bytes exceeds {algo}'s limit of {} bytes",
@@ -569,12 +559,39 @@ impl CpuRank {
             partial_off: chunks * CHUNK_BYTES,
         };
         let steps = program::steps(Protocol::Inc, algo);
+        ctx.run_blocks(|c, b| c.run_block(b, &steps))
+    }
+}
+
+/// The checks every call makes first: a launchable grid and whole elements.
+fn check_call_shape(dtype: DType, blocks: usize, input: &[u8]) -> Result<(), SimError> {
+    if blocks == 0 || blocks > MAX_BLOCKS {
+        return Err(SimError::Config(format!(
+            "blocks = {blocks}, must be 1..={MAX_BLOCKS}"
+        )));
+    }
+    if input.len() % dtype.size() != 0 {
+        return Err(SimError::Config(format!(
+            "{} bytes is not a whole number of {dtype} elements",
+            input.len()
+        )));
+    }
+    Ok(())
+}
+
+impl CallCtx<'_> {
+    /// Runs `block` for every block of the grid on its own thread and gathers their
+    /// chunks in block order; a failed (or panicked) block fails the call with the
+    /// rank's poison error.
+    fn run_blocks<F>(&self, block: F) -> Result<Chunks, SimError>
+    where
+        F: Fn(&Self, usize) -> Result<Chunks, Failed> + Sync,
+    {
         let outcomes: Vec<Result<Chunks, Failed>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..blocks)
+            let handles: Vec<_> = (0..self.grid)
                 .map(|b| {
-                    let ctx = &ctx;
-                    let steps = &steps;
-                    s.spawn(move || ctx.run_block(b, steps))
+                    let block = &block;
+                    s.spawn(move || block(self, b))
                 })
                 .collect();
             handles
@@ -582,18 +599,16 @@ impl CpuRank {
                 .map(|h| h.join().unwrap_or(Err(Failed)))
                 .collect()
         });
-        let mut out = Vec::with_capacity(chunks);
+        let mut out = Vec::with_capacity(self.chunks);
         for o in outcomes {
             match o {
                 Ok(v) => out.extend(v),
-                Err(Failed) => return Err(self.poisoned_error()),
+                Err(Failed) => return Err(self.me.poisoned_error()),
             }
         }
         Ok(out)
     }
-}
 
-impl CallCtx<'_> {
     fn my_chunks(&self, b: usize) -> impl Iterator<Item = usize> + '_ {
         let t = self.me.cfg.threads_per_block;
         let g = self.grid;

@@ -17,7 +17,7 @@ use crate::error::SimError;
 use crate::push::{chunk_ready, push_call_sig, remap_neg_zero, step, PushLayout, SENTINEL_WORD};
 use crate::types::{
     flag_epoch, flag_sig, flag_word, DType, ErrorRecord, PadLayout, ReduceOp, CHUNK_BYTES,
-    ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS,
+    ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT,
 };
 
 const SENTINEL_U64: u64 = ((SENTINEL_WORD as u64) << 32) | SENTINEL_WORD as u64;
@@ -120,17 +120,7 @@ impl CpuRank {
         blocks: usize,
         input: &[u8],
     ) -> Result<Chunks, SimError> {
-        if blocks == 0 || blocks > MAX_BLOCKS {
-            return Err(SimError::Config(format!(
-                "blocks = {blocks}, must be 1..={MAX_BLOCKS}"
-            )));
-        }
-        if input.len() % dtype.size() != 0 {
-            return Err(SimError::Config(format!(
-                "{} bytes is not a whole number of {dtype} elements",
-                input.len()
-            )));
-        }
+        super::check_call_shape(dtype, blocks, input)?;
         if input.len() > self.push_max_bytes() {
             return Err(SimError::Config(format!(
                 "{} bytes exceeds push-one-shot's limit of {} bytes",
@@ -163,26 +153,7 @@ impl CpuRank {
             chunks,
             partial_off: 0,
         };
-        let outcomes: Vec<Result<Chunks, Failed>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..blocks)
-                .map(|b| {
-                    let ctx = &ctx;
-                    s.spawn(move || ctx.run_push_block(b))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(Err(Failed)))
-                .collect()
-        });
-        let mut out = Vec::with_capacity(chunks);
-        for o in outcomes {
-            match o {
-                Ok(v) => out.extend(v),
-                Err(Failed) => return Err(self.poisoned_error()),
-            }
-        }
-        Ok(out)
+        ctx.run_blocks(|c, b| c.run_push_block(b))
     }
 }
 

@@ -16,6 +16,7 @@
 //! rotating buffers instead of three, no clear, and a reader that trusts 16-byte store
 //! atomicity (checks one half for the sentinel) while stores tear.
 
+use crate::check::{mix, tag, BState, CallOutcome, Rng};
 use crate::error::SimError;
 use crate::model::{MemOrder, Memory};
 use crate::types::{
@@ -269,37 +270,8 @@ pub fn check_push(cfg: &PushConfig, schedules: u64, seed: u64) -> Result<Report,
     Ok(report)
 }
 
-/// xorshift64* seeded through splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n <= 1 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
 const WHAT_DATA: u64 = 1;
 const WHAT_CLEAR: u64 = 2;
-
-fn tag(rank: usize, call: usize, what: u64) -> u64 {
-    ((rank as u64 + 1) << 40) | ((call as u64 + 1) << 8) | what
-}
 
 fn describe_tag(t: u64) -> String {
     if t == 0 {
@@ -327,30 +299,12 @@ fn chunk_value(halves: &[u64]) -> u64 {
         .fold(0u64, |a, &h| a.rotate_left(13).wrapping_add(h))
 }
 
-fn mix(acc: u64, x: u64) -> u64 {
-    (acc.rotate_left(7) ^ x).wrapping_mul(0x0100_0000_01B3)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BState {
-    Idle,
-    Running,
-    Finished,
-    Failed,
-}
-
 #[derive(Clone, Debug)]
 struct Block {
     state: BState,
     pc: usize,
     /// Position inside the step.
     cursor: usize,
-}
-
-#[derive(Clone, Debug)]
-enum Outcome {
-    Ok(Vec<u64>),
-    Err(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -366,7 +320,7 @@ struct RankState {
     /// Buffer of this rank's previous push call.
     last: usize,
     out: Vec<Option<u64>>,
-    results: Vec<Outcome>,
+    results: Vec<CallOutcome>,
 }
 
 struct Run<'a> {
@@ -661,16 +615,8 @@ impl<'a> Run<'a> {
             self.blocks[t].state = BState::Idle;
         }
         let st = &mut self.ranks[r];
-        let outcome = if failed || st.error != 0 {
-            Outcome::Err(if st.error != 0 {
-                st.error
-            } else {
-                ERR_PEER_ABORT
-            })
-        } else {
-            Outcome::Ok(st.out.iter().map(|v| v.unwrap_or(0)).collect())
-        };
-        let ok = matches!(outcome, Outcome::Ok(_));
+        let outcome = CallOutcome::of(failed, st.error, &st.out);
+        let ok = matches!(outcome, CallOutcome::Ok(_));
         st.results.push(outcome);
         self.log(
             r,
@@ -1070,7 +1016,7 @@ impl<'a> Run<'a> {
                     None => false,
                 };
                 match res {
-                    Outcome::Ok(out) => {
+                    CallOutcome::Ok(out) => {
                         if faulty {
                             let (kind, what) = match fault {
                                 Some(PushFault::Kill { .. }) => (
@@ -1098,7 +1044,7 @@ impl<'a> Run<'a> {
                             }
                         }
                     }
-                    Outcome::Err(code) => {
+                    CallOutcome::Err(code) => {
                         // A rank may lag one call behind the one that fails; the abort
                         // word then stops its in-flight call too (collateral PEER_ABORT).
                         let collateral = |call: usize| *code == ERR_PEER_ABORT && k + 1 == call;
@@ -1134,7 +1080,7 @@ impl<'a> Run<'a> {
                 && !self.ranks[r]
                     .results
                     .iter()
-                    .any(|o| matches!(o, Outcome::Err(_)))
+                    .any(|o| matches!(o, CallOutcome::Err(_)))
             {
                 self.violation(
                     ViolationKind::Deadlock,

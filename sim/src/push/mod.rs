@@ -111,22 +111,7 @@ const _: () = assert!(PushLayout::LAST + 4 <= PushLayout::HEADER_BYTES);
 /// The call signature of a push one-shot call: [`crate::call_sig`] with algo code
 /// [`PUSH_ALGO_CODE`] (same FNV-1a over `[3, dtype, op, count LE]`).
 pub const fn push_call_sig(dtype: DType, op: ReduceOp, count: u64) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    let head = [PUSH_ALGO_CODE, dtype.code(), op.code()];
-    let mut i = 0;
-    while i < 3 {
-        h ^= head[i] as u32;
-        h = h.wrapping_mul(0x0100_0193);
-        i += 1;
-    }
-    let le = count.to_le_bytes();
-    let mut j = 0;
-    while j < 8 {
-        h ^= le[j] as u32;
-        h = h.wrapping_mul(0x0100_0193);
-        j += 1;
-    }
-    h
+    crate::types::sig_of_code(PUSH_ALGO_CODE, dtype, op, count)
 }
 
 /// The step names of the push one-shot, in order (the kernel's `// STEP push_one_shot <n>

@@ -142,24 +142,10 @@ impl KernelCheck {
     /// The error the kernels recorded for this rank, as a typed error.
     pub(crate) fn error(&self) -> Option<CommError> {
         let rec = lock(&self.bufs).read_error()?;
-        Some(fix_timeout(
-            crate::backend::sim::sim_err(self.rank, inc_sim::SimError::Protocol(rec)),
-            self.timeout_ms,
-        ))
-    }
-}
-
-fn fix_timeout(e: CommError, timeout_ms: u64) -> CommError {
-    match e {
-        CommError::Timeout {
-            rank, peer, what, ..
-        } => CommError::Timeout {
-            rank,
-            peer,
-            what,
-            timeout_ms,
-        },
-        other => other,
+        Some(
+            crate::backend::sim::sim_err(self.rank, inc_sim::SimError::Protocol(rec))
+                .with_timeout_ms(self.timeout_ms),
+        )
     }
 }
 
@@ -618,7 +604,7 @@ mod tests {
                 max: 8
             }
         ));
-        let t = fix_timeout(cuda_err(1, CudaError::Kernel(rec)), 250);
+        let t = cuda_err(1, CudaError::Kernel(rec)).with_timeout_ms(250);
         assert!(matches!(
             t,
             CommError::Timeout {

@@ -285,17 +285,7 @@ impl SimBackend {
     }
 
     fn fix(&self, e: CommError) -> CommError {
-        match e {
-            CommError::Timeout {
-                rank, peer, what, ..
-            } => CommError::Timeout {
-                rank,
-                peer,
-                what,
-                timeout_ms: self.timeout_ms,
-            },
-            other => other,
-        }
+        e.with_timeout_ms(self.timeout_ms)
     }
 
     /// Out-of-place allreduce of native-endian bytes.

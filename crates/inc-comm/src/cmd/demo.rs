@@ -175,40 +175,28 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let launched = std::env::var_os("RANK").is_some() && std::env::var_os("WORLD_SIZE").is_some();
-    if launched {
-        match run_launched(backend, args.max_bytes) {
-            Ok((rank, world, kind, cases, wrong)) => {
-                if rank == 0 {
-                    report(args.json, &kind, world, &cases, wrong);
-                } else if wrong > 0 {
-                    eprintln!("inc demo: rank {rank}: {wrong} wrong elements");
-                }
-                if wrong == 0 {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
+    let wrong = if launched {
+        run_launched(backend, args.max_bytes).map(|(rank, world, kind, cases, wrong)| {
+            if rank == 0 {
+                report(args.json, &kind, world, &cases, wrong);
+            } else if wrong > 0 {
+                eprintln!("inc demo: rank {rank}: {wrong} wrong elements");
             }
-            Err(e) => {
-                eprintln!("inc demo: {e}");
-                ExitCode::from(1)
-            }
-        }
+            wrong
+        })
     } else {
         let world = usize::from(args.world);
-        match run_threads(world, backend, args.max_bytes, args.json) {
-            Ok((kind, cases, wrong)) => {
-                report(args.json, &kind, world, &cases, wrong);
-                if wrong == 0 {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Err(e) => {
-                eprintln!("inc demo: {e}");
-                ExitCode::from(1)
-            }
+        run_threads(world, backend, args.max_bytes, args.json).map(|(kind, cases, wrong)| {
+            report(args.json, &kind, world, &cases, wrong);
+            wrong
+        })
+    };
+    match wrong {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("inc demo: {e}");
+            ExitCode::from(1)
         }
     }
 }

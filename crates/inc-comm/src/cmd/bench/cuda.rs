@@ -35,7 +35,10 @@ use half::{bf16, f16};
 use inc_comm::{AlgoChoice, Comm, CommOptions, DType, Element, Path, ReduceOp, TorchrunEnv};
 use inc_store::{MemStore, Store};
 
-use super::measure::{expected_table, fill, series_opts, PERIOD, REP_STEP};
+use super::measure::{
+    connect_env_store, expected_table, fill, join_ranks, series_opts, thread_series_comms, PERIOD,
+    REP_STEP,
+};
 use super::nccl_raw::{self, RawNccl, SymmBuffers};
 use super::report::{median, Mode, Report, Sample, Series, Source};
 use super::{Launch, Plan, Which};
@@ -617,16 +620,9 @@ fn run_typed<T: Element + DeviceRepr + ValidAsZeroBits>(
             let plan = &plan;
             let sync =
                 Comm::init_threads(&layout.devices, sync_opts(plan)).map_err(|e| e.to_string())?;
-            let mut ranks: Vec<Vec<Comm>> = (0..n).map(|_| Vec::new()).collect();
-            for spec in &plan.specs {
-                let comms = Comm::init_threads(&layout.devices, series_opts(plan, spec))
-                    .map_err(|e| format!("{}: {e}", spec.name))?;
-                for (mine, c) in ranks.iter_mut().zip(comms) {
-                    mine.push(c);
-                }
-            }
+            let ranks = thread_series_comms(plan, &layout.devices, n)?;
             let store: Arc<dyn Store> = Arc::new(MemStore::new());
-            let results: Vec<Result<Option<Report>, String>> = std::thread::scope(|s| {
+            std::thread::scope(|s| {
                 let handles: Vec<_> = sync
                     .iter()
                     .zip(&ranks)
@@ -641,21 +637,8 @@ fn run_typed<T: Element + DeviceRepr + ValidAsZeroBits>(
                         s.spawn(move || rank_main::<T>(plan, &ctrl, c, mine, gpus))
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("a bench thread panicked".into()))
-                    })
-                    .collect()
-            });
-            let mut report = None;
-            for r in results {
-                if let Some(rep) = r? {
-                    report = Some(rep);
-                }
-            }
-            Ok(report)
+                join_ranks(handles)
+            })
         }
         Launch::Env => {
             let env =
@@ -663,15 +646,7 @@ fn run_typed<T: Element + DeviceRepr + ValidAsZeroBits>(
             let mut plan = plan.clone();
             plan.opts.allow_shared_device |= env.world > gpus;
             let plan = &plan;
-            let addr = format!("{}:{}", env.master_addr, env.master_port);
-            let copts = inc_store::ClientOptions {
-                connect_timeout: plan.opts.timeout,
-                ..inc_store::ClientOptions::from_env()
-            };
-            let store: Arc<dyn Store> =
-                Arc::new(inc_store::TcpStore::connect(&addr, copts).map_err(|e| {
-                    format!("rank {}: connecting to the store at {addr}: {e}", env.rank)
-                })?);
+            let store = connect_env_store(plan, &env)?;
             let sync = Comm::from_env_with(sync_opts(plan)).map_err(|e| e.to_string())?;
             let mut comms = Vec::with_capacity(plan.specs.len());
             for spec in &plan.specs {

@@ -107,6 +107,61 @@ pub(crate) fn series_opts(plan: &Plan, spec: &SeriesSpec) -> CommOptions {
     o
 }
 
+/// One communicator per series for each of the `n` thread ranks on `devices`:
+/// `result[rank][series]`.
+pub(crate) fn thread_series_comms(
+    plan: &Plan,
+    devices: &[usize],
+    n: usize,
+) -> Result<Vec<Vec<Comm>>, String> {
+    let mut ranks: Vec<Vec<Comm>> = (0..n).map(|_| Vec::new()).collect();
+    for spec in &plan.specs {
+        let comms = Comm::init_threads(devices, series_opts(plan, spec))
+            .map_err(|e| format!("{}: {e}", spec.name))?;
+        for (mine, c) in ranks.iter_mut().zip(comms) {
+            mine.push(c);
+        }
+    }
+    Ok(ranks)
+}
+
+/// Joins every rank thread, then gives the first error in rank order, else the
+/// report (only rank 0 returns one).
+pub(crate) fn join_ranks(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, Result<Option<Report>, String>>>,
+) -> Result<Option<Report>, String> {
+    let results: Vec<Result<Option<Report>, String>> = handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("a bench thread panicked".into()))
+        })
+        .collect();
+    let mut report = None;
+    for r in results {
+        if let Some(rep) = r? {
+            report = Some(rep);
+        }
+    }
+    Ok(report)
+}
+
+/// Connects this `inc launch` rank to the store at the torchrun master address.
+pub(crate) fn connect_env_store(
+    plan: &Plan,
+    env: &TorchrunEnv,
+) -> Result<Arc<dyn inc_store::Store>, String> {
+    let addr = format!("{}:{}", env.master_addr, env.master_port);
+    let copts = inc_store::ClientOptions {
+        connect_timeout: plan.opts.timeout,
+        ..inc_store::ClientOptions::from_env()
+    };
+    Ok(Arc::new(
+        inc_store::TcpStore::connect(&addr, copts)
+            .map_err(|e| format!("rank {}: connecting to the store at {addr}: {e}", env.rank))?,
+    ))
+}
+
 /// Options of the control communicator (barriers, gathering times).
 fn ctrl_opts(plan: &Plan) -> CommOptions {
     CommOptions {
@@ -131,48 +186,20 @@ fn run_typed<T: Element>(plan: &Plan) -> Result<Option<Report>, String> {
         Launch::Threads(n) => {
             let devices: Vec<usize> = (0..n).collect();
             let ctrl = Comm::init_threads(&devices, ctrl_opts(plan)).map_err(|e| e.to_string())?;
-            let mut ranks: Vec<Vec<Comm>> = (0..n).map(|_| Vec::new()).collect();
-            for spec in &plan.specs {
-                let comms = Comm::init_threads(&devices, series_opts(plan, spec))
-                    .map_err(|e| format!("{}: {e}", spec.name))?;
-                for (mine, c) in ranks.iter_mut().zip(comms) {
-                    mine.push(c);
-                }
-            }
-            let results: Vec<Result<Option<Report>, String>> = std::thread::scope(|s| {
+            let ranks = thread_series_comms(plan, &devices, n)?;
+            std::thread::scope(|s| {
                 let handles: Vec<_> = ctrl
                     .iter()
                     .zip(&ranks)
                     .map(|(c, mine)| s.spawn(move || rank_loop::<T>(plan, c, mine)))
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("a bench thread panicked".into()))
-                    })
-                    .collect()
-            });
-            let mut report = None;
-            for r in results {
-                if let Some(rep) = r? {
-                    report = Some(rep);
-                }
-            }
-            Ok(report)
+                join_ranks(handles)
+            })
         }
         Launch::Env => {
             let env =
                 TorchrunEnv::from_lookup(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
-            let addr = format!("{}:{}", env.master_addr, env.master_port);
-            let copts = inc_store::ClientOptions {
-                connect_timeout: plan.opts.timeout,
-                ..inc_store::ClientOptions::from_env()
-            };
-            let store: Arc<dyn inc_store::Store> =
-                Arc::new(inc_store::TcpStore::connect(&addr, copts).map_err(|e| {
-                    format!("rank {}: connecting to the store at {addr}: {e}", env.rank)
-                })?);
+            let store = connect_env_store(plan, &env)?;
             let ctrl = Comm::init(store.clone(), env.rank, env.world, ctrl_opts(plan))
                 .map_err(|e| e.to_string())?;
             let mut comms = Vec::with_capacity(plan.specs.len());
