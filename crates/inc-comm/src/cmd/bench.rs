@@ -2,7 +2,7 @@
 //! inc algorithm and (with `--compare nccl`) NCCL measured in the same run.
 //!
 //! ```text
-//! inc bench [--backend auto|cuda|sim] [--algo auto|one-shot|two-shot|hcm|nccl|all[,..]]
+//! inc bench [--backend auto|cuda|sim] [--algo auto|push-one-shot|one-shot|two-shot|hcm|nccl|all[,..]]
 //!           [--compare nccl] [--dtype bf16|f16|f32] [--op sum|avg|min|max]
 //!           [--sizes 1K:64M[:x2|:+4K]] [--iters N --warmup N] [--graph|--eager|--both]
 //!           [--csv F] [--json F] [--plot F.svg] [--threads N] [--tune-file F]
@@ -160,14 +160,14 @@ pub(crate) fn parse_algos(s: &str) -> Result<Vec<SeriesSpec>, String> {
             "auto" => push("auto", Which::Auto),
             "all" => {
                 push("auto", Which::Auto);
-                for p in [Path::OneShot, Path::TwoShot, Path::Hcm] {
+                for p in [Path::PushOneShot, Path::OneShot, Path::TwoShot, Path::Hcm] {
                     push(p.name(), Which::Path(p));
                 }
             }
             other => {
                 let p: Path = other.parse().map_err(|_| {
                     format!(
-                        "bad --algo {part:?}: expected auto, one-shot, two-shot, hcm, nccl or all"
+                        "bad --algo {part:?}: expected auto, push-one-shot, one-shot, two-shot, hcm, nccl or all"
                     )
                 })?;
                 push(p.name(), Which::Path(p));
@@ -417,7 +417,10 @@ mod tests {
     fn algos_parse() {
         let v = parse_algos("all").unwrap();
         let names: Vec<&str> = v.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["auto", "one-shot", "two-shot", "hcm"]);
+        assert_eq!(
+            names,
+            ["auto", "push-one-shot", "one-shot", "two-shot", "hcm"]
+        );
         let v = parse_algos("two-shot, one_shot,two-shot,nccl").unwrap();
         let names: Vec<&str> = v.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["two-shot", "one-shot", "nccl"]);
@@ -493,8 +496,8 @@ mod tests {
         let r = execute(&p).unwrap().unwrap();
         assert_eq!(r.world, 3);
         assert_eq!(r.sizes, vec![1024, 2048, 4096]);
-        // 4 inc groups + 2 NCCL groups, per mode.
-        assert_eq!(r.series.len(), 12);
+        // 5 inc groups (auto, push-one-shot, one-shot, two-shot, hcm) + 2 NCCL groups, per mode.
+        assert_eq!(r.series.len(), 14);
         assert_eq!(r.total_wrong(), 0);
         for s in r
             .series
