@@ -487,6 +487,13 @@ impl Comm {
         self.selector.class()
     }
 
+    /// The hcm table the hcm path runs with (`[n0, n1, n2, relay]` per rank), when hcm can
+    /// run on this group: a hybrid cube mesh of 8 (the solver's table) or a fully
+    /// connected group of 8 (the canonical DGX-1 table). The same on every rank.
+    pub fn hcm_table(&self) -> Option<&[[usize; 4]; 8]> {
+        self.selector.hcm_table()
+    }
+
     /// The options the communicator was created with.
     pub fn options(&self) -> &CommOptions {
         &self.opts

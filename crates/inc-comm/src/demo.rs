@@ -97,7 +97,7 @@ fn run_case<T: Element>(comm: &Comm, path: Path, op: ReduceOp, bytes: usize) -> 
     // The reference folds in the same order as the algorithm; NCCL's order is its own, so
     // it is checked against the one-shot order with a tolerance.
     let ref_algo = path.algo().unwrap_or(inc_sim::Algo::OneShot);
-    let hcm_rows = comm.topology().hcm().map(|h| *h.rows());
+    let hcm_rows = comm.hcm_table().copied();
     let views: Vec<&[u8]> = ins
         .iter()
         .map(|v| bytemuck::cast_slice::<T, u8>(v))

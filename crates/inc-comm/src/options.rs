@@ -15,6 +15,11 @@
 //! | `INC_SIM_SHM` | `1`: sim regions in /dev/shm even in one process | `0` |
 //! | `INC_ALLOW_SHARED_DEVICE` | `1`: several ranks may drive one device (virtual ranks; tests) | `0` |
 //!
+//! `INC_ALGO=hcm` runs on a hybrid cube mesh of 8 and also on a fully connected group of
+//! exactly 8 (NVSwitch: every cube mesh is a subgraph), there with the canonical DGX-1
+//! table ([`crate::topo::hcm_table`]); `auto` never picks hcm on a fully connected group.
+//! Anywhere else a forced hcm falls back to NCCL with the reason.
+//!
 //! Sizes accept a plain byte count or a `K`/`M`/`G` (binary) suffix: `256K`, `10M`.
 //! An invalid value is an error naming the variable, never silently ignored.
 
@@ -80,7 +85,8 @@ pub enum Path {
     OneShot,
     /// Two-shot: reduce-scatter then all-gather through the symmetric buffers.
     TwoShot,
-    /// Hybrid cube mesh (8 GPUs, 4 NVLink neighbours each).
+    /// Hybrid cube mesh (8 GPUs, 4 NVLink neighbours each). Also runs, when forced or
+    /// pinned, on a fully connected group of exactly 8 with the canonical DGX-1 table.
     Hcm,
     /// NCCL (`ncclAllReduce`), the fallback.
     Nccl,

@@ -4,14 +4,18 @@
 //! Rules, in order:
 //! 1. `INC_ALGO=<path>` pins a path: it is used whenever it can run at all (the topology
 //!    allows it and the buffer holds the call), whatever the thresholds say; a call it
-//!    cannot take falls back to NCCL with the reason.
+//!    cannot take falls back to NCCL with the reason. hcm can run on a hybrid cube mesh of
+//!    8 and, pinned only, on a fully connected group of exactly 8 (an NVSwitch machine
+//!    contains every cube mesh; it runs the canonical DGX-1 table, see
+//!    [`crate::topo::hcm_table`]).
 //! 2. The tune table (`INC_TUNE_FILE`), when present: the first rule of this world and
 //!    class (and dtype, when the rule names one) whose `max_bytes` holds the call, if its
 //!    path can run.
 //! 3. Defaults: world 1 → one-shot; fully connected → push-one-shot up to its buffer
 //!    capacity (the push slot, capped by the one-shot limit), then one-shot up to the one-shot limit,
 //!    two-shot up to the two-shot limit; hybrid cube mesh (world 8) → hcm up to its limit;
-//!    anything else → NCCL, with the reason.
+//!    anything else → NCCL, with the reason. Neither the tune table nor the defaults ever
+//!    choose hcm on a fully connected group.
 //!
 //! All sizes are `u64` bytes computed with checked arithmetic, so a 4 GiB + 1 call never
 //! wraps into a small one.
@@ -221,6 +225,8 @@ pub struct Selector {
     one_shot_max: u64,
     two_shot_max: u64,
     hcm_max: u64,
+    /// The hcm table when hcm can run here (hybrid cube mesh of 8, fully connected 8).
+    hcm: Option<[[usize; 4]; 8]>,
     capacity: Capacity,
     tune: Option<TuneTable>,
 }
@@ -234,9 +240,13 @@ impl Selector {
         capacity: Capacity,
         tune: Option<TuneTable>,
     ) -> Self {
+        // Deterministic (the same on every rank); `None` if it cannot be built, which only
+        // makes hcm unavailable.
+        let hcm = crate::topo::hcm_table(&class, world).ok().flatten();
         Self {
             world,
             class,
+            hcm,
             choice: opts.algo,
             push_max: opts.push_max_bytes.unwrap_or(DEFAULT_PUSH_MAX_BYTES),
             one_shot_max: opts
@@ -254,26 +264,34 @@ impl Selector {
         self.capacity.of(path)
     }
 
+    /// The hcm table the hcm path runs with, when it can run on this group (a hybrid cube
+    /// mesh of 8: the solver's; a fully connected 8: the canonical DGX-1 table).
+    pub fn hcm_table(&self) -> Option<&[[usize; 4]; 8]> {
+        self.hcm.as_ref()
+    }
+
     /// The topology class this selector decides for.
     pub fn class(&self) -> &TopologyClass {
         &self.class
     }
 
     /// Whether `path` can run at all for a call of `bytes` (topology and buffer capacity),
-    /// or why not.
+    /// or why not. hcm can run on a hybrid cube mesh of 8 or a fully connected group of
+    /// exactly 8 (the latter only when pinned: [`Selector::select`] never picks it there
+    /// on its own).
     pub fn can_run(&self, path: Path, bytes: u64) -> std::result::Result<(), String> {
         let topo_ok = match path {
             Path::Nccl => true,
             Path::OneShot | Path::TwoShot | Path::PushOneShot => {
                 self.world == 1 || matches!(self.class, TopologyClass::FullyConnected)
             }
-            Path::Hcm => self.world == 8 && matches!(self.class, TopologyClass::HybridCubeMesh(_)),
+            Path::Hcm => self.hcm.is_some(),
         };
         if !topo_ok {
             return Err(format!(
                 "{path} needs {} (topology is {}, world {})",
                 if path == Path::Hcm {
-                    "a hybrid cube mesh of 8"
+                    "a hybrid cube mesh of 8 or a fully connected group of 8"
                 } else {
                     "a fully connected group"
                 },
@@ -307,7 +325,10 @@ impl Selector {
         }
         if let Some(t) = &self.tune {
             if let Some(p) = t.lookup(self.world, self.class.name(), dtype, bytes) {
-                if self.can_run(p, bytes).is_ok() {
+                // hcm off a true hybrid cube mesh is for pinned calls only.
+                let auto_ok =
+                    p != Path::Hcm || matches!(self.class, TopologyClass::HybridCubeMesh(_));
+                if auto_ok && self.can_run(p, bytes).is_ok() {
                     return intra(p);
                 }
             }
@@ -488,6 +509,55 @@ mod tests {
         let s = sel(4, TopologyClass::FullyConnected, force(Path::OneShot));
         assert_eq!(s.select(CAP.one_shot + 1, DType::F32).path, Path::Nccl);
         assert_eq!(s.select(CAP.one_shot, DType::F32).path, Path::OneShot);
+    }
+
+    #[test]
+    fn hcm_forced_on_fully_connected_8_only() {
+        // Auto: never hcm on a fully connected 8, even when a tune rule names it.
+        let auto = sel(8, TopologyClass::FullyConnected, CommOptions::default());
+        assert!(auto.hcm_table().is_some());
+        assert!(auto.can_run(Path::Hcm, 4096).is_ok());
+        for bytes in [0, 16, 4096, 256 << 10, 1 << 20, 64 << 20] {
+            assert_ne!(auto.select(bytes, DType::Bf16).path, Path::Hcm);
+        }
+        let t =
+            TuneTable::parse(r#"{"rules":[{"world":8,"max_bytes":65536,"algo":"hcm"}]}"#).unwrap();
+        let tuned = Selector::new(
+            8,
+            TopologyClass::FullyConnected,
+            &CommOptions::default(),
+            CAP,
+            Some(t.clone()),
+        );
+        assert_ne!(tuned.select(4096, DType::Bf16).path, Path::Hcm);
+        // The same rule on a true hybrid cube mesh is taken.
+        let hcm = Selector::new(8, hcm_class(), &CommOptions::default(), CAP, Some(t));
+        assert_eq!(hcm.select(4096, DType::Bf16).path, Path::Hcm);
+        // Forced: hcm on a fully connected 8, up to the buffer capacity.
+        let o = CommOptions {
+            algo: AlgoChoice::Force(Path::Hcm),
+            ..CommOptions::default()
+        };
+        let s = sel(8, TopologyClass::FullyConnected, o.clone());
+        assert_eq!(s.select(4096, DType::Bf16).path, Path::Hcm);
+        assert_eq!(s.select(CAP.hcm, DType::Bf16).path, Path::Hcm);
+        let big = s.select(CAP.hcm + 1, DType::Bf16);
+        assert_eq!(big.path, Path::Nccl);
+        assert!(matches!(big.fallback, Some(Fallback::ForcedUnfit { .. })));
+        // Not on a disconnected 8 nor a fully connected 7.
+        for s in [
+            sel(8, TopologyClass::None, o.clone()),
+            sel(7, TopologyClass::FullyConnected, o),
+        ] {
+            assert!(s.hcm_table().is_none());
+            assert!(matches!(
+                s.select(16, DType::F32).fallback,
+                Some(Fallback::ForcedUnfit {
+                    wanted: Path::Hcm,
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -32,6 +32,29 @@ pub fn hcm_mesh() -> Result<NvlMesh> {
     .map_err(mesh_err)
 }
 
+/// The hybrid-cube-mesh table (`[n0, n1, n2, relay]` per rank) the hcm path runs with on
+/// `class` at `world` ranks, or `None` where hcm cannot run:
+/// - a true hybrid cube mesh of 8: the solver's table for that mesh;
+/// - a fully connected group of exactly 8 (an NVSwitch machine contains every cube mesh
+///   as a subgraph): the canonical DGX-1 table, [`inc_topo::solve_hcm`] applied to
+///   [`hcm_mesh`]. Deterministic, so every rank computes the same table.
+///
+/// Only an explicit `INC_ALGO=hcm` or a pinned path runs hcm on a fully connected group;
+/// the automatic choice never does.
+pub fn hcm_table(class: &TopologyClass, world: usize) -> Result<Option<[[usize; 4]; 8]>> {
+    if world != inc_topo::HCM_GPUS {
+        return Ok(None);
+    }
+    match class {
+        TopologyClass::HybridCubeMesh(h) => Ok(Some(*h.rows())),
+        TopologyClass::FullyConnected => {
+            let h = inc_topo::solve_hcm(&hcm_mesh()?).map_err(mesh_err)?;
+            Ok(Some(*h.rows()))
+        }
+        TopologyClass::None => Ok(None),
+    }
+}
+
 /// The mesh the sim backend declares for `world` ranks.
 pub fn sim_mesh(topo: Option<SimTopology>, world: usize) -> Result<NvlMesh> {
     match topo.unwrap_or(SimTopology::FullyConnected) {
@@ -83,5 +106,29 @@ mod tests {
             TopologyClass::None
         );
         assert!(sim_mesh(Some(SimTopology::HybridCubeMesh), 4).is_err());
+    }
+
+    #[test]
+    fn hcm_table_per_class() {
+        let hcm = classify(&hcm_mesh().unwrap());
+        let solved = *hcm.hcm().unwrap().rows();
+        assert_eq!(hcm_table(&hcm, 8).unwrap(), Some(solved));
+        // Fully connected 8: the canonical DGX-1 table, valid on the full mesh too.
+        let full = hcm_table(&TopologyClass::FullyConnected, 8)
+            .unwrap()
+            .unwrap();
+        assert_eq!(full, solved);
+        // Every invariant holds on the DGX-1 mesh, whose links a fully connected 8 has too.
+        inc_topo::Hcm::from_rows(full, &hcm_mesh().unwrap()).unwrap();
+        let fc = full_mesh(8).unwrap();
+        for (x, row) in full.iter().enumerate() {
+            assert!(row.iter().all(|&y| fc.is_linked(x, y)));
+        }
+        assert_eq!(
+            hcm_table(&TopologyClass::FullyConnected, 8).unwrap(),
+            Some(full)
+        );
+        assert_eq!(hcm_table(&TopologyClass::FullyConnected, 4).unwrap(), None);
+        assert_eq!(hcm_table(&TopologyClass::None, 8).unwrap(), None);
     }
 }

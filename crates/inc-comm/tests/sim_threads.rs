@@ -36,7 +36,7 @@ fn check_path<T: Element>(comms: &[Comm], path: Path, op: ReduceOp, n: usize) {
         .map(|r| (0..n).map(|i| T::from_f32(input_value(r, i))).collect())
         .collect();
     let views: Vec<&[u8]> = ins.iter().map(|v| bytemuck::cast_slice(v)).collect();
-    let hcm = comms[0].topology().hcm().map(|h| *h.rows());
+    let hcm = comms[0].hcm_table().copied();
     let want =
         reference_allreduce(path.algo().unwrap(), T::DTYPE, op, &views, hcm.as_ref()).unwrap();
     let outs = on_all(comms, |c| {
@@ -99,6 +99,69 @@ fn hcm_at_world_8() {
         check_path::<f32>(&comms, Path::Hcm, op, 64);
     }
     assert!(comms[0].stats().hcm >= 4);
+}
+
+#[test]
+fn forced_hcm_on_fully_connected_8_matches_the_reference() {
+    let o = CommOptions {
+        algo: AlgoChoice::Force(Path::Hcm),
+        ..opts(10_000)
+    };
+    let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), o).unwrap();
+    assert_eq!(
+        comms[0].topology(),
+        &inc_topo::TopologyClass::FullyConnected
+    );
+    // The canonical DGX-1 table, the same on every rank.
+    let table = *comms[0].hcm_table().unwrap();
+    assert_eq!(table, inc_sim::program::CUBE_MESH_8);
+    assert!(comms.iter().all(|c| c.hcm_table() == Some(&table)));
+    let r = comms[0].select_algo(1024, DType::Bf16);
+    assert_eq!((r.path, r.fallback), (Path::Hcm, None));
+    for op in ReduceOp::ALL {
+        for n in [1usize, 37, 1000] {
+            check_path::<f32>(&comms, Path::Hcm, op, n);
+            check_path::<bf16>(&comms, Path::Hcm, op, n);
+            check_path::<f16>(&comms, Path::Hcm, op, n);
+        }
+    }
+    let s = comms[0].stats();
+    assert!(s.hcm >= 2 * 3 * 3 * ReduceOp::ALL.len() as u64 && s.errors == 0);
+    assert_eq!(s.one_shot + s.two_shot + s.push_one_shot, 0);
+}
+
+#[test]
+fn auto_on_fully_connected_8_never_picks_hcm_but_pinning_runs_it() {
+    let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), opts(10_000)).unwrap();
+    for bytes in [0u64, 16, 1024, 32 << 10, 256 << 10, 1 << 20, 64 << 20] {
+        for dtype in DType::ALL {
+            assert_ne!(comms[0].select_algo(bytes, dtype).path, Path::Hcm);
+        }
+    }
+    // A pinned call (`allreduce_*_using`) may still run hcm on the canonical table.
+    assert!(comms[0].check_path(Path::Hcm, 1024, DType::F32).is_ok());
+    check_path::<bf16>(&comms, Path::Hcm, ReduceOp::Sum, 300);
+    assert!(comms[0].stats().hcm >= 1);
+}
+
+#[test]
+fn forced_hcm_on_fully_connected_4_falls_back() {
+    let o = CommOptions {
+        algo: AlgoChoice::Force(Path::Hcm),
+        ..opts(5000)
+    };
+    let comms = Comm::init_threads(&(0..4).collect::<Vec<_>>(), o).unwrap();
+    assert!(comms[0].hcm_table().is_none());
+    let r = comms[0].select_algo(1024, DType::F32);
+    assert_eq!(r.path, Path::Nccl);
+    assert!(matches!(
+        r.fallback,
+        Some(inc_comm::Fallback::ForcedUnfit {
+            wanted: Path::Hcm,
+            ..
+        })
+    ));
+    assert!(comms[0].check_path(Path::Hcm, 16, DType::F32).is_err());
 }
 
 #[test]

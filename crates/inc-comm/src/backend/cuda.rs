@@ -377,7 +377,8 @@ impl CudaBackend {
         })
     }
 
-    /// Maps every peer's buffer, sets the hcm row when the class is a hybrid cube mesh,
+    /// Maps every peer's buffer, sets the hcm row when the group has an hcm table (a hybrid
+    /// cube mesh of 8, or a fully connected 8 with the canonical table),
     /// and checks every mapping with a real read/write (`verify_peers`).
     pub fn open_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
         let own = self.own()?.clone();
@@ -432,15 +433,11 @@ impl CudaBackend {
             }
         }
         let mut me = lock(&own);
-        if let (TopologyClass::HybridCubeMesh(h), 8) = (class, self.world) {
-            let row = h
-                .rows()
-                .get(rank)
-                .copied()
-                .ok_or_else(|| CommError::Backend {
-                    rank,
-                    reason: "hcm table has no row for this rank".into(),
-                })?;
+        if let Some(table) = crate::topo::hcm_table(class, self.world)? {
+            let row = table.get(rank).copied().ok_or_else(|| CommError::Backend {
+                rank,
+                reason: "hcm table has no row for this rank".into(),
+            })?;
             let row = row.map(|x| u32::try_from(x).unwrap_or(u32::MAX));
             me.set_hcm(row).map_err(|e| cuda_err(rank, e))?;
         }

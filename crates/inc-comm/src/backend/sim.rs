@@ -246,11 +246,10 @@ impl SimBackend {
             })?;
             regions.push(region);
         }
-        let cpu = match class {
-            TopologyClass::HybridCubeMesh(h) if self.world == 8 => {
-                CpuRank::with_hcm_table(self.rank, regions, self.cfg, h.rows())
-            }
-            _ => CpuRank::new(self.rank, self.world, regions, self.cfg, None),
+        // A hybrid cube mesh of 8 or a fully connected group of 8 gets an hcm table.
+        let cpu = match crate::topo::hcm_table(class, self.world)? {
+            Some(table) => CpuRank::with_hcm_table(self.rank, regions, self.cfg, &table),
+            None => CpuRank::new(self.rank, self.world, regions, self.cfg, None),
         }
         .map_err(|e| sim_err(self.rank, e))?;
         self.cpu = Some(cpu);
