@@ -12,7 +12,7 @@ use crate::error::SimError;
 /// Most ranks (GPUs) in one communicator.
 pub const MAX_RANKS: usize = 8;
 /// Most blocks one allreduce launch may use (flag slots per parity).
-pub const MAX_BLOCKS: usize = 32;
+pub const MAX_BLOCKS: usize = 128;
 /// Bytes of one data chunk (one 128-bit load/store): 8 x bf16/f16 or 4 x f32.
 pub const CHUNK_BYTES: usize = 16;
 
@@ -238,9 +238,9 @@ impl PadLayout {
     /// `epoch: u32`, this rank's last completed epoch.
     pub const EPOCH: usize = 0;
     /// `done: u32`, blocks of the current call that finished.
-    pub const DONE: usize = 4;
+    pub const DONE: usize = 8;
     /// `abort: u32`, 0 or `(1<<31)|(rank<<8)|reason`.
-    pub const ABORT: usize = 8;
+    pub const ABORT: usize = 4;
     /// The [`ErrorRecord`].
     pub const ERROR: usize = 16;
     /// Offset of `ErrorRecord::code` (u32).
@@ -268,7 +268,7 @@ impl PadLayout {
     /// Bytes used by the pad fields.
     pub const USED: usize = Self::END + Self::FLAG_ARRAY_BYTES;
     /// Bytes reserved for the pad (data starts here; 4 KiB aligned).
-    pub const PAD_BYTES: usize = 16384;
+    pub const PAD_BYTES: usize = 65536;
 
     /// Byte offset of the flag written by rank `src` into slot `[parity][block][src]` of
     /// flag array `kind`. Arguments out of range are clamped by the caller; this function

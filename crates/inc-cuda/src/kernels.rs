@@ -299,11 +299,11 @@ impl Kernels {
             let need = launch::chunks(call.dtype, call.count)
                 .unwrap_or(u64::MAX)
                 .saturating_mul(16);
-            if call.algo == Algo::Hcm {
-                return Err(CudaError::InvalidArgument(
-                    "hcm has no zero-copy variant: pass an input outside the symmetric buffer"
-                        .into(),
-                ));
+            if matches!(call.algo, Algo::Hcm | Algo::TwoShot) {
+                return Err(CudaError::InvalidArgument(format!(
+                    "{} has no zero-copy variant (peers store into the symmetric buffer during the call): pass an input outside it, or use one-shot",
+                    call.algo
+                )));
             }
             if zc_offset % 16 != 0 || zc_offset.saturating_add(need) > data_len {
                 return Err(CudaError::InvalidArgument(format!(
@@ -409,9 +409,10 @@ impl Kernels {
     ) -> Result<(KernelArgs, LaunchPlan)> {
         let ((pads, data), bytes) = self.check_io(bufs, dtype, input, output, count)?;
         let slot = bufs.push_slot_bytes();
-        if bytes > slot {
+        let cap = launch::push_capacity(slot);
+        if bytes > cap {
             return Err(CudaError::InvalidArgument(format!(
-                "push-one-shot carries at most {slot} bytes per rank (the push slot); {bytes} bytes requested: use one-shot or two-shot"
+                "push-one-shot carries at most {cap} bytes per rank (half the {slot}-byte LL slot); {bytes} bytes requested: use one-shot or two-shot"
             )));
         }
         let timeout_ns = timeout_ns(options.timeout)?;
@@ -419,7 +420,7 @@ impl Kernels {
         if input % 16 == 0 && output % 16 == 0 {
             flags |= FLAG_IO_ALIGNED;
         }
-        let plan = self.plan(bufs, Algo::OneShot, dtype, count, options.blocks)?;
+        let plan = self.plan(bufs, Algo::PushOneShot, dtype, count, options.blocks)?;
         let world = bufs.world() as u32;
         let args = KernelArgs {
             pad: pads,
@@ -472,10 +473,10 @@ impl Kernels {
         .map_err(drv("cuLaunchKernel"))
     }
 
-    /// Enqueue one push one-shot allreduce (PROTOCOL.md "push one-shot": no barrier, the
-    /// data carries its own readiness) of at most [`PeerBuffers::push_slot_bytes`] bytes.
-    /// Asynchronous and graph-capturable like [`Kernels::allreduce_raw`]; a count of 0 is a
-    /// no-op. A zero result is always `+0.0` (writers map `-0.0` to `+0.0`).
+    /// Enqueue one push one-shot allreduce (PROTOCOL.md "push one-shot": LL lines, no
+    /// barrier, the data carries its own readiness) of at most half
+    /// [`PeerBuffers::push_slot_bytes`] bytes per rank. Asynchronous and graph-capturable
+    /// like [`Kernels::allreduce_raw`]; a count of 0 is a no-op.
     ///
     /// # Safety
     /// As [`Kernels::allreduce_raw`]: live device addresses of `count` elements, the same

@@ -72,7 +72,11 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
     let c = chunks(dtype, count)?;
     let input = c.checked_mul(CHUNK_BYTES)?;
     match algo {
-        Algo::OneShot | Algo::TwoShot => Some(input),
+        Algo::OneShot => Some(input),
+        // receive areas R[0..W] (W slices, at most C + W - 1 chunks) + gather area (C)
+        Algo::TwoShot => input
+            .checked_mul(2)?
+            .checked_add(MAX_RANKS as u64 * CHUNK_BYTES),
         // input copy + f32 partial of every element slot
         Algo::Hcm => input.checked_add(c.checked_mul(lanes(dtype) * 4)?),
         // push-one-shot uses the push region, not the parity halves
@@ -84,6 +88,10 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
 /// push-one-shot is limited by the push slot instead: [`push_max_count`] with
 /// [`crate::DEFAULT_PUSH_SLOT_BYTES`] here (see [`crate::PeerBuffers::push_slot_bytes`]).
 pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
+    if algo == Algo::TwoShot {
+        let usable = half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES);
+        return (usable / (2 * CHUNK_BYTES)) * lanes(dtype);
+    }
     let per_chunk = match algo {
         Algo::OneShot | Algo::TwoShot => CHUNK_BYTES,
         Algo::Hcm => CHUNK_BYTES + lanes(dtype) * 4,
@@ -92,10 +100,19 @@ pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
     (half_bytes / per_chunk) * lanes(dtype)
 }
 
-/// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot.
+/// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot
+/// (every 16-byte LL line carries 8 payload bytes).
 pub fn push_max_count(dtype: DType, slot_bytes: u64) -> u64 {
-    slot_bytes / dtype.size() as u64
+    push_capacity(slot_bytes) / dtype.size() as u64
 }
+
+/// Payload bytes per rank that one push one-shot (LL) slot of `slot_bytes` carries.
+pub const fn push_capacity(slot_bytes: u64) -> u64 {
+    slot_bytes / 2
+}
+
+/// Chunks per thread per iteration of the pull reductions (kernels: `inc_reduce`).
+pub const REDUCE_UNROLL: u64 = 2;
 
 /// Check that a call fits; a clear error otherwise.
 pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> Result<()> {
@@ -103,7 +120,7 @@ pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> 
         CudaError::InvalidArgument(format!("{count} elements of {dtype} overflow u64 bytes"))
     })?;
     if algo == Algo::PushOneShot {
-        let cap = crate::DEFAULT_PUSH_SLOT_BYTES;
+        let cap = push_capacity(crate::DEFAULT_PUSH_SLOT_BYTES);
         if bytes > cap {
             return Err(CudaError::TooLarge {
                 algo,
@@ -158,8 +175,9 @@ impl DeviceLimits {
 }
 
 /// Choose the grid for `count` elements. `requested` forces a block count (checked).
-/// Auto: one block per `threads` chunks (one-shot) or per `threads` chunks of the largest
-/// per-rank slice (two-shot), at least 1, at most the co-resident limit.
+/// Auto: one block per `threads` x [`REDUCE_UNROLL`] chunks (one-shot, hcm) or of the
+/// largest per-rank slice (two-shot), one block per `threads` 8-byte LL lines (push
+/// one-shot); at least 1, at most the co-resident limit (sized from the SM count).
 pub fn plan(
     algo: Algo,
     dtype: DType,
@@ -193,11 +211,17 @@ pub fn plan(
     let c = chunks(dtype, count).ok_or_else(|| {
         CudaError::InvalidArgument(format!("{count} elements overflow u64 bytes"))
     })?;
-    let work = match algo {
-        Algo::OneShot | Algo::Hcm | Algo::PushOneShot => c,
-        Algo::TwoShot => c.div_ceil(u64::from(world.max(1))),
-    };
-    let want = work.div_ceil(u64::from(threads)).max(1);
+    let per_block = u64::from(threads);
+    let want = match algo {
+        Algo::OneShot | Algo::Hcm => c.div_ceil(per_block * REDUCE_UNROLL),
+        // every thread scatters and gathers chunks of the whole tensor
+        Algo::TwoShot => {
+            let _ = world;
+            c.div_ceil(per_block * REDUCE_UNROLL)
+        }
+        Algo::PushOneShot => (2 * c).div_ceil(per_block),
+    }
+    .max(1);
     let blocks = u32::try_from(want.min(u64::from(cap))).unwrap_or(cap);
     Ok(LaunchPlan { blocks, threads })
 }

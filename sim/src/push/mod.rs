@@ -73,7 +73,7 @@ impl PushLayout {
     /// push call, not per epoch, because other algorithms may run in between.
     pub const LAST: usize = Self::USED + 4 * PUSH_BUFFERS;
     /// Bytes before the first slot.
-    pub const HEADER_BYTES: usize = 8192;
+    pub const HEADER_BYTES: usize = 32768;
 
     /// Offset of the signature word written by `writer` for `block` at `parity`.
     pub const fn sig(parity: usize, block: usize, writer: usize) -> usize {
