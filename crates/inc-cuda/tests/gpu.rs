@@ -349,7 +349,7 @@ fn gpu_back_to_back_calls_varying_algo_and_blocks() {
         let calls = 300usize;
         let n = 2053usize;
         let cap =
-            g.k.plan(&g.bufs[0], Algo::OneShot, DType::F32, 1 << 30, None)
+            g.k.plan(&g.bufs[0], Algo::OneShot, DType::F32, ReduceOp::Sum, 1 << 30, None)
                 .unwrap()
                 .blocks;
         let mut ins = vec![];
