@@ -48,7 +48,7 @@
 
 pub mod buffers;
 pub mod cache;
-mod compile;
+pub mod compile;
 pub mod error;
 pub mod kernels;
 pub mod launch;
