@@ -113,10 +113,7 @@ pub fn decode<'a>(key: &str, file: &'a [u8]) -> Result<&'a [u8], String> {
     let plen = le_u64(take(&mut b, 8, "payload length")?);
     let sum = le_u64(take(&mut b, 8, "checksum")?);
     if plen != b.len() as u64 {
-        return Err(format!(
-            "payload length {} but header says {plen}",
-            b.len()
-        ));
+        return Err(format!("payload length {} but header says {plen}", b.len()));
     }
     if plen == 0 {
         return Err("empty payload".into());
@@ -238,7 +235,10 @@ pub fn stale_lock(path: &Path, max_age: Duration) -> Option<String> {
     if age > max_age {
         return Some(text);
     }
-    let pid = text.split_whitespace().next().and_then(|p| p.parse::<u32>().ok());
+    let pid = text
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse::<u32>().ok());
     match pid {
         Some(pid) => {
             let proc_fs = Path::new("/proc/self").exists();

@@ -84,7 +84,10 @@ struct Lead {
 impl Drop for Lead {
     fn drop(&mut self) {
         let mut map = lock(flights());
-        if map.get(&self.id).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+        if map
+            .get(&self.id)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
             map.remove(&self.id);
         }
         drop(map);
@@ -261,7 +264,8 @@ mod tests {
     }
 
     fn tmp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("inc-compile-unit-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("inc-compile-unit-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -324,7 +328,9 @@ mod tests {
         // hold the cross-process lock so every thread's produce() waits; then publish
         let g = FileLock::try_acquire(&d.join("k4.lock")).unwrap().unwrap();
         let results: Vec<Image> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4).map(|_| s.spawn(|| obtain(&j, false).unwrap())).collect();
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| obtain(&j, false).unwrap()))
+                .collect();
             std::thread::sleep(Duration::from_millis(100));
             cache::write_atomic(&d.join("k4.cubin"), "k4.cubin", b"one").unwrap();
             hs.into_iter().map(|h| h.join().unwrap()).collect()

@@ -12,18 +12,17 @@ use std::time::Duration;
 
 use cudarc::driver::sys::CUdevice_attribute as Attr;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
-    DeviceRepr,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
 };
 use cudarc::nvrtc::Ptx;
 
 use crate::buffers::PeerBuffers;
+use crate::compile::{self, Job, Origin, Warmed};
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
     self, DeviceLimits, KernelArgs, LaunchPlan, FLAG_IO_ALIGNED, FLAG_ZERO_COPY, MAX_THREADS,
 };
 use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS};
-use crate::compile::{self, Job, Origin, Warmed};
 use crate::{source, sys};
 
 /// Every rank's (pad, data) base addresses, indexed by rank.
@@ -430,9 +429,10 @@ impl Kernels {
     }
 
     fn instance(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Result<&Loaded> {
-        let slot = self.slots.get(&(algo, dtype, op)).ok_or_else(|| {
-            CudaError::Launch(format!("no kernel instance {algo} {dtype} {op}"))
-        })?;
+        let slot = self
+            .slots
+            .get(&(algo, dtype, op))
+            .ok_or_else(|| CudaError::Launch(format!("no kernel instance {algo} {dtype} {op}")))?;
         if let Some(l) = slot.loaded.get() {
             return Ok(l);
         }
@@ -450,7 +450,7 @@ impl Kernels {
         let (algo, dtype, op) = inst;
         let job = self.job(inst);
         let warmed = lock(&self.warmed).remove(&inst);
-        let (bin, origin) = match warmed {
+        let (bin, mut origin) = match warmed {
             Some(img) => img,
             None => compile::obtain(&job, false)?,
         };
@@ -458,7 +458,9 @@ impl Kernels {
             Ok(m) => m,
             Err(e) if origin == Origin::Compiled => return Err(drv("cuModuleLoadData")(e)),
             Err(_) => {
-                let (bin, _) = compile::obtain(&job, true)?;
+                // a checksum-valid file the driver rejects: compile afresh, overwrite it
+                let (bin, o) = compile::obtain(&job, true)?;
+                origin = o;
                 self.ctx
                     .load_module(Ptx::from_binary(bin.to_vec()))
                     .map_err(drv("cuModuleLoadData"))?
@@ -528,7 +530,14 @@ impl Kernels {
             blocks_per_sm: self.occupancy(algo, dtype, op)?,
             ranks_on_device: bufs.ranks_on_device(),
         };
-        launch::plan(grid_algo, dtype, count, bufs.world() as u32, &limits, blocks)
+        launch::plan(
+            grid_algo,
+            dtype,
+            count,
+            bufs.world() as u32,
+            &limits,
+            blocks,
+        )
     }
 
     /// Validate a call and build its kernel arguments (no device access).

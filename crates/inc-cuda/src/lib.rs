@@ -57,8 +57,8 @@ pub mod source;
 pub mod sys;
 
 pub use buffers::{IpcHandle, PeerBuffers, DEFAULT_HALF_BYTES, DEFAULT_PUSH_SLOT_BYTES};
-pub use error::{CudaError, Result};
 pub use compile::Origin;
+pub use error::{CudaError, Result};
 pub use kernels::{
     all_instances, default_cache_dir, open_device, CacheMode, CallOptions, Element, Instance,
     Kernels, LoadOptions, RawCall, Warm, DEFAULT_TIMEOUT,

@@ -93,20 +93,26 @@ pub fn entry_instantiation(
     dtype: DType,
     op: ReduceOp,
 ) -> Result<String, String> {
-    let dt = macro_code(instances, &format!("INC_ENTRY_OPS(ALGO, {}, ", dtype.name()))
-        .ok_or_else(|| {
-            format!(
-                "{INSTANCES_FILE}: no `INC_ENTRY_OPS(ALGO, {}, <code>)` call",
-                dtype.name()
-            )
-        })?;
-    let oc = macro_code(instances, &format!("INC_ENTRY(ALGO, DTN, DT, {}, ", op.name()))
-        .ok_or_else(|| {
-            format!(
-                "{INSTANCES_FILE}: no `INC_ENTRY(ALGO, DTN, DT, {}, <code>)` call",
-                op.name()
-            )
-        })?;
+    let dt = macro_code(
+        instances,
+        &format!("INC_ENTRY_OPS(ALGO, {}, ", dtype.name()),
+    )
+    .ok_or_else(|| {
+        format!(
+            "{INSTANCES_FILE}: no `INC_ENTRY_OPS(ALGO, {}, <code>)` call",
+            dtype.name()
+        )
+    })?;
+    let oc = macro_code(
+        instances,
+        &format!("INC_ENTRY(ALGO, DTN, DT, {}, ", op.name()),
+    )
+    .ok_or_else(|| {
+        format!(
+            "{INSTANCES_FILE}: no `INC_ENTRY(ALGO, DTN, DT, {}, <code>)` call",
+            op.name()
+        )
+    })?;
     if !instances.contains("#define INC_ENTRY(") {
         return Err(format!("{INSTANCES_FILE}: no `#define INC_ENTRY(` macro"));
     }
@@ -432,11 +438,17 @@ mod tests {
         let src = instance_source(Algo::TwoShot, DType::Bf16, ReduceOp::Avg).unwrap();
         // the shared files, the macro definitions, exactly one instantiation at the end
         for (name, _) in FILES {
-            assert!(src.contains(&format!("#line 1 \"kernels/{name}\"")), "{name}");
+            assert!(
+                src.contains(&format!("#line 1 \"kernels/{name}\"")),
+                "{name}"
+            );
         }
         assert!(src.contains("#define INC_ENTRY("));
         assert!(src.contains("#define INC_ENTRY_ALL("));
-        assert!(src.ends_with("\nINC_ENTRY(two_shot, bf16, 0, avg, 1)\n"), "{src}");
+        assert!(
+            src.ends_with("\nINC_ENTRY(two_shot, bf16, 0, avg, 1)\n"),
+            "{src}"
+        );
         // top-level calls (macro bodies are indented continuation lines)
         let calls: Vec<&str> = src.lines().filter(|l| l.starts_with("INC_ENTRY")).collect();
         assert_eq!(calls, ["INC_ENTRY(two_shot, bf16, 0, avg, 1)"]);
@@ -478,9 +490,11 @@ mod tests {
 
     #[test]
     fn instance_source_errors_name_what_is_missing() {
-        let files = [("common.cuh", "x"), ("instances.cu", "#define INC_ENTRY(A)\n")];
-        let e = instance_source_from(&files, Algo::OneShot, DType::F32, ReduceOp::Sum)
-            .unwrap_err();
+        let files = [
+            ("common.cuh", "x"),
+            ("instances.cu", "#define INC_ENTRY(A)\n"),
+        ];
+        let e = instance_source_from(&files, Algo::OneShot, DType::F32, ReduceOp::Sum).unwrap_err();
         assert!(e.contains("INC_ENTRY_OPS(ALGO, f32"), "{e}");
         let e = instance_source_from(&files[..1], Algo::OneShot, DType::F32, ReduceOp::Sum)
             .unwrap_err();
@@ -504,12 +518,37 @@ mod tests {
         let b = |l: &str, s: &str, o: &[String], a: (u32, u32), d: i32, n: (i32, i32)| {
             instance_cache_key(l, s, o, a, d, n)
         };
-        assert_ne!(a, b("inc_one_shot_f32_avg", "src", &o, (9, 0), 13000, (13, 0)));
-        assert_ne!(a, b("inc_one_shot_f32_sum", "src ", &o, (9, 0), 13000, (13, 0)));
-        assert_ne!(a, b("inc_one_shot_f32_sum", "src", &o[1..], (9, 0), 13000, (13, 0)));
-        assert_ne!(a, b("inc_one_shot_f32_sum", "src", &o, (8, 0), 13000, (13, 0)));
-        assert_ne!(a, b("inc_one_shot_f32_sum", "src", &o, (9, 0), 12080, (13, 0)));
-        assert_ne!(a, b("inc_one_shot_f32_sum", "src", &o, (9, 0), 13000, (12, 8)));
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_avg", "src", &o, (9, 0), 13000, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src ", &o, (9, 0), 13000, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b(
+                "inc_one_shot_f32_sum",
+                "src",
+                &o[1..],
+                (9, 0),
+                13000,
+                (13, 0)
+            )
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src", &o, (8, 0), 13000, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src", &o, (9, 0), 12080, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src", &o, (9, 0), 13000, (12, 8))
+        );
         assert!(a.starts_with("inc-inc_one_shot_f32_sum-"), "{a}");
         assert!(a.ends_with("-3-sm_90-drv13000-nvrtc13.0.cubin"), "{a}");
         // one edit anywhere in a real instance program changes its key

@@ -95,7 +95,10 @@ fn nvrtc_each_instance_compiles_alone() {
         for (a2, d2, o2) in all_instances() {
             let other = source::entry_name(a2, d2, o2);
             if other != name {
-                assert!(!contains(&bin, &format!("{other}\0")), "{other} in {name}'s CUBIN");
+                assert!(
+                    !contains(&bin, &format!("{other}\0")),
+                    "{other} in {name}'s CUBIN"
+                );
             }
         }
         println!(
@@ -116,9 +119,12 @@ fn nvrtc_each_instance_compiles_alone() {
         let src = source::assemble();
         let a = arch();
         let t = Instant::now();
-        let bin =
-            compile::compile(&src, &source::compile_options(&format!("sm_{}{}", a.0, a.1)), a)
-                .unwrap();
+        let bin = compile::compile(
+            &src,
+            &source::compile_options(&format!("sm_{}{}", a.0, a.1)),
+            a,
+        )
+        .unwrap();
         println!(
             "whole program (all {} instances in one module): {:.2} s, {} KiB",
             all_instances().len(),
@@ -168,7 +174,10 @@ fn nvrtc_corrupt_cache_file_is_recompiled() {
 fn nvrtc_concurrent_processes_share_one_cache() {
     let child = std::env::var("INC_NVRTC_ROLE").ok();
     if let Some(dir) = child {
-        let j = job((Algo::TwoShot, DType::Bf16, ReduceOp::Sum), Some(Path::new(&dir)));
+        let j = job(
+            (Algo::TwoShot, DType::Bf16, ReduceOp::Sum),
+            Some(Path::new(&dir)),
+        );
         let go = Path::new(&dir).join("go");
         while !go.exists() {
             std::thread::sleep(Duration::from_millis(1));
@@ -223,19 +232,35 @@ fn nvrtc_concurrent_processes_share_one_cache() {
     }
     let sums: Vec<&str> = lines
         .iter()
-        .map(|l| l.split_whitespace().find(|w| w.starts_with("fnv=")).unwrap())
+        .map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("fnv="))
+                .unwrap()
+        })
         .collect();
-    assert!(sums.iter().all(|s| *s == sums[0]), "different images: {sums:?}");
-    let compiled = lines.iter().filter(|l| l.contains("origin=Compiled")).count();
+    assert!(
+        sums.iter().all(|s| *s == sums[0]),
+        "different images: {sums:?}"
+    );
+    let compiled = lines
+        .iter()
+        .filter(|l| l.contains("origin=Compiled"))
+        .count();
     assert!(compiled >= 1);
     let j = job((Algo::TwoShot, DType::Bf16, ReduceOp::Sum), Some(&d));
-    assert!(matches!(cache::read(&d.join(&j.key), &j.key), Lookup::Hit(_)));
+    assert!(matches!(
+        cache::read(&d.join(&j.key), &j.key),
+        Lookup::Hit(_)
+    ));
     let leftovers: Vec<String> = std::fs::read_dir(&d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "go" && *n != j.key)
         .collect();
-    assert!(leftovers.is_empty(), "left in the cache folder: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "left in the cache folder: {leftovers:?}"
+    );
     println!("3 processes, one empty cache: {compiled} compiled, the others waited and loaded");
     let _ = std::fs::remove_dir_all(&d);
 }
