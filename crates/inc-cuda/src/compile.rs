@@ -103,6 +103,20 @@ impl Drop for Lead {
 /// rejected the image) and overwrites it. Threads asking for the same key at once share
 /// one compile; if that compile fails, each waiter tries on its own and gets its own error.
 pub fn obtain(job: &Job, fresh: bool) -> Result<Image> {
+    // never `None` when not skipping busy keys; an error instead of a panic all the same
+    obtain_inner(job, fresh, false)?
+        .ok_or_else(|| CudaError::Launch(format!("kernel image {} unavailable", job.key)))
+}
+
+/// [`obtain`], except that it gives `Ok(None)` at once instead of waiting when another
+/// thread of this process or another process (its lock) is compiling the same key. The
+/// warming thread uses it to spread work: processes sharing a cache folder each take the
+/// instances nobody is compiling yet, and come back for the others at the end.
+pub fn obtain_unless_busy(job: &Job) -> Result<Option<Image>> {
+    obtain_inner(job, false, true)
+}
+
+fn obtain_inner(job: &Job, fresh: bool, skip_busy: bool) -> Result<Option<Image>> {
     let id = format!(
         "{}/{}{}",
         job.dir
@@ -133,29 +147,34 @@ pub fn obtain(job: &Job, fresh: bool) -> Result<Image> {
                 flight,
                 outcome: None,
             };
-            let r = produce(job, fresh);
-            if let Ok((b, _)) = &r {
+            let r = produce(job, fresh, skip_busy);
+            if let Ok(Some((b, _))) = &r {
                 lead.outcome = Some(b.clone());
             }
             return r;
+        }
+        if skip_busy {
+            return Ok(None);
         }
         let mut st = lock(&flight.state);
         while matches!(*st, State::Running) {
             st = flight.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
         if let State::Done(b) = &*st {
-            return Ok((b.clone(), Origin::Shared));
+            return Ok(Some((b.clone(), Origin::Shared)));
         }
         // Failed: try again (as the leader if nobody else is).
     }
 }
 
-/// Disk cache, else wait for another process's compile, else NVRTC (and write the cache).
-fn produce(job: &Job, fresh: bool) -> Result<Image> {
+/// Disk cache, else wait for another process's compile (or give `None` if `skip_busy`),
+/// else NVRTC (and write the cache).
+fn produce(job: &Job, fresh: bool, skip_busy: bool) -> Result<Option<Image>> {
     let path = job.path();
+    let hit = |b: Vec<u8>| Ok(Some((Arc::new(b), Origin::DiskCache)));
     if let (Some(p), false) = (&path, fresh) {
         if let Lookup::Hit(b) = cache::read(p, &job.key) {
-            return Ok((Arc::new(b), Origin::DiskCache));
+            return hit(b);
         }
     }
     let mut _guard = None;
@@ -168,7 +187,7 @@ fn produce(job: &Job, fresh: bool) -> Result<Image> {
                     // the previous holder may have finished just before
                     if !fresh {
                         if let Lookup::Hit(b) = cache::read(p, &job.key) {
-                            return Ok((Arc::new(b), Origin::DiskCache));
+                            return hit(b);
                         }
                     }
                     _guard = Some(g);
@@ -177,12 +196,15 @@ fn produce(job: &Job, fresh: bool) -> Result<Image> {
                 Ok(None) => {
                     if !fresh {
                         if let Lookup::Hit(b) = cache::read(p, &job.key) {
-                            return Ok((Arc::new(b), Origin::DiskCache));
+                            return hit(b);
                         }
                     }
                     if let Some(judged) = cache::stale_lock(&lock_path, cache::LOCK_STALE) {
                         cache::break_lock(&lock_path, &judged);
                         continue;
+                    }
+                    if skip_busy {
+                        return Ok(None);
                     }
                     if start.elapsed() > MAX_LOCK_WAIT {
                         break;
@@ -199,7 +221,7 @@ fn produce(job: &Job, fresh: bool) -> Result<Image> {
         // Best effort: a cache that cannot be written only costs a compile next time.
         let _ = cache::write_atomic(p, &job.key, &bin);
     }
-    Ok((Arc::new(bin), Origin::Compiled))
+    Ok(Some((Arc::new(bin), Origin::Compiled)))
 }
 
 /// NVRTC-compile `src` to a CUBIN for `arch`; errors carry the NVRTC log.
@@ -222,10 +244,12 @@ pub fn compile(src: &str, options: &[String], arch: (u32, u32)) -> Result<Vec<u8
 /// Images compiled ahead by a warming thread, by instance, for its `Kernels` to load.
 pub type Warmed<K> = Arc<Mutex<HashMap<K, Image>>>;
 
-/// A background thread that obtains the images of a list of jobs in order (skipping those
-/// already taken), so that first use finds them ready. It stops between jobs once
-/// `cancel` is set; errors are dropped (the instance's first use compiles it again and
-/// reports its own error). Gives `None` if no thread could be started.
+/// A background thread that obtains the images of a list of jobs in order, so that first
+/// use finds them ready. A job that another thread or process is compiling right now is put
+/// off to a second pass (then it waits for that compile, usually finding the file). It
+/// stops between jobs once `cancel` is set; errors are dropped (the instance's first use
+/// compiles it again and reports its own error). Gives `None` if no thread could be
+/// started.
 pub fn spawn_warm<K>(
     jobs: Vec<(K, Job)>,
     warmed: Warmed<K>,
@@ -237,7 +261,20 @@ where
     std::thread::Builder::new()
         .name("inc-kernel-warm".into())
         .spawn(move || {
+            let mut later = Vec::new();
             for (k, job) in jobs {
+                if cancel.load(Ordering::Relaxed) {
+                    return;
+                }
+                match obtain_unless_busy(&job) {
+                    Ok(Some(img)) => {
+                        lock(&warmed).insert(k, img);
+                    }
+                    Ok(None) => later.push((k, job)),
+                    Err(_) => {}
+                }
+            }
+            for (k, job) in later {
                 if cancel.load(Ordering::Relaxed) {
                     return;
                 }
@@ -344,6 +381,26 @@ mod tests {
         assert!(results
             .iter()
             .all(|r| matches!(r.1, Origin::DiskCache | Origin::Shared)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn busy_keys_are_skipped_not_awaited() {
+        let d = tmp_dir("busy");
+        let j = job(&d, "k5.cubin");
+        let g = FileLock::try_acquire(&d.join("k5.lock")).unwrap().unwrap();
+        let t = Instant::now();
+        assert!(obtain_unless_busy(&j).unwrap().is_none());
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // the warming thread comes back for it and finds the other process's file
+        let warmed: Warmed<u32> = Arc::default();
+        let h = spawn_warm(vec![(5, j)], warmed.clone(), Arc::default()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        cache::write_atomic(&d.join("k5.cubin"), "k5.cubin", b"late").unwrap();
+        h.join().unwrap();
+        drop(g);
+        let got = lock(&warmed).remove(&5).unwrap();
+        assert_eq!((got.0.as_slice(), got.1), (&b"late"[..], Origin::DiskCache));
         let _ = std::fs::remove_dir_all(&d);
     }
 

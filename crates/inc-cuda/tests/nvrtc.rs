@@ -264,3 +264,87 @@ fn nvrtc_concurrent_processes_share_one_cache() {
     println!("3 processes, one empty cache: {compiled} compiled, the others waited and loaded");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// 3 processes each warm the same 3 instances in the same order into one empty cache
+/// folder: the lock spreads the work (each instance compiled once in all), and every
+/// process ends with all 3 images.
+#[test]
+#[ignore = "needs libnvrtc; CPU seconds per instance"]
+fn nvrtc_warming_processes_split_the_work() {
+    let list: Vec<Instance> = vec![
+        (Algo::OneShot, DType::F32, ReduceOp::Sum),
+        (Algo::OneShot, DType::Bf16, ReduceOp::Sum),
+        (Algo::TwoShot, DType::F32, ReduceOp::Sum),
+    ];
+    if let Ok(dir) = std::env::var("INC_NVRTC_WARM_ROLE") {
+        let d = PathBuf::from(dir);
+        let go = d.join("go");
+        while !go.exists() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let jobs: Vec<(Instance, Job)> = list.iter().map(|&i| (i, job(i, Some(&d)))).collect();
+        let warmed: compile::Warmed<Instance> = Default::default();
+        let t = Instant::now();
+        compile::spawn_warm(jobs, warmed.clone(), Default::default())
+            .unwrap()
+            .join()
+            .unwrap();
+        let w = warmed.lock().unwrap();
+        assert_eq!(w.len(), list.len());
+        let compiled = w.values().filter(|(_, o)| *o == Origin::Compiled).count();
+        println!(
+            "WARM compiled={compiled} ms={:.0}",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        return;
+    }
+    if !nvrtc() {
+        return;
+    }
+    let d = tmp("warmsplit");
+    std::fs::create_dir_all(&d).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "nvrtc_warming_processes_split_the_work",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("INC_NVRTC_WARM_ROLE", &d)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(d.join("go"), "").unwrap();
+    let mut total = 0;
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        assert!(out.status.success(), "child failed: {}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find_map(|l| l.find("WARM ").map(|i| l[i..].to_string()))
+            .unwrap_or_else(|| panic!("no WARM line in {text}"));
+        println!("{line}");
+        let n: usize = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("compiled="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        total += n;
+    }
+    println!("3 warming processes, 3 instances: {total} compiles in all");
+    assert_eq!(
+        total,
+        list.len(),
+        "each instance should be compiled once in all"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
