@@ -21,8 +21,9 @@
 //!
 //! The lock ([`FileLock`]) only saves CPU: while one process compiles a key, others wait for
 //! its file instead of compiling the same program. It is a `create_new` file holding the
-//! owner's pid; a lock whose owner is gone (no `/proc/<pid>`) or that is older than
-//! [`LOCK_STALE`] is broken. Correctness never depends on it: the worst case of a lost or
+//! owner's pid and start time; a lock whose owner is gone (no `/proc/<pid>`, or that pid
+//! now belongs to a process started at another time) or that is older than [`LOCK_STALE`]
+//! is broken. Correctness never depends on it: the worst case of a lost or
 //! broken lock is a duplicate compile.
 
 use std::fs::{File, OpenOptions};
@@ -37,8 +38,9 @@ use crate::source::fnv64;
 pub const MAGIC: [u8; 8] = *b"INCKCUB1";
 /// Version of the layout above.
 pub const FORMAT_VERSION: u32 = 1;
-/// A compile lock older than this is considered abandoned.
-pub const LOCK_STALE: Duration = Duration::from_secs(120);
+/// A compile lock older than this is considered abandoned (one instance compiles in about
+/// a second; a wrongly broken lock only costs a duplicate compile).
+pub const LOCK_STALE: Duration = Duration::from_secs(30);
 
 /// Result of reading one cache file.
 #[derive(Debug, PartialEq, Eq)]
@@ -190,9 +192,10 @@ impl FileLock {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let pid = std::process::id();
         let token = format!(
-            "{} {}",
-            std::process::id(),
+            "{pid} {} {}",
+            proc_start_time(pid).unwrap_or(0),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         match OpenOptions::new().write(true).create_new(true).open(path) {
@@ -235,19 +238,33 @@ pub fn stale_lock(path: &Path, max_age: Duration) -> Option<String> {
     if age > max_age {
         return Some(text);
     }
-    let pid = text
-        .split_whitespace()
+    let mut words = text.split_whitespace();
+    let pid = words.next().and_then(|p| p.parse::<u32>().ok());
+    let start = words
         .next()
-        .and_then(|p| p.parse::<u32>().ok());
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0);
     match pid {
         Some(pid) => {
             let proc_fs = Path::new("/proc/self").exists();
             let gone = proc_fs && !Path::new(&format!("/proc/{pid}")).exists();
-            gone.then_some(text)
+            // same pid, another process (a restarted container reuses small pids)
+            let reused = proc_fs && start != 0 && proc_start_time(pid).is_some_and(|s| s != start);
+            (gone || reused).then_some(text)
         }
         // being written right now, or its writer died between create and write
         None => (age > Duration::from_secs(5)).then_some(text),
     }
+}
+
+/// Start time of process `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22), so
+/// that a lock of a dead process whose pid was reused is recognised. `None` off Linux.
+fn proc_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces and parentheses: fields 3.. follow the
+    // last ')'
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Remove the lock file at `path` if it still holds `judged` (see [`stale_lock`]).
@@ -370,6 +387,13 @@ mod tests {
             let judged = stale_lock(&p, LOCK_STALE).unwrap();
             break_lock(&p, &judged);
             assert!(!p.exists());
+        }
+        // a lock of a live pid with another start time (pid reused) is broken
+        if let Some(start) = proc_start_time(std::process::id()) {
+            std::fs::write(&p, format!("{} {} 0", std::process::id(), start + 1)).unwrap();
+            assert!(stale_lock(&p, LOCK_STALE).is_some());
+            std::fs::write(&p, format!("{} {} 0", std::process::id(), start)).unwrap();
+            assert!(stale_lock(&p, LOCK_STALE).is_none());
         }
         // a lock that changed since it was judged is left alone
         std::fs::write(&p, "1 0").unwrap();

@@ -28,7 +28,7 @@ pub enum Origin {
 }
 
 /// Longest wait for another process's compile of the same key before compiling anyway.
-pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(60);
+pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// One program to compile: its source, cache key, target arch and cache folder.
 #[derive(Clone, Debug)]
