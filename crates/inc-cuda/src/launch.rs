@@ -256,10 +256,10 @@ mod tests {
             needed_half_bytes(Algo::OneShot, DType::Bf16, n),
             Some(1u64 << 32)
         );
-        // one element past: still exact
+        // one element past: still exact; two-shot holds receive areas + gather area
         assert_eq!(
             needed_half_bytes(Algo::TwoShot, DType::Bf16, n + 1),
-            Some((1u64 << 32) + 16)
+            Some(2 * ((1u64 << 32) + 16) + 8 * 16)
         );
         // hcm: input + f32 partial = 2 + 4 bytes/element
         assert_eq!(
@@ -284,7 +284,7 @@ mod tests {
             for d in DType::ALL {
                 let m = max_count(algo, d, half);
                 if algo == Algo::PushOneShot {
-                    assert_eq!(m, (256 << 10) / d.size() as u64);
+                    assert_eq!(m, crate::DEFAULT_PUSH_SLOT_BYTES / 2 / d.size() as u64);
                 }
                 assert!(check_capacity(algo, d, m, half).is_ok(), "{algo} {d}");
                 assert!(check_capacity(algo, d, m + 1, half).is_err(), "{algo} {d}");
@@ -292,6 +292,11 @@ mod tests {
         }
         assert_eq!(max_count(Algo::OneShot, DType::Bf16, 10 << 20), 5 << 20);
         assert_eq!(max_count(Algo::Hcm, DType::F32, 8 << 20), 1 << 20);
+        // two-shot: half the buffer (receive areas + gather area) less the slice padding
+        assert_eq!(
+            max_count(Algo::TwoShot, DType::Bf16, 10 << 20),
+            ((10 << 20) - 128) / 32 * 8
+        );
     }
 
     #[test]
@@ -304,28 +309,42 @@ mod tests {
                 threads: 512
             }
         );
-        // 512 chunks per block: 8 * 512 * 3 bf16 -> 3 blocks
+        // 2 x 512 chunks per block: 8 * 1024 * 3 bf16 -> 3 blocks
         assert_eq!(
-            plan(Algo::OneShot, DType::Bf16, 8 * 512 * 3, 8, &H100, None)
+            plan(Algo::OneShot, DType::Bf16, 8 * 1024 * 3, 8, &H100, None)
                 .unwrap()
                 .blocks,
             3
         );
-        // two-shot divides the work by the world size
+        // two-shot scatters and gathers the whole tensor: same grid as one-shot
         assert_eq!(
-            plan(Algo::TwoShot, DType::Bf16, 8 * 512 * 16, 8, &H100, None)
+            plan(Algo::TwoShot, DType::Bf16, 8 * 1024 * 16, 8, &H100, None)
                 .unwrap()
                 .blocks,
-            2
+            16
         );
-        // huge: capped at MAX_BLOCKS
+        // push one-shot: one 8-byte LL line per thread: 1 KiB -> 128 lines -> 1 block,
+        // 64 KiB -> 8192 lines -> 16 blocks
+        assert_eq!(
+            plan(Algo::PushOneShot, DType::Bf16, 512, 8, &H100, None)
+                .unwrap()
+                .blocks,
+            1
+        );
+        assert_eq!(
+            plan(Algo::PushOneShot, DType::Bf16, 32 << 10, 8, &H100, None)
+                .unwrap()
+                .blocks,
+            16
+        );
+        // huge: capped at MAX_BLOCKS (132 SMs x 2 = 264 co-resident)
         assert_eq!(
             plan(Algo::OneShot, DType::F32, 1 << 34, 8, &H100, None)
                 .unwrap()
                 .blocks,
-            32
+            MAX_BLOCKS as u32
         );
-        // virtual ranks share the device: 8 ranks on 132 SMs x 2 -> 33 -> capped 32; on 40 SMs x 1 -> 5
+        // virtual ranks share the device: 8 ranks on 40 SMs x 1 -> 5 blocks each
         let small = DeviceLimits {
             sm_count: 40,
             blocks_per_sm: 1,
@@ -346,7 +365,7 @@ mod tests {
             5
         );
         assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(0)).is_err());
-        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(33)).is_err());
+        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(MAX_BLOCKS as u32 + 1)).is_err());
         let none = DeviceLimits {
             sm_count: 4,
             blocks_per_sm: 1,
