@@ -353,17 +353,14 @@ fn cpu_push_keeps_negative_zero() {
         ],
     );
     for r in out {
-        for k in 0..2 {
-            let v = r[k].as_ref().unwrap();
+        for (k, res) in r.iter().take(2).enumerate() {
+            let v = res.as_ref().unwrap();
             assert!(
                 v.chunks_exact(4).all(|c| c == (-0.0f32).to_ne_bytes()),
                 "{k}"
             );
         }
         let v = r[2].as_ref().unwrap();
-        assert!(v
-            .chunks_exact(2)
-            .all(|c| c == [0x00, 0x80] || c == [0x80, 0x00]));
         assert!(v
             .chunks_exact(2)
             .all(|c| u16::from_ne_bytes([c[0], c[1]]) == 0x8000));

@@ -751,7 +751,7 @@ impl CallCtx<'_> {
                 }
                 let a = abort.load(Ordering::Acquire);
                 if a != 0 {
-                    let who = crate::types::abort_rank(a as u32) as usize;
+                    let who = crate::types::abort_rank(a) as usize;
                     return Err(self.fail(rec(ERR_PEER_ABORT, who, v), false));
                 }
                 spins = spins.wrapping_add(1);
