@@ -101,8 +101,9 @@ pub enum Algo {
     TwoShot,
     /// Hybrid cube mesh (8 ranks): quad reduce, then exchange with the relay.
     Hcm,
-    /// Push one-shot ("Lamport", small messages): every rank stores its data into every
-    /// peer's rotating receive buffer; the data carries its own readiness (no barrier).
+    /// Push one-shot (LL protocol, small messages): every rank stores its data, tagged
+    /// with the epoch, into a receive slot at every peer; the data carries its own
+    /// readiness (no barrier).
     /// See [`crate::push`].
     PushOneShot,
 }
