@@ -347,6 +347,8 @@ struct RankState {
     done: usize,
     grid: usize,
     error: u32,
+    /// `flag(e, sig)` of the current call (set at launch).
+    want: u64,
     out: Vec<Option<u64>>,
     results: Vec<CallOutcome>,
 }
@@ -360,6 +362,7 @@ impl RankState {
         done: 0,
         grid: 0,
         error: 0,
+        want: 0,
         out: Vec::new(),
         results: Vec::new(),
     };
@@ -550,8 +553,7 @@ impl<'a> Run<'a> {
         push_call_sig(DType::F32, op, n * 4)
     }
     fn want(&self, r: usize) -> u64 {
-        let k = self.ranks[r].call;
-        flag_word(self.epoch_of(r), self.sig(r, k))
+        self.ranks.get(r).map_or(0, |s| s.want)
     }
     fn grid(&self, k: usize) -> usize {
         let b = &self.cfg.blocks;
@@ -611,9 +613,14 @@ impl<'a> Run<'a> {
                     acts.push((i, None));
                 }
             }
-            lands.clear();
-            self.mem.landable(&mut lands);
-            acts.extend(lands.iter().map(|&(t, j)| (t, Some(j))));
+            // One entry per thread with pending stores (its first pending store can always
+            // land); the store is picked when the entry is: O(threads) per step instead of
+            // O(pending stores).
+            for t in 0..self.blocks.len() {
+                if self.mem.has_pending(t) {
+                    acts.push((t, Some(0)));
+                }
+            }
             if acts.is_empty() {
                 self.stuck();
                 continue;
@@ -635,8 +642,13 @@ impl<'a> Run<'a> {
             };
             match acts.get(pick).copied() {
                 Some((i, None)) => self.step_block(i),
-                Some((t, Some(j))) => {
-                    self.mem.land(t, j);
+                Some((t, Some(_))) => {
+                    lands.clear();
+                    self.mem.landable_of(t, &mut lands);
+                    let j = self.rng.below(lands.len().max(1));
+                    if let Some(&(t, idx)) = lands.get(j) {
+                        self.mem.land(t, idx);
+                    }
                 }
                 None => break,
             }
@@ -670,7 +682,9 @@ impl<'a> Run<'a> {
                     self.mem.sync_threads(t, t2);
                 }
             }
+            let want = flag_word(self.epoch_of(r), self.sig(r, k));
             let st = &mut self.ranks[r];
+            st.want = want;
             st.in_call = true;
             st.grid = grid;
             st.done = 0;
@@ -733,14 +747,15 @@ impl<'a> Run<'a> {
     /// Whether the newest header line of writer q (both halves) lets a waiter move: in
     /// HdrCheck (`awaited`) its arrival does; in the poll's slow path only an error does
     /// (a newer epoch, or epoch e with another signature).
-    fn hdr_moves(&self, i: usize, r: usize, q: usize, awaited: bool) -> bool {
+    fn hdr_moves(&self, r: usize, q: usize, awaited: bool) -> bool {
         let e = self.epoch_of(r);
         let p = e as usize % 2;
-        let v = [0, 1].map(|h| self.mem.newest(i, self.geo.hdr(r, p, q, h)).0);
+        let v = [0, 1].map(|h| self.mem.newest_landed(self.geo.hdr(r, p, q, h)).0);
         if v.iter().any(|&x| tag_is_newer(flag_epoch(x), e)) {
             return true;
         }
-        v.iter().all(|&x| flag_epoch(x) == e) && (awaited || v.iter().any(|&x| x != self.want(r)))
+        let want = self.ranks[r].want;
+        v.iter().all(|&x| flag_epoch(x) == e) && (awaited || v.iter().any(|&x| x != want))
     }
 
     /// Whether running block i now can change anything (a poll that can only read what it
@@ -749,7 +764,7 @@ impl<'a> Run<'a> {
         let r = i / self.max_g;
         let b = i % self.max_g;
         let blk = &self.blocks[i];
-        if self.mem.newest(i, self.geo.abort(r)).0 != 0 {
+        if self.mem.newest_landed(self.geo.abort(r)).0 != 0 {
             return true;
         }
         let k = self.ranks[r].call;
@@ -763,7 +778,7 @@ impl<'a> Run<'a> {
                     return true;
                 }
                 let q = self.peer(r, blk.cursor);
-                let v = self.mem.newest(i, self.geo.flag(r, p, b, q)).0;
+                let v = self.mem.newest_landed(self.geo.flag(r, p, b, q)).0;
                 self.flag_moves(r, v)
             }
             2 => {
@@ -778,20 +793,20 @@ impl<'a> Run<'a> {
                 let tw = self.geo.words - 1;
                 let mut all = true;
                 for h in 0..HALVES {
-                    let t = self.mem.newest(i, self.geo.slot(r, p, q, c, h, tw)).0 as u32;
+                    let t = self.mem.newest_landed(self.geo.slot(r, p, q, c, h, tw)).0 as u32;
                     if tag_is_newer(t, e) {
                         return true;
                     }
                     all &= t == e;
                 }
-                all || self.hdr_moves(i, r, q, false)
+                all || self.hdr_moves(r, q, false)
             }
             3 if !barrier => {
                 if blk.cursor >= w - 1 {
                     return true;
                 }
                 let q = self.peer(r, blk.cursor);
-                self.hdr_moves(i, r, q, true)
+                self.hdr_moves(r, q, true)
             }
             _ => true,
         }
