@@ -462,6 +462,11 @@ struct Run<'a> {
     trace: Vec<String>,
     violations: Vec<Violation>,
     stop: bool,
+    /// Cached [`Run::productive`] answer per block, valid while its rank is not dirty.
+    prod: Vec<bool>,
+    /// Ranks whose blocks' `prod` must be recomputed (a write landed in the rank's memory,
+    /// one of its blocks acted, a call started or ended, or the abort word was raised).
+    dirty: Vec<bool>,
 }
 
 /// What a poll of one (chunk, writer) found.
@@ -490,6 +495,8 @@ impl<'a> Run<'a> {
             trace: Vec::new(),
             violations: Vec::new(),
             stop: false,
+            prod: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -514,6 +521,12 @@ impl<'a> Run<'a> {
         self.trace.clear();
         self.violations.clear();
         self.stop = false;
+        self.prod = vec![false; self.cfg.world * self.max_g];
+        self.dirty = vec![true; self.cfg.world];
+    }
+
+    fn all_dirty(&mut self) {
+        self.dirty.iter_mut().for_each(|d| *d = true);
     }
 
     fn epoch_of(&self, r: usize) -> u32 {
@@ -607,12 +620,21 @@ impl<'a> Run<'a> {
                 );
                 break;
             }
-            acts.clear();
-            for i in 0..self.blocks.len() {
-                if self.blocks[i].state == BState::Running && self.productive(i) {
-                    acts.push((i, None));
+            for r in 0..self.cfg.world {
+                if std::mem::take(&mut self.dirty[r]) {
+                    for b in 0..self.max_g {
+                        let i = self.tid(r, b);
+                        self.prod[i] =
+                            self.blocks[i].state == BState::Running && self.productive(i);
+                    }
                 }
             }
+            acts.clear();
+            acts.extend(
+                (0..self.blocks.len())
+                    .filter(|&i| self.prod[i])
+                    .map(|i| (i, None)),
+            );
             // One entry per thread with pending stores (its first pending store can always
             // land); the store is picked when the entry is: O(threads) per step instead of
             // O(pending stores).
@@ -641,13 +663,20 @@ impl<'a> Run<'a> {
                 }
             };
             match acts.get(pick).copied() {
-                Some((i, None)) => self.step_block(i),
+                Some((i, None)) => {
+                    self.dirty[i / self.max_g] = true;
+                    self.step_block(i);
+                }
                 Some((t, Some(_))) => {
                     lands.clear();
                     self.mem.landable_of(t, &mut lands);
                     let j = self.rng.below(lands.len().max(1));
                     if let Some(&(t, idx)) = lands.get(j) {
-                        self.mem.land(t, idx);
+                        if let Some(loc) = self.mem.land(t, idx) {
+                            if let Some(d) = self.dirty.get_mut(loc / self.geo.per_rank) {
+                                *d = true;
+                            }
+                        }
                     }
                 }
                 None => break,
@@ -682,6 +711,7 @@ impl<'a> Run<'a> {
                     self.mem.sync_threads(t, t2);
                 }
             }
+            self.dirty[r] = true;
             let want = flag_word(self.epoch_of(r), self.sig(r, k));
             let st = &mut self.ranks[r];
             st.want = want;
@@ -717,6 +747,8 @@ impl<'a> Run<'a> {
             return;
         }
         let failed = (0..g).any(|b| self.blocks[self.tid(r, b)].state == BState::Failed);
+        // Flushing lands stores in every rank's memory.
+        self.all_dirty();
         for b in 0..self.max_g {
             let t = self.tid(r, b);
             self.mem.flush(t);
@@ -855,6 +887,7 @@ impl<'a> Run<'a> {
             self.ranks[r].error = code;
         }
         if code != ERR_PEER_ABORT {
+            self.all_dirty();
             let word = u64::from(abort_word(r as u32, code));
             for q in 0..self.cfg.world {
                 let loc = self.geo.abort(q);
