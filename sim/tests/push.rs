@@ -231,6 +231,54 @@ fn push_is_clean_long() {
     );
 }
 
+#[test]
+#[ignore = "long: cargo test -p inc-sim --release --test push -- --ignored --nocapture"]
+fn push_faults_long() {
+    // Every fault on every world, with v1 calls in between: the checker's final checks
+    // require each surviving rank to end with the right error (no deadlock, no silent
+    // completion of a call the ranks disagree on).
+    let start = std::time::Instant::now();
+    let mut total = 0u64;
+    for world in 2..=8 {
+        let calls = vec![32, 48, 16, 64, 32];
+        let faults = [
+            PushFault::Kill {
+                rank: world - 1,
+                call: 1,
+            },
+            PushFault::Kill { rank: 0, call: 3 },
+            PushFault::Mismatch {
+                rank: 0,
+                call: 1,
+                more: true,
+            },
+            PushFault::Mismatch {
+                rank: world - 1,
+                call: 3,
+                more: false,
+            },
+            PushFault::OtherOp {
+                rank: world / 2,
+                call: 4,
+            },
+            PushFault::EpochSkew { rank: 1, delta: 1 },
+            PushFault::EpochSkew { rank: 0, delta: 2 },
+        ];
+        for (i, fault) in faults.into_iter().enumerate() {
+            let mut cfg = PushConfig::new(world, calls.clone());
+            cfg.blocks = vec![2, 1, 3];
+            cfg.barrier_calls = vec![2];
+            cfg.fault = Some(fault);
+            clean(&cfg, 500, 7000 + i as u64);
+            total += 500;
+        }
+    }
+    eprintln!(
+        "push faults long: {total} schedules in {:?}",
+        start.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------- CPU data path
 
 struct Rng(u64);
@@ -405,6 +453,34 @@ fn cpu_push_rejects_bad_input_and_detects_faults() {
     assert!(out
         .iter()
         .any(|o| o.as_ref().unwrap_err().code() == Some(ERR_CALL_MISMATCH)));
+    // Same bytes, another dtype (rank 1) or op (second round): only the header line
+    // tells; every rank fails with call-mismatch (or the peer's abort).
+    for (d1, op1) in [(DType::Bf16, ReduceOp::Sum), (DType::F32, ReduceOp::Max)] {
+        let ranks = comm(2, Duration::from_millis(2000));
+        let out = std::thread::scope(|s| {
+            let h: Vec<_> = ranks
+                .iter()
+                .enumerate()
+                .map(|(r, rank)| {
+                    s.spawn(move || {
+                        let (d, op) = if r == 0 {
+                            (DType::F32, ReduceOp::Sum)
+                        } else {
+                            (d1, op1)
+                        };
+                        let mut x = vec![0u8; 64];
+                        rank.push_allreduce_in_place(d, op, 2, &mut x)
+                    })
+                })
+                .collect();
+            h.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        });
+        let codes: Vec<_> = out.iter().map(|o| o.as_ref().unwrap_err().code()).collect();
+        assert!(codes.contains(&Some(ERR_CALL_MISMATCH)), "{codes:?}");
+        assert!(codes
+            .iter()
+            .all(|c| *c == Some(ERR_CALL_MISMATCH) || *c == Some(inc_sim::ERR_PEER_ABORT)));
+    }
     // A missing rank: timeout, not a hang.
     let ranks = comm(2, Duration::from_millis(200));
     let mut d = vec![0u8; 64];
