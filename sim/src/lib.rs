@@ -107,6 +107,14 @@
 //! "can a poll change anything" answer is re-derived only when it acts, its rank starts or
 //! ends a call, or a write lands in its own flag/abort words.
 //!
+//! The push (LL) checker takes more steps per call (every 16-byte line is two separately
+//! landing halves, four per chunk per peer): world 8, 4 blocks, 256 B, 2 calls ran at
+//! about 100 schedules/s (1.9 M steps/s) on a loaded 2-core machine; its long run
+//! (`cargo test --release -p inc-sim --test push -- --ignored --nocapture`, 157,500
+//! schedules over worlds 2..8 with v1 calls mixed in) took under 4 minutes. It picks a
+//! landing by thread (O(threads) per step) and re-derives a block's "can it move" answer
+//! only when its rank's memory or state changed.
+//!
 //! Modelling choices: the seed's system-scope atomics are treated as acq_rel (what the
 //! hardware gives in practice and what the seed relies on), so the seed's only reported
 //! bug in fault-free runs is the end-barrier race; data is modelled per 16-byte chunk;
