@@ -961,7 +961,6 @@ impl<'a> Run<'a> {
 
     fn step_block(&mut self, i: usize) {
         let r = i / self.max_g;
-        let b = i % self.max_g;
         let k = self.ranks[r].call;
         let barrier = self.is_barrier_call(k);
         match self.blocks[i].pc {
@@ -1006,7 +1005,6 @@ impl<'a> Run<'a> {
                     st.done = 0;
                     st.epoch = st.epoch.wrapping_add(1);
                 }
-                let _ = b;
                 self.next_step(i);
             }
             _ => {}
