@@ -21,8 +21,9 @@
 //!
 //! Not captured: load buffering (a load reading a write that is later in the same thread's
 //! causal future), out-of-thin-air values, mixed-size accesses and tearing (every
-//! location is one whole word; 16-byte chunks are assumed single-copy atomic, which is
-//! what the push path documents), scopes other than `.sys`, and caches that are
+//! location is one whole word: the barrier checker models a 16-byte chunk as one word,
+//! the push (LL) checker models each 8-byte `{data, tag}` half as one word and lands the
+//! halves of a 16-byte store separately), scopes other than `.sys`, and caches that are
 //! non-coherent across *blocks* of one GPU beyond what `.nc` expresses.
 
 /// "No clock" marker in [`Write`] and fence state.
@@ -305,12 +306,31 @@ impl Memory {
             return None;
         }
         let p = th.pending.remove(idx);
-        th.ready.clear();
-        for i in 0..th.pending.len() {
-            if Self::can_land(&th.pending, i) {
+        // Incremental update of `ready` (same set as recomputing `can_land` for every
+        // pending store, in O(pending)): indices above `idx` shift down; `p` was the oldest
+        // pending store to its location (it could land), so only the next store to that
+        // location, and a release store that became the oldest, can become landable.
+        th.ready.retain(|&i| i != idx);
+        for i in th.ready.iter_mut() {
+            if *i > idx {
+                *i -= 1;
+            }
+        }
+        let next_same = th
+            .pending
+            .iter()
+            .skip(idx)
+            .position(|q| q.loc == p.loc)
+            .map(|j| j + idx);
+        for i in next_same.into_iter().chain(std::iter::once(0)) {
+            if !th.ready.contains(&i) && Self::can_land(&th.pending, i) {
                 th.ready.push(i);
             }
         }
+        th.ready.sort_unstable();
+        debug_assert!((0..th.pending.len())
+            .filter(|&i| Self::can_land(&th.pending, i))
+            .eq(th.ready.iter().copied()));
         let l = self.locs.get_mut(p.loc)?;
         l.hist.push(p.write);
         self.landed.push(p.loc);
@@ -386,6 +406,16 @@ impl Memory {
         if let Some(w) = self.forwarded(tid, loc) {
             return (w.val, w.tag);
         }
+        self.locs
+            .get(loc)
+            .and_then(|l| l.hist.last())
+            .map_or((0, 0), |w| (w.val, w.tag))
+    }
+
+    /// The newest *landed* write of `loc` (no store forwarding): what a thread that has no
+    /// pending store to `loc` would read as the newest value, without scanning its pending
+    /// stores.
+    pub fn newest_landed(&self, loc: usize) -> (u64, u64) {
         self.locs
             .get(loc)
             .and_then(|l| l.hist.last())

@@ -17,9 +17,9 @@ use inc_sim::push::PushLayout;
 pub const DEFAULT_HALF_BYTES: u64 = 10 << 20;
 
 /// Default bytes of one push one-shot (LL) slot: twice the largest push call
-/// ([`inc_sim::push::DEFAULT_PUSH_MAX_BYTES`], 64 KiB), since every 16-byte line carries 8
-/// payload bytes; the push region takes 256 B + 2 x 8 x 128 KiB = 2 MiB per rank.
-pub const DEFAULT_PUSH_SLOT_BYTES: u64 = 2 * inc_sim::push::DEFAULT_PUSH_MAX_BYTES as u64;
+/// ([`inc_sim::push::DEFAULT_PUSH_MAX_BYTES`], 256 KiB), since every 16-byte line carries 8
+/// payload bytes; the push region takes 256 B + 2 x 8 x 512 KiB = 8 MiB per rank.
+pub const DEFAULT_PUSH_SLOT_BYTES: u64 = inc_sim::push::DEFAULT_PUSH_SLOT_BYTES as u64;
 
 /// Bytes of the pinned host block: abort word (u32) + padding + error record mirror.
 const HOST_BLOCK_BYTES: usize = 8 + crate::proto::ERROR_RECORD_BYTES;
@@ -151,7 +151,7 @@ impl PeerBuffers {
                 "push slot of {push_slot_bytes} bytes not in 1..=16 MiB"
             )));
         }
-        let push_slot_bytes = push_slot_bytes.div_ceil(32) * 32;
+        let push_slot_bytes = PushLayout::round_slot(push_slot_bytes as usize) as u64;
         let push_region = PushLayout::region_bytes(push_slot_bytes as usize) as u64;
         if world == 0 || world > MAX_RANKS {
             return Err(CudaError::InvalidArgument(format!(

@@ -328,15 +328,11 @@ mod tests {
             inc_sim::push::PUSH_STEP_NAMES
         );
         assert_eq!(
-            define_value("INC_PUSH_USED"),
-            Some(inc_sim::push::PushLayout::USED as i64)
+            define_value("INC_PUSH_HDR"),
+            Some(inc_sim::push::PushLayout::HDR as i64)
         );
         assert_eq!(
-            define_value("INC_PUSH_LAST"),
-            Some(inc_sim::push::PushLayout::LAST as i64)
-        );
-        assert_eq!(
-            define_value("INC_PUSH_HEADER"),
+            define_value("INC_PUSH_SLOTS"),
             Some(inc_sim::push::PushLayout::HEADER_BYTES as i64)
         );
         assert!(FILES[5].1.contains("INC_ENTRY_ALL(push_one_shot)"));
