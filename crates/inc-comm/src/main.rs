@@ -30,6 +30,8 @@ enum Cmd {
     Bench(cmd::bench::Args),
     /// Measure every algorithm at every size and write a threshold table for `auto`.
     Tune(cmd::tune::Args),
+    /// Many back-to-back checked allreduces on the GPUs (sizes, dtypes, ops, paths, graph and eager).
+    Soak(cmd::soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +50,6 @@ fn main() -> ExitCode {
         Cmd::Launch(a) => cmd::launch::run(a),
         Cmd::Bench(a) => cmd::bench::run(a),
         Cmd::Tune(a) => cmd::tune::run(a),
+        Cmd::Soak(a) => cmd::soak::run(a),
     }
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod launch;
 pub mod sim;
+pub mod soak;
 pub mod store;
 pub mod topo;
 pub mod tune;
