@@ -788,7 +788,7 @@ fn gpu_validation_errors() {
         Err(CudaError::InvalidArgument(_))
     ));
     let mut many = call(Algo::OneShot, DType::F32, ReduceOp::Sum, p, p, 16);
-    many.options.blocks = Some(33);
+    many.options.blocks = Some(inc_cuda::proto::MAX_BLOCKS as u32 + 1);
     assert!(g.k.prepare(&g.bufs[0], &many).is_err());
     // unconnected buffers
     let lone = PeerBuffers::new(&ctx, 0, 2, 1 << 20).unwrap();

@@ -483,6 +483,11 @@ fn gpu_push_missing_rank_times_out_and_mismatch_is_detected() {
         (4096, ReduceOp::Max),
     ] {
         let g = Group::new(&ctx, 3);
+        // Compile both kernels first: a rank whose kernel compiles on first use would
+        // start seconds after the others and turn the mismatch into a timeout.
+        for op in [ReduceOp::Sum, odd_op] {
+            g.k.function(Algo::PushOneShot, DType::F32, op).unwrap();
+        }
         let x: Vec<Dev> = (0..3)
             .map(|r| Dev::upload(&g.streams[r], DType::F32, &gen(DType::F32, r as u64, 8192)))
             .collect();

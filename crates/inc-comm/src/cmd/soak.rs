@@ -183,8 +183,19 @@ fn run_rank(r: &Rank, args: &Args) -> Result<(u64, u64, u64), String> {
     let t0 = Instant::now();
     while done < args.calls {
         let k = (args.calls - done).min(args.batch as u64);
+        // A pinned path that cannot take the call (e.g. over the LL capacity) becomes
+        // auto; every rank decides the same.
         let calls: Vec<Call> = (done..done + k)
-            .map(|i| draw(args.seed, i, &r.paths, args.max_bytes))
+            .map(|i| {
+                let mut c = draw(args.seed, i, &r.paths, args.max_bytes);
+                if let Some(p) = c.path {
+                    let bytes = (c.n * c.dtype.size()) as u64;
+                    if r.comm.check_path(p, bytes, c.dtype).is_err() {
+                        c.path = None;
+                    }
+                }
+                c
+            })
             .collect();
         let mut bufs = Vec::with_capacity(calls.len());
         for c in &calls {

@@ -524,6 +524,7 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
         };
         let bytes = n * std::mem::size_of::<T>();
         let mut times = Vec::with_capacity(plan.iters);
+        let mut host_us: Vec<f64> = Vec::new();
         let mut wrong = 0u64;
         for rep in 0..plan.warmup + plan.iters {
             let off = rep_offset(rep);
@@ -548,7 +549,14 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
                     g.launch().map_err(|e| format!("cuGraphLaunch: {e}"))?;
                     None
                 }
-                None => enqueue(target, bufs, plan.op, &stream)?,
+                None => {
+                    let h0 = std::time::Instant::now();
+                    let w = enqueue(target, bufs, plan.op, &stream)?;
+                    if rep >= plan.warmup {
+                        host_us.push(h0.elapsed().as_secs_f64() * 1e6);
+                    }
+                    w
+                }
             };
             self.end
                 .record(&stream)
@@ -579,6 +587,18 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
             }
         }
         drop(graph);
+        if !host_us.is_empty() {
+            // CPU time of one eager call (validation, selection, launch, event record).
+            host_us.sort_by(f64::total_cmp);
+            let who = match target {
+                Target::Inc { path, .. } => path.map_or("auto", |p| p.name()),
+                Target::Nccl(_) => "nccl",
+            };
+            eprintln!(
+                "# host time per eager call: {who} {bytes} B: median {:.2} us",
+                host_us[host_us.len() / 2]
+            );
+        }
         stream
             .synchronize()
             .map_err(|e| format!("cuStreamSynchronize: {e}"))?;
