@@ -38,6 +38,10 @@ echo "== inc bench on $n GPU(s)"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -n 1
 algo=(--algo all)
 case " $* " in *" --algo"*) algo=() ;; esac
+# One size list for inc and the torch script, so every row lines up (INC_BENCH_SIZES).
+sizes=${INC_BENCH_SIZES:-1K,2K,4K,8K,16K,32K,64K,128K,256K,512K,1M,2M,4M,8M,16M,32M,64M}
+export TORCH_BASELINE_SIZES=${TORCH_BASELINE_SIZES:-$sizes}
+case " $* " in *" --sizes"*) ;; *) algo+=(--sizes "$sizes") ;; esac
 files=(--csv "$out/inc_bench.csv" --json "$out/inc_bench.json" --plot "$out/inc_bench.svg")
 if [ "$n" -ge 2 ]; then
   "$here/inc" launch -n "$n" -- "$here/inc" bench --compare nccl --both "${algo[@]}" \
@@ -68,6 +72,7 @@ pub fn bench(dir: Option<PathBuf>) -> Result<(), String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     copy_file(&target.join("release").join("inc"), &dir.join("inc"))?;
+    crate::util::strip(&dir.join("inc"));
     let baseline = root
         .join("..")
         .join("shared")

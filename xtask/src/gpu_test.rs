@@ -120,7 +120,11 @@ pub fn make_bundle(dir: &Path, exes: &[PathBuf]) -> Result<u64, String> {
             .file_name()
             .ok_or_else(|| format!("bad executable path {}", exe.display()))?;
         let dst = bin.join(name);
-        total += std::fs::copy(exe, &dst).map_err(|e| format!("copying {}: {e}", exe.display()))?;
+        std::fs::copy(exe, &dst).map_err(|e| format!("copying {}: {e}", exe.display()))?;
+        crate::util::strip(&dst);
+        total += std::fs::metadata(&dst)
+            .map_err(|e| format!("{}: {e}", dst.display()))?
+            .len();
     }
     crate::util::write_exec(&dir.join("run.sh"), RUN_SH)?;
     if total > MAX_BUNDLE_BYTES {

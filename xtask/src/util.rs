@@ -46,3 +46,12 @@ pub fn write_exec(path: &Path, text: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Strips the debug info of a copied binary with `strip` when the tool exists (the bundles
+/// must fit the 64 MiB the device tool carries); a missing `strip` leaves it as it is.
+pub fn strip(path: &Path) {
+    let _ = std::process::Command::new("strip")
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status();
+}

@@ -978,6 +978,15 @@ impl Comm {
         }
     }
 
+    /// Device memory this communicator allocated on its GPU (signal pad, two parity halves
+    /// of the symmetric buffer, push region), in bytes; 0 on the sim backend.
+    pub fn device_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Cuda(b) => b.device_bytes(),
+            Backend::Sim(_) => 0,
+        }
+    }
+
     /// Ranks that share the busiest device of this group (1: a GPU per rank; more:
     /// virtual ranks, see [`CommOptions::allow_shared_device`]).
     pub fn ranks_on_device(&self) -> usize {

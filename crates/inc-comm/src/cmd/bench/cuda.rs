@@ -948,6 +948,11 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
     if let Ok(v) = &nccl_version {
         notes.push(format!("NCCL {}", nccl_raw::version_text(*v)));
     }
+    notes.push(format!(
+        "inc device memory per rank and communicator: {:.1} MiB (signal pad, 2 x {} MiB          symmetric halves, push region)",
+        sync.device_bytes() as f64 / (1 << 20) as f64,
+        sync.device_bytes().saturating_sub(8 << 20) / 2 >> 20
+    ));
     if series.iter().any(|s| s.name == FLOOR) {
         notes.push(format!(
             "{FLOOR} / {FLOOR_SYMM}: NCCL with ONE rank on GPU 0 (no peer, no link): a floor \

@@ -22,6 +22,8 @@ const COLORS: [RGBColor; 10] = [
 
 /// One plotted line: label, whether NCCL, and its (bytes, value) points (positive only).
 struct Line {
+    /// The series name without the mode (its colour: one per series, whatever the mode).
+    name: String,
     label: String,
     nccl: bool,
     eager: bool,
@@ -34,6 +36,7 @@ fn lines(report: &Report, metric: impl Fn(u64, f64) -> f64) -> Vec<Line> {
         .series
         .iter()
         .map(|s| Line {
+            name: s.name.clone(),
             label: s.label(both),
             nccl: s.source == Source::Nccl,
             eager: s.mode == Mode::Eager && both,
@@ -112,10 +115,19 @@ where
         .build_cartesian_2d(x, y)
         .map_err(err)?;
     mesh(&mut chart, y_desc).map_err(err)?;
-    for (i, l) in ls.iter().enumerate() {
+    // One colour per series name (the graph and eager lines of a series share it and differ
+    // by fill), in order of first appearance: distinct as long as there are <= 10 series.
+    let mut names: Vec<&str> = Vec::new();
+    for l in ls {
+        if !names.contains(&l.name.as_str()) {
+            names.push(&l.name);
+        }
+    }
+    for l in ls {
         if l.points.is_empty() {
             continue; // n/a everywhere: no line, no legend entry
         }
+        let i = names.iter().position(|n| *n == l.name).unwrap_or(0);
         let color = COLORS.get(i % COLORS.len()).copied().unwrap_or(BLACK);
         let width = if l.nccl { 1 } else { 2 };
         let style = ShapeStyle {
