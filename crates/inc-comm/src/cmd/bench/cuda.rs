@@ -949,9 +949,9 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
         notes.push(format!("NCCL {}", nccl_raw::version_text(*v)));
     }
     notes.push(format!(
-        "inc device memory per rank and communicator: {:.1} MiB (signal pad, 2 x {} MiB          symmetric halves, push region)",
-        sync.device_bytes() as f64 / (1 << 20) as f64,
-        sync.device_bytes().saturating_sub(8 << 20) / 2 >> 20
+        "inc device memory per rank and communicator: {:.1} MiB (signal pad, two symmetric \
+         halves, push region; INC_BUFFER_BYTES sets a half)",
+        sync.device_bytes() as f64 / (1 << 20) as f64
     ));
     if series.iter().any(|s| s.name == FLOOR) {
         notes.push(format!(
