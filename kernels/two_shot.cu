@@ -24,8 +24,10 @@ __device__ void inc_two_shot(const IncArgs& a) {
     const u64 S = inc_stride();
 
     // STEP two_shot 1 Scatter
-    for (u32 q = 0; q < a.world; ++q) {
-        if (q == a.rank) continue;
+    // Peers in rotated order (r+1, r+2, ...): at any time every rank receives from one
+    // writer, instead of all writers storing into rank 0 first.
+    for (u32 i = 1; i < a.world; ++i) {
+        const u32 q = (a.rank + i) % a.world;
         const u64 lo = (u64)q * slice;
         const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
         // chunk c of slice q -> peer q's R[me][c - lo]
