@@ -75,7 +75,8 @@ __device__ void inc_two_shot(const IncArgs& a) {
 
         // STEP two_shot 4 Barrier
         if (inc_barrier(a, k, INC_PAD_MID, inc_others(a), 4, &s_fail)) {
-            // STEP two_shot 5 Gather (local: the owners stored every other slice here)
+            // The owners stored every other slice here: local reads.
+            // STEP two_shot 5 Gather
             for (u32 q = 0; q < a.world; ++q) {
                 if (q == a.rank) continue;
                 const u64 qlo = (u64)q * slice;
