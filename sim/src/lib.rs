@@ -119,11 +119,12 @@ pub mod error;
 pub mod model;
 pub mod program;
 pub mod push;
+pub mod sched;
 pub mod types;
 
 pub use check::{
-    check, replay, Decision, Fault, Report, Scheduler, Shrink, SimConfig, Violation, ViolationKind,
-    Weakening,
+    check, replay, Decision, Fault, RandomMode, Report, Scheduler, Shrink, SimConfig, Violation,
+    ViolationKind, Weakening,
 };
 pub use error::SimError;
 pub use program::Protocol;
