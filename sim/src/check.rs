@@ -308,6 +308,52 @@ impl Decision {
     }
 }
 
+/// A schedule as one line of text: decisions separated by spaces, `b<rank>.<block>`
+/// (block acts), `l<rank>.<block>@<store>` (store lands), `t<rank>.<block>` (timeout),
+/// `v<n>` (load value). What `inc sim --json` writes and `inc sim --replay` reads.
+pub fn format_schedule(schedule: &[Decision]) -> String {
+    let mut s = String::with_capacity(schedule.len() * 5);
+    for (i, d) in schedule.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        let _ = match d {
+            Decision::Block { rank, block } => write!(s, "b{rank}.{block}"),
+            Decision::Land { rank, block, store } => write!(s, "l{rank}.{block}@{store}"),
+            Decision::Timeout { rank, block } => write!(s, "t{rank}.{block}"),
+            Decision::Value(n) => write!(s, "v{n}"),
+        };
+    }
+    s
+}
+
+/// Parses [`format_schedule`]'s text.
+pub fn parse_schedule(text: &str) -> Result<Vec<Decision>, SimError> {
+    let bad = |t: &str| SimError::Config(format!("bad schedule token {t:?}"));
+    let num = |t: &str, x: &str| x.parse::<usize>().map_err(|_| bad(t));
+    let pair = |t: &str, x: &str| -> Result<(usize, usize), SimError> {
+        let (r, b) = x.split_once('.').ok_or_else(|| bad(t))?;
+        Ok((num(t, r)?, num(t, b)?))
+    };
+    text.split_whitespace()
+        .map(|t| {
+            let (head, rest) = t.split_at(t.len().min(1));
+            match head {
+                "b" => pair(t, rest).map(|(rank, block)| Decision::Block { rank, block }),
+                "t" => pair(t, rest).map(|(rank, block)| Decision::Timeout { rank, block }),
+                "v" => num(t, rest).map(Decision::Value),
+                "l" => {
+                    let (rb, st) = rest.split_once('@').ok_or_else(|| bad(t))?;
+                    let (rank, block) = pair(t, rb)?;
+                    let store = st.parse::<u32>().map_err(|_| bad(t))?;
+                    Ok(Decision::Land { rank, block, store })
+                }
+                _ => Err(bad(t)),
+            }
+        })
+        .collect()
+}
+
 /// What shrinking did to a violation.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Shrink {
@@ -2296,6 +2342,26 @@ mod tests {
         assert_eq!(replay_pick(&script, &mut pos, enabled), Some(1));
         // Used up: the caller takes the first enabled action.
         assert_eq!(replay_pick(&script, &mut pos, enabled), None);
+    }
+
+    #[test]
+    fn schedule_text_round_trips() {
+        let d = vec![
+            Decision::Block { rank: 1, block: 2 },
+            Decision::Value(3),
+            Decision::Land {
+                rank: 0,
+                block: 1,
+                store: 17,
+            },
+            Decision::Timeout { rank: 7, block: 0 },
+        ];
+        let t = format_schedule(&d);
+        assert_eq!(t, "b1.2 v3 l0.1@17 t7.0");
+        assert_eq!(parse_schedule(&t).ok(), Some(d));
+        assert!(parse_schedule("b1").is_err());
+        assert!(parse_schedule("x1.2").is_err());
+        assert!(parse_schedule("l1.2@").is_err());
     }
 
     #[test]

@@ -123,8 +123,8 @@ pub mod sched;
 pub mod types;
 
 pub use check::{
-    check, replay, Decision, Fault, RandomMode, Report, Scheduler, Shrink, SimConfig, Violation,
-    ViolationKind, Weakening,
+    check, format_schedule, parse_schedule, replay, Decision, Fault, RandomMode, Report, Scheduler,
+    Shrink, SimConfig, Violation, ViolationKind, Weakening,
 };
 pub use error::SimError;
 pub use program::Protocol;

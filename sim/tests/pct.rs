@@ -67,17 +67,22 @@ fn figure_schedules_to_find_the_seed_race() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     let only: Option<String> = std::env::var("INC_SIM_ONLY").ok();
+    // Seed indices from..from+seeds (to spread one cell over several processes).
+    let from: u64 = std::env::var("INC_SIM_SEED_FROM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     println!("| algo | world | bytes | scheduler | found | median | max | time |");
     for (algo, world) in [(Algo::OneShot, 2), (Algo::TwoShot, 2), (Algo::Hcm, 8)] {
         for bytes in [64usize, 4096, 65536] {
             for (name, mode) in [("pct", PCT), ("walk", RandomMode::Walk)] {
-                let key = format!("{}-{bytes}-{name}", algo.name());
+                let key = format!("{}-{bytes}-{name}.", algo.name());
                 if only.as_ref().is_some_and(|o| !key.contains(o.as_str())) {
                     continue;
                 }
                 let t = Instant::now();
                 let c = seed_cfg(algo, world, bytes, mode);
-                let mut got: Vec<Option<u64>> = (0..seeds)
+                let mut got: Vec<Option<u64>> = (from..from + seeds)
                     .map(|k| schedules_to_find(&c, 1 + k * 100_000, max))
                     .collect();
                 got.sort_by_key(|x| x.unwrap_or(u64::MAX));
@@ -117,5 +122,43 @@ fn show_seed_race_trace() {
     let r = check(&c, 1, 1).unwrap();
     for v in &r.violations {
         println!("{}", v.render());
+    }
+}
+
+/// The inc protocols under the figure's budget: 2000 PCT schedules at 4 KB and 64 KB,
+/// every algorithm (`INC_SIM_ONLY=<algo>-<bytes>.` picks one cell, `INC_SIM_MAX` the
+/// schedules): `cargo test --release -p inc-sim --test pct -- --ignored --nocapture inc_clean`.
+#[test]
+#[ignore]
+fn inc_clean_under_the_figure_budget() {
+    let max: u64 = std::env::var("INC_SIM_MAX")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let only: Option<String> = std::env::var("INC_SIM_ONLY").ok();
+    for (algo, world) in [(Algo::OneShot, 2), (Algo::TwoShot, 3), (Algo::Hcm, 8)] {
+        for bytes in [4096usize, 65536] {
+            let key = format!("{}-{bytes}.", algo.name());
+            if only.as_ref().is_some_and(|o| !key.contains(o.as_str())) {
+                continue;
+            }
+            let t = Instant::now();
+            let mut c = SimConfig::new(Protocol::Inc, algo, world, bytes, 3);
+            c.blocks = vec![2, 1, 3];
+            let r = check(&c, max, 1).unwrap();
+            println!(
+                "inc {} world {world} bytes {bytes} calls 3 blocks 2,1,3: {} PCT schedules, {} steps, {} violations, {:.1}s",
+                algo.name(),
+                r.schedules,
+                r.steps,
+                r.violations.len(),
+                t.elapsed().as_secs_f64()
+            );
+            assert!(
+                r.violations.is_empty(),
+                "{algo} {bytes}: {}",
+                r.violations[0].render()
+            );
+        }
     }
 }
