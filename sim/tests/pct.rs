@@ -189,3 +189,30 @@ fn inc_clean_under_the_figure_budget() {
         }
     }
 }
+
+/// Store buffers as PCT threads: a weakened inc protocol (relaxed flags: data can still
+/// be in flight when the flag lands; no rotation: the missing end barrier again) is caught
+/// at 4 KB per rank too.
+#[test]
+fn pct_catches_weakened_inc_at_4k() {
+    use inc_sim::Weakening;
+    for (w, algo) in [
+        (Weakening::RelaxedFlags, Algo::OneShot),
+        (Weakening::RelaxedFlags, Algo::TwoShot),
+        (Weakening::NoRotation, Algo::OneShot),
+        (Weakening::NoRotation, Algo::TwoShot),
+    ] {
+        let mut c = SimConfig::new(Protocol::Inc, algo, 2, 4096, 2);
+        c.weaken = Some(w);
+        c.shrink_runs = 0;
+        let r = check(&c, 50, 3).unwrap();
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.kind == ViolationKind::StaleRead),
+            "{w:?} {algo}: {:?}",
+            r.violations.iter().map(|v| v.kind).collect::<Vec<_>>()
+        );
+        println!("{w:?} {algo}: {} of 50 schedules fail", r.failing_schedules);
+    }
+}
