@@ -13,24 +13,30 @@ typedef unsigned int u32;
 typedef unsigned short u16;
 
 #define INC_MAX_RANKS 8
-#define INC_MAX_BLOCKS 32
+#define INC_MAX_BLOCKS 128
 #define INC_MAX_THREADS 512
 
-// Signal pad layout (bytes).
+// Signal pad layout (bytes). Epoch and abort share one aligned 64-bit word, so the
+// prologue reads both with one load.
 #define INC_PAD_EPOCH 0
-#define INC_PAD_DONE 4
-#define INC_PAD_ABORT 8
+#define INC_PAD_ABORT 4
+#define INC_PAD_DONE 8
 #define INC_PAD_ERROR 16
 #define INC_PAD_START 64
 #define INC_FLAG_ARRAY_BYTES (2 * INC_MAX_BLOCKS * INC_MAX_RANKS * 8)
 #define INC_PAD_MID (INC_PAD_START + INC_FLAG_ARRAY_BYTES)
 #define INC_PAD_END (INC_PAD_MID + INC_FLAG_ARRAY_BYTES)
 
-// Push one-shot region (after the two parity halves; inc_sim::PushLayout).
-#define INC_PUSH_USED 4096
-#define INC_PUSH_LAST 4108
-#define INC_PUSH_HEADER 8192
-#define INC_PUSH_SENTINEL 0x80000000u
+// Push one-shot (LL) region (after the two parity halves; inc_sim::PushLayout):
+// hdr[2][INC_MAX_RANKS] 16-byte lines at 0, slot[2][INC_MAX_RANKS] from INC_PUSH_SLOTS.
+#define INC_PUSH_HDR 0
+#define INC_PUSH_SLOTS 256
+
+// Waits: the clock, the abort word and the error rules are looked at every
+// INC_SPIN_CHECK + 1 spins; the mapped host word (PCIe) only after INC_HOST_POLL_NS of
+// waiting (the host's abort normally reaches the device abort word through a memset).
+#define INC_SPIN_CHECK 255u
+#define INC_HOST_POLL_NS 100000ull
 
 // Host block (pinned, mapped): abort word at 0, error record mirror at 8.
 #define INC_HOST_ABORT 0
@@ -77,6 +83,7 @@ struct IncArgs {
     u32 push_slot;            // push one-shot: bytes of one slot of the push region
 };
 
+
 // ----- memory-model primitives (system scope) -------------------------------------------
 
 __device__ __forceinline__ void inc_st_release_sys(u64 addr, u64 v) {
@@ -105,13 +112,14 @@ __device__ __forceinline__ u64 inc_now_ns() {
     return t;
 }
 
-// 128-bit load that bypasses L1 (peer and symmetric-buffer data).
+// 128-bit load that bypasses L1 (peer and symmetric-buffer data). volatile keeps it after
+// the barrier that precedes it; no "memory" clobber, so independent loads stay in flight
+// together.
 __device__ __forceinline__ uint4 inc_ld_cg_v4(u64 addr) {
     uint4 r;
     asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(addr)
-                 : "memory");
+                 : "l"(addr));
     return r;
 }
 
@@ -277,6 +285,83 @@ __device__ __forceinline__ u64 inc_first_chunk(u64 lo) {
 
 __device__ __forceinline__ u64 inc_stride() { return (u64)gridDim.x * blockDim.x; }
 
+// ----- unrolled data movement ------------------------------------------------------------
+// Each thread takes INC_UNROLL chunks (copies) or 2 chunks x W peers (reductions) per
+// iteration and issues every load before the first use, so it keeps several independent
+// 16-byte accesses in flight (one at a time caps an NVLink pull far below the link rate).
+#define INC_UNROLL 4
+
+// dst[c] = input[c] for my chunks c in [lo, hi) (dst: a symmetric-buffer address).
+template <int DT>
+__device__ __forceinline__ void inc_copy_in(const IncArgs& a, u64 dst, u64 lo, u64 hi,
+                                            u64 nbytes) {
+    const u64 S = inc_stride();
+    u64 c = inc_first_chunk(lo);
+    for (; c + (INC_UNROLL - 1) * S < hi; c += INC_UNROLL * S) {
+        uint4 v[INC_UNROLL];
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) v[u] = inc_load_input<DT>(a, c + u * S, nbytes);
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) inc_st_v4(dst + (c + u * S) * 16, v[u]);
+    }
+    for (; c < hi; c += S) inc_st_v4(dst + c * 16, inc_load_input<DT>(a, c, nbytes));
+}
+
+// out[c] = src[c] for my chunks c in [lo, hi) (src: a peer's symmetric buffer).
+template <int DT>
+__device__ __forceinline__ void inc_gather(const IncArgs& a, u64 src, u64 lo, u64 hi,
+                                           u64 nbytes) {
+    const u64 S = inc_stride();
+    u64 c = inc_first_chunk(lo);
+    for (; c + (INC_UNROLL - 1) * S < hi; c += INC_UNROLL * S) {
+        uint4 v[INC_UNROLL];
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) v[u] = inc_ld_cg_v4(src + (c + u * S) * 16);
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) inc_store_output<DT>(a, c + u * S, nbytes, v[u]);
+    }
+    for (; c < hi; c += S) inc_store_output<DT>(a, c, nbytes, inc_ld_cg_v4(src + c * 16));
+}
+
+template <int DT, int OP>
+__device__ __forceinline__ uint4 inc_fold_ranks(const IncArgs& a, const uint4 (&raw)[INC_MAX_RANKS]) {
+    float acc[8];
+#pragma unroll
+    for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+        if (q < a.world) inc_fold_chunk<DT, OP>(acc, raw[q], q == 0);
+    }
+    inc_finish<DT, OP>(acc, a.scale);
+    return inc_pack<DT>(acc);
+}
+
+// For my chunks c in [lo, hi): v = fold over ranks 0..W-1 (rank order, f32) of
+// data[q] + region + c*16; out[c] = v, and own[c] = v when own != 0. Two chunks per
+// iteration, all 2W loads in flight together.
+template <int DT, int OP>
+__device__ __forceinline__ void inc_reduce(const IncArgs& a, u64 region, u64 lo, u64 hi,
+                                           u64 nbytes, u64 own) {
+    const u64 S = inc_stride();
+    for (u64 c = inc_first_chunk(lo); c < hi; c += 2 * S) {
+        const bool two = c + S < hi;
+        uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
+#pragma unroll
+        for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+            if (q < a.world) {
+                r0[q] = inc_ld_cg_v4(a.data[q] + region + c * 16);
+                if (two) r1[q] = inc_ld_cg_v4(a.data[q] + region + (c + S) * 16);
+            }
+        }
+        const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+        if (own != 0) inc_st_v4(own + c * 16, v0);
+        inc_store_output<DT>(a, c, nbytes, v0);
+        if (two) {
+            const uint4 v1 = inc_fold_ranks<DT, OP>(a, r1);
+            if (own != 0) inc_st_v4(own + (c + S) * 16, v1);
+            inc_store_output<DT>(a, c + S, nbytes, v1);
+        }
+    }
+}
+
 // ----- per-call context, errors, barrier ---------------------------------------------------
 
 struct IncCall {
@@ -320,25 +405,49 @@ __device__ void inc_fail(const IncArgs& a, u32 code, u32 peer, u32 phase, u64 ex
     }
 }
 
-__device__ __forceinline__ u32 inc_abort_seen(const IncArgs& a, bool check_host) {
-    u32 w = inc_ld_relaxed_sys_u32(a.pad[a.rank] + INC_PAD_ABORT);
-    if (w == 0u && check_host && a.host != 0) {
-        w = inc_ld_relaxed_sys_u32(a.host + INC_HOST_ABORT);
-    }
-    return w;
+// The device abort word of this rank (local memory; never PCIe).
+__device__ __forceinline__ u32 inc_abort_seen(const IncArgs& a) {
+    return inc_ld_relaxed_sys_u32(a.pad[a.rank] + INC_PAD_ABORT);
 }
 
-// PROLOGUE. Returns false when the whole block must exit (comm aborted).
+// Slow path of every wait, run once per INC_SPIN_CHECK + 1 spins: abort word (device;
+// the mapped host word too once the wait is older than INC_HOST_POLL_NS) and deadline.
+// Returns 0 to keep waiting, else the error code it recorded.
+__device__ __forceinline__ u32 inc_wait_slow(const IncArgs& a, u64 t0, u32 peer, u32 phase,
+                                          u64 expected, u64 seen) {
+    u32 w = inc_abort_seen(a);
+    const u64 dt = inc_now_ns() - t0;
+    if (w == 0u && a.host != 0 && dt > INC_HOST_POLL_NS) {
+        w = inc_ld_relaxed_sys_u32(a.host + INC_HOST_ABORT);
+    }
+    if (w != 0u) {
+        inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, phase, expected, seen);
+        return INC_ERR_PEER_ABORT;
+    }
+    if (dt > a.timeout_ns) {
+        inc_fail(a, INC_ERR_TIMEOUT, peer, phase, expected, seen);
+        return INC_ERR_TIMEOUT;
+    }
+    return 0u;
+}
+
+// PROLOGUE. Returns false when the whole block must exit (comm aborted). One 64-bit local
+// load gives the epoch (low word) and the abort word (high word).
 __device__ bool inc_prologue(const IncArgs& a, volatile int* s_fail, volatile u32* s_e,
                              IncCall& k) {
     if (threadIdx.x == 0) {
         *s_fail = 0;
-        const u32 w = inc_abort_seen(a, true);
+        u64 ea;
+        asm volatile("ld.relaxed.sys.global.u64 %0, [%1];"
+                     : "=l"(ea)
+                     : "l"(a.pad[a.rank] + INC_PAD_EPOCH)
+                     : "memory");
+        const u32 w = (u32)(ea >> 32);
         if (w != 0u) {
             *s_fail = 2;
             if (blockIdx.x == 0) inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, 0, 0, w);
         }
-        *s_e = *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) + 1u;
+        *s_e = (u32)ea + 1u;
     }
     __syncthreads();
     if (*s_fail != 0) return false;
@@ -366,31 +475,24 @@ __device__ bool inc_barrier(const IncArgs& a, const IncCall& k, u32 kind_off, u3
         const u64 mine = a.pad[a.rank] + slot + (u64)peer * 8u;
         const u64 t0 = inc_now_ns();
         u32 it = 0;
-        while (true) {
-            const u64 v = inc_ld_acquire_sys(mine);
-            if (v == k.flag) break;
+        // Spin on the flag alone; everything else every INC_SPIN_CHECK + 1 spins.
+        u64 v = inc_ld_acquire_sys(mine);
+        while (v != k.flag) {
             const u32 ve = (u32)(v >> 32);
-            u32 code = 0;
-            if (ve == k.e) {
-                code = INC_ERR_CALL_MISMATCH;
-            } else if ((int)(ve - k.e) > 0) {
-                code = INC_ERR_SEQ_MISMATCH;
-            } else {
-                ++it;
-                if (*s_fail != 0) break;
-                const u32 w = inc_abort_seen(a, (it & 63u) == 0u);
-                if (w != 0u) {
-                    inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, phase, k.flag, v);
-                    *s_fail = 1;
-                    break;
-                }
-                if (inc_now_ns() - t0 > a.timeout_ns) code = INC_ERR_TIMEOUT;
-            }
-            if (code != 0) {
-                inc_fail(a, code, peer, phase, k.flag, v);
+            if (ve == k.e || (int)(ve - k.e) > 0) {
+                inc_fail(a, ve == k.e ? INC_ERR_CALL_MISMATCH : INC_ERR_SEQ_MISMATCH, peer,
+                         phase, k.flag, v);
                 *s_fail = 1;
                 break;
             }
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                if (*s_fail != 0) break;
+                if (inc_wait_slow(a, t0, peer, phase, k.flag, v) != 0u) {
+                    *s_fail = 1;
+                    break;
+                }
+            }
+            v = inc_ld_acquire_sys(mine);
         }
     }
     __syncthreads();
@@ -402,16 +504,21 @@ __device__ __forceinline__ u32 inc_others(const IncArgs& a) {
     return ((1u << a.world) - 1u) & ~(1u << a.rank);
 }
 
-// EPILOGUE: the last block to finish publishes the epoch.
+// EPILOGUE: the last block to finish publishes the epoch (a grid of one block writes it
+// directly: no atomic, no fence; the next kernel on the stream reads it).
 __device__ void inc_epilogue(const IncArgs& a, const IncCall& k) {
     __syncthreads();
+    if (gridDim.x == 1) {
+        if (threadIdx.x == 0) *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
+        return;
+    }
+    // No fence: only the next kernel on this stream reads `done` and the epoch, and the
+    // kernel boundary orders them.
     if (threadIdx.x == 0) {
         unsigned int* done = reinterpret_cast<unsigned int*>(a.pad[a.rank] + INC_PAD_DONE);
-        __threadfence();
         if (atomicAdd(done, 1u) == gridDim.x - 1u) {
             *reinterpret_cast<volatile u32*>(done) = 0u;
             *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
-            __threadfence();
         }
     }
 }

@@ -21,9 +21,7 @@ __device__ void inc_hcm(const IncArgs& a) {
     const bool mine_is_lo = (quad_mask & 1u) != 0;
 
     // STEP hcm 1 CopyIn
-    for (u64 c = inc_first_chunk(0); c < chunks; c += inc_stride()) {
-        inc_st_v4(own + c * 16, inc_load_input<DT>(a, c, nbytes));
-    }
+    inc_copy_in<DT>(a, own, 0, chunks, nbytes);
 
     // STEP hcm 2 Barrier
     if (inc_barrier(a, k, INC_PAD_START, quad_mask & ~(1u << a.rank), 2, &s_fail)) {

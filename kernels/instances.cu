@@ -2,7 +2,7 @@
 // inc_<algo>_<dtype>_<op> (crates/inc-cuda/src/source.rs builds the same names).
 
 #define INC_ENTRY(ALGO, DTN, DT, OPN, OP)                                                   \
-    extern "C" __global__ void __launch_bounds__(INC_MAX_THREADS, 2)                         \
+    extern "C" __global__ void __launch_bounds__(INC_MAX_THREADS, 1)                         \
         inc_##ALGO##_##DTN##_##OPN(const IncArgs a) {                                        \
         inc_##ALGO<DT, OP>(a);                                                               \
     }

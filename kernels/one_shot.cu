@@ -14,29 +14,12 @@ __device__ void inc_one_shot(const IncArgs& a) {
     const u64 own = a.data[a.rank] + k.region;
 
     // STEP one_shot 1 CopyIn
-    if (!zero_copy) {
-        for (u64 c = inc_first_chunk(0); c < chunks; c += inc_stride()) {
-            inc_st_v4(own + c * 16, inc_load_input<DT>(a, c, nbytes));
-        }
-    }
+    if (!zero_copy) inc_copy_in<DT>(a, own, 0, chunks, nbytes);
 
     // STEP one_shot 2 Barrier
     if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 2, &s_fail)) {
         // STEP one_shot 3 ReduceAll
-        for (u64 c = inc_first_chunk(0); c < chunks; c += inc_stride()) {
-            uint4 raw[INC_MAX_RANKS];
-#pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) raw[q] = inc_ld_cg_v4(a.data[q] + k.region + c * 16);
-            }
-            float acc[8];
-#pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) inc_fold_chunk<DT, OP>(acc, raw[q], q == 0);
-            }
-            inc_finish<DT, OP>(acc, a.scale);
-            inc_store_output<DT>(a, c, nbytes, inc_pack<DT>(acc));
-        }
+        inc_reduce<DT, OP>(a, k.region, 0, chunks, nbytes, 0);
 
         // STEP one_shot 4 EndBarrier
         if (zero_copy) inc_barrier(a, k, INC_PAD_END, inc_others(a), 4, &s_fail);

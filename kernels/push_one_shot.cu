@@ -1,64 +1,115 @@
-// push one-shot ("Lamport") allreduce for small messages: every rank stores its chunks
-// straight into L[e % 3].slot[me] of every rank; the data carries its own readiness
-// (negative zero = empty), so there is no barrier. Mirrors inc-sim's push program
-// (inc_sim::push::PUSH_STEP_NAMES; docs/PROTOCOL.md "push one-shot").
+// push one-shot allreduce for small messages, LL protocol (NCCL's low-latency idea): every
+// rank stores its data straight into slot[p][me] of every peer as 16-byte lines
+// {data, tag, data, tag} with tag = the call's epoch; a reader polls its own slots until
+// every tag of a line is this call's epoch. No barrier, no fence, no clearing pass: one
+// NVLink traversal per call. Mirrors inc-sim's push program (inc_sim::push; docs/PROTOCOL.md
+// "push one-shot").
 //
-// Push region of a rank (device address = data + 2 * half_bytes, see inc_sim::PushLayout):
-//   sig [2][INC_MAX_BLOCKS][INC_MAX_RANKS] u64 at 0, used[3] u32 at INC_PUSH_USED,
-//   slots from INC_PUSH_HEADER: L[k].slot[s] at HEADER + (k * MAX_RANKS + s) * push_slot.
-// Every 32-bit word of an empty slot is 0x80000000 (f32 -0.0; its high half is the
-// bf16/f16 -0.0), so a chunk is empty for every dtype; readers check every lane, so only
-// 4-byte single-copy atomicity of the 16-byte vector store is relied on.
+// Push region of a rank (device address = data + 2 * half_bytes; inc_sim::PushLayout):
+//   hdr[2][INC_MAX_RANKS] lines {sig, e, sig, e} at INC_PUSH_HDR,
+//   slot[p][s] at INC_PUSH_SLOTS + (p * INC_MAX_RANKS + s) * push_slot.
+// Line h of a slot carries payload bytes [8h, 8h + 8) of the writer's input. Each 8-byte
+// half {data word, tag} must arrive whole (8-byte single-copy atomicity, as NCCL's LL relies
+// on; tools/litmus checks it on the GPU); the reader checks the tag of both halves.
 
 __device__ __forceinline__ uint4 inc_ld_volatile_v4(u64 addr) {
     uint4 r;
     asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(addr)
-                 : "memory");
+                 : "l"(addr));
     return r;
 }
 
-__device__ __forceinline__ void inc_st_volatile_v4(u64 addr, uint4 v) {
-    asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(addr), "r"(v.x),
-                 "r"(v.y), "r"(v.z), "r"(v.w)
+__device__ __forceinline__ void inc_st_line(u64 addr, u32 d0, u32 d1, u32 tag) {
+    asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(addr), "r"(d0),
+                 "r"(tag), "r"(d1), "r"(tag)
                  : "memory");
 }
 
-__device__ __forceinline__ u64 inc_ld_relaxed_sys_u64(u64 addr) {
-    u64 v;
-    asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(addr) : "memory");
-    return v;
+__device__ __forceinline__ bool inc_line_ready(uint4 v, u32 tag) {
+    return v.y == tag && v.w == tag;
 }
 
-// -0.0 lanes -> +0.0 (so no data lane equals the sentinel).
+// A tag newer than this call's epoch: the writer is more than one call ahead in this parity.
+__device__ __forceinline__ bool inc_line_newer(uint4 v, u32 tag) {
+    return (int)(v.y - tag) > 0 || (int)(v.w - tag) > 0;
+}
+
+// Payload bytes [8h, 8h + 8) of the input as two words (zero past the end).
 template <int DT>
-__device__ __forceinline__ u32 inc_push_fix(u32 w) {
-    if (DT == 2) return w == INC_PUSH_SENTINEL ? 0u : w;
-    if ((w & 0xffffu) == 0x8000u) w &= 0xffff0000u;
-    if ((w >> 16) == 0x8000u) w &= 0x0000ffffu;
-    return w;
+__device__ __forceinline__ uint2 inc_load8(const IncArgs& a, u64 h, u64 nbytes) {
+    const u64 off = h * 8;
+    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 8 <= nbytes) {
+        return *reinterpret_cast<const uint2*>(a.input + off);
+    }
+    u32 w[2] = {0, 0};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < 8 / IncLanes<DT>::ES; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                w[i] = *reinterpret_cast<const u32*>(a.input + b);
+            } else {
+                u32 v = *reinterpret_cast<const u16*>(a.input + b);
+                w[i / 2] |= v << ((i & 1) * 16);
+            }
+        }
+    }
+    uint2 r;
+    r.x = w[0];
+    r.y = w[1];
+    return r;
 }
 
 template <int DT>
-__device__ __forceinline__ bool inc_push_lane_empty(u32 w) {
-    if (DT == 2) return w == INC_PUSH_SENTINEL;
-    return (w & 0xffffu) == 0x8000u || (w >> 16) == 0x8000u;
+__device__ __forceinline__ void inc_store8(const IncArgs& a, u64 h, u64 nbytes, uint2 v) {
+    const u64 off = h * 8;
+    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 8 <= nbytes) {
+        *reinterpret_cast<uint2*>(a.output + off) = v;
+        return;
+    }
+    const u32 w[2] = {v.x, v.y};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < 8 / IncLanes<DT>::ES; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                *reinterpret_cast<u32*>(a.output + b) = w[i];
+            } else {
+                *reinterpret_cast<u16*>(a.output + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
+            }
+        }
+    }
 }
 
-template <int DT>
-__device__ __forceinline__ bool inc_push_ready(uint4 v) {
-    return !(inc_push_lane_empty<DT>(v.x) || inc_push_lane_empty<DT>(v.y) ||
-             inc_push_lane_empty<DT>(v.z) || inc_push_lane_empty<DT>(v.w));
+// acc = fold(acc, two payload words) (first: acc = v); the upper lanes are unused.
+template <int DT, int OP>
+__device__ __forceinline__ void inc_fold8(float (&acc)[8], u32 w0, u32 w1, bool first) {
+    uint4 r;
+    r.x = w0;
+    r.y = w1;
+    r.z = 0u;
+    r.w = 0u;
+    inc_fold_chunk<DT, OP>(acc, r, first);
 }
 
-// A signature word seen from writer q: 0 = fine/not yet, else an error code.
-__device__ __forceinline__ u32 inc_push_sig_verdict(const IncCall& k, u64 v) {
-    if (v == k.flag) return 0u;
-    const u32 ve = (u32)(v >> 32);
-    if (ve == k.e) return INC_ERR_CALL_MISMATCH;
-    if ((int)(ve - k.e) > 0) return INC_ERR_SEQ_MISMATCH;
-    return 0u;
+// Slow path of a poll on peer q's line: hdr says another call -> CALL_MISMATCH; a newer tag
+// -> SEQ_MISMATCH; abort word / deadline as every wait. Returns 0 to keep waiting.
+__device__ __forceinline__ u32 inc_ll_slow(const IncArgs& a, const IncCall& k, u64 hdr, u32 q,
+                                        u32 phase, u64 t0, uint4 v) {
+    const uint4 h = inc_ld_volatile_v4(hdr);
+    if (inc_line_ready(h, k.e) && (h.x != a.sig || h.z != a.sig)) {
+        inc_fail(a, INC_ERR_CALL_MISMATCH, q, phase, k.flag, ((u64)h.y << 32) | h.x);
+        return INC_ERR_CALL_MISMATCH;
+    }
+    if (inc_line_newer(v, k.e) || inc_line_newer(h, k.e)) {
+        const u32 t = inc_line_newer(v, k.e) ? ((int)(v.y - k.e) > 0 ? v.y : v.w) : h.y;
+        inc_fail(a, INC_ERR_SEQ_MISMATCH, q, phase, k.flag, ((u64)t << 32) | h.x);
+        return INC_ERR_SEQ_MISMATCH;
+    }
+    return inc_wait_slow(a, t0, q, phase, k.flag, ((u64)v.y << 32) | v.w);
 }
 
 template <int DT, int OP>
@@ -67,159 +118,115 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
     __shared__ volatile u32 s_e;
     IncCall k;
     // STEP push_one_shot 0 Prologue
-    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
+    // The first input line does not depend on the epoch: its load overlaps the prologue's.
     const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
-    const u64 chunks = (nbytes + 15) / 16;
+    const u64 lines = (nbytes + 7) / 8;
+    const u64 first = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    uint2 v0;
+    v0.x = 0u;
+    v0.y = 0u;
+    if (first < lines) v0 = inc_load8<DT>(a, first, nbytes);
+    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
     const u64 slot = (u64)a.push_slot;
-    const u64 own = a.data[a.rank] + 2u * a.half_bytes;
-    // Buffers rotate per push call, not per epoch (other algorithms may run in between):
-    // last = buffer of this rank's previous push call (stable: that kernel completed).
-    const u32 kc = *reinterpret_cast<volatile u32*>(own + INC_PUSH_LAST) % 3u;
-    const u32 kb = (kc + 1u) % 3u;
-    const u64 sig_off = ((u64)(k.p * INC_MAX_BLOCKS + blockIdx.x) * INC_MAX_RANKS) * 8u;
-    // used[kc] was written by the previous push call (completed: stream order); read it
-    // before this call's write to used[kb] can matter (kb != kc).
-    const u32 used_old = *reinterpret_cast<volatile u32*>(own + INC_PUSH_USED + 4u * kc);
-    if (threadIdx.x == 0) {
-        *reinterpret_cast<volatile u32*>(own + INC_PUSH_USED + 4u * kb) = (u32)chunks;
-    }
+    const u64 push = 2u * a.half_bytes;  // offset of the push region in every data area
+    const u64 own = a.data[a.rank] + push;
+    const u32 tag = k.e;
+    const u64 S = inc_stride();
+    const u64 mine_in_peer = push + INC_PUSH_SLOTS + ((u64)k.p * INC_MAX_RANKS + a.rank) * slot;
 
     // STEP push_one_shot 1 PushData
-    for (u64 c = inc_first_chunk(0); c < chunks; c += inc_stride()) {
-        uint4 v = inc_load_input<DT>(a, c, nbytes);
-        v.x = inc_push_fix<DT>(v.x);
-        v.y = inc_push_fix<DT>(v.y);
-        v.z = inc_push_fix<DT>(v.z);
-        v.w = inc_push_fix<DT>(v.w);
-        const u64 off = INC_PUSH_HEADER + ((u64)kb * INC_MAX_RANKS + a.rank) * slot + c * 16u;
+    if (blockIdx.x == 0 && threadIdx.x < a.world && threadIdx.x != a.rank) {
+        inc_st_line(a.data[threadIdx.x] + push + INC_PUSH_HDR +
+                        ((u64)k.p * INC_MAX_RANKS + a.rank) * 16u,
+                    a.sig, a.sig, tag);
+    }
+    for (u64 h = first; h < lines; h += S) {
+        const uint2 v = h == first ? v0 : inc_load8<DT>(a, h, nbytes);
 #pragma unroll
         for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-            if (q < a.world) inc_st_volatile_v4(a.data[q] + 2u * a.half_bytes + off, v);
+            if (q < a.world && q != a.rank) inc_st_line(a.data[q] + mine_in_peer + h * 16u, v.x, v.y, tag);
         }
     }
 
-    // STEP push_one_shot 2 PushSig
-    __syncthreads();
-    if (threadIdx.x < a.world) {
-        const u32 q = threadIdx.x;
-        inc_st_release_sys(a.data[q] + 2u * a.half_bytes + sig_off + (u64)a.rank * 8u, k.flag);
-    }
-
-    // STEP push_one_shot 3 ClearOld
-    // Re-arm L[last] (the previous push call's buffer) now, while peers' data is in flight:
-    // no rank writes it during this call (a peer is at most one call ahead; a push call
-    // there writes L[(kb+1)%3]); every store of the previous push call into it
-    // happened-before (our SigCheck of that call).
-    {
-        uint4 sent;
-        sent.x = INC_PUSH_SENTINEL;
-        sent.y = INC_PUSH_SENTINEL;
-        sent.z = INC_PUSH_SENTINEL;
-        sent.w = INC_PUSH_SENTINEL;
-        for (u64 c = inc_first_chunk(0); c < (u64)used_old; c += inc_stride()) {
+    // STEP push_one_shot 2 PollReduce
+    const u64 t0 = inc_now_ns();
+    // Thread t < W loads peer t's header line now, with the data, so that HdrCheck
+    // normally finds it in a register instead of paying another load.
+    const bool hdr_thread = threadIdx.x < a.world && threadIdx.x != a.rank;
+    const u64 hdr = own + INC_PUSH_HDR + ((u64)k.p * INC_MAX_RANKS + threadIdx.x) * 16u;
+    uint4 hv;
+    if (hdr_thread) hv = inc_ld_volatile_v4(hdr);
+    for (u64 h = first; h < lines && s_fail == 0; h += S) {
+        // Every peer's line first (all loads in flight), then wait for each in rank order.
+        uint4 in[INC_MAX_RANKS];
 #pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) {
-                    inc_st_volatile_v4(
-                        own + INC_PUSH_HEADER + ((u64)kc * INC_MAX_RANKS + q) * slot + c * 16u,
-                        sent);
-                }
+        for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+            if (q < a.world && q != a.rank) {
+                in[q] = inc_ld_volatile_v4(own + INC_PUSH_SLOTS +
+                                           ((u64)k.p * INC_MAX_RANKS + q) * slot + h * 16u);
             }
         }
-    }
-
-    // STEP push_one_shot 4 PollReduce
-    {
-        const u64 t0 = inc_now_ns();
-        for (u64 c = inc_first_chunk(0); c < chunks && s_fail == 0; c += inc_stride()) {
-            float acc[8];
-            bool ok = true;
+        const uint2 mine = h == first ? v0 : inc_load8<DT>(a, h, nbytes);
+        float acc[8];
+        bool ok = true;
 #pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world && ok) {
-                    const u64 addr =
-                        own + INC_PUSH_HEADER + ((u64)kb * INC_MAX_RANKS + q) * slot + c * 16u;
-                    uint4 v = inc_ld_volatile_v4(addr);
-                    u32 it = 0;
-                    while (!inc_push_ready<DT>(v)) {
-                        ++it;
-                        if ((it & 15u) == 0u) {
-                            const u64 s = inc_ld_relaxed_sys_u64(own + sig_off + (u64)q * 8u);
-                            u32 code = inc_push_sig_verdict(k, s);
-                            if (code == 0u && s_fail != 0) {
-                                ok = false;
-                                break;
-                            }
-                            if (code == 0u) {
-                                const u32 w = inc_abort_seen(a, (it & 1023u) == 0u);
-                                if (w != 0u) {
-                                    inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, 4,
-                                             k.flag, s);
-                                    s_fail = 1;
-                                    ok = false;
-                                    break;
-                                }
-                                if (inc_now_ns() - t0 > a.timeout_ns) code = INC_ERR_TIMEOUT;
-                            }
-                            if (code != 0u) {
-                                inc_fail(a, code, q, 4, k.flag, s);
-                                s_fail = 1;
-                                ok = false;
-                                break;
-                            }
+        for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+            if (q < a.world && ok) {
+                if (q == a.rank) {
+                    inc_fold8<DT, OP>(acc, mine.x, mine.y, q == 0);
+                    continue;
+                }
+                const u64 addr =
+                    own + INC_PUSH_SLOTS + ((u64)k.p * INC_MAX_RANKS + q) * slot + h * 16u;
+                uint4 v = in[q];
+                u32 it = 0;
+                while (!inc_line_ready(v, tag)) {
+                    if ((++it & INC_SPIN_CHECK) == 0u) {
+                        if (s_fail != 0 ||
+                            inc_ll_slow(a, k,
+                                        own + INC_PUSH_HDR + ((u64)k.p * INC_MAX_RANKS + q) * 16u,
+                                        q, 2, t0, v) != 0u) {
+                            s_fail = 1;
+                            ok = false;
+                            break;
                         }
-                        v = inc_ld_volatile_v4(addr);
                     }
-                    if (ok) inc_fold_chunk<DT, OP>(acc, v, q == 0);
+                    v = inc_ld_volatile_v4(addr);
                 }
+                if (ok) inc_fold8<DT, OP>(acc, v.x, v.z, q == 0);
             }
-            if (!ok) break;
-            inc_finish<DT, OP>(acc, a.scale);
-            inc_store_output<DT>(a, c, nbytes, inc_pack<DT>(acc));
         }
+        if (!ok) break;
+        inc_finish<DT, OP>(acc, a.scale);
+        const uint4 r = inc_pack<DT>(acc);
+        uint2 out;
+        out.x = r.x;
+        out.y = r.y;
+        inc_store8<DT>(a, h, nbytes, out);
     }
 
-    // STEP push_one_shot 5 SigCheck
-    __syncthreads();
-    if (threadIdx.x < a.world && s_fail == 0) {
+    // STEP push_one_shot 3 HdrCheck
+    // Every peer's header line says this call (catches a peer that sends more lines, or the
+    // same bytes with another dtype or op).
+    if (hdr_thread && s_fail == 0) {
         const u32 q = threadIdx.x;
-        const u64 mine = own + sig_off + (u64)q * 8u;
-        const u64 t0 = inc_now_ns();
+        uint4 v = hv;
         u32 it = 0;
-        while (true) {
-            const u64 v = inc_ld_acquire_sys(mine);
-            if (v == k.flag) break;
-            u32 code = inc_push_sig_verdict(k, v);
-            if (code == 0u) {
-                ++it;
-                if (s_fail != 0) break;
-                const u32 w = inc_abort_seen(a, (it & 63u) == 0u);
-                if (w != 0u) {
-                    inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, 5, k.flag, v);
+        while (!inc_line_ready(v, tag)) {
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                if (s_fail != 0 || inc_ll_slow(a, k, hdr, q, 3, t0, v) != 0u) {
                     s_fail = 1;
                     break;
                 }
-                if (inc_now_ns() - t0 > a.timeout_ns) code = INC_ERR_TIMEOUT;
             }
-            if (code != 0u) {
-                inc_fail(a, code, q, 5, k.flag, v);
-                s_fail = 1;
-                break;
-            }
+            v = inc_ld_volatile_v4(hdr);
+        }
+        if (s_fail == 0 && (v.x != a.sig || v.z != a.sig)) {
+            inc_fail(a, INC_ERR_CALL_MISMATCH, q, 3, k.flag, ((u64)v.y << 32) | v.x);
+            s_fail = 1;
         }
     }
 
-    // STEP push_one_shot 6 Epilogue
-    // As inc_epilogue, and the last block also publishes this call's buffer as `last`.
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned int* done = reinterpret_cast<unsigned int*>(a.pad[a.rank] + INC_PAD_DONE);
-        __threadfence();
-        if (atomicAdd(done, 1u) == gridDim.x - 1u) {
-            *reinterpret_cast<volatile u32*>(done) = 0u;
-            *reinterpret_cast<volatile u32*>(own + INC_PUSH_LAST) = kb;
-            *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
-            __threadfence();
-        }
-    }
+    // STEP push_one_shot 4 Epilogue
+    inc_epilogue(a, k);
 }

@@ -1,5 +1,13 @@
-// two-shot allreduce: reduce-scatter (rank r reduces slice r in place), then all-gather.
-// Mirrors inc-sim program `inc::two_shot` (docs/PROTOCOL.md "two-shot").
+// two-shot allreduce, push form: reduce-scatter by storing each slice of my input straight
+// into its owner's receive area (copy-in fused into the NVLink transfer), a barrier, the
+// owner reduces its slice locally in rank order, then all-gather by storing the result into
+// every peer's gather area, a barrier, and a local copy-out. Every byte crosses NVLink once
+// per phase as a store (stores keep the links busier than pulls). Mirrors inc-sim program
+// `inc::two_shot` (docs/PROTOCOL.md "two-shot").
+//
+// Parity half p of a rank (region = p * half_bytes), S = ceil(C / W) chunks a slice:
+//   R[s] at s * S * 16 (s = 0..W): slice r of writer s's input (R[r] unused: I read my input)
+//   G    at W * S * 16: C chunks; G[c] = the reduced chunk c, from the owner of its slice.
 
 template <int DT, int OP>
 __device__ void inc_two_shot(const IncArgs& a) {
@@ -10,53 +18,71 @@ __device__ void inc_two_shot(const IncArgs& a) {
     if (!inc_prologue(a, &s_fail, &s_e, k)) return;
     const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
     const u64 chunks = (nbytes + 15) / 16;
-    const bool zero_copy = (a.flags & INC_FLAG_ZERO_COPY) != 0;
-    const u64 own = a.data[a.rank] + k.region;
     const u64 slice = (chunks + a.world - 1) / a.world;
-    const u64 lo = (u64)a.rank * slice;
-    const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+    const u64 gather = (u64)a.world * slice * 16u;
+    const u64 own = a.data[a.rank] + k.region;
+    const u64 S = inc_stride();
 
-    // STEP two_shot 1 CopyIn
-    if (!zero_copy) {
-        for (u64 c = inc_first_chunk(0); c < chunks; c += inc_stride()) {
-            inc_st_v4(own + c * 16, inc_load_input<DT>(a, c, nbytes));
-        }
+    // STEP two_shot 1 Scatter
+    for (u32 q = 0; q < a.world; ++q) {
+        if (q == a.rank) continue;
+        const u64 lo = (u64)q * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        // chunk c of slice q -> peer q's R[me][c - lo]
+        const u64 dst = a.data[q] + k.region + (u64)a.rank * slice * 16u - lo * 16u;
+        if (lo < hi) inc_copy_in<DT>(a, dst, lo, hi, nbytes);
     }
 
     // STEP two_shot 2 Barrier
     if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 2, &s_fail)) {
         // STEP two_shot 3 ReduceSlice
-        for (u64 c = inc_first_chunk(lo); c < hi; c += inc_stride()) {
-            uint4 raw[INC_MAX_RANKS];
+        // For my chunks c of slice r: fold R[0..W] in rank order (my own input for R[r]),
+        // out[c] = v, and v into every peer's G[c].
+        const u64 lo = (u64)a.rank * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        for (u64 c = inc_first_chunk(lo); c < hi; c += 2 * S) {
+            const bool two = c + S < hi;
+            uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
 #pragma unroll
             for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) raw[q] = inc_ld_cg_v4(a.data[q] + k.region + c * 16);
+                if (q < a.world) {
+                    if (q == a.rank) {
+                        r0[q] = inc_load_input<DT>(a, c, nbytes);
+                        if (two) r1[q] = inc_load_input<DT>(a, c + S, nbytes);
+                    } else {
+                        const u64 src = own + ((u64)q * slice - lo) * 16u;
+                        r0[q] = inc_ld_cg_v4(src + c * 16u);
+                        if (two) r1[q] = inc_ld_cg_v4(src + (c + S) * 16u);
+                    }
+                }
             }
-            float acc[8];
+            const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+            uint4 v1;
+            if (two) v1 = inc_fold_ranks<DT, OP>(a, r1);
 #pragma unroll
             for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) inc_fold_chunk<DT, OP>(acc, raw[q], q == 0);
+                if (q < a.world && q != a.rank) {
+                    const u64 g = a.data[q] + k.region + gather;
+                    inc_st_v4(g + c * 16u, v0);
+                    if (two) inc_st_v4(g + (c + S) * 16u, v1);
+                }
             }
-            inc_finish<DT, OP>(acc, a.scale);
-            const uint4 v = inc_pack<DT>(acc);
-            inc_st_v4(own + c * 16, v);
-            inc_store_output<DT>(a, c, nbytes, v);
+            inc_store_output<DT>(a, c, nbytes, v0);
+            if (two) inc_store_output<DT>(a, c + S, nbytes, v1);
         }
 
         // STEP two_shot 4 Barrier
         if (inc_barrier(a, k, INC_PAD_MID, inc_others(a), 4, &s_fail)) {
-            // STEP two_shot 5 Gather
-            for (u64 c = inc_first_chunk(0); c < chunks; c += inc_stride()) {
-                const u64 q = c / slice;
+            // STEP two_shot 5 Gather (local: the owners stored every other slice here)
+            for (u32 q = 0; q < a.world; ++q) {
                 if (q == a.rank) continue;
-                inc_store_output<DT>(a, c, nbytes, inc_ld_cg_v4(a.data[q] + k.region + c * 16));
+                const u64 qlo = (u64)q * slice;
+                const u64 qhi = (qlo + slice < chunks) ? qlo + slice : chunks;
+                if (qlo < qhi) inc_gather<DT>(a, own + gather, qlo, qhi, nbytes);
             }
-
-            // STEP two_shot 6 EndBarrier
-            if (zero_copy) inc_barrier(a, k, INC_PAD_END, inc_others(a), 6, &s_fail);
         }
     }
 
-    // STEP two_shot 7 Epilogue
+    // STEP two_shot 6 Epilogue
     inc_epilogue(a, k);
 }

@@ -1754,7 +1754,7 @@ impl<'a> Run<'a> {
                         } else {
                             ERR_PEER_ABORT
                         };
-                        self.fail(i, code, ((a >> 8) & 0x7f_ffff) as usize);
+                        self.fail(i, code, crate::types::abort_rank(a as u32) as usize);
                         return;
                     }
                 }
@@ -1852,9 +1852,7 @@ impl<'a> Run<'a> {
                 self.blocks[i].cursor += 1;
             }
             // push-one-shot is checked by crate::push (check() dispatches to it).
-            Step::PushData | Step::PushSig | Step::ClearOld | Step::PollReduce | Step::SigCheck => {
-                self.next_step(i)
-            }
+            Step::PushData | Step::PollReduce | Step::HdrCheck => self.next_step(i),
             Step::Epilogue => {
                 let seed = self.is_seed();
                 let st = &mut self.ranks[r];
@@ -1988,7 +1986,11 @@ impl<'a> Run<'a> {
         let aloc = self.abort_loc(r);
         let (a, _) = self.pick_load(i, aloc, MemOrder::Relaxed);
         if a != 0 {
-            self.fail(i, ERR_PEER_ABORT, ((a >> 8) & 0x7f_ffff) as usize);
+            self.fail(
+                i,
+                ERR_PEER_ABORT,
+                crate::types::abort_rank(a as u32) as usize,
+            );
         }
     }
 

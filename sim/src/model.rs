@@ -21,8 +21,9 @@
 //!
 //! Not captured: load buffering (a load reading a write that is later in the same thread's
 //! causal future), out-of-thin-air values, mixed-size accesses and tearing (every
-//! location is one whole word; 16-byte chunks are assumed single-copy atomic, which is
-//! what the push path documents), scopes other than `.sys`, and caches that are
+//! location is one whole word: the barrier checker models a 16-byte chunk as one word,
+//! the push (LL) checker models each 8-byte `{data, tag}` half as one word and lands the
+//! halves of a 16-byte store separately), scopes other than `.sys`, and caches that are
 //! non-coherent across *blocks* of one GPU beyond what `.nc` expresses.
 
 /// "No clock" marker in [`Write`] and fence state.
@@ -472,6 +473,16 @@ impl Memory {
         if let Some(w) = self.forwarded(tid, loc) {
             return (w.val, w.tag);
         }
+        self.locs
+            .get(loc)
+            .and_then(|l| l.hist.last())
+            .map_or((0, 0), |w| (w.val, w.tag))
+    }
+
+    /// The newest *landed* write of `loc` (no store forwarding): what a thread that has no
+    /// pending store to `loc` would read as the newest value, without scanning its pending
+    /// stores.
+    pub fn newest_landed(&self, loc: usize) -> (u64, u64) {
         self.locs
             .get(loc)
             .and_then(|l| l.hist.last())

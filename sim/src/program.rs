@@ -69,16 +69,16 @@ pub enum Step {
     RelayReduce,
     /// End barrier with every reader of my buffer (zero-copy variant only).
     EndBarrier,
-    /// push: store my chunks into `L[e % 3].slot[me]` of every rank (one 16-byte store).
+    /// push (LL): write my header line `{sig, e, sig, e}` into `hdr[e % 2][me]` of every
+    /// peer, and my chunks as tagged lines `{data, e, data, e}` into `slot[e % 2][me]` of
+    /// every peer (one relaxed 16-byte store per line, no fence).
     PushData,
-    /// push: `st.release.sys` of `flag(e, sig)` into my signature word at every rank.
-    PushSig,
-    /// push: re-arm `L[(e + 2) % 3]` (call e-1's buffer) with the sentinel.
-    ClearOld,
-    /// push: poll my slots until no lane is the sentinel, fold in rank order.
+    /// push (LL): poll my own slots until every tag of a chunk's two lines is `e`, fold in
+    /// rank order (my own data straight from my input).
     PollReduce,
-    /// push: acquire every writer's signature word (mismatch detection, happens-before).
-    SigCheck,
+    /// push (LL): wait for every peer's header line of call `e` and compare its signature
+    /// (mismatch detection).
+    HdrCheck,
     /// Count finished blocks; the last one advances the epoch.
     Epilogue,
 }
@@ -97,10 +97,8 @@ impl Step {
             Step::RelayReduce => "RelayReduce",
             Step::EndBarrier => "EndBarrier",
             Step::PushData => "PushData",
-            Step::PushSig => "PushSig",
-            Step::ClearOld => "ClearOld",
             Step::PollReduce => "PollReduce",
-            Step::SigCheck => "SigCheck",
+            Step::HdrCheck => "HdrCheck",
             Step::Epilogue => "Epilogue",
         }
     }
@@ -160,10 +158,8 @@ pub mod inc {
         vec![
             Step::Prologue,
             Step::PushData,
-            Step::PushSig,
-            Step::ClearOld,
             Step::PollReduce,
-            Step::SigCheck,
+            Step::HdrCheck,
             Step::Epilogue,
         ]
     }

@@ -11,8 +11,9 @@ use crate::error::SimError;
 
 /// Most ranks (GPUs) in one communicator.
 pub const MAX_RANKS: usize = 8;
-/// Most blocks one allreduce launch may use (flag slots per parity).
-pub const MAX_BLOCKS: usize = 32;
+/// Most blocks one allreduce launch may use (flag slots per parity; the GPU sizes the
+/// grid from its SM count).
+pub const MAX_BLOCKS: usize = 128;
 /// Bytes of one data chunk (one 128-bit load/store): 8 x bf16/f16 or 4 x f32.
 pub const CHUNK_BYTES: usize = 16;
 
@@ -100,8 +101,9 @@ pub enum Algo {
     TwoShot,
     /// Hybrid cube mesh (8 ranks): quad reduce, then exchange with the relay.
     Hcm,
-    /// Push one-shot ("Lamport", small messages): every rank stores its data into every
-    /// peer's rotating receive buffer; the data carries its own readiness (no barrier).
+    /// Push one-shot (LL protocol, small messages): every rank stores its data, tagged
+    /// with the epoch, into a receive slot at every peer; the data carries its own
+    /// readiness (no barrier).
     /// See [`crate::push`].
     PushOneShot,
 }
@@ -224,12 +226,13 @@ impl BarrierKind {
 /// Byte offsets inside one rank's signal pad (PROTOCOL.md "Memory of one rank").
 ///
 /// ```text
-/// 0     epoch  u32        4 done u32        8 abort u32
+/// 0     epoch  u32        4 abort u32        8 done u32
+///       (epoch and abort share one aligned u64: the prologue reads both in one load)
 /// 16    error  ErrorRecord (40 bytes: code, rank, block, peer, phase u32; pad; expected, seen u64)
-/// 64    start  [2][MAX_BLOCKS][MAX_RANKS] u64
-/// 4160  mid    [2][MAX_BLOCKS][MAX_RANKS] u64
-/// 8256  end    [2][MAX_BLOCKS][MAX_RANKS] u64
-/// 12352 end of flags; the pad is PAD_BYTES = 16384 bytes, data follows
+/// 64    start  [2][MAX_BLOCKS][MAX_RANKS] u64   (16 KiB each at MAX_BLOCKS = 128)
+/// 16448 mid    [2][MAX_BLOCKS][MAX_RANKS] u64
+/// 32832 end    [2][MAX_BLOCKS][MAX_RANKS] u64
+/// 49216 end of flags; the pad is PAD_BYTES = 65536 bytes, data follows
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PadLayout;
@@ -237,10 +240,11 @@ pub struct PadLayout;
 impl PadLayout {
     /// `epoch: u32`, this rank's last completed epoch.
     pub const EPOCH: usize = 0;
+    /// `abort: u32`, 0 or `(1<<31)|((rank & 0x7f_ffff)<<8)|reason` ([`abort_word`]). It
+    /// follows `epoch` in the same aligned 8 bytes, so one 64-bit load reads both.
+    pub const ABORT: usize = 4;
     /// `done: u32`, blocks of the current call that finished.
-    pub const DONE: usize = 4;
-    /// `abort: u32`, 0 or `(1<<31)|(rank<<8)|reason`.
-    pub const ABORT: usize = 8;
+    pub const DONE: usize = 8;
     /// The [`ErrorRecord`].
     pub const ERROR: usize = 16;
     /// Offset of `ErrorRecord::code` (u32).
@@ -267,8 +271,8 @@ impl PadLayout {
     pub const END: usize = Self::MID + Self::FLAG_ARRAY_BYTES;
     /// Bytes used by the pad fields.
     pub const USED: usize = Self::END + Self::FLAG_ARRAY_BYTES;
-    /// Bytes reserved for the pad (data starts here; 4 KiB aligned).
-    pub const PAD_BYTES: usize = 16384;
+    /// Bytes reserved for the pad (data starts here; a multiple of 4096).
+    pub const PAD_BYTES: usize = 65536;
 
     /// Byte offset of the flag written by rank `src` into slot `[parity][block][src]` of
     /// flag array `kind`. Arguments out of range are clamped by the caller; this function
@@ -284,6 +288,11 @@ impl PadLayout {
 }
 
 const _: () = assert!(PadLayout::USED <= PadLayout::PAD_BYTES);
+const _: () = assert!(PadLayout::PAD_BYTES % 4096 == 0);
+const _: () = assert!(PadLayout::EPOCH % 8 == 0 && PadLayout::ABORT == PadLayout::EPOCH + 4);
+
+/// Mask of the rank field of the abort word (23 bits; bit 31 is the "set" bit).
+pub const ABORT_RANK_MASK: u32 = 0x7f_ffff;
 
 /// Error code: a bounded wait passed its deadline.
 pub const ERR_TIMEOUT: u32 = 1;
@@ -305,9 +314,15 @@ pub const fn error_code_name(code: u32) -> &'static str {
     }
 }
 
-/// The abort word value raised by `rank` for `reason` (an error code).
+/// The abort word value raised by `rank` for `reason` (an error code):
+/// `0x8000_0000 | ((rank & 0x7f_ffff) << 8) | reason`.
 pub const fn abort_word(rank: u32, reason: u32) -> u32 {
-    (1 << 31) | ((rank & 0xff_ffff) << 8) | (reason & 0xff)
+    (1 << 31) | ((rank & ABORT_RANK_MASK) << 8) | (reason & 0xff)
+}
+
+/// The rank that raised an abort word (inverse of [`abort_word`]).
+pub const fn abort_rank(word: u32) -> u32 {
+    (word >> 8) & ABORT_RANK_MASK
 }
 
 /// First failure seen on a rank, as stored in the pad at [`PadLayout::ERROR`]
@@ -410,7 +425,16 @@ mod tests {
         assert_eq!(PadLayout::flag(BarrierKind::Start, 0, 0, 1), 72);
         assert_eq!(
             PadLayout::flag(BarrierKind::Start, 1, 0, 0),
-            64 + 32 * 8 * 8
+            64 + 128 * 8 * 8
+        );
+        assert_eq!(PadLayout::FLAG_ARRAY_BYTES, 16384);
+        assert_eq!(PadLayout::MID, 16448);
+        assert_eq!(PadLayout::END, 32832);
+        assert_eq!(PadLayout::USED, 49216);
+        assert_eq!(PadLayout::PAD_BYTES, 65536);
+        assert_eq!(
+            (PadLayout::EPOCH, PadLayout::ABORT, PadLayout::DONE),
+            (0, 4, 8)
         );
         assert_eq!(PadLayout::flag(BarrierKind::Mid, 0, 0, 0), PadLayout::MID);
         assert_eq!(
@@ -421,5 +445,7 @@ mod tests {
         assert_eq!(flag_epoch(flag_word(7, 0xdead_beef)), 7);
         assert_eq!(flag_sig(flag_word(7, 0xdead_beef)), 0xdead_beef);
         assert_eq!(abort_word(3, ERR_TIMEOUT), 0x8000_0301);
+        assert_eq!(abort_word(0xff_ffff, 4), 0xffff_ff04);
+        assert_eq!(abort_rank(abort_word(0x7f_fffe, 1)), 0x7f_fffe);
     }
 }

@@ -277,7 +277,7 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Largest accepted `INC_BUFFER_BYTES` (a parity half): 4 GiB.
 pub const MAX_BUFFER_BYTES: u64 = 4 << 30;
 /// Largest accepted `INC_BLOCKS`.
-pub const MAX_BLOCKS: u32 = 64;
+pub const MAX_BLOCKS: u32 = inc_sim::MAX_BLOCKS as u32;
 
 /// Parses a byte size: `4096`, `256K`, `10M`, `1G` (binary units; `KiB`, `MB`... accepted).
 pub fn parse_bytes(name: &str, s: &str) -> Result<u64> {

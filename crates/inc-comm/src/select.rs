@@ -30,21 +30,30 @@ use serde::Deserialize;
 use crate::error::{CommError, Result};
 use crate::options::{AlgoChoice, CommOptions, Path};
 
-/// Default push-one-shot limit in bytes. The decode range (1..32 KiB) where one NVLink
-/// traversal without a barrier should win; not yet measured over NVLink (only virtual
-/// ranks on one GPU, where pull one-shot is ~10% faster), so `inc tune` or
-/// `INC_PUSH_MAX_BYTES` should set it per machine.
-pub const DEFAULT_PUSH_MAX_BYTES: u64 = 32 << 10;
+/// Default push-one-shot (LL) limit in bytes for a fully connected group of `world`
+/// ranks, from 2 and 4 H200s over NVSwitch (docs/PERFORMANCE.md): LL wins up to 256 KiB at
+/// world 2 and up to 64 KiB at world 4 (every rank stores its data into W - 1 peers at
+/// half efficiency, so its edge shrinks with W). `inc tune` or `INC_PUSH_MAX_BYTES` set it
+/// per machine.
+pub fn default_push_max_bytes(world: usize) -> u64 {
+    match world {
+        0..=2 => 256 << 10,
+        3..=4 => 64 << 10,
+        _ => 32 << 10,
+    }
+}
 
 /// Default hcm limit (the seed's, in bytes).
 pub const DEFAULT_HCM_MAX_BYTES: u64 = 256 << 10;
 
-/// Default one-shot limit for a fully connected group of `world` ranks.
+/// Default one-shot limit for a fully connected group of `world` ranks (measured on 2
+/// and 4 H200s: one-shot beats the push two-shot up to 4 MiB at world 2 and up to
+/// 256 KiB at world 4; larger worlds are unmeasured and keep a conservative 128 KiB).
 pub fn default_one_shot_max_bytes(world: usize) -> u64 {
     match world {
-        0..=2 => 1 << 20,
-        3..=4 => 512 << 10,
-        _ => 256 << 10,
+        0..=2 => 4 << 20,
+        3..=4 => 256 << 10,
+        _ => 128 << 10,
     }
 }
 
@@ -248,7 +257,9 @@ impl Selector {
             class,
             hcm,
             choice: opts.algo,
-            push_max: opts.push_max_bytes.unwrap_or(DEFAULT_PUSH_MAX_BYTES),
+            push_max: opts
+                .push_max_bytes
+                .unwrap_or_else(|| default_push_max_bytes(world)),
             one_shot_max: opts
                 .one_shot_max_bytes
                 .unwrap_or_else(|| default_one_shot_max_bytes(world)),
@@ -418,14 +429,21 @@ mod tests {
 
     #[test]
     fn fully_connected_defaults() {
+        // world 4: LL push up to 64 KiB, one-shot up to 256 KiB, then two-shot
         let s = sel(4, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(1024, DType::Bf16).path, Path::PushOneShot);
-        assert_eq!(s.select(32 << 10, DType::Bf16).path, Path::PushOneShot);
-        assert_eq!(s.select((32 << 10) + 2, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(64 << 10, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select((64 << 10) + 2, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select(512 << 10, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select((512 << 10) + 1, DType::Bf16).path, Path::TwoShot);
+        assert_eq!(s.select((256 << 10) + 2, DType::Bf16).path, Path::TwoShot);
         assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);
+        // world 2: LL push up to 256 KiB, one-shot up to 4 MiB
+        let s = sel(2, TopologyClass::FullyConnected, CommOptions::default());
+        assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select((256 << 10) + 2, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(4 << 20, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select((4 << 20) + 2, DType::Bf16).path, Path::TwoShot);
+        // over the two-shot buffer capacity: NCCL, with the reason
         let big = s.select((64 << 20) + 1, DType::F32);
         assert_eq!(big.path, Path::Nccl);
         assert!(matches!(big.fallback, Some(Fallback::TooLarge { .. })));
@@ -601,8 +619,8 @@ mod tests {
             let s = Selector::new(world, TopologyClass::FullyConnected, &o, CAP, None);
             let r = s.select(bytes, DType::Bf16);
             match r.path {
-                Path::PushOneShot => prop_assert!(world > 1 && bytes <= one.min(CAP.push_one_shot).min(DEFAULT_PUSH_MAX_BYTES)),
-                Path::OneShot => prop_assert!(world == 1 && bytes <= CAP.one_shot || bytes <= one.min(CAP.one_shot) && bytes > one.min(CAP.push_one_shot).min(DEFAULT_PUSH_MAX_BYTES)),
+                Path::PushOneShot => prop_assert!(world > 1 && bytes <= one.min(CAP.push_one_shot).min(default_push_max_bytes(world))),
+                Path::OneShot => prop_assert!(world == 1 && bytes <= CAP.one_shot || bytes <= one.min(CAP.one_shot) && bytes > one.min(CAP.push_one_shot).min(default_push_max_bytes(world))),
                 Path::TwoShot => prop_assert!(bytes <= two.min(CAP.two_shot) && bytes > one.min(CAP.one_shot)),
                 Path::Nccl => prop_assert!(r.fallback.is_some() && bytes > one.min(CAP.one_shot)),
                 Path::Hcm => prop_assert!(false, "hcm on a fully connected group"),

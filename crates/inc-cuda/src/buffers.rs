@@ -6,7 +6,7 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUdeviceptr;
-use cudarc::driver::CudaContext;
+use cudarc::driver::{CudaContext, CudaStream};
 
 use crate::error::{drv, CudaError, Result};
 use crate::proto::{ErrorRecord, PadLayout, MAX_RANKS};
@@ -16,9 +16,10 @@ use inc_sim::push::PushLayout;
 /// Default bytes of one parity half (2 x 10 MiB in all, like the seed's buffer).
 pub const DEFAULT_HALF_BYTES: u64 = 10 << 20;
 
-/// Default bytes of one push one-shot slot (the largest push call): 256 KiB, so the push
-/// region takes 8 KiB + 3 x 8 x 256 KiB = 6 MiB per rank.
-pub const DEFAULT_PUSH_SLOT_BYTES: u64 = inc_sim::push::DEFAULT_PUSH_MAX_BYTES as u64;
+/// Default bytes of one push one-shot (LL) slot: twice the largest push call
+/// ([`inc_sim::push::DEFAULT_PUSH_MAX_BYTES`], 256 KiB), since every 16-byte line carries 8
+/// payload bytes; the push region takes 256 B + 2 x 8 x 512 KiB = 8 MiB per rank.
+pub const DEFAULT_PUSH_SLOT_BYTES: u64 = inc_sim::push::DEFAULT_PUSH_SLOT_BYTES as u64;
 
 /// Bytes of the pinned host block: abort word (u32) + padding + error record mirror.
 const HOST_BLOCK_BYTES: usize = 8 + crate::proto::ERROR_RECORD_BYTES;
@@ -115,6 +116,9 @@ pub struct PeerBuffers {
     ranks_on_device: u32,
     hcm: Option<[u32; 4]>,
     poisoned: Mutex<Option<ErrorRecord>>,
+    /// Non-blocking stream that carries the host's abort to the device abort word while
+    /// this rank's kernels may be spinning on the compute stream.
+    abort_stream: Arc<CudaStream>,
 }
 
 // SAFETY: the raw pointers are a device address and a pinned host block owned by this
@@ -133,8 +137,8 @@ impl PeerBuffers {
         Self::with_push(ctx, rank, world, half_bytes, DEFAULT_PUSH_SLOT_BYTES)
     }
 
-    /// [`PeerBuffers::new`] with an explicit push slot size (the largest push one-shot call
-    /// in bytes, rounded up to 16; 16..=16 MiB; equal on every rank).
+    /// [`PeerBuffers::new`] with an explicit push slot size (bytes of one LL slot, twice the
+    /// largest push one-shot call, rounded up to 32; 32..=16 MiB; equal on every rank).
     pub fn with_push(
         ctx: &Arc<CudaContext>,
         rank: usize,
@@ -147,7 +151,7 @@ impl PeerBuffers {
                 "push slot of {push_slot_bytes} bytes not in 1..=16 MiB"
             )));
         }
-        let push_slot_bytes = push_slot_bytes.div_ceil(16) * 16;
+        let push_slot_bytes = PushLayout::round_slot(push_slot_bytes as usize) as u64;
         let push_region = PushLayout::region_bytes(push_slot_bytes as usize) as u64;
         if world == 0 || world > MAX_RANKS {
             return Err(CudaError::InvalidArgument(format!(
@@ -184,6 +188,16 @@ impl PeerBuffers {
                 return Err(drv("cuMemHostAlloc")(e));
             }
         };
+        let abort_stream = match ctx.new_stream() {
+            Ok(s) => s,
+            Err(e) => {
+                // SAFETY: base and host were just allocated and are unused.
+                let _ = unsafe { sys::mem_free(base) };
+                // SAFETY: as above.
+                let _ = unsafe { sys::host_free(host_ptr) };
+                return Err(drv("cuStreamCreate")(e));
+            }
+        };
         let mut peers = [None; MAX_RANKS];
         if let Some(slot) = peers.get_mut(rank) {
             *slot = Some(Mapping {
@@ -204,16 +218,12 @@ impl PeerBuffers {
             ranks_on_device: 1,
             hcm: None,
             poisoned: Mutex::new(None),
+            abort_stream,
         };
-        // Zero the whole allocation, write our probe word, and wait for both.
+        // Zero the whole allocation (LL lines start with tag 0, which no call uses), write
+        // our probe word, and wait for both.
         // SAFETY: [base, base+total) is our allocation.
         unsafe { sys::memset_d8(base, 0, total) }.map_err(drv("cuMemsetD8"))?;
-        // Every push slot word starts as the sentinel (f32 -0.0): all slots empty.
-        let slots = me.push_ptr() + PushLayout::slots_start() as u64;
-        let words = (3 * MAX_RANKS as u64 * push_slot_bytes / 4) as usize;
-        // SAFETY: the slots are the tail of our allocation ([slots, slots + 4*words)).
-        unsafe { sys::memset_d32(slots, inc_sim::push::SENTINEL_WORD, words) }
-            .map_err(drv("cuMemsetD32"))?;
         let probe = probe_word(rank, world, half_bytes, push_slot_bytes).to_le_bytes();
         // SAFETY: the probe slot lies inside the pad of our allocation.
         unsafe { sys::copy_htod(me.probe_addr(base, rank), &probe) }
@@ -474,15 +484,29 @@ impl PeerBuffers {
         self.host_dev
     }
 
-    /// Ask every running and future kernel of these buffers to stop: sets the host abort
-    /// word, which kernels poll; they record PEER_ABORT, raise the abort word of every
-    /// peer, and exit. The buffers are poisoned afterwards.
+    /// Ask every running and future kernel of these buffers to stop: writes the device
+    /// abort word through a memset on a side stream (kernels read it every few hundred
+    /// spins and in their prologue) and the mapped host word (read by a kernel only after
+    /// it has waited 100 us, in case the memset cannot run). Kernels record PEER_ABORT,
+    /// raise the abort word of every peer, and exit. The buffers are poisoned afterwards.
     pub fn abort(&self) {
         let w =
             0x8000_0000u32 | ((self.rank as u32 & 0x7f_ffff) << 8) | crate::proto::ERR_PEER_ABORT;
         // SAFETY: host_ptr is our live pinned block, 4-byte aligned; volatile because the
         // GPU reads it concurrently.
         unsafe { std::ptr::write_volatile(self.host_ptr.cast::<u32>(), w) };
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: the abort word lies in our pad, allocated until drop (which first
+            // synchronises the context, so this memset completes before the free).
+            let _ = unsafe {
+                sys::memset_d32_async(
+                    self.base + PadLayout::ABORT as u64,
+                    w,
+                    1,
+                    self.abort_stream.cu_stream(),
+                )
+            };
+        }
     }
 
     /// The first error a kernel recorded for this rank, if any. Call after the stream has

@@ -1,19 +1,23 @@
-//! `Kernels`: the NVRTC-compiled inc kernels of one device (compiled once per arch, cached
-//! on disk) and the allreduce launch with its host-side validation.
+//! `Kernels`: the NVRTC-compiled inc kernels of one device (each (algorithm, dtype, op)
+//! instance compiled alone on first use or by a background warming thread, cached on disk
+//! per instance: see `compile` and `cache`) and the allreduce launch with its host-side
+//! validation.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cudarc::driver::sys::CUdevice_attribute as Attr;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
-    DeviceRepr,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
 };
 use cudarc::nvrtc::Ptx;
 
 use crate::buffers::PeerBuffers;
+use crate::compile::{self, Job, Origin, Warmed};
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
     self, DeviceLimits, KernelArgs, LaunchPlan, FLAG_IO_ALIGNED, FLAG_ZERO_COPY, MAX_THREADS,
@@ -113,15 +117,118 @@ pub struct RawCall {
     pub options: CallOptions,
 }
 
-/// The compiled kernels of one device.
+/// One kernel instance: (algorithm, element type, reduction).
+pub type Instance = (Algo, DType, ReduceOp);
+
+/// Which instances to compile in the background right after [`Kernels::load`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Warm {
+    /// From `INC_KERNEL_WARM`: `off` (or `none`, `0`), `all`, or unset / `default` for
+    /// [`Warm::DEFAULT_LIST`].
+    #[default]
+    FromEnv,
+    /// Nothing in the background: every instance compiles at its first use.
+    Off,
+    /// [`Warm::DEFAULT_LIST`].
+    Default,
+    /// Every instance.
+    All,
+    /// These instances, in this order.
+    List(Vec<Instance>),
+}
+
+impl Warm {
+    /// What a job surely uses: bf16 and f32 sum of the paths `auto` picks on a single host
+    /// (push one-shot, one-shot, two-shot), smallest messages first.
+    pub const DEFAULT_LIST: [Instance; 6] = [
+        (Algo::PushOneShot, DType::Bf16, ReduceOp::Sum),
+        (Algo::OneShot, DType::Bf16, ReduceOp::Sum),
+        (Algo::TwoShot, DType::Bf16, ReduceOp::Sum),
+        (Algo::PushOneShot, DType::F32, ReduceOp::Sum),
+        (Algo::OneShot, DType::F32, ReduceOp::Sum),
+        (Algo::TwoShot, DType::F32, ReduceOp::Sum),
+    ];
+
+    /// The instances to warm, in order.
+    pub fn instances(&self) -> Vec<Instance> {
+        match self {
+            Warm::FromEnv => {
+                let v = std::env::var("INC_KERNEL_WARM").unwrap_or_default();
+                match v.trim() {
+                    "off" | "none" | "0" => Vec::new(),
+                    "all" => Warm::All.instances(),
+                    _ => Warm::Default.instances(),
+                }
+            }
+            Warm::Off => Vec::new(),
+            Warm::Default => Warm::DEFAULT_LIST.to_vec(),
+            Warm::All => {
+                let mut v = Warm::DEFAULT_LIST.to_vec();
+                for i in all_instances() {
+                    if !v.contains(&i) {
+                        v.push(i);
+                    }
+                }
+                v
+            }
+            Warm::List(l) => l.clone(),
+        }
+    }
+}
+
+/// Every (algorithm, dtype, op) instance.
+pub fn all_instances() -> Vec<Instance> {
+    let mut v = Vec::new();
+    for algo in Algo::ALL {
+        for dtype in DType::ALL {
+            for op in ReduceOp::ALL {
+                v.push((algo, dtype, op));
+            }
+        }
+    }
+    v
+}
+
+/// How [`Kernels::load_opts`] builds and caches the kernels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Disk cache folder.
+    pub cache: CacheMode,
+    /// Background warming.
+    pub warm: Warm,
+}
+
+/// One loaded instance.
+struct Loaded {
+    func: CudaFunction,
+    blocks_per_sm: u32,
+    origin: Origin,
+}
+
+/// The lazily loaded state of one instance.
+#[derive(Default)]
+struct Slot {
+    init: Mutex<()>,
+    loaded: OnceLock<Loaded>,
+}
+
+/// The kernels of one device. Each (algorithm, dtype, op) instance is compiled by NVRTC as
+/// its own small program when first needed ([`Kernels::function`]; every launch goes
+/// through it), cached on disk per instance, and shared with other threads and processes
+/// compiling the same instance at the same time. A background thread warms
+/// [`Warm::DEFAULT_LIST`] after [`Kernels::load`].
 pub struct Kernels {
     ctx: Arc<CudaContext>,
-    _module: Arc<CudaModule>,
-    funcs: HashMap<(Algo, DType, ReduceOp), CudaFunction>,
+    slots: HashMap<Instance, Slot>,
     arch: (u32, u32),
     sm_count: u32,
-    blocks_per_sm: u32,
-    from_cache: bool,
+    driver: i32,
+    nvrtc: (i32, i32),
+    dir: Option<PathBuf>,
+    options: Arc<Vec<String>>,
+    warmed: Warmed<Instance>,
+    warm_thread: Mutex<Option<JoinHandle<()>>>,
+    cancel: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -129,9 +236,18 @@ impl std::fmt::Debug for Kernels {
         f.debug_struct("Kernels")
             .field("arch", &self.arch)
             .field("sm_count", &self.sm_count)
-            .field("blocks_per_sm", &self.blocks_per_sm)
-            .field("from_cache", &self.from_cache)
+            .field("driver", &self.driver)
+            .field("nvrtc", &self.nvrtc)
+            .field("loaded", &self.loaded_instances())
             .finish()
+    }
+}
+
+impl Drop for Kernels {
+    fn drop(&mut self) {
+        // The warming thread finishes its current compile (which still lands in the disk
+        // cache) and stops; it is not joined, so dropping never waits for NVRTC.
+        self.cancel.store(true, Ordering::Relaxed);
     }
 }
 
@@ -144,14 +260,32 @@ pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
     CudaContext::new(ordinal).map_err(drv("cuDevicePrimaryCtxRetain"))
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Kernels {
-    /// Compile (or load from the default cache) the kernels for `ctx`'s device.
+    /// The kernels of `ctx`'s device with the default cache folder; compiles nothing now
+    /// (each instance compiles or loads from the cache at its first use) and starts the
+    /// background warming of `INC_KERNEL_WARM` (default: [`Warm::DEFAULT_LIST`]). Fails
+    /// early when the device is too old or NVRTC is missing.
     pub fn load(ctx: &Arc<CudaContext>) -> Result<Self> {
         Self::load_with(ctx, &CacheMode::Default)
     }
 
     /// [`Kernels::load`] with an explicit cache mode.
     pub fn load_with(ctx: &Arc<CudaContext>, cache: &CacheMode) -> Result<Self> {
+        Self::load_opts(
+            ctx,
+            &LoadOptions {
+                cache: cache.clone(),
+                warm: Warm::FromEnv,
+            },
+        )
+    }
+
+    /// [`Kernels::load`] with explicit options.
+    pub fn load_opts(ctx: &Arc<CudaContext>, opts: &LoadOptions) -> Result<Self> {
         let attr = |a: Attr, name: &'static str| -> Result<u32> {
             let v = ctx.attribute(a).map_err(drv(name))?;
             Ok(u32::try_from(v).unwrap_or(0))
@@ -174,7 +308,6 @@ impl Kernels {
             )));
         }
         let arch = (major, minor);
-        let src = source::assemble();
         // SAFETY: libcuda is loaded (a context exists).
         let driver = unsafe { sys::driver_version() }.map_err(drv("cuDriverGetVersion"))?;
         if !sys::nvrtc_present() {
@@ -185,56 +318,165 @@ impl Kernels {
             op: "nvrtcVersion",
             code,
         })?;
-        let file = source::cache_file_name(&src, arch, driver, nvrtc);
-        let cache_path = cache.dir().map(|d| d.join(&file));
+        let k = Kernels {
+            ctx: ctx.clone(),
+            slots: all_instances()
+                .into_iter()
+                .map(|i| (i, Slot::default()))
+                .collect(),
+            arch,
+            sm_count,
+            driver,
+            nvrtc,
+            dir: opts.cache.dir(),
+            options: Arc::new(source::compile_options(&format!("sm_{major}{minor}"))),
+            warmed: Arc::default(),
+            warm_thread: Mutex::new(None),
+            cancel: Arc::default(),
+        };
+        k.warm(&opts.warm.instances());
+        Ok(k)
+    }
 
-        let mut from_cache = false;
-        let mut module = None;
-        if let Some(p) = &cache_path {
-            if let Ok(bin) = std::fs::read(p) {
-                if let Ok(m) = ctx.load_module(Ptx::from_binary(bin)) {
-                    module = Some(m);
-                    from_cache = true;
-                }
-            }
+    /// Start compiling `instances` (in order) on a background thread, unless one is still
+    /// running from an earlier call (then this does nothing). First use of an instance that
+    /// the thread is compiling waits for that compile instead of starting another.
+    pub fn warm(&self, instances: &[Instance]) {
+        let mut t = lock(&self.warm_thread);
+        if t.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
         }
-        let module = match module {
-            Some(m) => m,
-            None => {
-                let bin = compile(&src, arch)?;
-                if let Some(p) = &cache_path {
-                    write_cache(p, &bin);
-                }
-                ctx.load_module(Ptx::from_binary(bin))
+        let jobs: Vec<(Instance, Job)> = instances
+            .iter()
+            .filter(|i| self.slots.get(i).is_some_and(|s| s.loaded.get().is_none()))
+            .map(|&i| (i, self.job(i)))
+            .collect();
+        if jobs.is_empty() {
+            return;
+        }
+        *t = compile::spawn_warm(jobs, self.warmed.clone(), self.cancel.clone());
+    }
+
+    /// Wait for the background warming thread (if any) to finish.
+    pub fn wait_warm(&self) {
+        let h = lock(&self.warm_thread).take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
+    }
+
+    /// The NVRTC program and cache key of `inst`: one instance alone, or the whole program
+    /// if instances.cu no longer has the macros this relies on.
+    fn job(&self, inst: Instance) -> Job {
+        let (algo, dtype, op) = inst;
+        let (label, src) = match source::instance_source(algo, dtype, op) {
+            Ok(s) => (source::entry_name(algo, dtype, op), s),
+            Err(_) => ("all".to_string(), source::assemble()),
+        };
+        let key = source::instance_cache_key(
+            &label,
+            &src,
+            &self.options,
+            self.arch,
+            self.driver,
+            self.nvrtc,
+        );
+        Job {
+            key,
+            source: Arc::new(src),
+            options: self.options.clone(),
+            arch: self.arch,
+            dir: self.dir.clone(),
+        }
+    }
+
+    /// The kernel of one instance, compiled (or loaded from the disk cache, or taken from
+    /// the warming thread) on first use; later calls return it at once.
+    pub fn function(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Result<&CudaFunction> {
+        Ok(&self.instance(algo, dtype, op)?.func)
+    }
+
+    /// Co-resident blocks per SM of one instance at [`MAX_THREADS`] threads (occupancy API);
+    /// compiles the instance on first use. Launch plans of that instance use it.
+    pub fn occupancy(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Result<u32> {
+        Ok(self.instance(algo, dtype, op)?.blocks_per_sm)
+    }
+
+    /// Where the loaded image of an instance came from (`None`: not loaded yet).
+    pub fn origin(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Option<Origin> {
+        self.slots
+            .get(&(algo, dtype, op))
+            .and_then(|s| s.loaded.get())
+            .map(|l| l.origin)
+    }
+
+    /// The instances loaded so far.
+    pub fn loaded_instances(&self) -> Vec<Instance> {
+        let mut v: Vec<Instance> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.loaded.get().is_some())
+            .map(|(i, _)| *i)
+            .collect();
+        v.sort_by_key(|(a, d, o)| (a.code(), d.code(), o.code()));
+        v
+    }
+
+    /// The cache file of an instance (`None` when the cache is off).
+    pub fn cache_path(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Option<PathBuf> {
+        let job = self.job((algo, dtype, op));
+        job.dir.map(|d| d.join(job.key))
+    }
+
+    fn instance(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Result<&Loaded> {
+        let slot = self
+            .slots
+            .get(&(algo, dtype, op))
+            .ok_or_else(|| CudaError::Launch(format!("no kernel instance {algo} {dtype} {op}")))?;
+        if let Some(l) = slot.loaded.get() {
+            return Ok(l);
+        }
+        let _init = lock(&slot.init);
+        if let Some(l) = slot.loaded.get() {
+            return Ok(l);
+        }
+        let loaded = self.load_instance((algo, dtype, op))?;
+        Ok(slot.loaded.get_or_init(|| loaded))
+    }
+
+    /// Get the image (warmed, shared, cached or compiled), load it into the context, look up
+    /// the entry and its occupancy. A cached image the driver rejects is compiled afresh.
+    fn load_instance(&self, inst: Instance) -> Result<Loaded> {
+        let (algo, dtype, op) = inst;
+        let job = self.job(inst);
+        let warmed = lock(&self.warmed).remove(&inst);
+        let (bin, mut origin) = match warmed {
+            Some(img) => img,
+            None => compile::obtain(&job, false)?,
+        };
+        let module = match self.ctx.load_module(Ptx::from_binary(bin.to_vec())) {
+            Ok(m) => m,
+            Err(e) if origin == Origin::Compiled => return Err(drv("cuModuleLoadData")(e)),
+            Err(_) => {
+                // a checksum-valid file the driver rejects: compile afresh, overwrite it
+                let (bin, o) = compile::obtain(&job, true)?;
+                origin = o;
+                self.ctx
+                    .load_module(Ptx::from_binary(bin.to_vec()))
                     .map_err(drv("cuModuleLoadData"))?
             }
         };
-
-        let mut funcs = HashMap::new();
-        let mut blocks_per_sm = u32::MAX;
-        for algo in Algo::ALL {
-            for dtype in DType::ALL {
-                for op in ReduceOp::ALL {
-                    let name = source::entry_name(algo, dtype, op);
-                    let f = module
-                        .load_function(&name)
-                        .map_err(drv("cuModuleGetFunction"))?;
-                    // SAFETY: f is a live kernel of the module loaded above.
-                    let occ = unsafe { sys::occupancy(f.cu_function(), MAX_THREADS) }
-                        .map_err(drv("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
-                    blocks_per_sm = blocks_per_sm.min(occ);
-                    funcs.insert((algo, dtype, op), f);
-                }
-            }
-        }
-        Ok(Kernels {
-            ctx: ctx.clone(),
-            _module: module,
-            funcs,
-            arch,
-            sm_count,
+        let func = module
+            .load_function(&source::entry_name(algo, dtype, op))
+            .map_err(drv("cuModuleGetFunction"))?;
+        // SAFETY: func is a live kernel of the module loaded above (its context is bound
+        // to this thread by load_module).
+        let blocks_per_sm = unsafe { sys::occupancy(func.cu_function(), MAX_THREADS) }
+            .map_err(drv("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
+        Ok(Loaded {
+            func,
             blocks_per_sm,
-            from_cache,
+            origin,
         })
     }
 
@@ -246,31 +488,56 @@ impl Kernels {
     pub fn sm_count(&self) -> u32 {
         self.sm_count
     }
-    /// Co-resident blocks per SM of the heaviest kernel at 512 threads.
+    /// The smallest [`Kernels::occupancy`] of the instances loaded so far (0 if none);
+    /// informational: each launch plans with its own instance's value.
     pub fn blocks_per_sm(&self) -> u32 {
-        self.blocks_per_sm
+        self.slots
+            .values()
+            .filter_map(|s| s.loaded.get().map(|l| l.blocks_per_sm))
+            .min()
+            .unwrap_or(0)
     }
-    /// Whether the module came from the disk cache.
+    /// Whether every instance loaded so far came from the disk cache (false if none).
     pub fn loaded_from_cache(&self) -> bool {
-        self.from_cache
+        let origins: Vec<Origin> = self
+            .slots
+            .values()
+            .filter_map(|s| s.loaded.get().map(|l| l.origin))
+            .collect();
+        !origins.is_empty() && origins.iter().all(|o| *o == Origin::DiskCache)
     }
 
     /// The launch configuration a call would use (same inputs give the same plan on every
-    /// rank of identical GPUs).
+    /// rank of identical GPUs: it depends on the instance's own occupancy, never on which
+    /// other instances happen to be loaded). Compiles the instance on first use.
     pub fn plan(
         &self,
         bufs: &PeerBuffers,
         algo: Algo,
         dtype: DType,
+        op: ReduceOp,
         count: u64,
         blocks: Option<u32>,
     ) -> Result<LaunchPlan> {
+        // push one-shot launches on the one-shot grid
+        let grid_algo = if algo == Algo::PushOneShot {
+            Algo::OneShot
+        } else {
+            algo
+        };
         let limits = DeviceLimits {
             sm_count: self.sm_count,
-            blocks_per_sm: self.blocks_per_sm,
+            blocks_per_sm: self.occupancy(algo, dtype, op)?,
             ranks_on_device: bufs.ranks_on_device(),
         };
-        launch::plan(algo, dtype, count, bufs.world() as u32, &limits, blocks)
+        launch::plan(
+            grid_algo,
+            dtype,
+            count,
+            bufs.world() as u32,
+            &limits,
+            blocks,
+        )
     }
 
     /// Validate a call and build its kernel arguments (no device access).
@@ -299,11 +566,11 @@ impl Kernels {
             let need = launch::chunks(call.dtype, call.count)
                 .unwrap_or(u64::MAX)
                 .saturating_mul(16);
-            if call.algo == Algo::Hcm {
-                return Err(CudaError::InvalidArgument(
-                    "hcm has no zero-copy variant: pass an input outside the symmetric buffer"
-                        .into(),
-                ));
+            if matches!(call.algo, Algo::Hcm | Algo::TwoShot) {
+                return Err(CudaError::InvalidArgument(format!(
+                    "{} has no zero-copy variant (peers store into the symmetric buffer during the call): pass an input outside it, or use one-shot",
+                    call.algo
+                )));
             }
             if zc_offset % 16 != 0 || zc_offset.saturating_add(need) > data_len {
                 return Err(CudaError::InvalidArgument(format!(
@@ -331,7 +598,14 @@ impl Kernels {
                 )
             })?;
         }
-        let plan = self.plan(bufs, call.algo, call.dtype, call.count, call.options.blocks)?;
+        let plan = self.plan(
+            bufs,
+            call.algo,
+            call.dtype,
+            call.op,
+            call.count,
+            call.options.blocks,
+        )?;
         let world = bufs.world() as u32;
         let args = KernelArgs {
             pad: pads,
@@ -409,9 +683,10 @@ impl Kernels {
     ) -> Result<(KernelArgs, LaunchPlan)> {
         let ((pads, data), bytes) = self.check_io(bufs, dtype, input, output, count)?;
         let slot = bufs.push_slot_bytes();
-        if bytes > slot {
+        let cap = launch::push_capacity(slot);
+        if bytes > cap {
             return Err(CudaError::InvalidArgument(format!(
-                "push-one-shot carries at most {slot} bytes per rank (the push slot); {bytes} bytes requested: use one-shot or two-shot"
+                "push-one-shot carries at most {cap} bytes per rank (half the {slot}-byte LL slot); {bytes} bytes requested: use one-shot or two-shot"
             )));
         }
         let timeout_ns = timeout_ns(options.timeout)?;
@@ -419,7 +694,7 @@ impl Kernels {
         if input % 16 == 0 && output % 16 == 0 {
             flags |= FLAG_IO_ALIGNED;
         }
-        let plan = self.plan(bufs, Algo::OneShot, dtype, count, options.blocks)?;
+        let plan = self.plan(bufs, Algo::PushOneShot, dtype, op, count, options.blocks)?;
         let world = bufs.world() as u32;
         let args = KernelArgs {
             pad: pads,
@@ -472,10 +747,10 @@ impl Kernels {
         .map_err(drv("cuLaunchKernel"))
     }
 
-    /// Enqueue one push one-shot allreduce (PROTOCOL.md "push one-shot": no barrier, the
-    /// data carries its own readiness) of at most [`PeerBuffers::push_slot_bytes`] bytes.
-    /// Asynchronous and graph-capturable like [`Kernels::allreduce_raw`]; a count of 0 is a
-    /// no-op. A zero result is always `+0.0` (writers map `-0.0` to `+0.0`).
+    /// Enqueue one push one-shot allreduce (PROTOCOL.md "push one-shot": LL lines, no
+    /// barrier, the data carries its own readiness) of at most half
+    /// [`PeerBuffers::push_slot_bytes`] bytes per rank. Asynchronous and graph-capturable
+    /// like [`Kernels::allreduce_raw`]; a count of 0 is a no-op.
     ///
     /// # Safety
     /// As [`Kernels::allreduce_raw`]: live device addresses of `count` elements, the same
@@ -496,12 +771,7 @@ impl Kernels {
             return empty_call(bufs);
         }
         let (args, plan) = self.prepare_push(bufs, dtype, op, input, output, count, options)?;
-        let f = self
-            .funcs
-            .get(&(Algo::PushOneShot, dtype, op))
-            .ok_or_else(|| {
-                CudaError::Launch(format!("push-one-shot kernel for {dtype} {op} missing"))
-            })?;
+        let f = self.function(Algo::PushOneShot, dtype, op)?;
         // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
         // function's contract and PeerBuffers.
         unsafe { self.launch(f, &plan, stream, &args) }
@@ -575,15 +845,7 @@ impl Kernels {
             };
         }
         let (args, plan) = self.prepare(bufs, call)?;
-        let f = self
-            .funcs
-            .get(&(call.algo, call.dtype, call.op))
-            .ok_or_else(|| {
-                CudaError::Launch(format!(
-                    "kernel for {} {} {} missing",
-                    call.algo, call.dtype, call.op
-                ))
-            })?;
+        let f = self.function(call.algo, call.dtype, call.op)?;
         // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
         // function's contract and PeerBuffers.
         unsafe { self.launch(f, &plan, stream, &args) }
@@ -686,38 +948,6 @@ fn checked_count_in_place(count: Option<u64>, len: usize) -> Result<u64> {
         )));
     }
     Ok(n)
-}
-
-/// NVRTC-compile the program to a CUBIN for `arch`; errors carry the NVRTC log.
-fn compile(src: &str, arch: (u32, u32)) -> Result<Vec<u8>> {
-    let arch_s = format!("sm_{}{}", arch.0, arch.1);
-    let opts = vec![
-        format!("--gpu-architecture={arch_s}"),
-        "--std=c++17".to_string(),
-        "--fmad=false".to_string(),
-        "-lineinfo".to_string(),
-    ];
-    // SAFETY: the caller checked nvrtc_present().
-    match unsafe { sys::nvrtc_compile_cubin(src, "inc_kernels.cu", &opts) } {
-        Ok(sys::NvrtcOutcome::Cubin(b)) => Ok(b),
-        Ok(sys::NvrtcOutcome::Failed(code, log)) => Err(CudaError::Compile {
-            arch: arch_s,
-            log: format!("(nvrtc status {code})\n{log}"),
-        }),
-        Err((op, code)) => Err(CudaError::Nvrtc { op, code }),
-    }
-}
-
-/// Best-effort atomic cache write (temp file + rename); a failure only costs a recompile.
-fn write_cache(path: &std::path::Path, bin: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    if std::fs::write(&tmp, bin).is_ok() && std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
 }
 
 #[cfg(test)]

@@ -72,7 +72,11 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
     let c = chunks(dtype, count)?;
     let input = c.checked_mul(CHUNK_BYTES)?;
     match algo {
-        Algo::OneShot | Algo::TwoShot => Some(input),
+        Algo::OneShot => Some(input),
+        // receive areas R[0..W] (W slices, at most C + W - 1 chunks) + gather area (C)
+        Algo::TwoShot => input
+            .checked_mul(2)?
+            .checked_add(MAX_RANKS as u64 * CHUNK_BYTES),
         // input copy + f32 partial of every element slot
         Algo::Hcm => input.checked_add(c.checked_mul(lanes(dtype) * 4)?),
         // push-one-shot uses the push region, not the parity halves
@@ -84,6 +88,10 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
 /// push-one-shot is limited by the push slot instead: [`push_max_count`] with
 /// [`crate::DEFAULT_PUSH_SLOT_BYTES`] here (see [`crate::PeerBuffers::push_slot_bytes`]).
 pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
+    if algo == Algo::TwoShot {
+        let usable = half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES);
+        return (usable / (2 * CHUNK_BYTES)) * lanes(dtype);
+    }
     let per_chunk = match algo {
         Algo::OneShot | Algo::TwoShot => CHUNK_BYTES,
         Algo::Hcm => CHUNK_BYTES + lanes(dtype) * 4,
@@ -92,10 +100,19 @@ pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
     (half_bytes / per_chunk) * lanes(dtype)
 }
 
-/// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot.
+/// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot
+/// (every 16-byte LL line carries 8 payload bytes).
 pub fn push_max_count(dtype: DType, slot_bytes: u64) -> u64 {
-    slot_bytes / dtype.size() as u64
+    push_capacity(slot_bytes) / dtype.size() as u64
 }
+
+/// Payload bytes per rank that one push one-shot (LL) slot of `slot_bytes` carries.
+pub const fn push_capacity(slot_bytes: u64) -> u64 {
+    slot_bytes / 2
+}
+
+/// Chunks per thread per iteration of the pull reductions (kernels: `inc_reduce`).
+pub const REDUCE_UNROLL: u64 = 2;
 
 /// Check that a call fits; a clear error otherwise.
 pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> Result<()> {
@@ -103,7 +120,7 @@ pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> 
         CudaError::InvalidArgument(format!("{count} elements of {dtype} overflow u64 bytes"))
     })?;
     if algo == Algo::PushOneShot {
-        let cap = crate::DEFAULT_PUSH_SLOT_BYTES;
+        let cap = push_capacity(crate::DEFAULT_PUSH_SLOT_BYTES);
         if bytes > cap {
             return Err(CudaError::TooLarge {
                 algo,
@@ -158,8 +175,9 @@ impl DeviceLimits {
 }
 
 /// Choose the grid for `count` elements. `requested` forces a block count (checked).
-/// Auto: one block per `threads` chunks (one-shot) or per `threads` chunks of the largest
-/// per-rank slice (two-shot), at least 1, at most the co-resident limit.
+/// Auto: one block per `threads` x [`REDUCE_UNROLL`] chunks (one-shot, hcm) or of the
+/// largest per-rank slice (two-shot), one block per `threads` 8-byte LL lines (push
+/// one-shot); at least 1, at most the co-resident limit (sized from the SM count).
 pub fn plan(
     algo: Algo,
     dtype: DType,
@@ -193,11 +211,17 @@ pub fn plan(
     let c = chunks(dtype, count).ok_or_else(|| {
         CudaError::InvalidArgument(format!("{count} elements overflow u64 bytes"))
     })?;
-    let work = match algo {
-        Algo::OneShot | Algo::Hcm | Algo::PushOneShot => c,
-        Algo::TwoShot => c.div_ceil(u64::from(world.max(1))),
-    };
-    let want = work.div_ceil(u64::from(threads)).max(1);
+    let per_block = u64::from(threads);
+    let want = match algo {
+        Algo::OneShot | Algo::Hcm => c.div_ceil(per_block * REDUCE_UNROLL),
+        // every thread scatters and gathers chunks of the whole tensor
+        Algo::TwoShot => {
+            let _ = world;
+            c.div_ceil(per_block * REDUCE_UNROLL)
+        }
+        Algo::PushOneShot => (2 * c).div_ceil(per_block),
+    }
+    .max(1);
     let blocks = u32::try_from(want.min(u64::from(cap))).unwrap_or(cap);
     Ok(LaunchPlan { blocks, threads })
 }
@@ -232,10 +256,10 @@ mod tests {
             needed_half_bytes(Algo::OneShot, DType::Bf16, n),
             Some(1u64 << 32)
         );
-        // one element past: still exact
+        // one element past: still exact; two-shot holds receive areas + gather area
         assert_eq!(
             needed_half_bytes(Algo::TwoShot, DType::Bf16, n + 1),
-            Some((1u64 << 32) + 16)
+            Some(2 * ((1u64 << 32) + 16) + 8 * 16)
         );
         // hcm: input + f32 partial = 2 + 4 bytes/element
         assert_eq!(
@@ -260,7 +284,7 @@ mod tests {
             for d in DType::ALL {
                 let m = max_count(algo, d, half);
                 if algo == Algo::PushOneShot {
-                    assert_eq!(m, (256 << 10) / d.size() as u64);
+                    assert_eq!(m, crate::DEFAULT_PUSH_SLOT_BYTES / 2 / d.size() as u64);
                 }
                 assert!(check_capacity(algo, d, m, half).is_ok(), "{algo} {d}");
                 assert!(check_capacity(algo, d, m + 1, half).is_err(), "{algo} {d}");
@@ -268,6 +292,11 @@ mod tests {
         }
         assert_eq!(max_count(Algo::OneShot, DType::Bf16, 10 << 20), 5 << 20);
         assert_eq!(max_count(Algo::Hcm, DType::F32, 8 << 20), 1 << 20);
+        // two-shot: half the buffer (receive areas + gather area) less the slice padding
+        assert_eq!(
+            max_count(Algo::TwoShot, DType::Bf16, 10 << 20),
+            ((10 << 20) - 128) / 32 * 8
+        );
     }
 
     #[test]
@@ -280,28 +309,42 @@ mod tests {
                 threads: 512
             }
         );
-        // 512 chunks per block: 8 * 512 * 3 bf16 -> 3 blocks
+        // 2 x 512 chunks per block: 8 * 1024 * 3 bf16 -> 3 blocks
         assert_eq!(
-            plan(Algo::OneShot, DType::Bf16, 8 * 512 * 3, 8, &H100, None)
+            plan(Algo::OneShot, DType::Bf16, 8 * 1024 * 3, 8, &H100, None)
                 .unwrap()
                 .blocks,
             3
         );
-        // two-shot divides the work by the world size
+        // two-shot scatters and gathers the whole tensor: same grid as one-shot
         assert_eq!(
-            plan(Algo::TwoShot, DType::Bf16, 8 * 512 * 16, 8, &H100, None)
+            plan(Algo::TwoShot, DType::Bf16, 8 * 1024 * 16, 8, &H100, None)
                 .unwrap()
                 .blocks,
-            2
+            16
         );
-        // huge: capped at MAX_BLOCKS
+        // push one-shot: one 8-byte LL line per thread: 1 KiB -> 128 lines -> 1 block,
+        // 64 KiB -> 8192 lines -> 16 blocks
+        assert_eq!(
+            plan(Algo::PushOneShot, DType::Bf16, 512, 8, &H100, None)
+                .unwrap()
+                .blocks,
+            1
+        );
+        assert_eq!(
+            plan(Algo::PushOneShot, DType::Bf16, 32 << 10, 8, &H100, None)
+                .unwrap()
+                .blocks,
+            16
+        );
+        // huge: capped at MAX_BLOCKS (132 SMs x 2 = 264 co-resident)
         assert_eq!(
             plan(Algo::OneShot, DType::F32, 1 << 34, 8, &H100, None)
                 .unwrap()
                 .blocks,
-            32
+            MAX_BLOCKS as u32
         );
-        // virtual ranks share the device: 8 ranks on 132 SMs x 2 -> 33 -> capped 32; on 40 SMs x 1 -> 5
+        // virtual ranks share the device: 8 ranks on 40 SMs x 1 -> 5 blocks each
         let small = DeviceLimits {
             sm_count: 40,
             blocks_per_sm: 1,
@@ -322,7 +365,7 @@ mod tests {
             5
         );
         assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(0)).is_err());
-        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(33)).is_err());
+        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(MAX_BLOCKS as u32 + 1)).is_err());
         let none = DeviceLimits {
             sm_count: 4,
             blocks_per_sm: 1,

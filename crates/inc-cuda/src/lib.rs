@@ -33,7 +33,7 @@
 //! # let peer_handle = mine;
 //! bufs.open_ipc(1, &peer_handle)?;   // the peer's 64-byte handle
 //! bufs.verify_peers()?;              // real read/write through every mapping
-//! let kernels = Kernels::load(&ctx)?; // NVRTC once per arch, cached in ~/.cache/inc
+//! let kernels = Kernels::load(&ctx)?; // each kernel compiled at first use, cached in ~/.cache/inc
 //! let stream = ctx.new_stream().map_err(|e| inc_cuda::CudaError::Driver { op: "stream", source: e })?;
 //! let mut x = stream.clone_htod(&[1.0f32; 1000]).map_err(|e| inc_cuda::CudaError::Driver { op: "htod", source: e })?;
 //! kernels.allreduce_in_place(&bufs, &stream, Algo::OneShot, ReduceOp::Sum, &mut x, None, CallOptions::default())?;
@@ -47,6 +47,8 @@
 //! plan keeps all W x G blocks co-resident.
 
 pub mod buffers;
+pub mod cache;
+pub mod compile;
 pub mod error;
 pub mod kernels;
 pub mod launch;
@@ -55,10 +57,11 @@ pub mod source;
 pub mod sys;
 
 pub use buffers::{IpcHandle, PeerBuffers, DEFAULT_HALF_BYTES, DEFAULT_PUSH_SLOT_BYTES};
+pub use compile::Origin;
 pub use error::{CudaError, Result};
 pub use kernels::{
-    default_cache_dir, open_device, CacheMode, CallOptions, Element, Kernels, RawCall,
-    DEFAULT_TIMEOUT,
+    all_instances, default_cache_dir, open_device, CacheMode, CallOptions, Element, Instance,
+    Kernels, LoadOptions, RawCall, Warm, DEFAULT_TIMEOUT,
 };
 pub use launch::{LaunchPlan, MAX_THREADS};
 pub use proto::{Algo, DType, ErrorRecord, ReduceOp};

@@ -115,9 +115,13 @@ mod tests {
 
     #[test]
     fn pad_layout_matches_protocol() {
-        assert_eq!(PadLayout::MID, 64 + 4096);
-        assert_eq!(PadLayout::END, 64 + 8192);
-        assert_eq!(PadLayout::USED, 12352);
+        // epoch and abort share one aligned u64 (the kernels' prologue reads both at once)
+        assert_eq!(PadLayout::EPOCH, 0);
+        assert_eq!(PadLayout::ABORT, 4);
+        let flags = 2 * MAX_BLOCKS * MAX_RANKS * 8;
+        assert_eq!(PadLayout::MID, 64 + flags);
+        assert_eq!(PadLayout::END, 64 + 2 * flags);
+        assert_eq!(PadLayout::USED, 64 + 3 * flags);
         assert_eq!(PadLayout::PAD_BYTES % 4096, 0);
     }
 }

@@ -39,6 +39,157 @@ pub fn assemble_from(files: &[(&str, &str)]) -> String {
     out
 }
 
+/// Name of the file whose macros define the entry points (and whose top-level macro calls
+/// instantiate all of them when the whole program is compiled).
+pub const INSTANCES_FILE: &str = "instances.cu";
+
+/// The NVRTC program of one kernel instance: every kernel file as in [`assemble`], except
+/// that the top-level `INC_ENTRY*(...)` invocations of instances.cu are blanked (its macro
+/// definitions stay), followed by one generated `INC_ENTRY(<algo>, <dtype>, <DT>, <op>,
+/// <OP>)` line. NVRTC only compiles templates that are instantiated, so the program holds
+/// this one kernel. The template codes are read from instances.cu's own `INC_ENTRY_OPS` and
+/// `INC_ENTRY` calls, so they cannot drift from the whole-program build. An error names
+/// what could not be found (callers fall back to the whole program).
+pub fn instance_source(algo: Algo, dtype: DType, op: ReduceOp) -> Result<String, String> {
+    instance_source_from(&FILES, algo, dtype, op)
+}
+
+/// [`instance_source`] over any file list (the last file holding the entry macros is
+/// [`INSTANCES_FILE`]).
+pub fn instance_source_from(
+    files: &[(&str, &str)],
+    algo: Algo,
+    dtype: DType,
+    op: ReduceOp,
+) -> Result<String, String> {
+    let inst = files
+        .iter()
+        .find(|(n, _)| *n == INSTANCES_FILE)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| format!("no {INSTANCES_FILE} among the kernel files"))?;
+    let line = entry_instantiation(inst, algo, dtype, op)?;
+    let stripped = strip_invocations(inst);
+    let mut parts: Vec<(&str, &str)> = Vec::with_capacity(files.len());
+    for (name, text) in files {
+        if *name == INSTANCES_FILE {
+            parts.push((name, stripped.as_str()));
+        } else {
+            parts.push((name, text));
+        }
+    }
+    let mut out = assemble_from(&parts);
+    out.push_str("#line 1 \"inc-generated-instance\"\n");
+    out.push_str(&line);
+    out.push('\n');
+    Ok(out)
+}
+
+/// The one-instance `INC_ENTRY(...)` line, with the template codes that instances.cu passes
+/// for `dtype` (`INC_ENTRY_OPS(ALGO, <dtype>, <code>)`) and `op`
+/// (`INC_ENTRY(ALGO, DTN, DT, <op>, <code>)`).
+pub fn entry_instantiation(
+    instances: &str,
+    algo: Algo,
+    dtype: DType,
+    op: ReduceOp,
+) -> Result<String, String> {
+    let dt = macro_code(
+        instances,
+        &format!("INC_ENTRY_OPS(ALGO, {}, ", dtype.name()),
+    )
+    .ok_or_else(|| {
+        format!(
+            "{INSTANCES_FILE}: no `INC_ENTRY_OPS(ALGO, {}, <code>)` call",
+            dtype.name()
+        )
+    })?;
+    let oc = macro_code(
+        instances,
+        &format!("INC_ENTRY(ALGO, DTN, DT, {}, ", op.name()),
+    )
+    .ok_or_else(|| {
+        format!(
+            "{INSTANCES_FILE}: no `INC_ENTRY(ALGO, DTN, DT, {}, <code>)` call",
+            op.name()
+        )
+    })?;
+    if !instances.contains("#define INC_ENTRY(") {
+        return Err(format!("{INSTANCES_FILE}: no `#define INC_ENTRY(` macro"));
+    }
+    Ok(format!(
+        "INC_ENTRY({}, {}, {dt}, {}, {oc})",
+        kernel_name(algo),
+        dtype.name(),
+        op.name()
+    ))
+}
+
+/// The integer that follows `prefix` up to the next `)` in `text`.
+fn macro_code(text: &str, prefix: &str) -> Option<i64> {
+    let start = text.find(prefix)? + prefix.len();
+    let rest = text.get(start..)?;
+    let end = rest.find(')')?;
+    rest.get(..end)?.trim().parse().ok()
+}
+
+/// instances.cu with every top-level (not inside a `#define` continuation) line that starts
+/// with an `INC_ENTRY` macro call replaced by an empty line (so `#line` numbers still hold).
+pub fn strip_invocations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut continued = false;
+    for line in text.lines() {
+        let top_level = !continued;
+        continued = line.trim_end().ends_with('\\');
+        if top_level && line.trim_start().starts_with("INC_ENTRY") {
+            out.push('\n');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Options every kernel program is compiled with (part of the cache key); `arch` is
+/// `sm_XY`.
+pub fn compile_options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".to_string(),
+        "--fmad=false".to_string(),
+        "-lineinfo".to_string(),
+    ]
+}
+
+/// Cache file name of one compiled program: `label` (the entry name or `all`), a hash of
+/// the full program text and the compile options, the text length, arch, driver and NVRTC
+/// versions. Any kernel edit, option, arch, driver or NVRTC change gives a new name.
+pub fn instance_cache_key(
+    label: &str,
+    source: &str,
+    options: &[String],
+    arch: (u32, u32),
+    driver: i32,
+    nvrtc: (i32, i32),
+) -> String {
+    let mut text = Vec::with_capacity(source.len() + 256);
+    text.extend_from_slice(source.as_bytes());
+    for o in options {
+        text.push(0);
+        text.extend_from_slice(o.as_bytes());
+    }
+    format!(
+        "inc-{label}-{:016x}-{}-sm_{}{}-drv{}-nvrtc{}.{}.cubin",
+        fnv64(&text),
+        source.len(),
+        arch.0,
+        arch.1,
+        driver,
+        nvrtc.0,
+        nvrtc.1
+    )
+}
+
 /// Entry-point name of one kernel: `inc_<algo>_<dtype>_<op>`.
 pub fn entry_name(algo: Algo, dtype: DType, op: ReduceOp) -> String {
     format!("inc_{}_{}_{}", kernel_name(algo), dtype.name(), op.name())
@@ -177,15 +328,11 @@ mod tests {
             inc_sim::push::PUSH_STEP_NAMES
         );
         assert_eq!(
-            define_value("INC_PUSH_USED"),
-            Some(inc_sim::push::PushLayout::USED as i64)
+            define_value("INC_PUSH_HDR"),
+            Some(inc_sim::push::PushLayout::HDR as i64)
         );
         assert_eq!(
-            define_value("INC_PUSH_LAST"),
-            Some(inc_sim::push::PushLayout::LAST as i64)
-        );
-        assert_eq!(
-            define_value("INC_PUSH_HEADER"),
+            define_value("INC_PUSH_SLOTS"),
             Some(inc_sim::push::PushLayout::HEADER_BYTES as i64)
         );
         assert!(FILES[5].1.contains("INC_ENTRY_ALL(push_one_shot)"));
@@ -279,6 +426,133 @@ mod tests {
         assert_eq!(
             define_value("INC_MAX_THREADS"),
             Some(i64::from(crate::launch::MAX_THREADS))
+        );
+    }
+
+    #[test]
+    fn instance_source_holds_one_entry_and_the_macros() {
+        let src = instance_source(Algo::TwoShot, DType::Bf16, ReduceOp::Avg).unwrap();
+        // the shared files, the macro definitions, exactly one instantiation at the end
+        for (name, _) in FILES {
+            assert!(
+                src.contains(&format!("#line 1 \"kernels/{name}\"")),
+                "{name}"
+            );
+        }
+        assert!(src.contains("#define INC_ENTRY("));
+        assert!(src.contains("#define INC_ENTRY_ALL("));
+        assert!(
+            src.ends_with("\nINC_ENTRY(two_shot, bf16, 0, avg, 1)\n"),
+            "{src}"
+        );
+        // top-level calls (macro bodies are indented continuation lines)
+        let calls: Vec<&str> = src.lines().filter(|l| l.starts_with("INC_ENTRY")).collect();
+        assert_eq!(calls, ["INC_ENTRY(two_shot, bf16, 0, avg, 1)"]);
+        // line numbers of instances.cu are kept (blanked, not removed)
+        let whole = FILES[5].1;
+        let stripped = strip_invocations(whole);
+        assert_eq!(stripped.lines().count(), whole.lines().count());
+    }
+
+    #[test]
+    fn instance_codes_match_the_whole_program_for_every_instance() {
+        // What INC_ENTRY_ALL(<algo>) expands to in instances.cu, computed independently:
+        // the dtype code of INC_ENTRY_OPS(ALGO, <dtype>, <code>), the op code of
+        // INC_ENTRY(ALGO, DTN, DT, <op>, <code>).
+        let inst = FILES[5].1;
+        let mut seen = std::collections::HashSet::new();
+        for algo in Algo::ALL {
+            assert!(inst.contains(&format!("INC_ENTRY_ALL({})", kernel_name(algo))));
+            for d in DType::ALL {
+                for o in ReduceOp::ALL {
+                    let line = entry_instantiation(inst, algo, d, o).unwrap();
+                    let want = format!(
+                        "INC_ENTRY({}, {}, {}, {}, {})",
+                        kernel_name(algo),
+                        d.name(),
+                        d.code(),
+                        o.name(),
+                        o.code()
+                    );
+                    assert_eq!(line, want);
+                    // the entry it defines is the name the host looks up
+                    let defined = format!("inc_{}_{}_{}", kernel_name(algo), d.name(), o.name());
+                    assert_eq!(defined, entry_name(algo, d, o));
+                    assert!(seen.insert(line));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn instance_source_errors_name_what_is_missing() {
+        let files = [
+            ("common.cuh", "x"),
+            ("instances.cu", "#define INC_ENTRY(A)\n"),
+        ];
+        let e = instance_source_from(&files, Algo::OneShot, DType::F32, ReduceOp::Sum).unwrap_err();
+        assert!(e.contains("INC_ENTRY_OPS(ALGO, f32"), "{e}");
+        let e = instance_source_from(&files[..1], Algo::OneShot, DType::F32, ReduceOp::Sum)
+            .unwrap_err();
+        assert!(e.contains("no instances.cu"), "{e}");
+    }
+
+    #[test]
+    fn strip_keeps_macro_bodies_and_blanks_top_level_calls() {
+        let text = "#define INC_ENTRY_OPS(A) \\\n    INC_ENTRY(A, 1) \\\n    INC_ENTRY(A, 2)\nINC_ENTRY_ALL(x)\n  INC_ENTRY_OPS(y)\nint z;\n";
+        let s = strip_invocations(text);
+        assert_eq!(
+            s,
+            "#define INC_ENTRY_OPS(A) \\\n    INC_ENTRY(A, 1) \\\n    INC_ENTRY(A, 2)\n\n\nint z;\n"
+        );
+    }
+
+    #[test]
+    fn instance_cache_key_changes_with_every_input() {
+        let o = compile_options("sm_90");
+        let a = instance_cache_key("inc_one_shot_f32_sum", "src", &o, (9, 0), 13000, (13, 0));
+        let b = |l: &str, s: &str, o: &[String], a: (u32, u32), d: i32, n: (i32, i32)| {
+            instance_cache_key(l, s, o, a, d, n)
+        };
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_avg", "src", &o, (9, 0), 13000, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src ", &o, (9, 0), 13000, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b(
+                "inc_one_shot_f32_sum",
+                "src",
+                &o[1..],
+                (9, 0),
+                13000,
+                (13, 0)
+            )
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src", &o, (8, 0), 13000, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src", &o, (9, 0), 12080, (13, 0))
+        );
+        assert_ne!(
+            a,
+            b("inc_one_shot_f32_sum", "src", &o, (9, 0), 13000, (12, 8))
+        );
+        assert!(a.starts_with("inc-inc_one_shot_f32_sum-"), "{a}");
+        assert!(a.ends_with("-3-sm_90-drv13000-nvrtc13.0.cubin"), "{a}");
+        // one edit anywhere in a real instance program changes its key
+        let src = instance_source(Algo::OneShot, DType::F32, ReduceOp::Sum).unwrap();
+        let edited = src.replacen("__device__", "__device__ ", 1);
+        assert_ne!(
+            b("x", &src, &o, (9, 0), 1, (1, 0)),
+            b("x", &edited, &o, (9, 0), 1, (1, 0))
         );
     }
 

@@ -137,6 +137,21 @@ pub unsafe fn memset_d32(ptr: CUdeviceptr, value: u32, words: usize) -> Result<(
     check(unsafe { dsys::cuMemsetD32_v2(ptr, value, words) })
 }
 
+/// Asynchronous memset of `words` 32-bit words at `ptr` on `stream`.
+///
+/// # Safety
+/// `[ptr, ptr+4*words)` must be device memory reachable from the current context and stay
+/// allocated until the stream reaches the memset; `stream` must be live.
+pub unsafe fn memset_d32_async(
+    ptr: CUdeviceptr,
+    value: u32,
+    words: usize,
+    stream: dsys::CUstream,
+) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    check(unsafe { dsys::cuMemsetD32Async(ptr, value, words, stream) })
+}
+
 /// Synchronous copy device -> host.
 ///
 /// # Safety

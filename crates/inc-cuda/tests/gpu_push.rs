@@ -59,7 +59,7 @@ impl Group {
         }
     }
     fn max_count(&self, d: DType) -> usize {
-        self.bufs[0].push_slot_bytes() as usize / d.size()
+        self.bufs[0].push_slot_bytes() as usize / 2 / d.size()
     }
 }
 
@@ -96,7 +96,18 @@ fn value(d: DType, b: u32) -> f32 {
     }
 }
 
-/// Rank-order f32 fold of the inputs with -0.0 mapped to +0.0 (the writers' rule).
+/// min/max of +0.0 and -0.0 may give either zero: compare their zeros without the sign.
+fn norm(d: DType, op: ReduceOp, v: Vec<u32>) -> Vec<u32> {
+    if !matches!(op, ReduceOp::Min | ReduceOp::Max) {
+        return v;
+    }
+    let neg_zero = if d == DType::F32 { 0x8000_0000 } else { 0x8000 };
+    v.into_iter()
+        .map(|b| if b == neg_zero { 0 } else { b })
+        .collect()
+}
+
+/// Rank-order f32 fold of the inputs (the LL protocol carries -0.0 unchanged).
 fn reference(d: DType, op: ReduceOp, inputs: &[Vec<u32>]) -> Vec<u32> {
     let w = inputs.len();
     let n = inputs[0].len();
@@ -105,7 +116,6 @@ fn reference(d: DType, op: ReduceOp, inputs: &[Vec<u32>]) -> Vec<u32> {
             let mut acc = 0f32;
             for q in 0..w {
                 let x = value(d, inputs[q][i]);
-                let x = if x == 0.0 { 0.0 } else { x };
                 acc = if q == 0 {
                     x
                 } else {
@@ -121,7 +131,7 @@ fn reference(d: DType, op: ReduceOp, inputs: &[Vec<u32>]) -> Vec<u32> {
             }
             bits(d, acc)
         })
-        .collect()
+        .collect::<Vec<u32>>()
 }
 
 enum Dev {
@@ -170,7 +180,7 @@ fn opts(blocks: Option<u32>, timeout: Duration) -> CallOptions {
 fn push_case(g: &Group, d: DType, op: ReduceOp, n: usize, in_place: bool, seed: u64) {
     let w = g.bufs.len();
     let inputs: Vec<Vec<u32>> = (0..w).map(|r| gen(d, seed * 31 + r as u64, n)).collect();
-    let want = reference(d, op, &inputs);
+    let want = norm(d, op, reference(d, op, &inputs));
     let ins: Vec<Dev> = (0..w)
         .map(|r| Dev::upload(&g.streams[r], d, &inputs[r]))
         .collect();
@@ -198,7 +208,11 @@ fn push_case(g: &Group, d: DType, op: ReduceOp, n: usize, in_place: bool, seed: 
     g.sync();
     for r in 0..w {
         assert_eq!(g.bufs[r].read_error(), None, "rank {r}");
-        let got = if in_place { &ins[r] } else { &outs[r] }.download(&g.streams[r], n);
+        let got = norm(
+            d,
+            op,
+            if in_place { &ins[r] } else { &outs[r] }.download(&g.streams[r], n),
+        );
         if got != want {
             let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
             panic!(
@@ -303,10 +317,10 @@ fn gpu_push_1000_back_to_back_varying_sizes_dtypes_blocks() {
         g.sync();
         for (c, &(di, d, op, n, _)) in plan.iter().enumerate() {
             let sub: Vec<Vec<u32>> = inputs[di].iter().map(|v| v[..n].to_vec()).collect();
-            let want = reference(d, op, &sub);
+            let want = norm(d, op, reference(d, op, &sub));
             for r in 0..w {
                 assert_eq!(g.bufs[r].read_error(), None);
-                let got = outs[c][r].download(&g.streams[r], n);
+                let got = norm(d, op, outs[c][r].download(&g.streams[r], n));
                 assert!(
                     got == want,
                     "call {total}+{c}: {d} {op} n={n} rank {r} differs"
@@ -461,8 +475,13 @@ fn gpu_push_missing_rank_times_out_and_mismatch_is_detected() {
     };
     assert!(matches!(r, Err(CudaError::Poisoned(_))), "{r:?}");
 
-    // Mismatched sizes, more and fewer chunks than the others: CALL_MISMATCH.
-    for odd_count in [4000u64, 4096 + 64] {
+    // Mismatched calls: fewer and more elements than the others, and the same bytes with
+    // another op (only the header line tells that one): CALL_MISMATCH.
+    for (odd_count, odd_op) in [
+        (4000u64, ReduceOp::Sum),
+        (4096 + 64, ReduceOp::Sum),
+        (4096, ReduceOp::Max),
+    ] {
         let g = Group::new(&ctx, 3);
         let x: Vec<Dev> = (0..3)
             .map(|r| Dev::upload(&g.streams[r], DType::F32, &gen(DType::F32, r as u64, 8192)))
@@ -472,13 +491,14 @@ fn gpu_push_missing_rank_times_out_and_mismatch_is_detected() {
             let s = &g.streams[r];
             let p = x[r].ptr(s);
             let n = if r == 2 { odd_count } else { 4096 };
+            let op = if r == 2 { odd_op } else { ReduceOp::Sum };
             // SAFETY: x lives until the sync.
             unsafe {
                 g.k.push_allreduce_raw(
                     &g.bufs[r],
                     s,
                     DType::F32,
-                    ReduceOp::Sum,
+                    op,
                     p,
                     p,
                     n,
@@ -501,7 +521,7 @@ fn gpu_push_missing_rank_times_out_and_mismatch_is_detected() {
             "{e:?}"
         );
         println!(
-            "push mismatch (rank 2 count {odd_count}): {} | {} | {}",
+            "push mismatch (rank 2 count {odd_count} {odd_op}): {} | {} | {}",
             e[0], e[1], e[2]
         );
     }
@@ -586,7 +606,7 @@ fn latency_table(ctx: &Arc<CudaContext>, w: usize) {
         "bytes", "pull 1S (us)", "push 1S (us)", "speedup"
     );
     let mut bytes = 1024usize;
-    while bytes <= 256 << 10 {
+    while bytes <= 64 << 10 {
         let n = (bytes / 2) as u64;
         let pull = capture(&g, |r, s| {
             for _ in 0..calls {
@@ -640,7 +660,7 @@ fn gpu_push_through_allreduce_raw_and_typed_api() {
     let d = DType::F32;
     let n = 1000usize;
     let inputs: Vec<Vec<u32>> = (0..w).map(|r| gen(d, 900 + r as u64, n)).collect();
-    let want = reference(d, ReduceOp::Max, &inputs);
+    let want = norm(d, ReduceOp::Max, reference(d, ReduceOp::Max, &inputs));
     let ins: Vec<Dev> = (0..w)
         .map(|r| Dev::upload(&g.streams[r], d, &inputs[r]))
         .collect();
@@ -663,7 +683,10 @@ fn gpu_push_through_allreduce_raw_and_typed_api() {
     g.sync();
     for r in 0..w {
         assert_eq!(g.bufs[r].read_error(), None);
-        assert!(outs[r].download(&g.streams[r], n) == want, "rank {r}");
+        assert!(
+            norm(d, ReduceOp::Max, outs[r].download(&g.streams[r], n)) == want,
+            "rank {r}"
+        );
     }
     // Typed in-place API, f16.
     let d = DType::F16;

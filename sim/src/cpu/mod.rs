@@ -257,16 +257,7 @@ pub fn reference_allreduce(
     for c in 0..chunks {
         let mut acc = [0f32; 8];
         for (l, a) in acc.iter_mut().enumerate().take(n) {
-            // push-one-shot writers map -0.0 to +0.0 (PROTOCOL.md "push one-shot").
-            let push = algo == Algo::PushOneShot;
-            let val = |r: usize| {
-                let x = dec.get(r).and_then(|d| d.get(c)).map_or(0.0, |v| v[l]);
-                if push && x == 0.0 {
-                    0.0
-                } else {
-                    x
-                }
-            };
+            let val = |r: usize| dec.get(r).and_then(|d| d.get(c)).map_or(0.0, |v| v[l]);
             *a = match &quads {
                 None => {
                     let mut s = val(0);
@@ -507,7 +498,7 @@ impl CpuRank {
         SimError::Protocol(ErrorRecord {
             code: ERR_PEER_ABORT,
             rank: self.rank as u32,
-            peer: (word >> 8) & 0xff_ffff,
+            peer: crate::types::abort_rank(word),
             ..ErrorRecord::default()
         })
     }
@@ -760,7 +751,7 @@ impl CallCtx<'_> {
                 }
                 let a = abort.load(Ordering::Acquire);
                 if a != 0 {
-                    let who = ((a >> 8) & 0xff_ffff) as usize;
+                    let who = crate::types::abort_rank(a) as usize;
                     return Err(self.fail(rec(ERR_PEER_ABORT, who, v), false));
                 }
                 spins = spins.wrapping_add(1);
@@ -871,11 +862,7 @@ impl CallCtx<'_> {
                         out.push((c, self.finish_chunk(acc)));
                     }
                 }
-                Step::PushData
-                | Step::PushSig
-                | Step::ClearOld
-                | Step::PollReduce
-                | Step::SigCheck => {
+                Step::PushData | Step::PollReduce | Step::HdrCheck => {
                     // push-one-shot runs in cpu::push (run_call dispatches before this).
                     return Err(Failed);
                 }

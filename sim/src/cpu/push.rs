@@ -1,26 +1,31 @@
-//! The push one-shot on the CPU backend (PROTOCOL.md "push one-shot"): block threads store
-//! their chunks straight into every rank's `L[k].slot[me]` (`k = (last + 1) % 3`), release a signature word,
-//! re-arm the buffer of the previous call, poll their own slots until no lane is the
-//! sentinel, fold in rank order, and check the signature words (acquire).
+//! The push one-shot (LL protocol) on the CPU backend (PROTOCOL.md "push one-shot"): block
+//! 0 writes the header line `{sig, e, sig, e}` into `hdr[e % 2][me]` of every peer; every
+//! block stores its chunks as tagged lines `{w0, e, w1, e}`, `{w2, e, w3, e}` into
+//! `slot[e % 2][me]` of every peer, polls its own slots until all four tags of a chunk read
+//! `e`, folds in rank order (its own chunk straight from its input), then waits for every
+//! peer's header line and compares the signature.
 //!
-//! CPU limitation: a 16-byte chunk is stored as two relaxed `AtomicU64` halves, so it can
-//! tear between the halves (x86-64 has no portable 128-bit atomic store in std). That is
-//! exactly what the protocol tolerates: every 32-bit word of a cleared slot holds a
-//! sentinel lane and the reader checks every lane of both halves, so only 4-byte (here
-//! 8-byte) single-copy atomicity is relied on.
+//! Each 8-byte half `{data, tag}` is one `AtomicU64` stored and loaded with `Relaxed`: the
+//! 8-byte single-copy atomicity the protocol relies on (the GPU stores a whole 16-byte line
+//! with one `st.volatile.v4.u32` and gets at least that). No fence and no release/acquire
+//! pair is needed for the data: a half is consumed only when its own tag says it belongs to
+//! this call, and the tag travels in the same atomic word as the data.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{chunk_of, decode, finish, fold, CallCtx, Chunks, CpuRank, Failed};
 use crate::error::SimError;
-use crate::push::{chunk_ready, push_call_sig, remap_neg_zero, step, PushLayout, SENTINEL_WORD};
+use crate::push::{
+    chunk_lines, pack_half, push_call_sig, step, tag_is_newer, unpack_half, PushLayout,
+};
 use crate::types::{
-    flag_epoch, flag_sig, flag_word, DType, ErrorRecord, PadLayout, ReduceOp, CHUNK_BYTES,
-    ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT,
+    abort_rank, flag_word, DType, ErrorRecord, PadLayout, ReduceOp, CHUNK_BYTES, ERR_CALL_MISMATCH,
+    ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT,
 };
 
-const SENTINEL_U64: u64 = ((SENTINEL_WORD as u64) << 32) | SENTINEL_WORD as u64;
+/// Polls between two reads of the slow-path words (header line, abort word, clock).
+const SLOW_PATH_EVERY: u32 = 16;
 
 fn words_of(chunk: &[u8; CHUNK_BYTES]) -> [u32; 4] {
     let mut w = [0u32; 4];
@@ -28,27 +33,6 @@ fn words_of(chunk: &[u8; CHUNK_BYTES]) -> [u32; 4] {
         *o = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
     }
     w
-}
-
-fn halves_of(w: &[u32; 4]) -> [u64; 2] {
-    let pack = |a: u32, b: u32| {
-        let mut bytes = [0u8; 8];
-        bytes[..4].copy_from_slice(&a.to_ne_bytes());
-        bytes[4..].copy_from_slice(&b.to_ne_bytes());
-        u64::from_ne_bytes(bytes)
-    };
-    [pack(w[0], w[1]), pack(w[2], w[3])]
-}
-
-fn words_from_halves(h: [u64; 2]) -> [u32; 4] {
-    let a = h[0].to_ne_bytes();
-    let b = h[1].to_ne_bytes();
-    [
-        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-    ]
 }
 
 fn bytes_of_words(w: &[u32; 4]) -> [u8; CHUNK_BYTES] {
@@ -70,14 +54,25 @@ fn backoff(spins: u32) {
     }
 }
 
+/// What the two halves of a header line say about call `(e, sig)`.
+enum Hdr {
+    /// Both halves carry `(sig, e)`.
+    Match,
+    /// Not written for call e yet.
+    Absent,
+    /// The block must fail with this code.
+    Bad(u32),
+}
+
 impl CpuRank {
-    /// Largest input (bytes) the push one-shot accepts with these regions.
+    /// Largest input (bytes) the push one-shot accepts with these regions (half a slot).
     pub fn push_max_bytes(&self) -> usize {
-        self.own().layout().push_slot_bytes
+        PushLayout::payload_bytes(self.own().layout().push_slot_bytes)
     }
 
-    /// Out-of-place push one-shot allreduce (PROTOCOL.md "push one-shot"); same contract as
-    /// [`CpuRank::allreduce`]. A zero result is always `+0.0` (writers map `-0.0` to `+0.0`).
+    /// Out-of-place push one-shot allreduce (PROTOCOL.md "push one-shot"); same contract
+    /// and bit-identical results as [`CpuRank::allreduce`] with the one-shot (rank-order
+    /// f32 fold; `-0.0` preserved).
     pub fn push_allreduce(
         &self,
         dtype: DType,
@@ -158,32 +153,17 @@ impl CpuRank {
 }
 
 impl CallCtx<'_> {
-    fn push_base(&self, r: usize) -> Result<(&super::Region, usize), Failed> {
+    /// The 8-byte word at `off` inside rank r's push region.
+    fn push_word(&self, r: usize, off: usize) -> Result<&AtomicU64, Failed> {
         let reg = self.me.region(r).map_err(|_| Failed)?;
-        let off = reg.layout().push_offset();
-        Ok((reg, off))
+        reg.u64_at(reg.layout().push_offset() + off)
+            .map_err(|_| Failed)
     }
 
-    fn slot_off(&self, k: usize, writer: usize, c: usize) -> usize {
+    /// Offset of line A of chunk c in `slot[p][writer]`.
+    fn chunk_off(&self, writer: usize, c: usize) -> usize {
         let slot = self.me.own().layout().push_slot_bytes;
-        PushLayout::slot(k, writer, slot) + c * CHUNK_BYTES
-    }
-
-    fn store_slot(&self, r: usize, off: usize, h: [u64; 2]) -> Result<(), Failed> {
-        let (reg, base) = self.push_base(r)?;
-        for (i, v) in h.iter().enumerate() {
-            reg.u64_at(base + off + 8 * i)
-                .map_err(|_| Failed)?
-                .store(*v, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    fn load_own_slot(&self, off: usize) -> Result<[u64; 2], Failed> {
-        let (reg, base) = self.push_base(self.me.rank)?;
-        let a = reg.u64_at(base + off).map_err(|_| Failed)?;
-        let b = reg.u64_at(base + off + 8).map_err(|_| Failed)?;
-        Ok([a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)])
+        PushLayout::slot(self.parity, writer, slot) + PushLayout::line(c, 0)
     }
 
     fn rec(&self, b: usize, phase: u32, code: u32, peer: usize, seen: u64) -> ErrorRecord {
@@ -199,107 +179,85 @@ impl CallCtx<'_> {
         }
     }
 
-    /// Classifies a signature word; `Some(err)` when the call must fail.
-    fn sig_verdict(&self, v: u64) -> Option<u32> {
-        if v == flag_word(self.epoch, self.sig) {
-            None
-        } else if flag_epoch(v) == self.epoch && flag_sig(v) != self.sig {
-            Some(ERR_CALL_MISMATCH)
-        } else if (flag_epoch(v).wrapping_sub(self.epoch) as i32) > 0 {
-            Some(ERR_SEQ_MISMATCH)
-        } else {
-            None
+    /// Reads writer q's header line in my region (two relaxed 8-byte loads) and judges it
+    /// with the barrier's rules; also returns the value seen as `flag(epoch, sig)`.
+    fn read_hdr(&self, q: usize) -> Result<(Hdr, u64), Failed> {
+        let off = PushLayout::hdr(self.parity, q);
+        let h0 = unpack_half(self.push_word(self.me.rank, off)?.load(Ordering::Relaxed));
+        let h1 = unpack_half(
+            self.push_word(self.me.rank, off + 8)?
+                .load(Ordering::Relaxed),
+        );
+        let seen = |h: (u32, u32)| flag_word(h.1, h.0);
+        for h in [h0, h1] {
+            if tag_is_newer(h.1, self.epoch) {
+                return Ok((Hdr::Bad(ERR_SEQ_MISMATCH), seen(h)));
+            }
         }
+        if h0.1 != self.epoch || h1.1 != self.epoch {
+            return Ok((Hdr::Absent, seen(h0)));
+        }
+        for h in [h0, h1] {
+            if h.0 != self.sig {
+                return Ok((Hdr::Bad(ERR_CALL_MISMATCH), seen(h)));
+            }
+        }
+        Ok((Hdr::Match, seen(h0)))
     }
 
     fn run_push_block(&self, b: usize) -> Result<Chunks, Failed> {
         let me = self.me.rank;
         let world = self.me.world;
-        let p = self.parity;
-        let flag = flag_word(self.epoch, self.sig);
+        let e = self.epoch;
         let own = self.me.own();
-        let (own_reg, own_base) = self.push_base(me)?;
-        // Buffers rotate per push call: last = buffer of the previous push call.
-        let last_word = own_reg
-            .u32_at(own_base + PushLayout::LAST)
-            .map_err(|_| Failed)?;
-        let kc = last_word.load(Ordering::Relaxed) as usize % 3;
-        let k = (kc + 1) % 3;
         let abort = own.u32_at(PadLayout::ABORT).map_err(|_| Failed)?;
         let deadline = Instant::now() + self.me.cfg.timeout;
         let mut out = Vec::new();
+        // The slow path of every wait: the abort word and the deadline.
+        let check_abort = |phase: u32, q: usize, seen: u64| -> Result<(), Failed> {
+            let a = abort.load(Ordering::Acquire);
+            if a != 0 {
+                let r = self.rec(b, phase, ERR_PEER_ABORT, abort_rank(a) as usize, seen);
+                return Err(self.fail(r, false));
+            }
+            if Instant::now() > deadline {
+                return Err(self.fail(self.rec(b, phase, ERR_TIMEOUT, q, seen), true));
+            }
+            Ok(())
+        };
 
-        // STEP 0 Prologue
+        // STEP 0 Prologue (the kernel reads epoch and abort in one 64-bit load)
         if abort.load(Ordering::Acquire) != 0 {
             return Err(Failed);
         }
-        own_reg
-            .u32_at(own_base + PushLayout::used(k))
-            .map_err(|_| Failed)?
-            .store(self.chunks as u32, Ordering::Relaxed);
 
         // STEP 1 PushData
+        if b == 0 {
+            let line = pack_half(self.sig, e);
+            for q in (0..world).filter(|&q| q != me) {
+                let off = PushLayout::hdr(self.parity, me);
+                self.push_word(q, off)?.store(line, Ordering::Relaxed);
+                self.push_word(q, off + 8)?.store(line, Ordering::Relaxed);
+            }
+        }
         for c in self.my_chunks(b) {
-            let mut w = words_of(&chunk_of(self.input, c));
-            remap_neg_zero(self.dtype, &mut w);
-            let h = halves_of(&w);
-            for q in 0..world {
-                self.store_slot(q, self.slot_off(k, me, c), h)?;
+            let halves = chunk_lines(&words_of(&chunk_of(self.input, c)), e);
+            let off = self.chunk_off(me, c);
+            for q in (0..world).filter(|&q| q != me) {
+                for (i, h) in halves.iter().enumerate() {
+                    self.push_word(q, off + 8 * i)?.store(*h, Ordering::Relaxed);
+                }
             }
         }
 
-        // STEP 2 PushSig
-        for q in 0..world {
-            let (reg, base) = self.push_base(q)?;
-            reg.u64_at(base + PushLayout::sig(p, b, me))
-                .map_err(|_| Failed)?
-                .store(flag, Ordering::Release);
-        }
-
-        // STEP 3 ClearOld: re-arm L[last] (the previous push call's) over the chunks it used.
-        let used = own_reg
-            .u32_at(own_base + PushLayout::used(kc))
-            .map_err(|_| Failed)?
-            .load(Ordering::Relaxed) as usize;
-        let t = self.me.cfg.threads_per_block;
-        for c in (0..used).filter(|c| (c / t) % self.grid == b) {
-            for q in 0..world {
-                self.store_slot(me, self.slot_off(kc, q, c), [SENTINEL_U64; 2])?;
-            }
-        }
-
-        // STEP 4 PollReduce
-        let sig_at = |q: usize| {
-            own_reg
-                .u64_at(own_base + PushLayout::sig(p, b, q))
-                .map_err(|_| Failed)
-        };
+        // STEP 2 PollReduce
         for c in self.my_chunks(b) {
             let mut acc = [0f32; 8];
             for q in 0..world {
-                let off = self.slot_off(k, q, c);
-                let mut spins: u32 = 0;
-                let words = loop {
-                    let w = words_from_halves(self.load_own_slot(off)?);
-                    if chunk_ready(self.dtype, &w) {
-                        break w;
-                    }
-                    let s = sig_at(q)?.load(Ordering::Relaxed);
-                    if let Some(code) = self.sig_verdict(s) {
-                        return Err(self.fail(self.rec(b, step::POLL_REDUCE, code, q, s), true));
-                    }
-                    let a = abort.load(Ordering::Acquire);
-                    if a != 0 {
-                        let who = ((a >> 8) & 0x7f_ffff) as usize;
-                        let r = self.rec(b, step::POLL_REDUCE, ERR_PEER_ABORT, who, s);
-                        return Err(self.fail(r, false));
-                    }
-                    spins = spins.wrapping_add(1);
-                    if spins % 64 == 0 && Instant::now() > deadline {
-                        let r = self.rec(b, step::POLL_REDUCE, ERR_TIMEOUT, q, s);
-                        return Err(self.fail(r, true));
-                    }
-                    backoff(spins);
+                let words = if q == me {
+                    words_of(&chunk_of(self.input, c))
+                } else {
+                    self.poll_chunk(b, q, c, &check_abort)?
                 };
                 let v = decode(self.dtype, &bytes_of_words(&words));
                 for (x, y) in acc.iter_mut().zip(v) {
@@ -312,42 +270,77 @@ impl CallCtx<'_> {
             out.push((c, super::encode(self.dtype, &acc)));
         }
 
-        // STEP 5 SigCheck
-        for q in 0..world {
-            let word = sig_at(q)?;
+        // STEP 3 HdrCheck
+        for q in (0..world).filter(|&q| q != me) {
             let mut spins: u32 = 0;
             loop {
-                let v = word.load(Ordering::Acquire);
-                if v == flag {
-                    break;
-                }
-                if let Some(code) = self.sig_verdict(v) {
-                    return Err(self.fail(self.rec(b, step::SIG_CHECK, code, q, v), true));
-                }
-                let a = abort.load(Ordering::Acquire);
-                if a != 0 {
-                    let who = ((a >> 8) & 0x7f_ffff) as usize;
-                    return Err(
-                        self.fail(self.rec(b, step::SIG_CHECK, ERR_PEER_ABORT, who, v), false)
-                    );
+                let (hdr, seen) = self.read_hdr(q)?;
+                match hdr {
+                    Hdr::Match => break,
+                    Hdr::Bad(code) => {
+                        return Err(self.fail(self.rec(b, step::HDR_CHECK, code, q, seen), true))
+                    }
+                    Hdr::Absent => {}
                 }
                 spins = spins.wrapping_add(1);
-                if spins % 64 == 0 && Instant::now() > deadline {
-                    return Err(self.fail(self.rec(b, step::SIG_CHECK, ERR_TIMEOUT, q, v), true));
-                }
+                check_abort(step::HDR_CHECK, q, seen)?;
                 backoff(spins);
             }
         }
 
-        // STEP 6 Epilogue
+        // STEP 4 Epilogue
         let done = own.u32_at(PadLayout::DONE).map_err(|_| Failed)?;
         if done.fetch_add(1, Ordering::AcqRel) as usize == self.grid - 1 {
             done.store(0, Ordering::Relaxed);
-            last_word.store(k as u32, Ordering::Relaxed);
             own.u32_at(PadLayout::EPOCH)
                 .map_err(|_| Failed)?
-                .store(self.epoch, Ordering::Release);
+                .store(e, Ordering::Release);
         }
         Ok(out)
+    }
+
+    /// Spins on the four halves of chunk c from writer q until every tag is this call's
+    /// epoch; returns the four data words.
+    fn poll_chunk(
+        &self,
+        b: usize,
+        q: usize,
+        c: usize,
+        check_abort: &dyn Fn(u32, usize, u64) -> Result<(), Failed>,
+    ) -> Result<[u32; 4], Failed> {
+        let e = self.epoch;
+        let off = self.chunk_off(q, c);
+        let mut spins: u32 = 0;
+        loop {
+            let mut words = [0u32; 4];
+            let mut ready = true;
+            for (i, w) in words.iter_mut().enumerate() {
+                let (d, t) = unpack_half(
+                    self.push_word(self.me.rank, off + 8 * i)?
+                        .load(Ordering::Relaxed),
+                );
+                if tag_is_newer(t, e) {
+                    let seen = flag_word(t, 0);
+                    let r = self.rec(b, step::POLL_REDUCE, ERR_SEQ_MISMATCH, q, seen);
+                    return Err(self.fail(r, true));
+                }
+                ready &= t == e;
+                *w = d;
+            }
+            if ready {
+                return Ok(words);
+            }
+            spins = spins.wrapping_add(1);
+            if spins % SLOW_PATH_EVERY == 0 {
+                // Slow path: a peer that sends fewer chunks never fills this one; its
+                // header line says why.
+                let (hdr, seen) = self.read_hdr(q)?;
+                if let Hdr::Bad(code) = hdr {
+                    return Err(self.fail(self.rec(b, step::POLL_REDUCE, code, q, seen), true));
+                }
+                check_abort(step::POLL_REDUCE, q, seen)?;
+            }
+            backoff(spins);
+        }
     }
 }

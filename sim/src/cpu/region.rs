@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use memmap2::MmapMut;
 
 use crate::error::SimError;
-use crate::push::{PushLayout, SENTINEL_WORD};
+use crate::push::PushLayout;
 use crate::types::{PadLayout, CHUNK_BYTES};
 
 /// Size of a [`Region`]: the pad, two data halves of `half_bytes` each, then the push
@@ -18,12 +18,15 @@ use crate::types::{PadLayout, CHUNK_BYTES};
 pub struct RegionLayout {
     /// Bytes of one parity half (a multiple of 16).
     pub half_bytes: usize,
-    /// Bytes of one push slot (a multiple of 16; the largest push call).
+    /// Bytes of one push slot (a multiple of 32; twice the largest push call, since every
+    /// 4 data bytes travel with a 4-byte tag).
     pub push_slot_bytes: usize,
 }
 
-/// Push slot bytes of [`RegionLayout::new`] on the CPU backend (64 KiB).
-pub const CPU_PUSH_SLOT_BYTES: usize = 64 << 10;
+/// Push slot bytes of [`RegionLayout::new`] on the CPU backend (128 KiB: push calls of up
+/// to 64 KiB; smaller than the GPU default [`crate::push::DEFAULT_PUSH_SLOT_BYTES`] to keep
+/// the shared-memory regions small).
+pub const CPU_PUSH_SLOT_BYTES: usize = 128 << 10;
 
 impl RegionLayout {
     /// A layout whose halves hold `half_bytes` (rounded up to 16 bytes), with push slots of
@@ -31,7 +34,8 @@ impl RegionLayout {
     pub fn new(half_bytes: usize) -> Self {
         Self::with_push(half_bytes, CPU_PUSH_SLOT_BYTES)
     }
-    /// A layout with explicit push slot bytes (rounded up to 16; 0 disables push calls).
+    /// A layout with explicit push slot bytes (rounded up to 32; a slot carries half of it
+    /// as payload; 0 disables push calls).
     pub fn with_push(half_bytes: usize, push_slot_bytes: usize) -> Self {
         RegionLayout {
             half_bytes: half_bytes.div_ceil(CHUNK_BYTES) * CHUNK_BYTES,
@@ -51,9 +55,6 @@ impl RegionLayout {
         PadLayout::PAD_BYTES + (parity & 1) * self.half_bytes
     }
 }
-
-/// Two sentinel words (f32 -0.0) in one u64 (same in either byte order).
-const SENTINEL_U64: u64 = ((SENTINEL_WORD as u64) << 32) | SENTINEL_WORD as u64;
 
 enum Backing {
     /// Kept alive for `base`; never read directly.
@@ -106,13 +107,10 @@ fn shm_path(name: &str) -> Result<PathBuf, SimError> {
 }
 
 impl Region {
-    /// A zeroed in-process region (push slots hold the sentinel).
+    /// A zeroed in-process region (the push region too: tag 0 is never a live epoch).
     pub fn new_local(layout: RegionLayout) -> Self {
         let words = layout.total_bytes() / 8;
-        let slots = (layout.push_offset() + PushLayout::slots_start()) / 8;
-        let mem: Box<[AtomicU64]> = (0..words)
-            .map(|i| AtomicU64::new(if i >= slots { SENTINEL_U64 } else { 0 }))
-            .collect();
+        let mem: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
         let base = NonNull::from(&*mem).cast::<u8>();
         Region {
             base,
@@ -140,11 +138,8 @@ impl Region {
             .set_len(layout.total_bytes() as u64)
             .and_then(|()| map_file(&file));
         match res {
-            Ok(map) => {
-                let region = Self::from_map(map, path, true, layout)?;
-                region.arm_push_slots();
-                Ok(region)
-            }
+            // A new file reads as zeros: the pad and the push region need nothing else.
+            Ok(map) => Self::from_map(map, path, true, layout),
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
                 Err(err(e))
@@ -197,20 +192,6 @@ impl Region {
             layout,
             backing: Backing::Shm { map, path, owner },
         })
-    }
-
-    /// Writes the sentinel over every push slot (done by the creator before the region's
-    /// name is published).
-    fn arm_push_slots(&self) {
-        let start = self.layout.push_offset() + PushLayout::slots_start();
-        let mut off = start;
-        while off + 8 <= self.len {
-            if let Ok(w) = self.u64_at(off) {
-                w.store(SENTINEL_U64, std::sync::atomic::Ordering::Relaxed);
-            }
-            off += 8;
-        }
-        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
     }
 
     /// The layout.

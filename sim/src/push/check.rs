@@ -1,31 +1,34 @@
-//! The checker of the push one-shot protocol: every rank's blocks run the push steps
+//! The checker of the push one-shot (LL) protocol: every rank's blocks run the push steps
 //! ([`super::PUSH_STEP_NAMES`]) under a scheduler and the weak-memory
-//! [`model`](crate::model); every run is checked for exact results, stale reads (data
-//! tags), deadlock, undetected mismatched calls and missing timeouts, like
-//! [`crate::check()`] does for the barrier protocols.
+//! [`model`](crate::model); every run is checked for exact results, stale reads
+//! (provenance tags on every data word read), deadlock, undetected mismatched calls and
+//! missing timeouts, like [`crate::check()`] does for the barrier protocols.
 //!
-//! What is modelled: a 16-byte chunk store is one location written by one store (single-copy
-//! atomic), or — with [`PushConfig::split_stores`] — two 8-byte halves stored separately;
-//! the empty sentinel is the value 0 of a location (every slot starts empty); a reader polls
-//! with relaxed loads that may return any value the model allows (stale included) until
-//! every half it checks is non-sentinel; signature words are written with release and
-//! checked with acquire; `used[k]` and the epoch are block-shared rank state; kernel
-//! boundaries order a rank's calls (stream order) and land its stores.
+//! What is modelled: every 8-byte half `{data, tag}` of a 16-byte line is one location,
+//! and the two halves of one line store land as *separate* events (the protocol relies on
+//! 8-byte single-copy atomicity only); a reader polls with relaxed loads that may return
+//! any value the model allows (stale included) and accepts a chunk when all four tags of
+//! its two lines equal the call's epoch; the header line `{sig, e, sig, e}` is two such
+//! halves; `epoch`/`done` are block-shared rank state; kernel boundaries order a rank's
+//! calls (stream order) and land its stores. Calls listed in
+//! [`PushConfig::barrier_calls`] run the v1 one-shot instead (copy-in into the parity half,
+//! release/acquire start barrier, read every peer's half), so mixing LL and v1 calls is
+//! checked for both protocols' buffer-reuse arguments.
 //!
-//! Weakenings ([`PushWeakening`]) show that the checker catches a broken variant: two
-//! rotating buffers instead of three, no clear, and a reader that trusts 16-byte store
-//! atomicity (checks one half for the sentinel) while stores tear.
+//! Weakenings ([`PushWeakening`]) show that the checker catches a broken variant: one
+//! buffer instead of two parities, no header check, 4-byte words landing separately
+//! (no 8-byte atomicity), and a reader that checks one tag per line.
 
 use crate::check::{mix, tag, BState, CallOutcome, Rng};
 use crate::error::SimError;
 use crate::model::{MemOrder, Memory};
 use crate::types::{
-    abort_word, flag_epoch, flag_sig, flag_word, DType, ReduceOp, CHUNK_BYTES, ERR_CALL_MISMATCH,
-    ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS, MAX_RANKS,
+    abort_rank, abort_word, flag_epoch, flag_sig, flag_word, DType, ReduceOp, CHUNK_BYTES,
+    ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS, MAX_RANKS,
 };
 use crate::{Report, Violation, ViolationKind};
 
-use super::{push_call_sig, PUSH_STEP_NAMES};
+use super::{push_call_sig, tag_is_newer, PUSH_STEP_NAMES};
 
 /// A fault injected into a push run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -47,6 +50,14 @@ pub enum PushFault {
         /// One chunk more (true) or less (false).
         more: bool,
     },
+    /// `rank` makes call `call` with the same bytes but another reduction op (so another
+    /// call signature; a different dtype with the same bytes behaves the same way).
+    OtherOp {
+        /// The odd rank.
+        rank: usize,
+        /// The call that differs.
+        call: usize,
+    },
     /// `rank` starts with its epoch `delta` ahead.
     EpochSkew {
         /// The odd rank.
@@ -56,19 +67,32 @@ pub enum PushFault {
     },
 }
 
+impl PushFault {
+    fn rank(&self) -> usize {
+        match *self {
+            PushFault::Kill { rank, .. }
+            | PushFault::Mismatch { rank, .. }
+            | PushFault::OtherOp { rank, .. }
+            | PushFault::EpochSkew { rank, .. } => rank,
+        }
+    }
+}
+
 /// A deliberate weakening of the push protocol (mutation testing of the checker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum PushWeakening {
-    /// Rotate two buffers (`L[e % 2]`, clear `L[(e + 1) % 2]`) instead of three.
-    TwoBuffers,
-    /// Never re-arm a used buffer with the sentinel.
-    NoClear,
-    /// 16-byte stores tear into two 8-byte halves and the reader checks only the first
-    /// half for the sentinel (trusting 16-byte atomicity).
-    TornStore,
-    /// Index the buffers by the epoch (`L[e % 3]`, clear `L[(e + 2) % 3]`) instead of by
-    /// the push-call sequence: wrong once other algorithms run between push calls.
-    EpochIndexed,
+    /// One receive buffer for every call instead of two parities: a fast peer's lines of
+    /// call e+1 overwrite lines of call e that the reader has not consumed yet.
+    OneBuffer,
+    /// Skip the header check (step 3): a peer that sends more chunks, or the same bytes
+    /// with another dtype/op, goes unnoticed.
+    NoHdrCheck,
+    /// No 8-byte single-copy atomicity: the data word and the tag word of a half land
+    /// separately (the reader may see the new tag with old data).
+    SplitWords,
+    /// The reader checks only the tag of the first half of each line while the two halves
+    /// land separately (trusting 16-byte atomicity).
+    OneTagPerLine,
 }
 
 /// How push schedules are chosen.
@@ -95,12 +119,8 @@ pub struct PushConfig {
     pub blocks: Vec<usize>,
     /// Chunks per block in the grid-stride partition.
     pub threads_per_block: usize,
-    /// Model each 16-byte store as two separately landing 8-byte halves (the reader checks
-    /// both halves, as the kernels check every lane).
-    pub split_stores: bool,
-    /// Calls (indices into `bytes`) made with another, barrier-synchronised algorithm
-    /// (one-shot/two-shot): they advance the epoch but not the push buffers, and exchange
-    /// only signature words (a barrier).
+    /// Calls (indices into `bytes`) made with the v1 one-shot (copy-in, start barrier,
+    /// read every peer's parity half): they advance the epoch like any call.
     pub barrier_calls: Vec<usize>,
     /// Injected fault.
     pub fault: Option<PushFault>,
@@ -120,7 +140,6 @@ impl PushConfig {
             bytes,
             blocks: vec![2],
             threads_per_block: 1,
-            split_stores: false,
             barrier_calls: Vec::new(),
             fault: None,
             weaken: None,
@@ -131,7 +150,7 @@ impl PushConfig {
 
     /// The push scenario of a [`crate::SimConfig`] with `algo = PushOneShot` (what
     /// [`crate::check()`] runs): `calls` calls of `bytes` each; `Mismatch` becomes one chunk
-    /// more; `NoRotation` becomes [`PushWeakening::TwoBuffers`]. The seed protocol, the
+    /// more; `NoRotation` becomes [`PushWeakening::OneBuffer`]. The seed protocol, the
     /// exhaustive scheduler, zero-copy and `RelaxedFlags` have no push counterpart (error).
     pub fn from_sim(cfg: &crate::SimConfig) -> Result<Self, SimError> {
         use crate::{Fault, Scheduler, Weakening};
@@ -149,7 +168,7 @@ impl PushConfig {
         };
         let weaken = match cfg.weaken {
             None => None,
-            Some(Weakening::NoRotation) => Some(PushWeakening::TwoBuffers),
+            Some(Weakening::NoRotation) => Some(PushWeakening::OneBuffer),
             Some(Weakening::RelaxedFlags) => return no("relaxed-flags weakening"),
         };
         let fault = cfg.fault.map(|f| match f {
@@ -172,7 +191,6 @@ impl PushConfig {
             bytes: vec![cfg.bytes; cfg.calls],
             blocks: cfg.blocks.clone(),
             threads_per_block: cfg.threads_per_block,
-            split_stores: false,
             barrier_calls: Vec::new(),
             fault,
             weaken,
@@ -208,7 +226,8 @@ impl PushConfig {
         if let Some(k) = self.barrier_calls.iter().find(|&&k| k >= self.bytes.len()) {
             return bad(format!("barrier call {k} >= calls {}", self.bytes.len()));
         }
-        if let Some(PushFault::Mismatch { call, .. }) = self.fault {
+        if let Some(PushFault::Mismatch { call, .. } | PushFault::OtherOp { call, .. }) = self.fault
+        {
             if self.barrier_calls.contains(&call) {
                 return bad(format!("mismatch fault on barrier call {call}"));
             }
@@ -218,12 +237,7 @@ impl PushConfig {
                 return bad(format!("slow rank {slow_rank} >= world {}", self.world));
             }
         }
-        let rank = match self.fault {
-            Some(PushFault::Kill { rank, .. })
-            | Some(PushFault::Mismatch { rank, .. })
-            | Some(PushFault::EpochSkew { rank, .. }) => rank,
-            None => 0,
-        };
+        let rank = self.fault.map_or(0, |f| f.rank());
         if rank >= self.world {
             return bad(format!("fault rank {rank} >= world {}", self.world));
         }
@@ -251,9 +265,10 @@ pub fn check_push(cfg: &PushConfig, schedules: u64, seed: u64) -> Result<Report,
         violations: Vec::new(),
         steps: 0,
     };
+    let mut run = Run::new(cfg);
     for i in 0..schedules {
         let s = seed.wrapping_add(i);
-        let mut run = Run::new(cfg, s);
+        run.reset(s);
         let found = run.execute();
         report.steps += run.steps;
         report.schedules += 1;
@@ -270,33 +285,49 @@ pub fn check_push(cfg: &PushConfig, schedules: u64, seed: u64) -> Result<Report,
     Ok(report)
 }
 
-const WHAT_DATA: u64 = 1;
-const WHAT_CLEAR: u64 = 2;
+/// Provenance of a data word of an LL line.
+const WHAT_LINE: u64 = 1;
+/// Provenance of a header half.
+const WHAT_HDR: u64 = 2;
+/// Provenance of a v1 parity-half chunk (barrier calls).
+const WHAT_HALF: u64 = 3;
+/// Provenance of a v1 barrier flag.
+const WHAT_FLAG: u64 = 4;
+
+/// 8-byte halves per user chunk (lines A and B, two halves each).
+const HALVES: usize = 4;
 
 fn describe_tag(t: u64) -> String {
     if t == 0 {
-        return "the initial sentinel".into();
+        return "the initial zero (never written)".into();
     }
     let rank = (t >> 40).wrapping_sub(1);
     let call = ((t >> 8) & 0xffff_ffff).wrapping_sub(1);
     match t & 0xff {
-        WHAT_DATA => format!("r{rank} call {call} data"),
-        WHAT_CLEAR => format!("sentinel written by r{rank}'s clear in call {call}"),
+        WHAT_LINE => format!("r{rank} call {call} line data"),
+        WHAT_HDR => format!("r{rank} call {call} header"),
+        WHAT_HALF => format!("r{rank} call {call} parity-half data"),
+        WHAT_FLAG => format!("r{rank} call {call} barrier flag"),
         _ => "?".into(),
     }
 }
 
-/// Half `h` of the data rank q sends in call k for chunk c (never 0 = the sentinel).
-fn half_value(q: usize, k: usize, c: usize, h: usize) -> u64 {
-    let mut z = ((q as u64) << 48) ^ ((k as u64) << 24) ^ ((c as u64) << 1) ^ h as u64;
+/// The data word of half `h` of chunk `c` that rank `q` sends in call `k` (never 0).
+fn half_value(q: usize, k: usize, c: usize, h: usize) -> u32 {
+    let mut z = ((q as u64) << 48) ^ ((k as u64) << 24) ^ ((c as u64) << 3) ^ h as u64;
     z = (z ^ (z >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (z ^ (z >> 29)) | 1
+    ((z ^ (z >> 29)) as u32) | 1
 }
 
-fn chunk_value(halves: &[u64]) -> u64 {
+fn chunk_value(halves: &[u32]) -> u64 {
     halves
         .iter()
-        .fold(0u64, |a, &h| a.rotate_left(13).wrapping_add(h))
+        .fold(0u64, |a, &h| a.rotate_left(13).wrapping_add(u64::from(h)))
+}
+
+/// A modelled 8-byte half `{data, tag}`: tag in the low word (the checker's encoding).
+fn half_word(data: u32, tag32: u32) -> u64 {
+    (u64::from(data) << 32) | u64::from(tag32)
 }
 
 #[derive(Clone, Debug)]
@@ -316,30 +347,48 @@ struct RankState {
     done: usize,
     grid: usize,
     error: u32,
-    used: [usize; 3],
-    /// Buffer of this rank's previous push call.
-    last: usize,
+    /// `flag(e, sig)` of the current call (set at launch).
+    want: u64,
     out: Vec<Option<u64>>,
     results: Vec<CallOutcome>,
 }
 
-struct Run<'a> {
-    cfg: &'a PushConfig,
-    rng: Rng,
-    mem: Memory,
-    ranks: Vec<RankState>,
-    blocks: Vec<Block>,
-    max_g: usize,
-    max_chunks: usize,
-    halves: usize,
-    steps: u64,
-    trace: Vec<String>,
-    violations: Vec<Violation>,
-    stop: bool,
+impl RankState {
+    const FRESH: RankState = RankState {
+        call: 0,
+        in_call: false,
+        killed: false,
+        epoch: 0,
+        done: 0,
+        grid: 0,
+        error: 0,
+        want: 0,
+        out: Vec::new(),
+        results: Vec::new(),
+    };
 }
 
-impl<'a> Run<'a> {
-    fn new(cfg: &'a PushConfig, seed: u64) -> Self {
+/// Location layout of one rank (indices relative to the rank's base).
+#[derive(Clone, Copy, Debug)]
+struct Geo {
+    world: usize,
+    max_g: usize,
+    max_chunks: usize,
+    /// Receive buffers (2, or 1 with `OneBuffer`).
+    bufs: usize,
+    /// Locations per half (1, or 2 with `SplitWords`: data word, tag word).
+    words: usize,
+    slots: usize,
+    hdr: usize,
+    flags: usize,
+    halves: usize,
+    abort: usize,
+    per_rank: usize,
+}
+
+impl Geo {
+    fn new(cfg: &PushConfig) -> Self {
+        let world = cfg.world;
         let max_g = cfg.blocks.iter().copied().max().unwrap_or(1);
         let max_chunks = cfg
             .bytes
@@ -349,101 +398,144 @@ impl<'a> Run<'a> {
             .unwrap_or(4)
             .div_ceil(CHUNK_BYTES)
             + 1;
-        let halves = if cfg.split_stores || cfg.weaken == Some(PushWeakening::TornStore) {
+        let bufs = if cfg.weaken == Some(PushWeakening::OneBuffer) {
+            1
+        } else {
+            2
+        };
+        let words = if cfg.weaken == Some(PushWeakening::SplitWords) {
             2
         } else {
             1
         };
-        let per_rank = 3 * cfg.world * max_chunks * halves + 2 * max_g * cfg.world + 1;
-        let mut ranks = vec![
-            RankState {
-                call: 0,
-                in_call: false,
-                killed: false,
-                epoch: 0,
-                done: 0,
-                grid: 0,
-                error: 0,
-                used: [0; 3],
-                last: 0,
-                out: Vec::new(),
-                results: Vec::new(),
-            };
-            cfg.world
-        ];
-        if let Some(PushFault::EpochSkew { rank, delta }) = cfg.fault {
-            if let Some(r) = ranks.get_mut(rank) {
-                r.epoch = delta;
-            }
-        }
-        Run {
-            cfg,
-            rng: Rng::new(seed),
-            mem: Memory::new(cfg.world * per_rank, cfg.world * max_g),
-            ranks,
-            blocks: vec![
-                Block {
-                    state: BState::Idle,
-                    pc: 0,
-                    cursor: 0,
-                };
-                cfg.world * max_g
-            ],
+        let slots = 0;
+        let hdr = slots + bufs * world * max_chunks * HALVES * words;
+        let flags = hdr + 2 * world * 2;
+        let halves = flags + 2 * max_g * world;
+        let abort = halves + 2 * max_chunks;
+        Geo {
+            world,
             max_g,
             max_chunks,
+            bufs,
+            words,
+            slots,
+            hdr,
+            flags,
             halves,
+            abort,
+            per_rank: abort + 1,
+        }
+    }
+    /// Word `w` (0 = data or whole half, 1 = tag) of half `h` of chunk `c` in
+    /// `r.slot[p][q]`.
+    fn slot(&self, r: usize, p: usize, q: usize, c: usize, h: usize, w: usize) -> usize {
+        let p = p % self.bufs;
+        r * self.per_rank
+            + self.slots
+            + (((p * self.world + q) * self.max_chunks + c) * HALVES + h) * self.words
+            + w
+    }
+    fn hdr(&self, r: usize, p: usize, q: usize, h: usize) -> usize {
+        r * self.per_rank + self.hdr + (p * self.world + q) * 2 + h
+    }
+    fn flag(&self, r: usize, p: usize, b: usize, q: usize) -> usize {
+        r * self.per_rank + self.flags + (p * self.max_g + b) * self.world + q
+    }
+    fn half(&self, r: usize, p: usize, c: usize) -> usize {
+        r * self.per_rank + self.halves + p * self.max_chunks + c
+    }
+    fn abort(&self, r: usize) -> usize {
+        r * self.per_rank + self.abort
+    }
+}
+
+struct Run<'a> {
+    cfg: &'a PushConfig,
+    geo: Geo,
+    rng: Rng,
+    mem: Memory,
+    ranks: Vec<RankState>,
+    blocks: Vec<Block>,
+    max_g: usize,
+    steps: u64,
+    trace: Vec<String>,
+    violations: Vec<Violation>,
+    stop: bool,
+    /// Cached [`Run::productive`] answer per block, valid while its rank is not dirty.
+    prod: Vec<bool>,
+    /// Ranks whose blocks' `prod` must be recomputed (a write landed in the rank's memory,
+    /// one of its blocks acted, a call started or ended, or the abort word was raised).
+    dirty: Vec<bool>,
+}
+
+/// What a poll of one (chunk, writer) found.
+enum Poll {
+    /// Every checked tag is `e`: the data words read and their provenance tags.
+    Ready([u32; HALVES], [u64; HALVES]),
+    /// A checked tag is newer than `e`.
+    Newer,
+    /// Not yet.
+    Wait,
+}
+
+impl<'a> Run<'a> {
+    fn new(cfg: &'a PushConfig) -> Self {
+        let geo = Geo::new(cfg);
+        let max_g = geo.max_g;
+        Run {
+            cfg,
+            geo,
+            rng: Rng::new(0),
+            mem: Memory::new(cfg.world * geo.per_rank, cfg.world * max_g),
+            ranks: Vec::new(),
+            blocks: Vec::new(),
+            max_g,
             steps: 0,
             trace: Vec::new(),
             violations: Vec::new(),
             stop: false,
+            prod: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
-    // ---- layout: per rank [L: 3 x W x chunks x halves][sig: 2 x G x W][abort]
-    fn per_rank(&self) -> usize {
-        3 * self.cfg.world * self.max_chunks * self.halves + 2 * self.max_g * self.cfg.world + 1
+    fn reset(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+        self.mem.reset();
+        self.ranks = vec![RankState::FRESH; self.cfg.world];
+        if let Some(PushFault::EpochSkew { rank, delta }) = self.cfg.fault {
+            if let Some(r) = self.ranks.get_mut(rank) {
+                r.epoch = delta;
+            }
+        }
+        self.blocks = vec![
+            Block {
+                state: BState::Idle,
+                pc: 0,
+                cursor: 0,
+            };
+            self.cfg.world * self.max_g
+        ];
+        self.steps = 0;
+        self.trace.clear();
+        self.violations.clear();
+        self.stop = false;
+        self.prod = vec![false; self.cfg.world * self.max_g];
+        self.dirty = vec![true; self.cfg.world];
     }
-    fn slot_loc(&self, r: usize, k: usize, q: usize, c: usize, h: usize) -> usize {
-        r * self.per_rank() + ((k * self.cfg.world + q) * self.max_chunks + c) * self.halves + h
-    }
-    fn sig_loc(&self, r: usize, p: usize, b: usize, q: usize) -> usize {
-        r * self.per_rank()
-            + 3 * self.cfg.world * self.max_chunks * self.halves
-            + (p * self.max_g + b) * self.cfg.world
-            + q
-    }
-    fn abort_loc(&self, r: usize) -> usize {
-        r * self.per_rank() + self.per_rank() - 1
+
+    fn all_dirty(&mut self) {
+        self.dirty.iter_mut().for_each(|d| *d = true);
     }
 
     fn epoch_of(&self, r: usize) -> u32 {
         self.ranks.get(r).map_or(0, |s| s.epoch.wrapping_add(1))
     }
-    /// Buffer this call writes/reads: the one after the previous push call's.
-    fn buf(&self, r: usize) -> usize {
-        let last = self.ranks.get(r).map_or(0, |s| s.last);
-        match self.cfg.weaken {
-            Some(PushWeakening::TwoBuffers) => (last + 1) % 2,
-            Some(PushWeakening::EpochIndexed) => self.epoch_of(r) as usize % 3,
-            _ => (last + 1) % 3,
-        }
-    }
-    /// Buffer this call clears: the previous push call's.
-    fn clear_buf(&self, r: usize) -> usize {
-        let last = self.ranks.get(r).map_or(0, |s| s.last);
-        match self.cfg.weaken {
-            Some(PushWeakening::TwoBuffers) => last % 2,
-            Some(PushWeakening::EpochIndexed) => (self.epoch_of(r) as usize + 2) % 3,
-            _ => last,
-        }
-    }
     fn is_barrier_call(&self, k: usize) -> bool {
         self.cfg.barrier_calls.contains(&k)
     }
     fn chunks(&self, r: usize, k: usize) -> usize {
-        if self.is_barrier_call(k) {
-            return 0;
-        }
         let base = self
             .cfg
             .bytes
@@ -463,14 +555,18 @@ impl<'a> Run<'a> {
         }
     }
     fn sig(&self, r: usize, k: usize) -> u32 {
+        let n = self.chunks(r, k) as u64;
         if self.is_barrier_call(k) {
-            return crate::call_sig(crate::Algo::OneShot, DType::F32, ReduceOp::Sum, k as u64);
+            return crate::call_sig(crate::Algo::OneShot, DType::F32, ReduceOp::Sum, n * 4);
         }
-        push_call_sig(DType::F32, ReduceOp::Sum, self.chunks(r, k) as u64)
+        let op = match self.cfg.fault {
+            Some(PushFault::OtherOp { rank, call }) if rank == r && call == k => ReduceOp::Max,
+            _ => ReduceOp::Sum,
+        };
+        push_call_sig(DType::F32, op, n * 4)
     }
     fn want(&self, r: usize) -> u64 {
-        let k = self.ranks[r].call;
-        flag_word(self.epoch_of(r), self.sig(r, k))
+        self.ranks.get(r).map_or(0, |s| s.want)
     }
     fn grid(&self, k: usize) -> usize {
         let b = &self.cfg.blocks;
@@ -485,6 +581,14 @@ impl<'a> Run<'a> {
         let t = self.cfg.threads_per_block;
         let c = ((idx / t) * g + b) * t + idx % t;
         (c < n && b < g).then_some(c)
+    }
+    /// The j-th peer of r (ranks other than r, ascending).
+    fn peer(&self, r: usize, j: usize) -> usize {
+        if j >= r {
+            j + 1
+        } else {
+            j
+        }
     }
     fn log(&mut self, r: usize, b: Option<usize>, text: String) {
         let call = self.ranks.get(r).map_or(0, |s| s.call);
@@ -516,15 +620,29 @@ impl<'a> Run<'a> {
                 );
                 break;
             }
-            acts.clear();
-            for i in 0..self.blocks.len() {
-                if self.blocks[i].state == BState::Running && self.productive(i) {
-                    acts.push((i, None));
+            for r in 0..self.cfg.world {
+                if std::mem::take(&mut self.dirty[r]) {
+                    for b in 0..self.max_g {
+                        let i = self.tid(r, b);
+                        self.prod[i] =
+                            self.blocks[i].state == BState::Running && self.productive(i);
+                    }
                 }
             }
-            lands.clear();
-            self.mem.landable(&mut lands);
-            acts.extend(lands.iter().map(|&(t, j)| (t, Some(j))));
+            acts.clear();
+            acts.extend(
+                (0..self.blocks.len())
+                    .filter(|&i| self.prod[i])
+                    .map(|i| (i, None)),
+            );
+            // One entry per thread with pending stores (its first pending store can always
+            // land); the store is picked when the entry is: O(threads) per step instead of
+            // O(pending stores).
+            for t in 0..self.blocks.len() {
+                if self.mem.has_pending(t) {
+                    acts.push((t, Some(0)));
+                }
+            }
             if acts.is_empty() {
                 self.stuck();
                 continue;
@@ -545,9 +663,21 @@ impl<'a> Run<'a> {
                 }
             };
             match acts.get(pick).copied() {
-                Some((i, None)) => self.step_block(i),
-                Some((t, Some(j))) => {
-                    self.mem.land(t, j);
+                Some((i, None)) => {
+                    self.dirty[i / self.max_g] = true;
+                    self.step_block(i);
+                }
+                Some((t, Some(_))) => {
+                    lands.clear();
+                    self.mem.landable_of(t, &mut lands);
+                    let j = self.rng.below(lands.len().max(1));
+                    if let Some(&(t, idx)) = lands.get(j) {
+                        if let Some(loc) = self.mem.land(t, idx) {
+                            if let Some(d) = self.dirty.get_mut(loc / self.geo.per_rank) {
+                                *d = true;
+                            }
+                        }
+                    }
                 }
                 None => break,
             }
@@ -574,13 +704,17 @@ impl<'a> Run<'a> {
             }
             let grid = self.grid(k);
             let chunks = self.chunks(r, k);
+            // Stream order: everything the previous kernel did happens-before every block.
             for b in 0..grid {
                 for b2 in 0..self.max_g {
                     let (t, t2) = (self.tid(r, b), self.tid(r, b2));
                     self.mem.sync_threads(t, t2);
                 }
             }
+            self.dirty[r] = true;
+            let want = flag_word(self.epoch_of(r), self.sig(r, k));
             let st = &mut self.ranks[r];
+            st.want = want;
             st.in_call = true;
             st.grid = grid;
             st.done = 0;
@@ -594,11 +728,15 @@ impl<'a> Run<'a> {
                 };
             }
             let e = self.epoch_of(r);
-            let kb = self.buf(r);
+            let what = if self.is_barrier_call(k) {
+                "v1 one-shot"
+            } else {
+                "LL push"
+            };
             self.log(
                 r,
                 None,
-                format!("launch ({grid} blocks, epoch {e}, {chunks} chunks, buffer L[{kb}])"),
+                format!("launch {what} ({grid} blocks, epoch {e}, {chunks} chunks)"),
             );
         }
     }
@@ -609,6 +747,8 @@ impl<'a> Run<'a> {
             return;
         }
         let failed = (0..g).any(|b| self.blocks[self.tid(r, b)].state == BState::Failed);
+        // Flushing lands stores in every rank's memory.
+        self.all_dirty();
         for b in 0..self.max_g {
             let t = self.tid(r, b);
             self.mem.flush(t);
@@ -628,51 +768,79 @@ impl<'a> Run<'a> {
         st.call += 1;
     }
 
-    /// Whether running block i now can change anything (a poll whose location still holds
-    /// the sentinel, with no mismatch or abort visible, cannot).
+    /// Whether the newest value of a flag-like word (`flag(e, sig)` from peer q) lets a
+    /// waiter move: the awaited value, the same epoch with another signature, or a newer
+    /// epoch.
+    fn flag_moves(&self, r: usize, v: u64) -> bool {
+        let e = self.epoch_of(r);
+        flag_epoch(v) == e || tag_is_newer(flag_epoch(v), e)
+    }
+
+    /// Whether the newest header line of writer q (both halves) lets a waiter move: in
+    /// HdrCheck (`awaited`) its arrival does; in the poll's slow path only an error does
+    /// (a newer epoch, or epoch e with another signature).
+    fn hdr_moves(&self, r: usize, q: usize, awaited: bool) -> bool {
+        let e = self.epoch_of(r);
+        let p = e as usize % 2;
+        let v = [0, 1].map(|h| self.mem.newest_landed(self.geo.hdr(r, p, q, h)).0);
+        if v.iter().any(|&x| tag_is_newer(flag_epoch(x), e)) {
+            return true;
+        }
+        let want = self.ranks[r].want;
+        v.iter().all(|&x| flag_epoch(x) == e) && (awaited || v.iter().any(|&x| x != want))
+    }
+
+    /// Whether running block i now can change anything (a poll that can only read what it
+    /// read before, with no mismatch or abort visible, cannot).
     fn productive(&self, i: usize) -> bool {
         let r = i / self.max_g;
         let b = i % self.max_g;
         let blk = &self.blocks[i];
-        let aborted = self.mem.newest(i, self.abort_loc(r)).0 != 0;
+        if self.mem.newest_landed(self.geo.abort(r)).0 != 0 {
+            return true;
+        }
+        let k = self.ranks[r].call;
+        let w = self.cfg.world;
         let e = self.epoch_of(r);
-        let want = self.want(r);
-        let sig_says =
-            |v: u64| v == want || flag_epoch(v) == e || (flag_epoch(v).wrapping_sub(e) as i32) > 0;
+        let p = e as usize % 2;
+        let barrier = self.is_barrier_call(k);
         match blk.pc {
-            4 => {
-                let n = self.chunks(r, self.ranks[r].call);
-                let w = self.cfg.world;
+            2 if barrier => {
+                if blk.cursor >= w - 1 {
+                    return true;
+                }
+                let q = self.peer(r, blk.cursor);
+                let v = self.mem.newest_landed(self.geo.flag(r, p, b, q)).0;
+                self.flag_moves(r, v)
+            }
+            2 => {
+                let n = self.chunks(r, k);
                 let Some(c) = self.nth_chunk(r, b, blk.cursor / w, n) else {
                     return true;
                 };
                 let q = blk.cursor % w;
-                let kb = self.buf(r);
-                let ready = (0..self.checked_halves())
-                    .all(|h| self.mem.newest(i, self.slot_loc(r, kb, q, c, h)).0 != 0);
-                let s = self
-                    .mem
-                    .newest(i, self.sig_loc(r, self.epoch_of(r) as usize % 2, b, q))
-                    .0;
-                ready || aborted || (sig_says(s) && s != want)
-            }
-            5 => {
-                let q = blk.cursor;
-                if q >= self.cfg.world {
+                if q == r {
                     return true;
                 }
-                let s = self.mem.newest(i, self.sig_loc(r, e as usize % 2, b, q)).0;
-                aborted || sig_says(s)
+                let tw = self.geo.words - 1;
+                let mut all = true;
+                for h in 0..HALVES {
+                    let t = self.mem.newest_landed(self.geo.slot(r, p, q, c, h, tw)).0 as u32;
+                    if tag_is_newer(t, e) {
+                        return true;
+                    }
+                    all &= t == e;
+                }
+                all || self.hdr_moves(r, q, false)
+            }
+            3 if !barrier => {
+                if blk.cursor >= w - 1 {
+                    return true;
+                }
+                let q = self.peer(r, blk.cursor);
+                self.hdr_moves(r, q, true)
             }
             _ => true,
-        }
-    }
-
-    fn checked_halves(&self) -> usize {
-        if self.cfg.weaken == Some(PushWeakening::TornStore) {
-            1
-        } else {
-            self.halves
         }
     }
 
@@ -719,9 +887,10 @@ impl<'a> Run<'a> {
             self.ranks[r].error = code;
         }
         if code != ERR_PEER_ABORT {
+            self.all_dirty();
             let word = u64::from(abort_word(r as u32, code));
             for q in 0..self.cfg.world {
-                let loc = self.abort_loc(q);
+                let loc = self.geo.abort(q);
                 self.mem
                     .rmw(i, loc, |v| if v == 0 { Some((word, 0)) } else { None });
             }
@@ -730,8 +899,9 @@ impl<'a> Run<'a> {
         self.maybe_end_call(r);
     }
 
-    /// Checks a signature word value `v` read from writer q; returns true when it failed.
-    fn sig_error(&mut self, i: usize, q: usize, v: u64) -> bool {
+    /// Checks a flag-like value `v` (`flag(epoch, sig)`) read from writer q against this
+    /// call; returns true when the block failed.
+    fn flag_error(&mut self, i: usize, q: usize, v: u64) -> bool {
         let r = i / self.max_g;
         let e = self.epoch_of(r);
         let want = self.want(r);
@@ -742,19 +912,48 @@ impl<'a> Run<'a> {
             self.fail(i, ERR_CALL_MISMATCH, q);
             return true;
         }
-        if (flag_epoch(v).wrapping_sub(e) as i32) > 0 {
+        if tag_is_newer(flag_epoch(v), e) {
             self.fail(i, ERR_SEQ_MISMATCH, q);
             return true;
         }
         false
     }
 
+    /// Reads writer q's header line (both halves). `Ok(true)`: both halves carry this
+    /// call's epoch and signature. `Ok(false)`: not there yet. `Err(())`: the block failed
+    /// (another signature at epoch e -> CALL_MISMATCH, a newer epoch -> SEQ_MISMATCH).
+    fn read_hdr(&mut self, i: usize, q: usize) -> Result<bool, ()> {
+        let r = i / self.max_g;
+        let e = self.epoch_of(r);
+        let p = e as usize % 2;
+        let mut v = [0u64; 2];
+        for (h, x) in v.iter_mut().enumerate() {
+            let loc = self.geo.hdr(r, p, q, h);
+            *x = self.load(i, loc, MemOrder::Relaxed).0;
+        }
+        if let Some(&n) = v.iter().find(|&&x| tag_is_newer(flag_epoch(x), e)) {
+            if self.flag_error(i, q, n) {
+                return Err(());
+            }
+        }
+        if v.iter().all(|&x| flag_epoch(x) == e) {
+            if v[0] == self.want(r) && v[1] == v[0] {
+                return Ok(true);
+            }
+            let odd = if v[0] == self.want(r) { v[1] } else { v[0] };
+            if self.flag_error(i, q, odd) {
+                return Err(());
+            }
+        }
+        Ok(false)
+    }
+
     fn abort_seen(&mut self, i: usize) -> bool {
         let r = i / self.max_g;
-        let loc = self.abort_loc(r);
+        let loc = self.geo.abort(r);
         let (a, _) = self.load(i, loc, MemOrder::Relaxed);
         if a != 0 {
-            self.fail(i, ERR_PEER_ABORT, ((a >> 8) & 0x7f_ffff) as usize);
+            self.fail(i, ERR_PEER_ABORT, abort_rank(a as u32) as usize);
             return true;
         }
         false
@@ -762,16 +961,12 @@ impl<'a> Run<'a> {
 
     fn step_block(&mut self, i: usize) {
         let r = i / self.max_g;
-        let b = i % self.max_g;
         let k = self.ranks[r].call;
-        let w = self.cfg.world;
-        let e = self.epoch_of(r);
-        let p = e as usize % 2;
-        let cursor = self.blocks[i].cursor;
+        let barrier = self.is_barrier_call(k);
         match self.blocks[i].pc {
             0 => {
                 // Prologue: exit if aborted (or this rank's comm is poisoned by an
-                // earlier error: the host refuses the call); record this call's size.
+                // earlier error: the host refuses the call).
                 let poisoned = self.ranks[r].error;
                 if poisoned != 0 {
                     self.fail(i, poisoned, r);
@@ -780,96 +975,35 @@ impl<'a> Run<'a> {
                 if self.abort_seen(i) {
                     return;
                 }
-                if !self.is_barrier_call(k) {
-                    let kb = self.buf(r);
-                    let n = self.chunks(r, k);
-                    if let Some(u) = self.ranks[r].used.get_mut(kb) {
-                        *u = n;
-                    }
-                }
                 self.next_step(i);
             }
-            1 => {
-                // PushData: one (chunk, destination, half) store per action.
-                let n = self.chunks(r, k);
-                let per = w * self.halves;
-                let Some(c) = self.nth_chunk(r, b, cursor / per, n) else {
-                    self.next_step(i);
-                    return;
-                };
-                let q = (cursor % per) / self.halves;
-                let h = cursor % self.halves;
-                let kb = self.buf(r);
-                let loc = self.slot_loc(q, kb, r, c, h);
-                self.mem.store(
-                    i,
-                    loc,
-                    half_value(r, k, c, h),
-                    tag(r, k, WHAT_DATA),
-                    MemOrder::Relaxed,
-                );
-                self.blocks[i].cursor += 1;
-            }
-            2 => {
-                // PushSig: release the signature word at every rank.
-                if cursor >= w {
-                    self.next_step(i);
-                    return;
-                }
-                let val = self.want(r);
-                let loc = self.sig_loc(cursor, p, b, r);
-                self.mem.store(i, loc, val, 0, MemOrder::Release);
-                self.blocks[i].cursor += 1;
-            }
-            4 => self.poll(i),
-            5 => {
-                // SigCheck.
-                if cursor >= w {
-                    self.next_step(i);
-                    return;
-                }
-                let loc = self.sig_loc(r, p, b, cursor);
-                let (v, _) = self.load(i, loc, MemOrder::Acquire);
-                if v == self.want(r) {
-                    self.blocks[i].cursor += 1;
-                    return;
-                }
-                if self.sig_error(i, cursor, v) {
-                    return;
-                }
-                self.abort_seen(i);
-            }
+            1 if barrier => self.copy_in_and_signal(i),
+            1 => self.push_data(i),
+            2 if barrier => self.barrier_and_reduce(i),
+            2 => self.poll(i),
+            3 if barrier || self.cfg.weaken == Some(PushWeakening::NoHdrCheck) => self.next_step(i),
             3 => {
-                // ClearOld: re-arm call e-1's buffer over the chunks it used.
-                if self.cfg.weaken == Some(PushWeakening::NoClear) || self.is_barrier_call(k) {
+                // HdrCheck: every peer's header line of call e, with the barrier's rules.
+                let cursor = self.blocks[i].cursor;
+                if cursor + 1 >= self.cfg.world {
                     self.next_step(i);
                     return;
                 }
-                let kc = self.clear_buf(r);
-                let n = self.ranks[r].used.get(kc).copied().unwrap_or(0);
-                let per = w * self.halves;
-                let Some(c) = self.nth_chunk(r, b, cursor / per, n) else {
-                    self.next_step(i);
-                    return;
-                };
-                let q = (cursor % per) / self.halves;
-                let h = cursor % self.halves;
-                let loc = self.slot_loc(r, kc, q, c, h);
-                self.mem
-                    .store(i, loc, 0, tag(r, k, WHAT_CLEAR), MemOrder::Relaxed);
-                self.blocks[i].cursor += 1;
+                let q = self.peer(r, cursor);
+                match self.read_hdr(i, q) {
+                    Err(()) => {}
+                    Ok(true) => self.blocks[i].cursor += 1,
+                    Ok(false) => {
+                        self.abort_seen(i);
+                    }
+                }
             }
-            6 => {
-                let kb = self.buf(r);
-                let push = !self.is_barrier_call(k);
+            4 => {
                 let st = &mut self.ranks[r];
                 st.done += 1;
                 if st.done == st.grid {
                     st.done = 0;
                     st.epoch = st.epoch.wrapping_add(1);
-                    if push {
-                        st.last = kb;
-                    }
                 }
                 self.next_step(i);
             }
@@ -877,7 +1011,104 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// PollReduce: cursor = chunk index * W + writer.
+    /// PushData: block 0 first stores the header line at every peer (one action per
+    /// peer); then one action per (chunk, peer, line): one 16-byte store whose two 8-byte
+    /// halves (four 4-byte words with `SplitWords`) land separately.
+    fn push_data(&mut self, i: usize) {
+        let r = i / self.max_g;
+        let b = i % self.max_g;
+        let k = self.ranks[r].call;
+        let e = self.epoch_of(r);
+        let p = e as usize % 2;
+        let peers = self.cfg.world - 1;
+        let mut idx = self.blocks[i].cursor;
+        if b == 0 {
+            if idx < peers {
+                let q = self.peer(r, idx);
+                let v = self.want(r);
+                for h in 0..2 {
+                    let loc = self.geo.hdr(q, p, r, h);
+                    self.mem
+                        .store(i, loc, v, tag(r, k, WHAT_HDR), MemOrder::Relaxed);
+                }
+                self.blocks[i].cursor += 1;
+                return;
+            }
+            idx -= peers;
+        }
+        let n = self.chunks(r, k);
+        let per = 2 * peers;
+        let Some(c) = (per > 0)
+            .then(|| self.nth_chunk(r, b, idx / per.max(1), n))
+            .flatten()
+        else {
+            self.next_step(i);
+            return;
+        };
+        let q = self.peer(r, (idx % per) / 2);
+        let line = idx % 2;
+        let prov = tag(r, k, WHAT_LINE);
+        for h in 2 * line..2 * line + 2 {
+            let d = half_value(r, k, c, h);
+            if self.geo.words == 2 {
+                let (dl, tl) = (
+                    self.geo.slot(q, p, r, c, h, 0),
+                    self.geo.slot(q, p, r, c, h, 1),
+                );
+                self.mem.store(i, dl, u64::from(d), prov, MemOrder::Relaxed);
+                self.mem.store(i, tl, u64::from(e), prov, MemOrder::Relaxed);
+            } else {
+                let loc = self.geo.slot(q, p, r, c, h, 0);
+                self.mem
+                    .store(i, loc, half_word(d, e), prov, MemOrder::Relaxed);
+            }
+        }
+        self.blocks[i].cursor += 1;
+    }
+
+    /// Reads the four halves of chunk c from writer q in my slot; what the reader decides.
+    fn poll_chunk(&mut self, i: usize, q: usize, c: usize) -> Poll {
+        let r = i / self.max_g;
+        let e = self.epoch_of(r);
+        let p = e as usize % 2;
+        let mut data = [0u32; HALVES];
+        let mut prov = [0u64; HALVES];
+        let mut tags = [0u32; HALVES];
+        for h in 0..HALVES {
+            if self.geo.words == 2 {
+                let (t, _) = self.load(i, self.geo.slot(r, p, q, c, h, 1), MemOrder::Relaxed);
+                let (d, pv) = self.load(i, self.geo.slot(r, p, q, c, h, 0), MemOrder::Relaxed);
+                tags[h] = t as u32;
+                data[h] = d as u32;
+                prov[h] = pv;
+            } else {
+                let (v, pv) = self.load(i, self.geo.slot(r, p, q, c, h, 0), MemOrder::Relaxed);
+                tags[h] = v as u32;
+                data[h] = (v >> 32) as u32;
+                prov[h] = pv;
+            }
+        }
+        let one_tag = self.cfg.weaken == Some(PushWeakening::OneTagPerLine);
+        let checked = tags
+            .iter()
+            .enumerate()
+            .filter(|(h, _)| !one_tag || h % 2 == 0)
+            .map(|(_, &t)| t);
+        let mut all = true;
+        for t in checked {
+            if tag_is_newer(t, e) {
+                return Poll::Newer;
+            }
+            all &= t == e;
+        }
+        if all {
+            Poll::Ready(data, prov)
+        } else {
+            Poll::Wait
+        }
+    }
+
+    /// PollReduce: cursor = chunk index * W + writer; rank order, my own data from my input.
     fn poll(&mut self, i: usize) {
         let r = i / self.max_g;
         let b = i % self.max_g;
@@ -890,37 +1121,123 @@ impl<'a> Run<'a> {
             return;
         };
         let q = cursor % w;
-        let kb = self.buf(r);
-        let mut vals = Vec::with_capacity(self.halves);
-        let mut tags = Vec::with_capacity(self.halves);
-        for h in 0..self.halves {
-            let loc = self.slot_loc(r, kb, q, c, h);
-            let (v, t) = self.load(i, loc, MemOrder::Relaxed);
-            vals.push(v);
-            tags.push(t);
-        }
-        let ready = vals.iter().take(self.checked_halves()).all(|&v| v != 0);
-        if !ready {
-            // Not yet: watch the writer's signature word (mismatch) and the abort word.
-            let p = self.epoch_of(r) as usize % 2;
-            let loc = self.sig_loc(r, p, b, q);
-            let (s, _) = self.load(i, loc, MemOrder::Relaxed);
-            if self.sig_error(i, q, s) {
-                return;
+        let data = if q == r {
+            [0, 1, 2, 3].map(|h| half_value(r, k, c, h))
+        } else {
+            match self.poll_chunk(i, q, c) {
+                Poll::Newer => {
+                    self.fail(i, ERR_SEQ_MISMATCH, q);
+                    return;
+                }
+                Poll::Wait => {
+                    // Slow path: the writer's header line (mismatch) and the abort word.
+                    if self.read_hdr(i, q).is_err() {
+                        return;
+                    }
+                    self.abort_seen(i);
+                    return;
+                }
+                Poll::Ready(data, prov) => {
+                    let want = tag(q, k, WHAT_LINE);
+                    if let Some(h) = (0..HALVES).find(|&h| prov[h] != want) {
+                        let p = self.epoch_of(r) % 2;
+                        let text = format!(
+                            "PollReduce read r{r}.slot[{p}][{q}] chunk {c} half {h}: found {}, expected {} (all checked tags said epoch {})",
+                            describe_tag(prov[h]),
+                            describe_tag(want),
+                            self.epoch_of(r)
+                        );
+                        self.log(r, Some(b), format!("!! {text}"));
+                        self.violation(
+                            ViolationKind::StaleRead,
+                            format!("r{r} b{b} call {k}: {text}"),
+                        );
+                    }
+                    data
+                }
             }
-            self.abort_seen(i);
+        };
+        self.accumulate(r, c, q, chunk_value(&data));
+        self.blocks[i].cursor += 1;
+    }
+
+    fn accumulate(&mut self, r: usize, c: usize, q: usize, v: u64) {
+        if let Some(o) = self.ranks[r].out.get_mut(c) {
+            *o = Some(match (q, *o) {
+                (0, _) | (_, None) => v,
+                (_, Some(a)) => mix(a, v),
+            });
+        }
+    }
+
+    /// v1 one-shot, step 1: copy my chunks into my parity half, then (cursor past
+    /// `FLAG_PHASE`) release the start flag at every peer.
+    fn copy_in_and_signal(&mut self, i: usize) {
+        const FLAG_PHASE: usize = 1 << 20;
+        let r = i / self.max_g;
+        let b = i % self.max_g;
+        let k = self.ranks[r].call;
+        let p = self.epoch_of(r) as usize % 2;
+        let cursor = self.blocks[i].cursor;
+        if cursor < FLAG_PHASE {
+            let n = self.chunks(r, k);
+            if let Some(c) = self.nth_chunk(r, b, cursor, n) {
+                let loc = self.geo.half(r, p, c);
+                let v = u64::from(half_value(r, k, c, 0));
+                self.mem
+                    .store(i, loc, v, tag(r, k, WHAT_HALF), MemOrder::Relaxed);
+                self.blocks[i].cursor += 1;
+            } else {
+                self.blocks[i].cursor = FLAG_PHASE;
+            }
             return;
         }
-        let want = tag(q, k, WHAT_DATA);
-        if let Some(&bad) = tags.iter().find(|&&t| t != want) {
-            let how = if bad != 0 && bad & 0xff == WHAT_DATA {
-                "stale data of an earlier call"
-            } else {
-                "a sentinel half (torn store)"
-            };
+        let j = cursor - FLAG_PHASE;
+        if j + 1 >= self.cfg.world {
+            self.next_step(i);
+            return;
+        }
+        let q = self.peer(r, j);
+        let loc = self.geo.flag(q, p, b, r);
+        let v = self.want(r);
+        self.mem
+            .store(i, loc, v, tag(r, k, WHAT_FLAG), MemOrder::Release);
+        self.blocks[i].cursor += 1;
+    }
+
+    /// v1 one-shot, step 2: acquire every peer's start flag, then read every rank's
+    /// parity half for my chunks in rank order.
+    fn barrier_and_reduce(&mut self, i: usize) {
+        let r = i / self.max_g;
+        let b = i % self.max_g;
+        let k = self.ranks[r].call;
+        let w = self.cfg.world;
+        let p = self.epoch_of(r) as usize % 2;
+        let cursor = self.blocks[i].cursor;
+        if cursor + 1 < w {
+            let q = self.peer(r, cursor);
+            let loc = self.geo.flag(r, p, b, q);
+            let (v, _) = self.load(i, loc, MemOrder::Acquire);
+            if v == self.want(r) {
+                self.blocks[i].cursor += 1;
+            } else if !self.flag_error(i, q, v) {
+                self.abort_seen(i);
+            }
+            return;
+        }
+        let idx = cursor + 1 - w;
+        let n = self.chunks(r, k);
+        let Some(c) = self.nth_chunk(r, b, idx / w, n) else {
+            self.next_step(i);
+            return;
+        };
+        let q = idx % w;
+        let (v, prov) = self.load(i, self.geo.half(q, p, c), MemOrder::Relaxed);
+        let want = tag(q, k, WHAT_HALF);
+        if prov != want {
             let text = format!(
-                "PollReduce read r{r}.L[{kb}].slot[{q}] chunk {c}: found {}, expected {} ({how})",
-                describe_tag(bad),
+                "v1 ReduceAll read r{q}.buf[{p}] chunk {c}: found {}, expected {}",
+                describe_tag(prov),
                 describe_tag(want)
             );
             self.log(r, Some(b), format!("!! {text}"));
@@ -929,13 +1246,7 @@ impl<'a> Run<'a> {
                 format!("r{r} b{b} call {k}: {text}"),
             );
         }
-        let v = chunk_value(&vals);
-        if let Some(o) = self.ranks[r].out.get_mut(c) {
-            *o = Some(match (q, *o) {
-                (0, _) | (_, None) => v,
-                (_, Some(a)) => mix(a, v),
-            });
-        }
+        self.accumulate(r, c, q, v);
         self.blocks[i].cursor += 1;
     }
 
@@ -990,11 +1301,16 @@ impl<'a> Run<'a> {
             .push(Violation::unreplayable(kind, message, trace));
     }
 
+    /// The expected result of chunk c of call k (rank-order fold of every rank's value).
     fn reference(&self, k: usize, c: usize) -> u64 {
+        let barrier = self.is_barrier_call(k);
         let mut acc = None;
         for q in 0..self.cfg.world {
-            let halves: Vec<u64> = (0..self.halves).map(|h| half_value(q, k, c, h)).collect();
-            let v = chunk_value(&halves);
+            let v = if barrier {
+                u64::from(half_value(q, k, c, 0))
+            } else {
+                chunk_value(&[0, 1, 2, 3].map(|h| half_value(q, k, c, h)))
+            };
             acc = Some(match acc {
                 None => v,
                 Some(a) => mix(a, v),
@@ -1006,12 +1322,12 @@ impl<'a> Run<'a> {
     fn final_checks(&mut self) {
         let fault = self.cfg.fault;
         for r in 0..self.cfg.world {
-            let results = self.ranks[r].results.clone();
+            let results = std::mem::take(&mut self.ranks[r].results);
             for (k, res) in results.iter().enumerate() {
                 let faulty = match fault {
-                    Some(PushFault::Kill { call, .. }) | Some(PushFault::Mismatch { call, .. }) => {
-                        k >= call
-                    }
+                    Some(PushFault::Kill { call, .. })
+                    | Some(PushFault::Mismatch { call, .. })
+                    | Some(PushFault::OtherOp { call, .. }) => k >= call,
                     Some(PushFault::EpochSkew { .. }) => true,
                     None => false,
                 };
@@ -1053,7 +1369,8 @@ impl<'a> Run<'a> {
                                 (faulty && (*code == ERR_TIMEOUT || *code == ERR_PEER_ABORT))
                                     || collateral(call)
                             }
-                            Some(PushFault::Mismatch { call, .. }) => {
+                            Some(PushFault::Mismatch { call, .. })
+                            | Some(PushFault::OtherOp { call, .. }) => {
                                 (faulty && *code != ERR_TIMEOUT) || collateral(call)
                             }
                             Some(PushFault::EpochSkew { .. }) => true,
@@ -1075,16 +1392,13 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-            if !self.ranks[r].killed
-                && self.ranks[r].results.len() < self.cfg.bytes.len()
-                && !self.ranks[r]
-                    .results
-                    .iter()
-                    .any(|o| matches!(o, CallOutcome::Err(_)))
-            {
+            let finished = results.len();
+            let any_err = results.iter().any(|o| matches!(o, CallOutcome::Err(_)));
+            self.ranks[r].results = results;
+            if !self.ranks[r].killed && finished < self.cfg.bytes.len() && !any_err {
                 self.violation(
                     ViolationKind::Deadlock,
-                    format!("r{r} never finished call {}", self.ranks[r].results.len()),
+                    format!("r{r} never finished call {finished}"),
                 );
             }
         }
@@ -1110,13 +1424,19 @@ mod tests {
         assert!(check_push(&c, 1, 0).is_err(), "'less' on a one-chunk call");
         c.fault = Some(PushFault::Kill { rank: 2, call: 0 });
         assert!(check_push(&c, 1, 0).is_err());
+        c.fault = Some(PushFault::OtherOp { rank: 0, call: 0 });
+        c.barrier_calls = vec![0];
+        assert!(check_push(&c, 1, 0).is_err(), "mismatch on a barrier call");
     }
 
     #[test]
     fn one_rank_and_tags() {
         let r = check_push(&PushConfig::new(1, vec![64, 16, 48, 4]), 5, 3).unwrap();
         assert!(r.violations.is_empty(), "{:?}", r.violations);
-        assert_eq!(describe_tag(tag(1, 2, WHAT_DATA)), "r1 call 2 data");
+        assert_eq!(describe_tag(tag(1, 2, WHAT_LINE)), "r1 call 2 line data");
         assert_ne!(half_value(0, 0, 0, 0), 0);
+        let g = Geo::new(&PushConfig::new(3, vec![64]));
+        assert!(g.slot(0, 1, 2, 4, 3, 0) < g.hdr);
+        assert_eq!(g.abort(0) + 1, g.per_rank);
     }
 }

@@ -1,27 +1,26 @@
-//! The push one-shot ("Lamport") allreduce for small messages (PROTOCOL.md "push
-//! one-shot"): the shared layout, sentinel and signature helpers, the step list, the
-//! protocol checker ([`check_push`]); the CPU data path is
+//! The push one-shot for small messages, LL protocol (NCCL "low latency" style;
+//! PROTOCOL.md "push one-shot"): the shared layout, line and tag helpers, the step list,
+//! the protocol checker ([`check_push`]); the CPU data path is
 //! [`crate::cpu::CpuRank::push_allreduce`].
 //!
-//! Every rank owns three rotating receive buffers `L[k]` (`k` advances by one per push
-//! call: `k = (last + 1) % 3`), each with one slot
-//! per writer rank. A writer stores its (sign-of-zero-normalised) data straight into
-//! `L[k].slot[me]` of every rank, then publishes `flag(e, call_sig)` with a release
-//! store into a per-(parity, block, writer) signature word at every rank. A reader polls its
-//! own slots until no lane holds the sentinel (negative zero), reduces in rank order, then
-//! checks the signature words (acquire; catches mismatched calls and gives the formal
-//! happens-before edge). Before polling it re-arms the buffer that call `e - 1` used with
-//! the sentinel (off the critical path, while the peers' data is in flight). There is no
-//! barrier: one NVLink traversal per call.
+//! Every 8 bytes of a receive slot carry 4 bytes of data and the call's 32-bit epoch as
+//! a tag (`{data, e}`), so the data carries its own readiness: a writer stores its chunks
+//! as tagged 16-byte lines straight into `slot[e % 2][me]` of every peer (one relaxed
+//! 16-byte store per line, no fence, no flag), and a reader polls its own slots until
+//! every tag of a chunk reads `e`, then folds in rank order. A header line
+//! `{sig, e, sig, e}` per (parity, writer) carries the call signature, so ranks that make
+//! different calls at the same epoch fail with `CALL_MISMATCH` instead of hanging or
+//! finishing silently. Two parity buffers need no clearing: a stale line carries an older
+//! tag. The protocol relies on 8-byte single-copy atomicity of each `{data, tag}` half.
 //!
 //! ```
 //! use inc_sim::push::{check_push, PushConfig, PushWeakening};
 //! // Clean: 4 consecutive calls of varying size on 3 ranks, random schedules.
 //! let cfg = PushConfig::new(3, vec![64, 16, 48, 32]);
 //! assert!(check_push(&cfg, 20, 1)?.violations.is_empty());
-//! // Rotating only two buffers lets a fast peer's data be erased by the clear.
+//! // One buffer instead of two parities: a fast peer's next call overwrites unread lines.
 //! let mut bad = PushConfig::new(2, vec![32, 32, 32, 32]);
-//! bad.weaken = Some(PushWeakening::TwoBuffers);
+//! bad.weaken = Some(PushWeakening::OneBuffer);
 //! assert!(!check_push(&bad, 200, 1)?.violations.is_empty());
 //! # Ok::<(), inc_sim::SimError>(())
 //! ```
@@ -30,67 +29,62 @@ pub mod check;
 
 pub use check::{check_push, PushConfig, PushFault, PushWeakening};
 
-use crate::types::{DType, ReduceOp, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
+use crate::types::{DType, ReduceOp, CHUNK_BYTES, MAX_RANKS};
 
 /// The code of the push one-shot in [`crate::call_sig`] (`Algo::PushOneShot.code()`).
 pub const PUSH_ALGO_CODE: u8 = 3;
 
-/// Number of rotating receive buffers (`L[(last + 1) % 3]`).
-pub const PUSH_BUFFERS: usize = 3;
+/// Number of receive buffers (parities `e % 2`).
+pub const PUSH_BUFFERS: usize = 2;
 
-/// The 32-bit clear pattern written into every word of an empty slot: f32 `-0.0`. Its
-/// high half is bf16/f16 `-0.0` (0x8000), so every 16-byte chunk of a cleared slot holds a
-/// sentinel lane for every data type, whichever type the next call uses.
-pub const SENTINEL_WORD: u32 = 0x8000_0000;
+/// Bytes of one LL line: two 8-byte halves `{u32 data, u32 tag}` (one 16-byte store).
+pub const LINE_BYTES: usize = 16;
 
-/// The 16-bit sentinel lane (bf16/f16 `-0.0`).
-pub const SENTINEL_HALF: u16 = 0x8000;
+/// Slot bytes per 16-byte user chunk: two lines (`A = {w0, e, w1, e}`, `B = {w2, e, w3, e}`).
+pub const LINE_BYTES_PER_CHUNK: usize = 2 * LINE_BYTES;
 
-/// Default capacity of one slot (bytes of one rank's input) on the GPU.
+/// Default payload capacity (bytes of one rank's input) of a push call on the GPU: 256 KiB
+/// (LL beats one-shot up to there at world 2 on H200s; docs/PERFORMANCE.md).
 pub const DEFAULT_PUSH_MAX_BYTES: usize = 256 << 10;
 
+/// Default slot size on the GPU: twice the payload (every data word travels with a tag),
+/// 512 KiB; the push region is then `2 * MAX_RANKS * 512 KiB + 256` bytes (8 MiB + 256).
+pub const DEFAULT_PUSH_SLOT_BYTES: usize = 2 * DEFAULT_PUSH_MAX_BYTES;
+
 /// Byte offsets of the push region (after the two parity halves of the data area; see
-/// PROTOCOL.md "push one-shot" / "Memory").
+/// PROTOCOL.md "push one-shot" / "Memory"). Zero-initialised before the handle is
+/// exported (tag 0 is never a live epoch).
 ///
 /// ```text
-/// 0     sig  [2][MAX_BLOCKS][MAX_RANKS] u64   flag(e, call_sig) written by writer s (release)
-/// 4096  used [3] u32                          chunks the last push call using L[k] wrote (local)
-/// 4108  last u32                              buffer of this rank's previous push call (local)
-/// 8192  L[k].slot[s], k = 0..3, s = 0..MAX_RANKS, each `slot_bytes` (a multiple of 16)
+/// 0     hdr[2][MAX_RANKS]  16-byte lines hdr[p][s] = {sig, e, sig, e} (u32), written by writer s
+/// 256   slot[p][s], p = 0..2, s = 0..MAX_RANKS, each `slot_bytes` (a multiple of 32)
+///       at 256 + (p * MAX_RANKS + s) * slot_bytes; chunk c's lines A, B at c*32, c*32+16
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PushLayout;
 
 impl PushLayout {
-    /// The signature words.
-    pub const SIG: usize = 0;
-    /// Bytes of the signature array.
-    pub const SIG_BYTES: usize = 2 * MAX_BLOCKS * MAX_RANKS * 8;
-    /// `used[3]`: chunks the last call that wrote `L[k]` used (local, read by the clear).
-    pub const USED: usize = Self::SIG_BYTES;
-    /// `last: u32`: the buffer index (0..3) of this rank's previous push call (local;
-    /// the next push call uses `(last + 1) % 3` and clears `L[last]`). Buffers rotate per
-    /// push call, not per epoch, because other algorithms may run in between.
-    pub const LAST: usize = Self::USED + 4 * PUSH_BUFFERS;
-    /// Bytes before the first slot.
-    pub const HEADER_BYTES: usize = 8192;
+    /// The header lines `hdr[2][MAX_RANKS]`.
+    pub const HDR: usize = 0;
+    /// Bytes before the first slot (the header lines).
+    pub const HEADER_BYTES: usize = 256;
 
-    /// Offset of the signature word written by `writer` for `block` at `parity`.
-    pub const fn sig(parity: usize, block: usize, writer: usize) -> usize {
-        Self::SIG + ((parity * MAX_BLOCKS + block) * MAX_RANKS + writer) * 8
+    /// Offset of the header line written by `writer` for `parity`.
+    pub const fn hdr(parity: usize, writer: usize) -> usize {
+        Self::HDR + (parity * MAX_RANKS + writer) * LINE_BYTES
     }
 
-    /// Offset of `used[k]`.
-    pub const fn used(k: usize) -> usize {
-        Self::USED + 4 * k
+    /// Offset of slot `writer` of parity buffer `parity` when each slot holds `slot_bytes`.
+    pub const fn slot(parity: usize, writer: usize, slot_bytes: usize) -> usize {
+        Self::HEADER_BYTES + (parity * MAX_RANKS + writer) * slot_bytes
     }
 
-    /// Offset of slot `writer` of buffer `k` when each slot holds `slot_bytes`.
-    pub const fn slot(k: usize, writer: usize, slot_bytes: usize) -> usize {
-        Self::HEADER_BYTES + (k * MAX_RANKS + writer) * slot_bytes
+    /// Offset of line `line` (0 = A, 1 = B) of chunk `c` inside a slot.
+    pub const fn line(c: usize, line: usize) -> usize {
+        c * LINE_BYTES_PER_CHUNK + line * LINE_BYTES
     }
 
-    /// Offset of the first slot (the part initialised to the sentinel).
+    /// Offset of the first slot.
     pub const fn slots_start() -> usize {
         Self::HEADER_BYTES
     }
@@ -100,13 +94,25 @@ impl PushLayout {
         Self::HEADER_BYTES + PUSH_BUFFERS * MAX_RANKS * slot_bytes
     }
 
-    /// `slot_bytes` rounded up to whole 16-byte chunks.
+    /// `slot_bytes` rounded up to whole 32-byte chunk line pairs.
     pub const fn round_slot(slot_bytes: usize) -> usize {
-        slot_bytes.div_ceil(CHUNK_BYTES) * CHUNK_BYTES
+        slot_bytes.div_ceil(LINE_BYTES_PER_CHUNK) * LINE_BYTES_PER_CHUNK
+    }
+
+    /// Slot bytes that carry `payload_bytes` of user data (twice the payload, whole chunks).
+    pub const fn slot_bytes_for(payload_bytes: usize) -> usize {
+        payload_bytes.div_ceil(CHUNK_BYTES) * LINE_BYTES_PER_CHUNK
+    }
+
+    /// User bytes a slot of `slot_bytes` carries (half of it, whole chunks).
+    pub const fn payload_bytes(slot_bytes: usize) -> usize {
+        slot_bytes / LINE_BYTES_PER_CHUNK * CHUNK_BYTES
     }
 }
 
-const _: () = assert!(PushLayout::LAST + 4 <= PushLayout::HEADER_BYTES);
+const _: () = assert!(PushLayout::hdr(1, MAX_RANKS - 1) + LINE_BYTES <= PushLayout::HEADER_BYTES);
+const _: () =
+    assert!(PushLayout::slot_bytes_for(DEFAULT_PUSH_MAX_BYTES) == DEFAULT_PUSH_SLOT_BYTES);
 
 /// The call signature of a push one-shot call: [`crate::call_sig`] with algo code
 /// [`PUSH_ALGO_CODE`] (same FNV-1a over `[3, dtype, op, count LE]`).
@@ -116,76 +122,64 @@ pub const fn push_call_sig(dtype: DType, op: ReduceOp, count: u64) -> u32 {
 
 /// The step names of the push one-shot, in order (the kernel's `// STEP push_one_shot <n>
 /// <Name>` markers list exactly these).
-pub const PUSH_STEP_NAMES: [&str; 7] = [
-    "Prologue",
-    "PushData",
-    "PushSig",
-    "ClearOld",
-    "PollReduce",
-    "SigCheck",
-    "Epilogue",
-];
+pub const PUSH_STEP_NAMES: [&str; 5] =
+    ["Prologue", "PushData", "PollReduce", "HdrCheck", "Epilogue"];
 
 /// Step index (phase in an error record) of each push step.
 pub mod step {
-    /// Exit if aborted; `e = epoch + 1`; `k = (last + 1) % 3`; `used[k] = chunks`.
+    /// Exit if aborted; `e = epoch + 1` (epoch and abort in one 64-bit load).
     pub const PROLOGUE: u32 = 0;
-    /// Store my chunks into `L[k].slot[me]` of every rank (one 16-byte store each).
+    /// Header line to every peer (block 0 thread 0), then my chunks as tagged lines into
+    /// `slot[e % 2][me]` of every peer (one relaxed 16-byte store per line).
     pub const PUSH_DATA: u32 = 1;
-    /// `st.release.sys` of `flag(e, sig)` into `sig[e % 2][b][me]` at every rank.
-    pub const PUSH_SIG: u32 = 2;
-    /// Re-arm `L[last]` (the previous push call's buffer) with the sentinel over `used[last]`
-    /// (while the peers' data is in flight; nobody writes that buffer during call e).
-    pub const CLEAR_OLD: u32 = 3;
-    /// Poll my slots until no lane is the sentinel; fold in rank order; write out.
-    pub const POLL_REDUCE: u32 = 4;
-    /// `ld.acquire.sys` of every writer's signature word until it equals `flag(e, sig)`.
-    pub const SIG_CHECK: u32 = 5;
-    /// The last block advances the epoch and sets `last = k`.
-    pub const EPILOGUE: u32 = 6;
+    /// Poll my own slots until all four tags of a chunk are `e`; fold in rank order.
+    pub const POLL_REDUCE: u32 = 2;
+    /// Wait for every peer's header line of call `e`; another signature -> CALL_MISMATCH.
+    pub const HDR_CHECK: u32 = 3;
+    /// The last block advances the epoch.
+    pub const EPILOGUE: u32 = 4;
 }
 
-/// Whether a 16-byte chunk read from a slot is complete: no lane holds the sentinel
-/// (f32: a word equal to [`SENTINEL_WORD`]; bf16/f16: a half equal to [`SENTINEL_HALF`]).
-/// Every lane is checked, so only 4-byte single-copy atomicity is relied on (PROTOCOL.md).
-pub fn chunk_ready(dtype: DType, words: &[u32; 4]) -> bool {
-    match dtype {
-        DType::F32 => words.iter().all(|&w| w != SENTINEL_WORD),
-        DType::Bf16 | DType::F16 => words
-            .iter()
-            .all(|&w| (w & 0xffff) as u16 != SENTINEL_HALF && (w >> 16) as u16 != SENTINEL_HALF),
-    }
+/// One 8-byte half `{u32 data, u32 tag}` as the `u64` a single 8-byte access stores or
+/// loads (native byte order: `data` at the lower address).
+pub fn pack_half(data: u32, tag: u32) -> u64 {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&data.to_ne_bytes());
+    b[4..].copy_from_slice(&tag.to_ne_bytes());
+    u64::from_ne_bytes(b)
 }
 
-/// The writer's normalisation: every `-0.0` lane becomes `+0.0`, so no data lane can be
-/// mistaken for the sentinel. Sums/averages/min/max change only in the sign of a zero
-/// result (a zero result is always `+0.0`).
-pub fn remap_neg_zero(dtype: DType, words: &mut [u32; 4]) {
-    for w in words.iter_mut() {
-        match dtype {
-            DType::F32 => {
-                if *w == SENTINEL_WORD {
-                    *w = 0;
-                }
-            }
-            DType::Bf16 | DType::F16 => {
-                let mut lo = *w & 0xffff;
-                let mut hi = *w >> 16;
-                if lo == u32::from(SENTINEL_HALF) {
-                    lo = 0;
-                }
-                if hi == u32::from(SENTINEL_HALF) {
-                    hi = 0;
-                }
-                *w = lo | (hi << 16);
-            }
-        }
-    }
+/// The `(data, tag)` of an 8-byte half (inverse of [`pack_half`]).
+pub fn unpack_half(h: u64) -> (u32, u32) {
+    let b = h.to_ne_bytes();
+    (
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    )
+}
+
+/// The four halves (lines A then B) that carry the user chunk words `w` with tag `e`:
+/// `A = {w0, e, w1, e}`, `B = {w2, e, w3, e}`.
+pub fn chunk_lines(w: &[u32; 4], e: u32) -> [u64; 4] {
+    [
+        pack_half(w[0], e),
+        pack_half(w[1], e),
+        pack_half(w[2], e),
+        pack_half(w[3], e),
+    ]
+}
+
+/// Whether a tag read from a line belongs to a call *newer* than `e` (wrap-aware:
+/// `(int32)(tag - e) > 0`). A legitimate peer is never more than one call ahead, and one
+/// call ahead writes the other parity, so such a tag in my parity-`e % 2` slot means the
+/// ranks disagree on the call count (SEQ_MISMATCH).
+pub const fn tag_is_newer(tag: u32, e: u32) -> bool {
+    (tag.wrapping_sub(e) as i32) > 0
 }
 
 /// Most elements of `dtype` a push call can carry with `slot_bytes` per slot.
 pub fn max_count(dtype: DType, slot_bytes: usize) -> u64 {
-    (PushLayout::round_slot(slot_bytes) / dtype.size()) as u64
+    (PushLayout::payload_bytes(slot_bytes) / dtype.size()) as u64
 }
 
 #[cfg(test)]
@@ -195,21 +189,28 @@ mod tests {
 
     #[test]
     fn layout_offsets() {
-        assert_eq!(PushLayout::sig(0, 0, 0), 0);
-        assert_eq!(PushLayout::sig(0, 0, 1), 8);
-        assert_eq!(PushLayout::sig(1, 0, 0), MAX_BLOCKS * MAX_RANKS * 8);
+        assert_eq!(PushLayout::hdr(0, 0), 0);
+        assert_eq!(PushLayout::hdr(0, 1), 16);
+        assert_eq!(PushLayout::hdr(1, 0), 128);
+        assert_eq!(PushLayout::hdr(1, 7) + 16, PushLayout::HEADER_BYTES);
+        assert_eq!(PushLayout::HEADER_BYTES, 256);
+        assert_eq!(PushLayout::slot(0, 0, 1024), 256);
+        assert_eq!(PushLayout::slot(1, 0, 1024), 256 + 8 * 1024);
         assert_eq!(
-            PushLayout::sig(1, MAX_BLOCKS - 1, MAX_RANKS - 1) + 8,
-            PushLayout::SIG_BYTES
-        );
-        assert_eq!(PushLayout::used(2), 4096 + 8);
-        assert_eq!(PushLayout::slot(0, 0, 1024), 8192);
-        assert_eq!(PushLayout::slot(1, 0, 1024), 8192 + 8 * 1024);
-        assert_eq!(
-            PushLayout::slot(2, 7, 1024) + 1024,
+            PushLayout::slot(1, 7, 1024) + 1024,
             PushLayout::region_bytes(1024)
         );
+        assert_eq!(PushLayout::line(3, 1), 3 * 32 + 16);
         assert_eq!(PushLayout::round_slot(17), 32);
+        assert_eq!(PushLayout::round_slot(64), 64);
+        assert_eq!(PushLayout::slot_bytes_for(17), 64);
+        assert_eq!(PushLayout::payload_bytes(64), 32);
+        assert_eq!(DEFAULT_PUSH_SLOT_BYTES, 512 << 10);
+        assert_eq!(
+            PushLayout::region_bytes(DEFAULT_PUSH_SLOT_BYTES),
+            (8 << 20) + 256
+        );
+        assert_eq!(max_count(DType::Bf16, 64), 16);
     }
 
     #[test]
@@ -234,32 +235,21 @@ mod tests {
     }
 
     #[test]
-    fn sentinel_and_remap() {
-        let cleared = [SENTINEL_WORD; 4];
-        for d in DType::ALL {
-            assert!(
-                !chunk_ready(d, &cleared),
-                "{d}: cleared chunk must read as empty"
-            );
+    fn lines_and_tags() {
+        let l = chunk_lines(&[1, 2, 3, 0x8000_0000], 9);
+        assert_eq!(unpack_half(l[0]), (1, 9));
+        assert_eq!(unpack_half(l[3]), (0x8000_0000, 9));
+        // Little-endian hosts (and GPUs): data in the low word, tag in the high word.
+        if cfg!(target_endian = "little") {
+            assert_eq!(pack_half(5, 7), (7u64 << 32) | 5);
         }
-        // A chunk whose 4 words are all written is ready; one cleared word is not.
-        let mut w = [0x3f80_0000u32, 0, 0x4000_4000, 7];
-        assert!(chunk_ready(DType::F32, &w));
-        w[3] = SENTINEL_WORD;
-        assert!(!chunk_ready(DType::F32, &w));
-        assert!(!chunk_ready(DType::Bf16, &w));
-        // -0.0 data lanes are remapped to +0.0 and then read as ready.
-        let mut f = [SENTINEL_WORD, 1, 2, 3];
-        remap_neg_zero(DType::F32, &mut f);
-        assert_eq!(f, [0, 1, 2, 3]);
-        assert!(chunk_ready(DType::F32, &f));
-        let mut h = [0x8000_8000u32, 0x0001_8000, 0x8000_3c00, 5];
-        remap_neg_zero(DType::F16, &mut h);
-        assert_eq!(h, [0, 0x0001_0000, 0x3c00, 5]);
-        assert!(chunk_ready(DType::F16, &h));
-        assert!(chunk_ready(DType::Bf16, &h));
-        // f32 data with a 0x8000 low half is fine for an f32 reader.
-        assert!(chunk_ready(DType::F32, &[0x4000_8000, 1, 1, 1]));
-        assert_eq!(max_count(DType::Bf16, 64), 32);
+        assert!(tag_is_newer(10, 9));
+        assert!(!tag_is_newer(9, 9));
+        assert!(!tag_is_newer(7, 9));
+        assert!(
+            !tag_is_newer(0, 1),
+            "the zero-initialised tag reads as older"
+        );
+        assert!(tag_is_newer(1, u32::MAX), "wrap-aware");
     }
 }

@@ -472,13 +472,17 @@ impl CudaBackend {
         };
         Capacity {
             one_shot: cap(Algo::OneShot),
-            two_shot: cap(Algo::TwoShot),
+            // a two-shot call larger than the buffer runs in pieces ([`CudaBackend::launch`])
+            two_shot: if cap(Algo::TwoShot) > 0 { u64::MAX } else { 0 },
             hcm: if self.world == 8 { cap(Algo::Hcm) } else { 0 },
             push_one_shot: cap(Algo::PushOneShot),
         }
     }
 
-    /// Enqueues one kernel allreduce on `stream`.
+    /// Enqueues one kernel allreduce on `stream`. A two-shot call larger than the
+    /// symmetric buffer holds runs as consecutive calls on pieces of at most the buffer's
+    /// capacity (whole 16-byte chunks, so every piece keeps the tensor's alignment); every
+    /// rank cuts the same pieces.
     ///
     /// # Safety
     /// `input`/`output` are device addresses of `count` elements of `dtype` on this
@@ -494,22 +498,41 @@ impl CudaBackend {
         output: u64,
         count: u64,
     ) -> Result<()> {
-        let call = RawCall {
-            algo,
-            dtype,
-            op,
-            input,
-            output,
-            count,
-            options: CallOptions {
-                blocks: self.blocks,
-                timeout: self.call_timeout,
-            },
+        let piece = match algo {
+            Algo::TwoShot => {
+                let lanes = inc_cuda::launch::lanes(dtype);
+                let max = inc_cuda::launch::max_count(algo, dtype, self.buffer_bytes());
+                (max / lanes * lanes).max(lanes)
+            }
+            _ => count.max(1),
         };
         let own = lock(self.own()?);
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.kernels.allreduce_raw(&own, stream, &call) }
-            .map_err(|e| cuda_err(self.rank, e))
+        let es = dtype.size() as u64;
+        let mut done = 0u64;
+        loop {
+            let n = (count - done).min(piece);
+            let call = RawCall {
+                algo,
+                dtype,
+                op,
+                input: input + done * es,
+                output: output + done * es,
+                count: n,
+                options: CallOptions {
+                    blocks: self.blocks,
+                    timeout: self.call_timeout,
+                },
+            };
+            // SAFETY: forwarded from this function's contract; the piece lies inside the
+            // caller's `count` elements.
+            unsafe { self.kernels.allreduce_raw(&own, stream, &call) }
+                .map_err(|e| cuda_err(self.rank, e))?;
+            done += n;
+            if done >= count {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The check a [`Work`](crate::Work) runs after its event.
