@@ -55,6 +55,9 @@ pub enum Weakening {
     RelaxedFlags,
     /// One buffer instead of two parity halves, and no end barrier.
     NoRotation,
+    /// two-shot without its mid barrier: Gather reads the gather area before the owners'
+    /// stores of the reduced slices are known to be visible.
+    NoMidBarrier,
 }
 
 /// How schedules are chosen.
@@ -205,8 +208,8 @@ impl SimConfig {
         if self.threads_per_block == 0 {
             return bad("threads_per_block must be >= 1".into());
         }
-        if self.zero_copy && self.algo == Algo::Hcm {
-            return bad("the zero-copy variant exists for one-shot and two-shot only".into());
+        if self.zero_copy && self.algo != Algo::OneShot {
+            return bad("the zero-copy variant exists for one-shot only".into());
         }
         if let Some(t) = &self.hcm {
             crate::cpu::validate_hcm(t)?;
@@ -1161,8 +1164,8 @@ impl<'a> Run<'a> {
         let max_g = cfg.blocks.iter().copied().max().unwrap_or(1);
         let max_chunks = (cfg.bytes + 4).div_ceil(CHUNK_BYTES);
         let n_threads = cfg.world * max_g;
-        let n_locs =
-            cfg.world * (Self::data_locs(max_chunks) + Self::flag_locs(max_g, cfg.world) + 1);
+        let n_locs = cfg.world
+            * (Self::data_locs(max_chunks, cfg.world) + Self::flag_locs(max_g, cfg.world) + 1);
         Run {
             cfg,
             steps_prog: program::steps(cfg.protocol, cfg.algo),
@@ -1227,18 +1230,31 @@ impl<'a> Run<'a> {
         self.stale_list.clear();
     }
 
-    // ---- location layout: per rank [data: parity(2) x region(2) x chunks][flags: 3 x 2 x G x W][abort]
-    fn data_locs(chunks: usize) -> usize {
-        4 * chunks
+    // ---- location layout: per rank [data: parity(2) x half][flags: 3 x 2 x G x W][abort];
+    // a half is 2 x chunks + W words: buf at 0 and the hcm partial at `chunks` (one-shot,
+    // hcm, seed), or the two-shot receive areas R[s] at s x S and the gather area G at
+    // W x S (W x S <= chunks + W - 1).
+    fn half_locs(chunks: usize, w: usize) -> usize {
+        2 * chunks + w
+    }
+    fn data_locs(chunks: usize, w: usize) -> usize {
+        2 * Self::half_locs(chunks, w)
     }
     fn flag_locs(g: usize, w: usize) -> usize {
         3 * 2 * g * w
     }
     fn rank_base(&self, r: usize) -> usize {
-        r * (Self::data_locs(self.max_chunks) + Self::flag_locs(self.max_g, self.cfg.world) + 1)
+        r * (Self::data_locs(self.max_chunks, self.cfg.world)
+            + Self::flag_locs(self.max_g, self.cfg.world)
+            + 1)
     }
     fn data_loc(&self, r: usize, parity: usize, partial: bool, c: usize) -> usize {
-        self.rank_base(r) + ((parity * 2 + usize::from(partial)) * self.max_chunks + c)
+        self.half_loc(r, parity, usize::from(partial) * self.max_chunks + c)
+    }
+    /// Word `off` (in chunks) of rank r's parity half `parity`.
+    fn half_loc(&self, r: usize, parity: usize, off: usize) -> usize {
+        let hl = Self::half_locs(self.max_chunks, self.cfg.world);
+        self.rank_base(r) + parity * hl + off.min(hl - 1)
     }
     fn flag_loc(&self, r: usize, kind: BarrierKind, parity: usize, b: usize, src: usize) -> usize {
         let k = match kind {
@@ -1247,13 +1263,13 @@ impl<'a> Run<'a> {
             BarrierKind::End => 2,
         };
         self.rank_base(r)
-            + Self::data_locs(self.max_chunks)
+            + Self::data_locs(self.max_chunks, self.cfg.world)
             + ((k * 2 + parity) * self.max_g + b) * self.cfg.world
             + src
     }
     fn abort_loc(&self, r: usize) -> usize {
         self.rank_base(r)
-            + Self::data_locs(self.max_chunks)
+            + Self::data_locs(self.max_chunks, self.cfg.world)
             + Self::flag_locs(self.max_g, self.cfg.world)
     }
     fn tid(&self, r: usize, b: usize) -> usize {
@@ -1557,10 +1573,10 @@ impl<'a> Run<'a> {
     /// productivity depends on nothing else in memory (data never), and on block state
     /// that changes only when the block acts or its rank starts or ends a call.
     fn on_landed(&mut self, loc: usize) {
-        let per =
-            Self::data_locs(self.max_chunks) + Self::flag_locs(self.max_g, self.cfg.world) + 1;
+        let w = self.cfg.world;
+        let per = Self::data_locs(self.max_chunks, w) + Self::flag_locs(self.max_g, w) + 1;
         let (r, off) = (loc / per, loc % per);
-        let Some(f) = off.checked_sub(Self::data_locs(self.max_chunks)) else {
+        let Some(f) = off.checked_sub(Self::data_locs(self.max_chunks, w)) else {
             return;
         };
         if f >= Self::flag_locs(self.max_g, self.cfg.world) {
@@ -1697,12 +1713,29 @@ impl<'a> Run<'a> {
         what: &str,
     ) -> u64 {
         let r = i / self.max_g;
+        let loc = self.data_loc(q, self.data_parity(r), partial, c);
+        let place = format!("r{q}.{} chunk {c}", if partial { "partial" } else { "buf" });
+        self.read_loc(i, loc, q, want, what, &place)
+    }
+
+    /// Loads data word `loc` for block i and checks its tag against `want` (written by
+    /// rank `from`); `place` names the word in a report.
+    fn read_loc(
+        &mut self,
+        i: usize,
+        loc: usize,
+        from: usize,
+        want: u64,
+        what: &str,
+        place: &str,
+    ) -> u64 {
+        let r = i / self.max_g;
+        let q = from;
         let order = if self.is_seed() {
             MemOrder::NonCoherent
         } else {
             MemOrder::Relaxed
         };
-        let loc = self.data_loc(q, self.data_parity(r), partial, c);
         let (val, t) = self.pick_load(i, loc, order);
         if t != want {
             let k = self.ranks[r].call;
@@ -1712,8 +1745,7 @@ impl<'a> Run<'a> {
                 "stale: the current call's data is not (yet) visible"
             };
             let text = format!(
-                "{what} read r{q}.{} chunk {c}: found {}, expected {} ({how})",
-                if partial { "partial" } else { "buf" },
+                "{what} read {place}: found {}, expected {} ({how})",
                 describe_tag(t),
                 describe_tag(want)
             );
@@ -1775,6 +1807,27 @@ impl<'a> Run<'a> {
                     self.next_step(i);
                 }
             }
+            Step::Scatter => {
+                // For my chunks c of every slice q != r: peer q's R[r][c - q*S] = input[c].
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| c / s != r) else {
+                    self.next_step(i);
+                    return;
+                };
+                let q = (c / s).min(w - 1);
+                let loc = self.half_loc(q, dp, r * s + c - q * s);
+                self.mem.store(
+                    i,
+                    loc,
+                    input_value(r, k, c),
+                    tag(r, k, WHAT_INPUT),
+                    MemOrder::Relaxed,
+                );
+            }
+            Step::Barrier {
+                kind: BarrierKind::Mid,
+                ..
+            } if self.cfg.weaken == Some(Weakening::NoMidBarrier) => self.next_step(i),
             Step::Barrier { .. } | Step::EndBarrier => self.step_barrier(i, step),
             Step::ReduceAll => {
                 let Some(c) = self.nth_chunk(r, b, self.blocks[i].cursor) else {
@@ -1786,6 +1839,53 @@ impl<'a> Run<'a> {
                     *o = Some(v);
                 }
                 self.blocks[i].cursor += 1;
+            }
+            Step::ReduceSlice if !self.is_seed() => {
+                // v = fold over s of (s == r ? input[c] : own R[s][c - r*S]); out[c] = v;
+                // every peer q's G[c] = v.
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| c / s == r) else {
+                    self.next_step(i);
+                    return;
+                };
+                let j = c - r * s;
+                let mut acc = None;
+                for src in 0..w {
+                    let x = if src == r {
+                        input_value(r, k, c)
+                    } else {
+                        let loc = self.half_loc(r, dp, src * s + j);
+                        let want = self.expected_tag(src, r, WHAT_INPUT);
+                        let place = format!("own R[{src}][{j}] (chunk {c})");
+                        self.read_loc(i, loc, src, want, "ReduceSlice", &place)
+                    };
+                    acc = Some(acc.map_or(x, |a| mix(a, x)));
+                }
+                let v = acc.unwrap_or(0);
+                for q in (0..w).filter(|&q| q != r) {
+                    let loc = self.half_loc(q, dp, w * s + c);
+                    self.mem
+                        .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
+                }
+                if let Some(o) = self.ranks[r].out.get_mut(c) {
+                    *o = Some(v);
+                }
+            }
+            Step::Gather if !self.is_seed() => {
+                // out[c] = own G[c] for my chunks c of every slice q != r.
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| c / s != r) else {
+                    self.next_step(i);
+                    return;
+                };
+                let q = (c / s).min(w - 1);
+                let want = self.expected_tag(q, r, WHAT_REDUCED);
+                let loc = self.half_loc(r, dp, w * s + c);
+                let place = format!("own G[{c}]");
+                let v = self.read_loc(i, loc, q, want, "Gather", &place);
+                if let Some(o) = self.ranks[r].out.get_mut(c) {
+                    *o = Some(v);
+                }
             }
             Step::ReduceSlice => {
                 let s = self.slice_len(r);
