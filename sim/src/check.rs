@@ -126,7 +126,8 @@ pub struct SimConfig {
     pub threads_per_block: usize,
     /// The hcm table (defaults to [`CUBE_MESH_8`]).
     pub hcm: Option<[[usize; 4]; 8]>,
-    /// Zero-copy variant (single buffer, end barrier). one-shot/two-shot only.
+    /// Zero-copy variant (single buffer, end barrier). one-shot only (the push-form
+    /// two-shot has no copy-in to skip).
     pub zero_copy: bool,
     /// Injected fault.
     pub fault: Option<Fault>,

@@ -121,6 +121,7 @@ fn zero_copy_variant_with_end_barrier_is_clean() {
         0
     )
     .is_err());
+    #[allow(clippy::single_element_loop)]
     for algo in [Algo::OneShot] {
         let mut c = cfg(Protocol::Inc, algo, 3, 48, 3);
         c.zero_copy = true;

@@ -310,7 +310,6 @@ fn cpu_two_shot_capacity_and_faults() {
                     let inp = vec![0u8; n * 4];
                     let mut out = vec![0u8; n * 4];
                     rank.allreduce(Algo::TwoShot, DType::F32, ReduceOp::Sum, 2, &inp, &mut out)
-                        .map(|()| ())
                         .map_err(|_| rank.error_record())
                 })
             })
