@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::error::SimError;
 use crate::model::{MemOrder, Memory};
 use crate::program::{self, PeerSet, Protocol, Step, CUBE_MESH_8};
+use crate::sched::{Event as SchedEvent, Pct, Strategy};
 use crate::types::{
     abort_word, call_sig, flag_epoch, flag_sig, flag_word, Algo, BarrierKind, DType, ReduceOp,
     CHUNK_BYTES, ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS,
@@ -54,12 +55,17 @@ pub enum Weakening {
     RelaxedFlags,
     /// One buffer instead of two parity halves, and no end barrier.
     NoRotation,
+    /// two-shot without its mid barrier: Gather reads the gather area before the owners'
+    /// stores of the reduced slices are known to be visible.
+    NoMidBarrier,
 }
 
 /// How schedules are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Scheduler {
-    /// Seeded random interleavings and random (allowed) stale values.
+    /// Seeded random schedules, drawn as [`SimConfig::random`] says: PCT (the default,
+    /// [`RandomMode::Pct`]) or a uniform walk ([`RandomMode::Walk`]); loads read random
+    /// allowed (stale) values half of the time.
     Random,
     /// Every interleaving and value choice among the first `depth` choice points
     /// (depth-first, loom-style); later choice points take the first option.
@@ -75,6 +81,30 @@ pub enum Scheduler {
         /// A block that lags.
         stall: Option<(usize, usize)>,
     },
+}
+
+/// How [`Scheduler::Random`] draws a schedule.
+///
+/// (A mode of `Random` rather than a `Scheduler` variant of its own so that the push
+/// checker, which maps every `Scheduler` variant, keeps compiling unchanged; it runs its
+/// own uniform walk for `Random` in either mode until it adopts [`crate::sched::Pct`].)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RandomMode {
+    /// PCT ([`crate::sched`]): random priorities per block and per store buffer,
+    /// `depth - 1` priority change points; finds depth-`d` races with a probability that
+    /// does not fall with the message size. The default (depth [`RandomMode::PCT_DEPTH`]).
+    Pct {
+        /// Bug depth targeted (>= 1); `depth - 1` change points.
+        depth: usize,
+    },
+    /// Uniform random walk: every step picks uniformly among all enabled actions (each
+    /// landable store counted alone). Finds shallow races at small sizes only.
+    Walk,
+}
+
+impl RandomMode {
+    /// The default PCT depth.
+    pub const PCT_DEPTH: usize = 3;
 }
 
 /// One scenario to check.
@@ -96,15 +126,19 @@ pub struct SimConfig {
     pub threads_per_block: usize,
     /// The hcm table (defaults to [`CUBE_MESH_8`]).
     pub hcm: Option<[[usize; 4]; 8]>,
-    /// Zero-copy variant (single buffer, end barrier). one-shot/two-shot only.
+    /// Zero-copy variant (single buffer, end barrier). one-shot only (the push-form
+    /// two-shot has no copy-in to skip).
     pub zero_copy: bool,
     /// Injected fault.
     pub fault: Option<Fault>,
     /// Scheduler.
     pub scheduler: Scheduler,
+    /// How [`Scheduler::Random`] draws schedules (default PCT).
+    pub random: RandomMode,
     /// Deliberately weakened protocol (mutation testing of the checker).
     pub weaken: Option<Weakening>,
     /// Step budget of one schedule; exceeding it is a `timeout` violation (livelock).
+    /// The checker uses at least [`SimConfig::auto_max_steps`], which grows with the size.
     pub max_steps: usize,
     /// Replays the shrinker may spend on the first violation of each kind (0 = do not
     /// shrink; the trace is then the found run's, cut to the involved ranks).
@@ -130,10 +164,23 @@ impl SimConfig {
             fault: None,
             weaken: None,
             scheduler: Scheduler::Random,
+            random: RandomMode::Pct {
+                depth: RandomMode::PCT_DEPTH,
+            },
             max_steps: 200_000,
             shrink_runs: 2_000,
             shrink_time: Duration::from_secs(2),
         }
+    }
+
+    /// A step budget that no correct run of this configuration comes near: 16 steps per
+    /// chunk and 64 per barrier member, per rank, block and call.
+    pub fn auto_max_steps(&self) -> usize {
+        let chunks = (self.bytes + 4).div_ceil(CHUNK_BYTES);
+        let g = self.blocks.iter().copied().max().unwrap_or(1);
+        self.world
+            .saturating_mul(self.calls)
+            .saturating_mul(16 * chunks + 64 * g * self.world + 64)
     }
 
     fn validate(&self) -> Result<(), SimError> {
@@ -162,11 +209,14 @@ impl SimConfig {
         if self.threads_per_block == 0 {
             return bad("threads_per_block must be >= 1".into());
         }
-        if self.zero_copy && self.algo == Algo::Hcm {
-            return bad("the zero-copy variant exists for one-shot and two-shot only".into());
+        if self.zero_copy && self.algo != Algo::OneShot {
+            return bad("the zero-copy variant exists for one-shot only".into());
         }
         if let Some(t) = &self.hcm {
             crate::cpu::validate_hcm(t)?;
+        }
+        if let RandomMode::Pct { depth: 0 } = self.random {
+            return bad("PCT depth must be >= 1".into());
         }
         if let Scheduler::Adversarial { slow_rank, .. } = self.scheduler {
             if slow_rank >= self.world {
@@ -260,6 +310,52 @@ impl Decision {
     fn is_action(&self) -> bool {
         !matches!(self, Decision::Value(_))
     }
+}
+
+/// A schedule as one line of text: decisions separated by spaces, `b<rank>.<block>`
+/// (block acts), `l<rank>.<block>@<store>` (store lands), `t<rank>.<block>` (timeout),
+/// `v<n>` (load value). What `inc sim --json` writes and `inc sim --replay` reads.
+pub fn format_schedule(schedule: &[Decision]) -> String {
+    let mut s = String::with_capacity(schedule.len() * 5);
+    for (i, d) in schedule.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        let _ = match d {
+            Decision::Block { rank, block } => write!(s, "b{rank}.{block}"),
+            Decision::Land { rank, block, store } => write!(s, "l{rank}.{block}@{store}"),
+            Decision::Timeout { rank, block } => write!(s, "t{rank}.{block}"),
+            Decision::Value(n) => write!(s, "v{n}"),
+        };
+    }
+    s
+}
+
+/// Parses [`format_schedule`]'s text.
+pub fn parse_schedule(text: &str) -> Result<Vec<Decision>, SimError> {
+    let bad = |t: &str| SimError::Config(format!("bad schedule token {t:?}"));
+    let num = |t: &str, x: &str| x.parse::<usize>().map_err(|_| bad(t));
+    let pair = |t: &str, x: &str| -> Result<(usize, usize), SimError> {
+        let (r, b) = x.split_once('.').ok_or_else(|| bad(t))?;
+        Ok((num(t, r)?, num(t, b)?))
+    };
+    text.split_whitespace()
+        .map(|t| {
+            let (head, rest) = t.split_at(t.len().min(1));
+            match head {
+                "b" => pair(t, rest).map(|(rank, block)| Decision::Block { rank, block }),
+                "t" => pair(t, rest).map(|(rank, block)| Decision::Timeout { rank, block }),
+                "v" => num(t, rest).map(Decision::Value),
+                "l" => {
+                    let (rb, st) = rest.split_once('@').ok_or_else(|| bad(t))?;
+                    let (rank, block) = pair(t, rb)?;
+                    let store = st.parse::<u32>().map_err(|_| bad(t))?;
+                    Ok(Decision::Land { rank, block, store })
+                }
+                _ => Err(bad(t)),
+            }
+        })
+        .collect()
 }
 
 /// What shrinking did to a violation.
@@ -365,9 +461,15 @@ pub struct Report {
 
 const KEEP: usize = 64;
 
-fn chooser_for(cfg: &SimConfig, s: u64, dfs: &mut Dfs) -> Chooser {
+fn chooser_for(cfg: &SimConfig, s: u64, dfs: &mut Dfs, pct_steps: u64) -> Chooser {
     match cfg.scheduler {
-        Scheduler::Random => Chooser::Random(Rng::new(s)),
+        Scheduler::Random => match cfg.random {
+            RandomMode::Walk => Chooser::Random(Rng::new(s)),
+            RandomMode::Pct { depth } => {
+                let threads = cfg.world * cfg.blocks.iter().copied().max().unwrap_or(1);
+                Chooser::Pct(Pct::new(s, threads, depth, pct_steps))
+            }
+        },
         Scheduler::Adversarial { slow_rank, stall } => Chooser::Adversarial {
             rng: Rng::new(s),
             slow_rank,
@@ -403,9 +505,17 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
     let mut dfs = Dfs::default();
     let mut run = Run::new(cfg);
     let mut shrinker: Option<Run> = None;
+    let pct_steps = if cfg.scheduler == Scheduler::Random
+        && matches!(cfg.random, RandomMode::Pct { .. })
+        && schedules > 0
+    {
+        pct_steps(&mut run)
+    } else {
+        0
+    };
     for i in 0..schedules {
         let s = seed.wrapping_add(i);
-        run.begin(chooser_for(cfg, s, &mut dfs), None);
+        run.begin(chooser_for(cfg, s, &mut dfs, pct_steps), None);
         let found = run.execute();
         report.steps += run.steps;
         report.schedules += 1;
@@ -436,6 +546,21 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
         }
     }
     Ok(report)
+}
+
+/// PCT's `k` for a configuration: the length of one deterministic schedule (always the
+/// lowest enabled action: blocks in order, stores only when no block can move), so a
+/// seed's schedule does not depend on which schedules ran before it.
+fn pct_steps(run: &mut Run) -> u64 {
+    run.begin(
+        Chooser::Replay {
+            script: Vec::new(),
+            pos: 0,
+        },
+        None,
+    );
+    let _ = run.execute();
+    run.steps.max(1)
 }
 
 /// Runs one schedule of `cfg` given as decisions (a [`Violation::schedule`]) and reports
@@ -624,8 +749,52 @@ impl Rng {
     }
 }
 
+/// An action picked by a [`Chooser`]: a block, or the `j`-th landable store (program
+/// order) of a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pick {
+    Block(usize),
+    Land(usize, usize),
+}
+
+/// The enabled actions of one step: blocks (thread ids) and, per thread with landable
+/// stores, `(thread, how many)`. Flat index order: blocks, then each group's stores.
+struct Menu<'m> {
+    blocks: &'m [usize],
+    groups: &'m [(usize, usize)],
+}
+
+impl Menu<'_> {
+    fn len(&self) -> usize {
+        self.blocks.len() + self.groups.iter().map(|g| g.1).sum::<usize>()
+    }
+    /// The action at flat index `i` (the first one when out of range).
+    fn flat(&self, i: usize) -> Pick {
+        if let Some(&b) = self.blocks.get(i) {
+            return Pick::Block(b);
+        }
+        let mut j = i - self.blocks.len();
+        for &(t, c) in self.groups {
+            if j < c {
+                return Pick::Land(t, j);
+            }
+            j -= c;
+        }
+        self.first()
+    }
+    fn first(&self) -> Pick {
+        match (self.blocks.first(), self.groups.first()) {
+            (Some(&b), _) => Pick::Block(b),
+            (None, Some(&(t, _))) => Pick::Land(t, 0),
+            (None, None) => Pick::Block(0),
+        }
+    }
+}
+
 enum Chooser {
     Random(Rng),
+    /// PCT ([`crate::sched`]).
+    Pct(Pct),
     Adversarial {
         rng: Rng,
         slow_rank: usize,
@@ -662,35 +831,65 @@ impl Chooser {
         c
     }
 
-    /// Picks an action; `owner(i)` = (rank, block or None for a store landing).
-    fn action(&mut self, n: usize, owner: impl Fn(usize) -> (usize, Option<usize>)) -> usize {
+    /// Picks an action of `menu` (non-empty); `g` = blocks per rank (thread t is block
+    /// t % g of rank t / g); `events` is a reusable buffer.
+    fn choose(&mut self, menu: &Menu, g: usize, events: &mut Vec<SchedEvent>) -> Pick {
         match self {
-            Chooser::Random(rng) => rng.below(n),
+            Chooser::Random(rng) => menu.flat(rng.below(menu.len())),
+            Chooser::Pct(pct) => {
+                events.clear();
+                events.extend(menu.blocks.iter().map(|&b| SchedEvent::Step(b)));
+                events.extend(menu.groups.iter().map(|&(t, _)| SchedEvent::Land(t)));
+                match events.get(pct.pick(events)) {
+                    Some(&SchedEvent::Step(b)) => Pick::Block(b),
+                    Some(&SchedEvent::Land(t)) => {
+                        let n = menu.groups.iter().find(|x| x.0 == t).map_or(1, |x| x.1);
+                        Pick::Land(t, pct.pick_store(n))
+                    }
+                    None => menu.first(),
+                }
+            }
             Chooser::Adversarial {
                 rng,
                 slow_rank,
                 stall,
             } => {
-                let is_fast = |i: usize| {
-                    let (r, b) = owner(i);
-                    r != *slow_rank && !(b.is_some() && *stall == b.map(|b| (r, b)))
-                };
-                let fast = (0..n).filter(|&i| is_fast(i)).count();
-                if fast == 0 {
-                    rng.below(n)
-                } else {
-                    let k = rng.below(fast);
-                    (0..n).filter(|&i| is_fast(i)).nth(k).unwrap_or(0)
+                // Blocks are fast unless on the slow rank or the stalled block; stores
+                // are fast unless the slow rank's.
+                let fast_block = |b: usize| b / g != *slow_rank && *stall != Some((b / g, b % g));
+                let fast_group = |t: usize| t / g != *slow_rank;
+                let fb = menu.blocks.iter().filter(|&&b| fast_block(b)).count();
+                let fl: usize = menu
+                    .groups
+                    .iter()
+                    .filter(|x| fast_group(x.0))
+                    .map(|x| x.1)
+                    .sum();
+                if fb + fl == 0 {
+                    return menu.flat(rng.below(menu.len()));
                 }
+                let k = rng.below(fb + fl);
+                if k < fb {
+                    let b = menu.blocks.iter().filter(|&&b| fast_block(b)).nth(k);
+                    return b.map_or(menu.first(), |&b| Pick::Block(b));
+                }
+                let mut j = k - fb;
+                for &(t, c) in menu.groups.iter().filter(|x| fast_group(x.0)) {
+                    if j < c {
+                        return Pick::Land(t, j);
+                    }
+                    j -= c;
+                }
+                menu.first()
             }
             Chooser::Exhaustive {
                 script,
                 pos,
                 depth,
                 record,
-            } => Self::exhaustive(script, pos, *depth, record, n),
-            // Replay picks are made by `Run::replay_pick`; this is its fallback.
-            Chooser::Replay { .. } => 0,
+            } => menu.flat(Self::exhaustive(script, pos, *depth, record, menu.len())),
+            // Replay picks are made by `replay_pick`; this is its fallback.
+            Chooser::Replay { .. } => menu.first(),
         }
     }
 
@@ -705,6 +904,7 @@ impl Chooser {
                 }
             }
             Chooser::Adversarial { .. } => 0,
+            Chooser::Pct(p) => p.value(n),
             Chooser::Exhaustive {
                 script,
                 pos,
@@ -895,27 +1095,27 @@ fn decision_of(mem: &Memory, g: usize, a: Action) -> Decision {
     }
 }
 
-/// Replay: the next scripted action decision that `enabled` accepts (returns its index
-/// among the enabled actions); decisions not enabled now, and their values, are dropped.
-/// When the script is used up: the first enabled action (0).
-fn replay_pick(
+/// Replay: the next scripted action decision that `enabled` accepts (returns what it
+/// made of it); decisions not enabled now, and their values, are dropped. None when the
+/// script is used up (the caller then takes the first enabled action).
+fn replay_pick<T>(
     script: &[Decision],
     pos: &mut usize,
-    enabled: impl Fn(Decision) -> Option<usize>,
-) -> usize {
+    enabled: impl Fn(Decision) -> Option<T>,
+) -> Option<T> {
     while let Some(&d) = script.get(*pos) {
         *pos += 1;
         if !d.is_action() {
             continue;
         }
         if let Some(k) = enabled(d) {
-            return k;
+            return Some(k);
         }
         while script.get(*pos).is_some_and(|d| !d.is_action()) {
             *pos += 1;
         }
     }
-    0
+    None
 }
 
 /// One schedule's state. Built once per [`check`] and reset by [`Run::begin`] for each
@@ -939,9 +1139,12 @@ struct Run<'a> {
     trail: Vec<Decision>,
     /// Stop at the first violation of this kind (shrinking).
     stop_on: Option<ViolationKind>,
-    /// Reused per-step buffers.
-    actions: Vec<Action>,
+    /// Step budget ([`SimConfig::max_steps`], at least [`SimConfig::auto_max_steps`]).
+    budget: u64,
+    /// Reused per-step buffers: enabled blocks, landable-store groups, PCT events.
+    actions: Vec<usize>,
     lands: Vec<(usize, usize)>,
+    events_buf: Vec<SchedEvent>,
     /// Per block: running and productive (kept up to date incrementally).
     enabled: Vec<bool>,
     /// Per block: needs re-evaluation; `stale_list` lists those set.
@@ -962,8 +1165,8 @@ impl<'a> Run<'a> {
         let max_g = cfg.blocks.iter().copied().max().unwrap_or(1);
         let max_chunks = (cfg.bytes + 4).div_ceil(CHUNK_BYTES);
         let n_threads = cfg.world * max_g;
-        let n_locs =
-            cfg.world * (Self::data_locs(max_chunks) + Self::flag_locs(max_g, cfg.world) + 1);
+        let n_locs = cfg.world
+            * (Self::data_locs(max_chunks, cfg.world) + Self::flag_locs(max_g, cfg.world) + 1);
         Run {
             cfg,
             steps_prog: program::steps(cfg.protocol, cfg.algo),
@@ -984,8 +1187,10 @@ impl<'a> Run<'a> {
             timeouts_fired: false,
             trail: Vec::new(),
             stop_on: None,
+            budget: cfg.max_steps.max(cfg.auto_max_steps()) as u64,
             actions: Vec::new(),
             lands: Vec::new(),
+            events_buf: Vec::new(),
             enabled: vec![false; n_threads],
             stale: vec![false; n_threads],
             stale_list: Vec::new(),
@@ -1026,18 +1231,31 @@ impl<'a> Run<'a> {
         self.stale_list.clear();
     }
 
-    // ---- location layout: per rank [data: parity(2) x region(2) x chunks][flags: 3 x 2 x G x W][abort]
-    fn data_locs(chunks: usize) -> usize {
-        4 * chunks
+    // ---- location layout: per rank [data: parity(2) x half][flags: 3 x 2 x G x W][abort];
+    // a half is 2 x chunks + W words: buf at 0 and the hcm partial at `chunks` (one-shot,
+    // hcm, seed), or the two-shot receive areas R[s] at s x S and the gather area G at
+    // W x S (W x S <= chunks + W - 1).
+    fn half_locs(chunks: usize, w: usize) -> usize {
+        2 * chunks + w
+    }
+    fn data_locs(chunks: usize, w: usize) -> usize {
+        2 * Self::half_locs(chunks, w)
     }
     fn flag_locs(g: usize, w: usize) -> usize {
         3 * 2 * g * w
     }
     fn rank_base(&self, r: usize) -> usize {
-        r * (Self::data_locs(self.max_chunks) + Self::flag_locs(self.max_g, self.cfg.world) + 1)
+        r * (Self::data_locs(self.max_chunks, self.cfg.world)
+            + Self::flag_locs(self.max_g, self.cfg.world)
+            + 1)
     }
     fn data_loc(&self, r: usize, parity: usize, partial: bool, c: usize) -> usize {
-        self.rank_base(r) + ((parity * 2 + usize::from(partial)) * self.max_chunks + c)
+        self.half_loc(r, parity, usize::from(partial) * self.max_chunks + c)
+    }
+    /// Word `off` (in chunks) of rank r's parity half `parity`.
+    fn half_loc(&self, r: usize, parity: usize, off: usize) -> usize {
+        let hl = Self::half_locs(self.max_chunks, self.cfg.world);
+        self.rank_base(r) + parity * hl + off.min(hl - 1)
     }
     fn flag_loc(&self, r: usize, kind: BarrierKind, parity: usize, b: usize, src: usize) -> usize {
         let k = match kind {
@@ -1046,13 +1264,13 @@ impl<'a> Run<'a> {
             BarrierKind::End => 2,
         };
         self.rank_base(r)
-            + Self::data_locs(self.max_chunks)
+            + Self::data_locs(self.max_chunks, self.cfg.world)
             + ((k * 2 + parity) * self.max_g + b) * self.cfg.world
             + src
     }
     fn abort_loc(&self, r: usize) -> usize {
         self.rank_base(r)
-            + Self::data_locs(self.max_chunks)
+            + Self::data_locs(self.max_chunks, self.cfg.world)
             + Self::flag_locs(self.max_g, self.cfg.world)
     }
     fn tid(&self, r: usize, b: usize) -> usize {
@@ -1144,10 +1362,10 @@ impl<'a> Run<'a> {
                 break;
             }
             self.steps += 1;
-            if self.steps > self.cfg.max_steps as u64 {
+            if self.steps > self.budget {
                 self.violation(
                     ViolationKind::Timeout,
-                    format!("step budget of {} exhausted (livelock)", self.cfg.max_steps),
+                    format!("step budget of {} exhausted (livelock)", self.budget),
                     None,
                 );
                 break;
@@ -1156,32 +1374,60 @@ impl<'a> Run<'a> {
             self.refresh_enabled();
             for (i, &e) in self.enabled.iter().enumerate() {
                 if e {
-                    actions.push(Action::Block(i));
+                    actions.push(i);
                 }
             }
             lands.clear();
-            self.mem.landable(&mut lands);
-            actions.extend(lands.iter().map(|&(t, i)| Action::Land(t, i)));
-            if actions.is_empty() {
+            for t in 0..self.blocks.len() {
+                let c = self.mem.ready_len(t);
+                if c > 0 {
+                    lands.push((t, c));
+                }
+            }
+            if actions.is_empty() && lands.is_empty() {
                 self.stuck();
                 continue;
             }
-            let pick = if let Chooser::Replay { script, pos } = &mut self.chooser {
-                let (mem, g) = (&self.mem, self.max_g);
-                replay_pick(script, pos, |d| {
-                    actions.iter().position(|a| decision_of(mem, g, *a) == d)
+            let g = self.max_g;
+            let menu = Menu {
+                blocks: &actions,
+                groups: &lands,
+            };
+            let act = if let Chooser::Replay { script, pos } = &mut self.chooser {
+                let (mem, enabled) = (&self.mem, &self.enabled);
+                replay_pick(script, pos, |d| match d {
+                    Decision::Block { rank, block } => {
+                        let i = rank * g + block;
+                        (block < g && enabled.get(i) == Some(&true)).then_some(Action::Block(i))
+                    }
+                    Decision::Land { rank, block, store } => {
+                        let t = rank * g + block;
+                        if block >= g {
+                            return None;
+                        }
+                        mem.landable_by_stamp(t, store).map(|s| Action::Land(t, s))
+                    }
+                    _ => None,
                 })
             } else {
-                let g = self.max_g;
-                let acts = &actions;
-                self.chooser.action(actions.len(), |i| match acts.get(i) {
-                    Some(&Action::Block(i)) => (i / g, Some(i % g)),
-                    Some(&Action::Land(t, _)) => (t / g, None),
-                    None => (0, None),
-                })
+                None
             };
-            let Some(&act) = actions.get(pick) else {
-                break;
+            let act = match act {
+                Some(a) => a,
+                None => {
+                    let pick = if matches!(self.chooser, Chooser::Replay { .. }) {
+                        menu.first()
+                    } else {
+                        self.chooser.choose(&menu, g, &mut self.events_buf)
+                    };
+                    match pick {
+                        Pick::Block(i) => Action::Block(i),
+                        Pick::Land(t, j) => match self.mem.ready_nth(t, j) {
+                            Some(s) => Action::Land(t, s),
+                            None => break,
+                        },
+                    }
+                }
             };
             self.trail.push(decision_of(&self.mem, self.max_g, act));
             match act {
@@ -1328,10 +1574,10 @@ impl<'a> Run<'a> {
     /// productivity depends on nothing else in memory (data never), and on block state
     /// that changes only when the block acts or its rank starts or ends a call.
     fn on_landed(&mut self, loc: usize) {
-        let per =
-            Self::data_locs(self.max_chunks) + Self::flag_locs(self.max_g, self.cfg.world) + 1;
+        let w = self.cfg.world;
+        let per = Self::data_locs(self.max_chunks, w) + Self::flag_locs(self.max_g, w) + 1;
         let (r, off) = (loc / per, loc % per);
-        let Some(f) = off.checked_sub(Self::data_locs(self.max_chunks)) else {
+        let Some(f) = off.checked_sub(Self::data_locs(self.max_chunks, w)) else {
             return;
         };
         if f >= Self::flag_locs(self.max_g, self.cfg.world) {
@@ -1468,12 +1714,29 @@ impl<'a> Run<'a> {
         what: &str,
     ) -> u64 {
         let r = i / self.max_g;
+        let loc = self.data_loc(q, self.data_parity(r), partial, c);
+        let place = format!("r{q}.{} chunk {c}", if partial { "partial" } else { "buf" });
+        self.read_loc(i, loc, q, want, what, &place)
+    }
+
+    /// Loads data word `loc` for block i and checks its tag against `want` (written by
+    /// rank `from`); `place` names the word in a report.
+    fn read_loc(
+        &mut self,
+        i: usize,
+        loc: usize,
+        from: usize,
+        want: u64,
+        what: &str,
+        place: &str,
+    ) -> u64 {
+        let r = i / self.max_g;
+        let q = from;
         let order = if self.is_seed() {
             MemOrder::NonCoherent
         } else {
             MemOrder::Relaxed
         };
-        let loc = self.data_loc(q, self.data_parity(r), partial, c);
         let (val, t) = self.pick_load(i, loc, order);
         if t != want {
             let k = self.ranks[r].call;
@@ -1483,8 +1746,7 @@ impl<'a> Run<'a> {
                 "stale: the current call's data is not (yet) visible"
             };
             let text = format!(
-                "{what} read r{q}.{} chunk {c}: found {}, expected {} ({how})",
-                if partial { "partial" } else { "buf" },
+                "{what} read {place}: found {}, expected {} ({how})",
                 describe_tag(t),
                 describe_tag(want)
             );
@@ -1546,6 +1808,27 @@ impl<'a> Run<'a> {
                     self.next_step(i);
                 }
             }
+            Step::Scatter => {
+                // For my chunks c of every slice q != r: peer q's R[r][c - q*S] = input[c].
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| c / s != r) else {
+                    self.next_step(i);
+                    return;
+                };
+                let q = (c / s).min(w - 1);
+                let loc = self.half_loc(q, dp, r * s + c - q * s);
+                self.mem.store(
+                    i,
+                    loc,
+                    input_value(r, k, c),
+                    tag(r, k, WHAT_INPUT),
+                    MemOrder::Relaxed,
+                );
+            }
+            Step::Barrier {
+                kind: BarrierKind::Mid,
+                ..
+            } if self.cfg.weaken == Some(Weakening::NoMidBarrier) => self.next_step(i),
             Step::Barrier { .. } | Step::EndBarrier => self.step_barrier(i, step),
             Step::ReduceAll => {
                 let Some(c) = self.nth_chunk(r, b, self.blocks[i].cursor) else {
@@ -1557,6 +1840,53 @@ impl<'a> Run<'a> {
                     *o = Some(v);
                 }
                 self.blocks[i].cursor += 1;
+            }
+            Step::ReduceSlice if !self.is_seed() => {
+                // v = fold over s of (s == r ? input[c] : own R[s][c - r*S]); out[c] = v;
+                // every peer q's G[c] = v.
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| c / s == r) else {
+                    self.next_step(i);
+                    return;
+                };
+                let j = c - r * s;
+                let mut acc = None;
+                for src in 0..w {
+                    let x = if src == r {
+                        input_value(r, k, c)
+                    } else {
+                        let loc = self.half_loc(r, dp, src * s + j);
+                        let want = self.expected_tag(src, r, WHAT_INPUT);
+                        let place = format!("own R[{src}][{j}] (chunk {c})");
+                        self.read_loc(i, loc, src, want, "ReduceSlice", &place)
+                    };
+                    acc = Some(acc.map_or(x, |a| mix(a, x)));
+                }
+                let v = acc.unwrap_or(0);
+                for q in (0..w).filter(|&q| q != r) {
+                    let loc = self.half_loc(q, dp, w * s + c);
+                    self.mem
+                        .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
+                }
+                if let Some(o) = self.ranks[r].out.get_mut(c) {
+                    *o = Some(v);
+                }
+            }
+            Step::Gather if !self.is_seed() => {
+                // out[c] = own G[c] for my chunks c of every slice q != r.
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| c / s != r) else {
+                    self.next_step(i);
+                    return;
+                };
+                let q = (c / s).min(w - 1);
+                let want = self.expected_tag(q, r, WHAT_REDUCED);
+                let loc = self.half_loc(r, dp, w * s + c);
+                let place = format!("own G[{c}]");
+                let v = self.read_loc(i, loc, q, want, "Gather", &place);
+                if let Some(o) = self.ranks[r].out.get_mut(c) {
+                    *o = Some(v);
+                }
             }
             Step::ReduceSlice => {
                 let s = self.slice_len(r);
@@ -1808,20 +2138,26 @@ impl<'a> Run<'a> {
         // Bounded waits: time passes, the scheduler picks who times out first.
         self.timeouts_fired = true;
         let g = self.max_g;
-        let pick = if let Chooser::Replay { script, pos } = &mut self.chooser {
+        let i = if let Chooser::Replay { script, pos } = &mut self.chooser {
             replay_pick(script, pos, |d| match d {
-                Decision::Timeout { rank, block } => {
-                    waiting.iter().position(|&i| i == rank * g + block)
-                }
+                Decision::Timeout { rank, block } => waiting
+                    .iter()
+                    .copied()
+                    .find(|&i| block < g && i == rank * g + block),
                 _ => None,
             })
+            .or(waiting.first().copied())
         } else {
-            self.chooser.action(waiting.len(), |j| {
-                let i = waiting.get(j).copied().unwrap_or(0);
-                (i / g, Some(i % g))
-            })
+            let menu = Menu {
+                blocks: &waiting,
+                groups: &[],
+            };
+            match self.chooser.choose(&menu, g, &mut self.events_buf) {
+                Pick::Block(i) => Some(i),
+                Pick::Land(..) => None,
+            }
         };
-        let i = waiting.get(pick).copied().unwrap_or(0);
+        let i = i.unwrap_or(0);
         self.trail.push(Decision::Timeout {
             rank: i / g,
             block: i % g,
@@ -2008,10 +2344,14 @@ impl<'a> Run<'a> {
             }
             CallOutcome::Err(code) => {
                 let expected = match fault {
+                    // A rank still in an earlier (matched) call may see the abort word
+                    // of a faster rank that already failed the faulty call: the comm is
+                    // poisoned (PROTOCOL.md, barrier step 3), so its call ends with
+                    // PEER_ABORT. The originating error is checked on its own rank.
                     Some(Fault::Kill { call, .. }) => {
-                        k >= call && (*code == ERR_TIMEOUT || *code == ERR_PEER_ABORT)
+                        *code == ERR_PEER_ABORT || (k >= call && *code == ERR_TIMEOUT)
                     }
-                    Some(Fault::Mismatch { call, .. }) => k >= call,
+                    Some(Fault::Mismatch { call, .. }) => k >= call || *code == ERR_PEER_ABORT,
                     Some(Fault::EpochSkew { .. }) => true,
                     None => false,
                 };
@@ -2089,7 +2429,7 @@ mod tests {
         // Only rank 0 and 2 are enabled: b(1) and its value are dropped.
         let mut pos = 0;
         let enabled = |d: Decision| [b(0), b(2)].iter().position(|&x| x == d);
-        assert_eq!(replay_pick(&script, &mut pos, enabled), 0);
+        assert_eq!(replay_pick(&script, &mut pos, enabled), Some(0));
         assert_eq!(pos, 3);
         let mut ch = Chooser::Replay {
             script: script.to_vec(),
@@ -2102,9 +2442,29 @@ mod tests {
             unreachable!()
         };
         let mut pos = pos;
-        assert_eq!(replay_pick(&script, &mut pos, enabled), 1);
-        // Used up: the first enabled action.
-        assert_eq!(replay_pick(&script, &mut pos, enabled), 0);
+        assert_eq!(replay_pick(&script, &mut pos, enabled), Some(1));
+        // Used up: the caller takes the first enabled action.
+        assert_eq!(replay_pick(&script, &mut pos, enabled), None);
+    }
+
+    #[test]
+    fn schedule_text_round_trips() {
+        let d = vec![
+            Decision::Block { rank: 1, block: 2 },
+            Decision::Value(3),
+            Decision::Land {
+                rank: 0,
+                block: 1,
+                store: 17,
+            },
+            Decision::Timeout { rank: 7, block: 0 },
+        ];
+        let t = format_schedule(&d);
+        assert_eq!(t, "b1.2 v3 l0.1@17 t7.0");
+        assert_eq!(parse_schedule(&t).ok(), Some(d));
+        assert!(parse_schedule("b1").is_err());
+        assert!(parse_schedule("x1.2").is_err());
+        assert!(parse_schedule("l1.2@").is_err());
     }
 
     #[test]

@@ -119,8 +119,8 @@
 //! hardware gives in practice and what the seed relies on), so the seed's only reported
 //! bug in fault-free runs is the end-barrier race; data is modelled per 16-byte chunk;
 //! `epoch`/`done` are block-shared rank state; a kernel boundary lands all stores of that
-//! rank (stream order). [`Weakening`] mutations (relaxed flags, no rotation) show the
-//! checker catches a weakened inc protocol too.
+//! rank (stream order). [`Weakening`] mutations (relaxed flags, no rotation, no two-shot
+//! mid barrier) show the checker catches a weakened inc protocol too.
 
 pub mod check;
 pub mod cpu;
@@ -128,11 +128,12 @@ pub mod error;
 pub mod model;
 pub mod program;
 pub mod push;
+pub mod sched;
 pub mod types;
 
 pub use check::{
-    check, replay, Decision, Fault, Report, Scheduler, Shrink, SimConfig, Violation, ViolationKind,
-    Weakening,
+    check, format_schedule, parse_schedule, replay, Decision, Fault, RandomMode, Report, Scheduler,
+    Shrink, SimConfig, Violation, ViolationKind, Weakening,
 };
 pub use error::SimError;
 pub use program::Protocol;

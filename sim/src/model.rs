@@ -71,6 +71,10 @@ struct Pending {
     loc: usize,
     write: Write,
     release: bool,
+    /// Not landed yet (landed slots stay as tombstones until the buffer empties).
+    live: bool,
+    /// Slot of the next store of this thread to the same location, or [`NONE`].
+    next_same: u32,
 }
 
 /// One location: its modification order and each thread's coherence floor there.
@@ -81,18 +85,44 @@ struct Loc {
     /// `(thread, history index)` of the newest write each thread read here (coherent
     /// loads). Few threads read one location, so a short list beats a map.
     floors: Vec<(u32, u32)>,
+    /// `(thread, slot)` of each thread's newest pending store here (store forwarding and
+    /// same-location ordering without scanning the store buffer).
+    pend: Vec<(u32, u32)>,
     /// Listed in [`Memory::touched`] (reset restores it).
     touched: bool,
 }
 
+/// A thread's store buffer: the stores issued since it was last empty, in program order,
+/// each in a *slot* whose index is the store's handle until the buffer empties (landed
+/// stores stay as tombstones so handles never shift). Landing is O(log n + ready) and
+/// forwarding O(1), so thousands of pending stores (a low-priority buffer at 64 KB) stay
+/// cheap.
 #[derive(Clone, Debug)]
 struct Thread {
-    /// Stores not yet landed, in program order.
+    /// Slots in program order.
     pending: Vec<Pending>,
+    /// First live slot (or `pending.len()`).
+    head: usize,
+    /// Live slots.
+    live: usize,
     /// Clock released by the last `fence`, or [`NONE`].
     rel_fence: u32,
-    /// Indices of `pending` that may land now, ascending (kept up to date).
+    /// Slots that may land now, ascending (program order; kept up to date).
     ready: Vec<usize>,
+}
+
+impl Thread {
+    fn mark_ready(&mut self, slot: usize) {
+        if let Err(pos) = self.ready.binary_search(&slot) {
+            self.ready.insert(pos, slot);
+        }
+    }
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.ready.clear();
+        self.head = 0;
+        self.live = 0;
+    }
 }
 
 /// The whole memory: locations and threads.
@@ -134,6 +164,7 @@ impl Memory {
                 Loc {
                     hist: vec![Write::INIT],
                     floors: Vec::new(),
+                    pend: Vec::new(),
                     touched: false,
                 };
                 n_locs
@@ -141,6 +172,8 @@ impl Memory {
             threads: vec![
                 Thread {
                     pending: Vec::new(),
+                    head: 0,
+                    live: 0,
                     rel_fence: NONE,
                     ready: Vec::new(),
                 };
@@ -160,13 +193,13 @@ impl Memory {
             if let Some(loc) = self.locs.get_mut(l) {
                 loc.hist.truncate(1);
                 loc.floors.clear();
+                loc.pend.clear();
                 loc.touched = false;
             }
         }
         self.touched.clear();
         for th in &mut self.threads {
-            th.pending.clear();
-            th.ready.clear();
+            th.clear();
             th.rel_fence = NONE;
         }
         self.vc.fill(0);
@@ -223,7 +256,7 @@ impl Memory {
 
     /// Issues a store; it is pending until [`Memory::land`].
     pub fn store(&mut self, tid: usize, loc: usize, val: u64, tag: u64, order: MemOrder) {
-        if tid >= self.n_threads {
+        if tid >= self.n_threads || loc >= self.locs.len() {
             return;
         }
         let Some(t) = self.tick(tid) else { return };
@@ -233,105 +266,129 @@ impl Memory {
         } else {
             self.threads.get(tid).map_or(NONE, |th| th.rel_fence)
         };
-        if let Some(th) = self.threads.get_mut(tid) {
-            th.pending.push(Pending {
-                loc,
-                write: Write {
-                    val,
-                    tag,
-                    tid: tid as u32,
-                    t,
-                    rel,
-                },
-                release,
-            });
-            let i = th.pending.len() - 1;
-            if Self::can_land(&th.pending, i) {
-                th.ready.push(i);
-            }
-        }
-    }
-
-    /// Whether pending store `i` of a thread (program order `pending`) may land now:
-    /// a release store only when it is the oldest, a relaxed one when no older store of
-    /// the thread goes to the same location.
-    fn can_land(pending: &[Pending], i: usize) -> bool {
-        let Some(p) = pending.get(i) else {
-            return false;
+        self.touch(loc);
+        let (Some(th), Some(l)) = (self.threads.get_mut(tid), self.locs.get_mut(loc)) else {
+            return;
         };
-        if p.release {
-            i == 0
-        } else {
-            pending.iter().take(i).all(|q| q.loc != p.loc)
+        let slot = th.pending.len();
+        let prev = l.pend.iter_mut().find(|e| e.0 as usize == tid);
+        let had_prev = match prev {
+            Some(e) => {
+                if let Some(p) = th.pending.get_mut(e.1 as usize) {
+                    p.next_same = slot as u32;
+                }
+                e.1 = slot as u32;
+                true
+            }
+            None => {
+                l.pend.push((tid as u32, slot as u32));
+                false
+            }
+        };
+        let ready = if release { th.live == 0 } else { !had_prev };
+        th.pending.push(Pending {
+            loc,
+            write: Write {
+                val,
+                tag,
+                tid: tid as u32,
+                t,
+                rel,
+            },
+            release,
+            live: true,
+            next_same: NONE,
+        });
+        th.live += 1;
+        if ready {
+            th.ready.push(slot);
         }
     }
 
-    /// Pending stores that may land now, as `(tid, index)` pairs.
+    /// Pending stores that may land now, as `(tid, slot)` pairs (per thread in program
+    /// order). A slot is the store's handle for [`Memory::land`] and
+    /// [`Memory::pending_stamp`] until that thread's buffer next empties.
     pub fn landable(&self, out: &mut Vec<(usize, usize)>) {
         for (tid, th) in self.threads.iter().enumerate() {
             out.extend(th.ready.iter().map(|&i| (tid, i)));
         }
     }
 
-    /// Pending stores of `tid` that may land now (indices, ascending) appended to `out`.
+    /// Pending stores of `tid` that may land now (slots, ascending) appended to `out`.
     pub fn landable_of(&self, tid: usize, out: &mut Vec<(usize, usize)>) {
         if let Some(th) = self.threads.get(tid) {
             out.extend(th.ready.iter().map(|&i| (tid, i)));
         }
     }
 
+    /// How many pending stores of `tid` may land now.
+    pub fn ready_len(&self, tid: usize) -> usize {
+        self.threads.get(tid).map_or(0, |t| t.ready.len())
+    }
+
+    /// The `j`-th (in program order) pending store of `tid` that may land now: its slot.
+    pub fn ready_nth(&self, tid: usize, j: usize) -> Option<usize> {
+        self.threads.get(tid)?.ready.get(j).copied()
+    }
+
     /// Whether thread `tid` has pending stores.
     pub fn has_pending(&self, tid: usize) -> bool {
-        self.threads.get(tid).is_some_and(|t| !t.pending.is_empty())
+        self.threads.get(tid).is_some_and(|t| t.live > 0)
     }
 
-    /// The identity of pending store `idx` of `tid`: the thread's own clock value at the
+    /// The identity of pending store `slot` of `tid`: the thread's own clock value at the
     /// store, unique within the thread and stable while other stores land.
-    pub fn pending_stamp(&self, tid: usize, idx: usize) -> Option<u32> {
-        Some(self.threads.get(tid)?.pending.get(idx)?.write.t)
+    pub fn pending_stamp(&self, tid: usize, slot: usize) -> Option<u32> {
+        let p = self.threads.get(tid)?.pending.get(slot)?;
+        p.live.then_some(p.write.t)
     }
 
-    /// Index of `tid`'s pending store with stamp `stamp`, if it exists and may land now.
+    /// Slot of `tid`'s pending store with stamp `stamp`, if it exists and may land now.
     pub fn landable_by_stamp(&self, tid: usize, stamp: u32) -> Option<usize> {
         let th = self.threads.get(tid)?;
-        let i = th.pending.iter().position(|p| p.write.t == stamp)?;
-        th.ready.contains(&i).then_some(i)
+        // Stamps grow in program order.
+        let i = th
+            .pending
+            .binary_search_by_key(&stamp, |p| p.write.t)
+            .ok()?;
+        th.ready.binary_search(&i).ok().map(|_| i)
     }
 
-    /// Lands pending store `idx` of `tid` (no-op when it does not exist). Returns the
+    /// Lands pending store `slot` of `tid` (no-op unless it may land now). Returns the
     /// location written.
-    pub fn land(&mut self, tid: usize, idx: usize) -> Option<usize> {
+    pub fn land(&mut self, tid: usize, slot: usize) -> Option<usize> {
         let th = self.threads.get_mut(tid)?;
-        if idx >= th.pending.len() {
-            return None;
-        }
-        let p = th.pending.remove(idx);
-        // Incremental update of `ready` (same set as recomputing `can_land` for every
-        // pending store, in O(pending)): indices above `idx` shift down; `p` was the oldest
-        // pending store to its location (it could land), so only the next store to that
-        // location, and a release store that became the oldest, can become landable.
-        th.ready.retain(|&i| i != idx);
-        for i in th.ready.iter_mut() {
-            if *i > idx {
-                *i -= 1;
+        let pos = th.ready.binary_search(&slot).ok()?;
+        th.ready.remove(pos);
+        let p = th.pending.get_mut(slot)?;
+        p.live = false;
+        let p = *p;
+        th.live -= 1;
+        if th.live == 0 {
+            th.clear();
+        } else {
+            while th.pending.get(th.head).is_some_and(|q| !q.live) {
+                th.head += 1;
+            }
+            // The oldest live store may be a release store that was waiting for this one.
+            let head = th.head;
+            if th.pending.get(head).is_some_and(|q| q.release) {
+                th.mark_ready(head);
+            }
+            // The next store to the same location no longer waits for this one.
+            let n = p.next_same as usize;
+            if th.pending.get(n).is_some_and(|q| !q.release) {
+                th.mark_ready(n);
             }
         }
-        let next_same = th
-            .pending
-            .iter()
-            .skip(idx)
-            .position(|q| q.loc == p.loc)
-            .map(|j| j + idx);
-        for i in next_same.into_iter().chain(std::iter::once(0)) {
-            if !th.ready.contains(&i) && Self::can_land(&th.pending, i) {
-                th.ready.push(i);
-            }
-        }
-        th.ready.sort_unstable();
-        debug_assert!((0..th.pending.len())
-            .filter(|&i| Self::can_land(&th.pending, i))
-            .eq(th.ready.iter().copied()));
         let l = self.locs.get_mut(p.loc)?;
+        if let Some(k) = l
+            .pend
+            .iter()
+            .position(|e| e.0 as usize == tid && e.1 as usize == slot)
+        {
+            l.pend.swap_remove(k);
+        }
         l.hist.push(p.write);
         self.landed.push(p.loc);
         self.touch(p.loc);
@@ -343,10 +400,15 @@ impl Memory {
         let Some(th) = self.threads.get_mut(tid) else {
             return;
         };
-        th.ready.clear();
-        for p in th.pending.drain(..) {
+        if th.live == 0 {
+            return;
+        }
+        for p in th.pending.iter().skip(th.head).filter(|p| p.live) {
             if let Some(l) = self.locs.get_mut(p.loc) {
                 l.hist.push(p.write);
+                if let Some(k) = l.pend.iter().position(|e| e.0 as usize == tid) {
+                    l.pend.swap_remove(k);
+                }
                 self.landed.push(p.loc);
                 if !l.touched {
                     l.touched = true;
@@ -354,6 +416,7 @@ impl Memory {
                 }
             }
         }
+        th.clear();
     }
 
     /// How many values a load by `tid` of `loc` may return (1 when forwarded). Option 0
@@ -364,12 +427,16 @@ impl Memory {
     }
 
     fn forwarded(&self, tid: usize, loc: usize) -> Option<&Write> {
+        let &(_, slot) = self
+            .locs
+            .get(loc)?
+            .pend
+            .iter()
+            .find(|e| e.0 as usize == tid)?;
         self.threads
             .get(tid)?
             .pending
-            .iter()
-            .rev()
-            .find(|p| p.loc == loc)
+            .get(slot as usize)
             .map(|p| &p.write)
     }
 
@@ -657,8 +724,16 @@ mod tests {
         let brute = |m: &Memory| {
             let mut v = Vec::new();
             for (tid, th) in m.threads.iter().enumerate() {
-                for i in 0..th.pending.len() {
-                    if Memory::can_land(&th.pending, i) {
+                // The landing rules, from scratch over the live slots.
+                let first = th.pending.iter().position(|p| p.live);
+                for (i, p) in th.pending.iter().enumerate() {
+                    let ok = p.live
+                        && if p.release {
+                            first == Some(i)
+                        } else {
+                            th.pending[..i].iter().all(|q| !q.live || q.loc != p.loc)
+                        };
+                    if ok {
                         v.push((tid, i));
                     }
                 }
@@ -702,6 +777,86 @@ mod tests {
         assert!(!m.has_pending(0));
         m.take_landed(&mut landed);
         assert!(landed.is_empty());
+    }
+
+    #[test]
+    fn store_buffer_matches_a_naive_model_over_random_ops() {
+        // Naive reference: per thread a program-order list of (loc, val, release).
+        let mut x = 0x2545_f491_u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _round in 0..50 {
+            let mut m = Memory::new(4, 3);
+            let mut naive: Vec<Vec<(usize, u64, bool)>> = vec![Vec::new(); 3];
+            for step in 0..200u64 {
+                let t = rnd(3) as usize;
+                match rnd(10) {
+                    0..=4 => {
+                        let loc = rnd(4) as usize;
+                        let rel = rnd(4) == 0;
+                        let o = if rel {
+                            MemOrder::Release
+                        } else {
+                            MemOrder::Relaxed
+                        };
+                        m.store(t, loc, step + 1, 0, o);
+                        naive[t].push((loc, step + 1, rel));
+                    }
+                    5..=8 => {
+                        let mut l = Vec::new();
+                        m.landable_of(t, &mut l);
+                        // Naive landable set, as values.
+                        let nv = &naive[t];
+                        let want: Vec<u64> = nv
+                            .iter()
+                            .enumerate()
+                            .filter(|&(i, &(loc, _, rel))| {
+                                if rel {
+                                    i == 0
+                                } else {
+                                    nv[..i].iter().all(|q| q.0 != loc)
+                                }
+                            })
+                            .map(|(_, p)| p.1)
+                            .collect();
+                        let got: Vec<u64> = l
+                            .iter()
+                            .map(|&(_, s)| m.threads[t].pending[s].write.val)
+                            .collect();
+                        assert_eq!(got, want);
+                        assert_eq!(m.ready_len(t), want.len());
+                        if !l.is_empty() {
+                            let j = rnd(l.len() as u64) as usize;
+                            let (_, s) = l[j];
+                            let stamp = m.pending_stamp(t, s).unwrap();
+                            assert_eq!(m.landable_by_stamp(t, stamp), Some(s));
+                            assert_eq!(m.ready_nth(t, j), Some(s));
+                            let v = m.threads[t].pending[s].write.val;
+                            m.land(t, s);
+                            let k = naive[t].iter().position(|p| p.1 == v).unwrap();
+                            naive[t].remove(k);
+                        }
+                    }
+                    _ => {
+                        m.flush(t);
+                        naive[t].clear();
+                    }
+                }
+                for (tt, nv) in naive.iter().enumerate() {
+                    assert_eq!(m.has_pending(tt), !nv.is_empty());
+                    for loc in 0..4 {
+                        if let Some(p) = nv.iter().rev().find(|p| p.0 == loc) {
+                            assert_eq!(m.newest(tt, loc).0, p.1, "forwarding");
+                            assert_eq!(m.load_choices(tt, loc, MemOrder::Relaxed), 1);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

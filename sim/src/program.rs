@@ -59,9 +59,15 @@ pub enum Step {
     },
     /// one-shot: `out[c] = fold(peer[0..W].buf[c])`.
     ReduceAll,
-    /// two-shot: reduce my slice in place in my own buffer.
+    /// two-shot (inc, push form): store my chunks of every peer q's slice into that
+    /// peer's receive area `R[me]` (plain remote stores; copy-in fused with the transfer).
+    Scatter,
+    /// two-shot: reduce my slice. inc: fold my input and my own receive areas `R[s]` in
+    /// rank order, write the output and store the result into every peer's gather area
+    /// `G`. seed: fold every peer's buffer and write the result in place in my own buffer.
     ReduceSlice,
-    /// two-shot: copy every peer's reduced slice out.
+    /// two-shot: copy the other slices out. inc: from my own gather area `G` (local
+    /// reads); seed: from each owner's buffer (peer reads).
     Gather,
     /// hcm: `partial[c] = fold over quad(r)`.
     QuadReduce,
@@ -89,6 +95,7 @@ impl Step {
         match self {
             Step::Prologue => "Prologue",
             Step::CopyIn => "CopyIn",
+            Step::Scatter => "Scatter",
             Step::Barrier { .. } => "Barrier",
             Step::ReduceAll => "ReduceAll",
             Step::ReduceSlice => "ReduceSlice",
@@ -132,11 +139,13 @@ pub mod inc {
         ]
     }
 
-    /// PROTOCOL.md "two-shot" (kernel `kernels/two_shot.cu`).
+    /// PROTOCOL.md "two-shot", push form (kernel `kernels/two_shot.cu`): scatter by
+    /// remote stores, reduce my slice locally, store it into every peer's gather area,
+    /// gather locally. No copy-in and no end barrier (the parity halves stand in for it).
     pub fn two_shot() -> Vec<Step> {
         vec![
             Step::Prologue,
-            Step::CopyIn,
+            Step::Scatter,
             Step::Barrier {
                 kind: BarrierKind::Start,
                 set: PeerSet::Others,
@@ -147,7 +156,6 @@ pub mod inc {
                 set: PeerSet::Others,
             },
             Step::Gather,
-            Step::EndBarrier,
             Step::Epilogue,
         ]
     }
@@ -338,12 +346,11 @@ mod tests {
             step_names(Algo::TwoShot),
             [
                 "Prologue",
-                "CopyIn",
+                "Scatter",
                 "Barrier",
                 "ReduceSlice",
                 "Barrier",
                 "Gather",
-                "EndBarrier",
                 "Epilogue"
             ]
         );

@@ -97,7 +97,8 @@ impl ReduceOp {
 pub enum Algo {
     /// Every rank reads every peer's whole buffer.
     OneShot,
-    /// Reduce-scatter then all-gather through the symmetric buffers.
+    /// Reduce-scatter then all-gather, push form: slices stored into their owners, reduced
+    /// slices stored into every peer (PROTOCOL.md "two-shot").
     TwoShot,
     /// Hybrid cube mesh (8 ranks): quad reduce, then exchange with the relay.
     Hcm,

@@ -110,7 +110,19 @@ fn inc_is_clean_under_adversarial_and_random_schedules() {
 
 #[test]
 fn zero_copy_variant_with_end_barrier_is_clean() {
-    for algo in [Algo::OneShot, Algo::TwoShot] {
+    // two-shot has no zero-copy variant (its push form has no copy-in to skip).
+    let c = cfg(Protocol::Inc, Algo::TwoShot, 3, 48, 3);
+    assert!(check(
+        &SimConfig {
+            zero_copy: true,
+            ..c
+        },
+        1,
+        0
+    )
+    .is_err());
+    #[allow(clippy::single_element_loop)]
+    for algo in [Algo::OneShot] {
         let mut c = cfg(Protocol::Inc, algo, 3, 48, 3);
         c.zero_copy = true;
         let r = check(&c, 200, 9).unwrap();

@@ -315,7 +315,8 @@ fn reference(dtype: DType, op: ReduceOp, inputs: &[Vec<u8>]) -> Vec<u8> {
 
 fn comm(world: usize, timeout: Duration) -> Vec<CpuRank> {
     let regions: Vec<Arc<Region>> = (0..world)
-        .map(|_| Arc::new(Region::new_local(RegionLayout::with_push(64, 8192))))
+        // (two-shot needs 2 x C + W chunks of a half: 256 bytes hold a 64-byte call)
+        .map(|_| Arc::new(Region::new_local(RegionLayout::with_push(256, 8192))))
         .collect();
     let cfg = CpuConfig {
         blocks: 2,

@@ -377,12 +377,14 @@ impl CpuRank {
         self.world
     }
 
-    /// Largest input (bytes) `algo` accepts with these regions (hcm keeps an f32 partial
+    /// Largest input (bytes) `algo` accepts with these regions (two-shot keeps W receive
+    /// slices and a gather area, `2 x C + W` chunks of a half; hcm keeps an f32 partial
     /// next to the input, so it takes a third of a half).
     pub fn max_bytes(&self, algo: Algo) -> usize {
         let half = self.own().layout().half_bytes;
         match algo {
-            Algo::OneShot | Algo::TwoShot => half,
+            Algo::OneShot => half,
+            Algo::TwoShot => (half / CHUNK_BYTES).saturating_sub(self.world) / 2 * CHUNK_BYTES,
             Algo::Hcm => (half / 3) / CHUNK_BYTES * CHUNK_BYTES,
             Algo::PushOneShot => self.push_max_bytes(),
         }
@@ -622,8 +624,15 @@ impl CallCtx<'_> {
         Ok(out)
     }
 
-    fn store_chunk(&self, byte_off: usize, chunk: &[u8; CHUNK_BYTES]) -> Result<(), Failed> {
-        let (reg, half) = self.half(self.me.rank)?;
+    /// Stores `chunk` at `byte_off` of rank `r`'s half of this call (my own, or a peer's:
+    /// two-shot's remote stores), as two relaxed 8-byte words.
+    fn store_chunk(
+        &self,
+        r: usize,
+        byte_off: usize,
+        chunk: &[u8; CHUNK_BYTES],
+    ) -> Result<(), Failed> {
+        let (reg, half) = self.half(r)?;
         for (i, w) in chunk.chunks_exact(8).enumerate() {
             let mut b = [0u8; 8];
             b.copy_from_slice(w);
@@ -800,6 +809,8 @@ impl CallCtx<'_> {
         let world = self.me.world;
         let mut out = Vec::new();
         let slice = self.chunks.div_ceil(world).max(1);
+        // two-shot: receive areas R[s] at s*S chunks, gather area G at W*S chunks.
+        let gather = world * slice * CHUNK_BYTES;
         for (phase, step) in steps.iter().enumerate() {
             match *step {
                 Step::Prologue => {
@@ -809,7 +820,7 @@ impl CallCtx<'_> {
                 }
                 Step::CopyIn => {
                     for c in self.my_chunks(b) {
-                        self.store_chunk(c * CHUNK_BYTES, &chunk_of(self.input, c))?;
+                        self.store_chunk(me, c * CHUNK_BYTES, &chunk_of(self.input, c))?;
                     }
                 }
                 Step::Barrier { kind, set } => self.barrier(b, phase, kind, set)?,
@@ -819,19 +830,51 @@ impl CallCtx<'_> {
                         out.push((c, self.finish_chunk(acc)));
                     }
                 }
+                Step::Scatter => {
+                    // Chunk c of slice q != me -> peer q's R[me][c - q*S].
+                    for c in self.my_chunks(b) {
+                        let q = (c / slice).min(world - 1);
+                        if q != me {
+                            let off = (me * slice + c - q * slice) * CHUNK_BYTES;
+                            self.store_chunk(q, off, &chunk_of(self.input, c))?;
+                        }
+                    }
+                }
                 Step::ReduceSlice => {
+                    // Fold my input and my own R[s] in rank order; the result goes to the
+                    // output and into every peer's G[c].
                     for c in self.my_chunks(b).filter(|c| c / slice == me) {
-                        let acc = self.fold_peers(c, 0..world)?;
-                        let chunk = self.finish_chunk(acc);
-                        self.store_chunk(c * CHUNK_BYTES, &chunk)?;
+                        let j = c - me * slice;
+                        let mut acc: Option<[f32; 8]> = None;
+                        for s in 0..world {
+                            let raw = if s == me {
+                                chunk_of(self.input, c)
+                            } else {
+                                self.load_chunk(me, (s * slice + j) * CHUNK_BYTES)?
+                            };
+                            let v = decode(self.dtype, &raw);
+                            acc = Some(match acc {
+                                None => v,
+                                Some(mut a) => {
+                                    for (x, y) in a.iter_mut().zip(v) {
+                                        *x = fold(self.op, *x, y);
+                                    }
+                                    a
+                                }
+                            });
+                        }
+                        let chunk = self.finish_chunk(acc.unwrap_or([0.0; 8]));
+                        for q in (0..world).filter(|&q| q != me) {
+                            self.store_chunk(q, gather + c * CHUNK_BYTES, &chunk)?;
+                        }
                         out.push((c, chunk));
                     }
                 }
                 Step::Gather => {
+                    // Local reads of my G: the owners stored every other slice here.
                     for c in self.my_chunks(b) {
-                        let owner = c / slice;
-                        if owner != me {
-                            out.push((c, self.load_chunk(owner, c * CHUNK_BYTES)?));
+                        if (c / slice).min(world - 1) != me {
+                            out.push((c, self.load_chunk(me, gather + c * CHUNK_BYTES)?));
                         }
                     }
                 }

@@ -170,6 +170,7 @@ impl PushConfig {
             None => None,
             Some(Weakening::NoRotation) => Some(PushWeakening::OneBuffer),
             Some(Weakening::RelaxedFlags) => return no("relaxed-flags weakening"),
+            Some(Weakening::NoMidBarrier) => return no("no-mid-barrier weakening"),
         };
         let fault = cfg.fault.map(|f| match f {
             Fault::Kill { rank, call } => PushFault::Kill { rank, call },
