@@ -73,7 +73,7 @@ fn pct_finds_the_seed_race_at_4k_and_64k() {
 }
 
 /// hcm at 64 KB per rank (about 50 ms a schedule in release):
-/// `cargo test --release -p inc-sim --test pct -- --ignored hcm_64k`.
+/// `cargo test --release -p inc-sim --test pct -- --ignored seed_hcm_race_at_64k`.
 #[test]
 #[ignore]
 fn pct_finds_the_seed_hcm_race_at_64k() {
