@@ -519,19 +519,13 @@ impl Kernels {
         count: u64,
         blocks: Option<u32>,
     ) -> Result<LaunchPlan> {
-        // push one-shot launches on the one-shot grid
-        let grid_algo = if algo == Algo::PushOneShot {
-            Algo::OneShot
-        } else {
-            algo
-        };
         let limits = DeviceLimits {
             sm_count: self.sm_count,
             blocks_per_sm: self.occupancy(algo, dtype, op)?,
             ranks_on_device: bufs.ranks_on_device(),
         };
         launch::plan(
-            grid_algo,
+            algo,
             dtype,
             count,
             bufs.world() as u32,
