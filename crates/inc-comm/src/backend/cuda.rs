@@ -278,8 +278,9 @@ impl CudaBackend {
     /// Device memory of this rank's symmetric allocation: signal pad, two parity halves
     /// and the push one-shot (LL) region.
     pub fn device_bytes(&self) -> u64 {
-        let push = inc_sim::push::PushLayout::region_bytes(inc_cuda::DEFAULT_PUSH_SLOT_BYTES as usize)
-            as u64;
+        let push =
+            inc_sim::push::PushLayout::region_bytes(inc_cuda::DEFAULT_PUSH_SLOT_BYTES as usize)
+                as u64;
         self.signal_bytes() + 2 * self.buffer_bytes() + push
     }
     /// Blocks requested per call (0 = chosen per call).
