@@ -1,13 +1,54 @@
 //! `cargo xtask gpu-test [--bundle-only DIR]`: build the GPU test binaries here (release,
-//! `--no-run`), copy them with a `run.sh` into one folder (default `bundle/gpu-test`,
+//! `--no-run`: every test binary of inc-cuda, and inc-comm's `cuda_gpu`, see [`SPECS`]),
+//! copy them with a `run.sh` (which runs each, `#[ignore]`d GPU tests included) into one folder (default `bundle/gpu-test`,
 //! git-ignored, < 64 MiB) so that one command on a GPU machine runs them all.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Packages whose test binaries go into the bundle.
-pub const PACKAGES: &[&str] = &["inc-cuda"];
+/// What goes into the bundle: every test binary of a package (`tests: None`), or only
+/// the named integration tests of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// Cargo package name.
+    pub package: &'static str,
+    /// `None`: all of the package's test binaries; `Some(names)`: these `--test` targets.
+    pub tests: Option<&'static [&'static str]>,
+}
+
+/// The test binaries of the bundle: all of inc-cuda's, and inc-comm's GPU tests
+/// (`tests/cuda_gpu.rs`: virtual ranks, stream order, dropped-Work errors, graphs, NCCL).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        package: "inc-cuda",
+        tests: None,
+    },
+    Spec {
+        package: "inc-comm",
+        tests: Some(&["cuda_gpu"]),
+    },
+];
+
+/// The cargo arguments that build `spec`'s test binaries (release, not run).
+pub fn cargo_args(spec: &Spec) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "test",
+        "--release",
+        "--no-run",
+        "--message-format=json",
+        "-p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push(spec.package.to_string());
+    for t in spec.tests.unwrap_or(&[]) {
+        v.push("--test".into());
+        v.push(t.to_string());
+    }
+    v
+}
 
 /// Largest bundle the device tool carries.
 const MAX_BUNDLE_BYTES: u64 = 64 << 20;
@@ -74,17 +115,20 @@ pub fn executables_from_json<'a>(
 }
 
 fn build() -> Result<Vec<PathBuf>, String> {
+    let mut all = Vec::new();
+    for spec in SPECS {
+        all.extend(build_one(spec)?);
+    }
+    all.sort();
+    all.dedup();
+    Ok(all)
+}
+
+fn build_one(spec: &Spec) -> Result<Vec<PathBuf>, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(crate::util::repo_root()?).args([
-        "test",
-        "--release",
-        "--no-run",
-        "--message-format=json",
-    ]);
-    for p in PACKAGES {
-        cmd.args(["-p", p]);
-    }
+    cmd.current_dir(crate::util::repo_root()?)
+        .args(cargo_args(spec));
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -98,11 +142,17 @@ fn build() -> Result<Vec<PathBuf>, String> {
     }
     let st = child.wait().map_err(|e| format!("cargo: {e}"))?;
     if !st.success() {
-        return Err(format!("cargo test --no-run failed ({st})"));
+        return Err(format!(
+            "cargo test --no-run -p {} failed ({st})",
+            spec.package
+        ));
     }
-    let exes = executables_from_json(lines.iter().map(String::as_str), PACKAGES);
+    let exes = executables_from_json(lines.iter().map(String::as_str), &[spec.package]);
     if exes.is_empty() {
-        return Err("cargo built no test executables".into());
+        return Err(format!(
+            "cargo built no test executables for {}",
+            spec.package
+        ));
     }
     Ok(exes)
 }
@@ -171,6 +221,15 @@ mod tests {
             r#"{"reason":"build-finished","success":true}"#,
         ];
         let got = executables_from_json(lines.iter().copied(), &["inc-cuda"]);
+        // inc-comm's GPU test binary is picked by its own package id.
+        let comm = [
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-comm#0.1.0","target":{"name":"cuda_gpu"},"profile":{"test":true},"executable":"/t/release/deps/cuda_gpu-123"}"#,
+        ];
+        assert_eq!(
+            executables_from_json(comm.iter().copied(), &["inc-comm"]),
+            vec![PathBuf::from("/t/release/deps/cuda_gpu-123")]
+        );
+        assert!(executables_from_json(comm.iter().copied(), &["inc-cuda"]).is_empty());
         assert_eq!(
             got,
             vec![
@@ -178,6 +237,16 @@ mod tests {
                 PathBuf::from("/t/release/deps/inc_cuda-def")
             ]
         );
+    }
+
+    #[test]
+    fn the_bundle_takes_inc_cudas_tests_and_inc_comms_gpu_tests() {
+        let cuda = SPECS.iter().find(|s| s.package == "inc-cuda").unwrap();
+        assert!(!cargo_args(cuda).iter().any(|a| a == "--test"));
+        let comm = SPECS.iter().find(|s| s.package == "inc-comm").unwrap();
+        let args = cargo_args(comm).join(" ");
+        assert!(args.ends_with("-p inc-comm --test cuda_gpu"), "{args}");
+        assert!(args.starts_with("test --release --no-run"), "{args}");
     }
 
     #[test]

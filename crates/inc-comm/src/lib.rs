@@ -99,6 +99,7 @@ pub mod error;
 pub mod launch;
 pub mod nccl;
 pub mod options;
+mod order;
 pub mod rendezvous;
 pub mod select;
 pub mod topo;

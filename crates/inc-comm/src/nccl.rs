@@ -147,10 +147,21 @@ pub struct Nccl {
 }
 
 // SAFETY: an ncclComm_t may be used from any thread as long as calls on it are not
-// concurrent; the owning Comm serialises its calls (its call lock).
+// concurrent. `Nccl` is deliberately not `Sync`: the owning Comm keeps it in a `Mutex`
+// (see [`lock`]), so every call on it (all-reduce, async-error query) is made under that
+// lock, whichever thread makes it.
 unsafe impl Send for Nccl {}
-// SAFETY: see Send: all calls through &self happen under the owning Comm's call lock.
-unsafe impl Sync for Nccl {}
+
+/// Locks a shared NCCL communicator (every use of one holds this lock).
+pub(crate) fn lock(
+    n: &std::sync::Mutex<Nccl>,
+    rank: usize,
+) -> Result<std::sync::MutexGuard<'_, Nccl>> {
+    n.lock().map_err(|_| CommError::Nccl {
+        rank,
+        reason: "the NCCL communicator's lock is poisoned".into(),
+    })
+}
 
 impl std::fmt::Debug for Nccl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,7 +177,7 @@ impl Nccl {
     /// meeting the others through `store` under `prefix` within `timeout`. Every rank
     /// returns a communicator or the same error. `shared_device`: ranks share a GPU, which
     /// NCCL refuses; reported as an error on every rank before NCCL is touched.
-    pub fn create(
+    pub(crate) fn create(
         store: &dyn Store,
         prefix: &str,
         rank: usize,
@@ -311,6 +322,25 @@ mod tests {
         assert!(decode_ready(0, &[b"ok".to_vec()]).is_err());
         assert!(decode_ready(0, &[b"id:short".to_vec()]).is_err());
         assert!(decode_ready(0, &[]).is_err());
+    }
+
+    /// `Nccl` must not be `Sync` (its calls are only safe one at a time, under the owning
+    /// communicator's lock): this does not compile when it is, since the `Sync` impl makes
+    /// the trait's parameter ambiguous (the static_assertions trick).
+    #[test]
+    fn nccl_is_send_but_not_sync() {
+        trait AmbiguousIfSync<A> {
+            fn some_item() {}
+        }
+        impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+        #[allow(dead_code)]
+        struct Invalid;
+        impl<T: ?Sized + Sync> AmbiguousIfSync<Invalid> for T {}
+        let _ = <Nccl as AmbiguousIfSync<_>>::some_item;
+        fn is_send<T: Send>() {}
+        is_send::<Nccl>();
+        fn is_sync<T: Sync>() {}
+        is_sync::<std::sync::Mutex<Nccl>>();
     }
 
     #[test]

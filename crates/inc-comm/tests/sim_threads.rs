@@ -439,3 +439,43 @@ fn shared_memory_in_one_process() {
     let comms = Comm::init_threads(&[0, 1], o).unwrap();
     check_path::<f32>(&comms, Path::TwoShot, ReduceOp::Sum, 500);
 }
+
+/// Issue 16, hole 3: teardown is collective (every rank closes its mappings, then a
+/// barrier, then each frees its own buffer) and bounded: a rank that never shuts down
+/// makes the others return a timeout naming it instead of hanging.
+#[test]
+fn shutdown_is_collective_and_bounded() {
+    let comms = Comm::init_threads(&[0, 1, 2], opts(5_000)).unwrap();
+    let done: Vec<Result<(), CommError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let mut v = vec![1.0f32; 64];
+                    c.allreduce_host(&mut v, ReduceOp::Sum)?.wait()?;
+                    c.shutdown()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, r) in done.iter().enumerate() {
+        assert!(r.is_ok(), "rank {rank}: {r:?}");
+    }
+
+    let mut comms = Comm::init_threads(&[0, 1, 2], opts(500)).unwrap();
+    let laggard = comms.pop().unwrap(); // rank 2 never shuts down
+    let t = Instant::now();
+    let errs: Vec<CommError> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|c| s.spawn(move || c.shutdown().unwrap_err()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    for e in &errs {
+        assert!(matches!(e, CommError::Timeout { peer: Some(2), .. }), "{e}");
+    }
+    drop(laggard); // within one process: no barrier at drop, returns at once
+}
