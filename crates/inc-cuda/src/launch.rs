@@ -365,15 +365,7 @@ mod tests {
             5
         );
         assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(0)).is_err());
-        assert!(plan(
-            Algo::OneShot,
-            DType::F32,
-            1,
-            8,
-            &H100,
-            Some(MAX_BLOCKS as u32 + 1)
-        )
-        .is_err());
+        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(MAX_BLOCKS as u32 + 1)).is_err());
         let none = DeviceLimits {
             sm_count: 4,
             blocks_per_sm: 1,
