@@ -7,7 +7,7 @@ use inc_store::{Handshake, MemStore, Store, TcpStore};
 use inc_topo::{NvlMesh, TopologyClass};
 use tracing::{debug, info, info_span, warn};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
 use crate::backend::cuda::CudaBackend;
 use crate::backend::sim::SimBackend;
@@ -1033,28 +1033,32 @@ impl Comm {
         Ok(())
     }
 
-    /// In-place allreduce of a cudarc device buffer, enqueued on `stream` (any stream of
-    /// this rank's device, e.g. [`Comm::stream`]): every rank's `buf` becomes the
-    /// reduction of all ranks' `buf`s. Returns at once; [`Work::wait`] waits and reports
-    /// protocol errors. The host side makes no allocation and no system call besides the
-    /// launch and the event record, and takes no contended lock; it is CUDA-graph
-    /// capturable (nothing synchronises while `stream` is capturing; disable cudarc's
-    /// event tracking on the context for capture, as for any cudarc capture).
-    pub fn allreduce<T: Element + DeviceRepr>(
+    /// In-place allreduce of device memory, enqueued on `stream` (any stream of this
+    /// rank's device, e.g. [`Comm::stream`]): every rank's `buf` becomes the reduction of
+    /// all ranks' `buf`s. `buf` is anything cudarc can hand out a device pointer of: a
+    /// `CudaSlice<T>` or a `CudaViewMut<T>` of one (`slice.slice_mut(a..b)`).
+    ///
+    /// Returns at once; [`Work::wait`] waits and reports protocol errors. Calls of one
+    /// communicator run on the device in call order whatever their streams (a call on
+    /// another stream than the previous one waits for it). The host side makes no
+    /// allocation, takes no contended lock, and is CUDA-graph capturable (nothing
+    /// synchronises while `stream` is capturing; disable cudarc's event tracking on the
+    /// context for capture, as for any cudarc capture).
+    pub fn allreduce<T: Element, B: DevicePtrMut<T>>(
         &self,
-        buf: &mut CudaSlice<T>,
+        buf: &mut B,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
         self.device_call(None, None, buf, op, stream)
     }
 
-    /// Out-of-place allreduce of cudarc device buffers: `output` = reduction of every
-    /// rank's `input` (same lengths), enqueued on `stream`.
-    pub fn allreduce_out<T: Element + DeviceRepr>(
+    /// Out-of-place allreduce of device memory: `output` = reduction of every rank's
+    /// `input` (same lengths; slices or views), enqueued on `stream`.
+    pub fn allreduce_out<T: Element, I: DevicePtr<T>, O: DevicePtrMut<T>>(
         &self,
-        input: &CudaSlice<T>,
-        output: &mut CudaSlice<T>,
+        input: &I,
+        output: &mut O,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
@@ -1064,22 +1068,22 @@ impl Comm {
     /// [`Comm::allreduce_out`] (or in place when `input` is `None`) on a given path,
     /// whatever the selector would choose (benchmarks, `inc demo`); an error when the path
     /// cannot take the call.
-    pub fn allreduce_using<T: Element + DeviceRepr>(
+    pub fn allreduce_using<T: Element, O: DevicePtrMut<T>>(
         &self,
         path: Path,
-        input: Option<&CudaSlice<T>>,
-        output: &mut CudaSlice<T>,
+        input: Option<&dyn DevicePtr<T>>,
+        output: &mut O,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
         self.device_call(Some(path), input, output, op, stream)
     }
 
-    fn device_call<T: Element + DeviceRepr>(
+    fn device_call<T: Element, O: DevicePtrMut<T>>(
         &self,
         path: Option<Path>,
-        input: Option<&CudaSlice<T>>,
-        output: &mut CudaSlice<T>,
+        input: Option<&dyn DevicePtr<T>>,
+        output: &mut O,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
@@ -1093,9 +1097,13 @@ impl Comm {
                 if i.len() != n {
                     return Err(self.len_mismatch(i.len(), n));
                 }
-                self.check_stream(b, stream, &[i.context(), output.context()])?;
+                self.check_stream(
+                    b,
+                    stream,
+                    &[i.stream().context(), output.stream().context()],
+                )?;
             }
-            None => self.check_stream(b, stream, &[output.context()])?,
+            None => self.check_stream(b, stream, &[output.stream().context()])?,
         }
         let bytes = self.bytes(n, dtype)?;
         let sel = self.selection(path, bytes, dtype)?;
@@ -1103,8 +1111,9 @@ impl Comm {
         let res = match input {
             Some(i) => {
                 let (ip, _gi) = i.device_ptr(stream);
-                // SAFETY: both slices hold n elements of T (dtype) on this device and stay
-                // borrowed for the call; cudarc's guards order later uses after it.
+                // SAFETY: both buffers hold n elements of T (dtype) on this device (their
+                // DeviceSlice lengths) and stay borrowed for the call; cudarc's guards
+                // order later uses after it.
                 unsafe {
                     self.enqueue(&mut st.order, b, sel.path, dtype, op, ip, op_ptr, n, stream)
                 }

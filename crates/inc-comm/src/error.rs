@@ -4,8 +4,10 @@
 //! involved (a dead or mismatched peer) it names the peer too. The type is `Clone` so a
 //! poisoned [`Comm`](crate::Comm) can hand the same error back on every later call.
 
-/// Everything that can go wrong in inc-comm.
+/// Everything that can go wrong in inc-comm. New variants may come in minor releases
+/// (`#[non_exhaustive]`): match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommError {
     /// An `INC_*` environment variable or a [`CommOptions`](crate::CommOptions) field has
     /// a value that cannot be used.

@@ -17,7 +17,8 @@
 //!   error instead of hanging in `ncclCommInitRank`. The outcome (communicator or error)
 //!   is kept: later NCCL calls reuse it.
 //! * **Calls** take the caller's stream; NCCL's own asynchronous errors are read after the
-//!   call's event completes ([`Nccl::async_error`]).
+//!   call's event completes (`ncclCommGetAsyncError`), and at the entry of the next call;
+//!   every use of the NCCL communicator holds its lock.
 
 use std::ffi::{c_void, CStr};
 use std::sync::Arc;
@@ -139,7 +140,7 @@ pub fn decode_ready(rank: usize, all: &[Vec<u8>]) -> Result<[u8; UNIQUE_ID_BYTES
 }
 
 /// One rank's NCCL communicator (created by [`Nccl::create`], aborted on drop).
-pub struct Nccl {
+pub(crate) struct Nccl {
     comm: sys::ncclComm_t,
     rank: usize,
     world: usize,
@@ -232,11 +233,6 @@ impl Nccl {
             world,
             ctx: ctx.clone(),
         })
-    }
-
-    /// Ranks of this communicator.
-    pub fn world(&self) -> usize {
-        self.world
     }
 
     /// Enqueues `ncclAllReduce` of `count` elements from `input` to `output` (may be equal)

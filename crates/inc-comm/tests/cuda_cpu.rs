@@ -18,7 +18,7 @@ fn opts(backend: BackendKind) -> CommOptions {
 #[test]
 fn auto_picks_sim_without_a_gpu_and_cuda_with_one() {
     let comms = Comm::init_threads(&[0, 1], opts(BackendKind::Auto)).unwrap();
-    let want = if inc_comm::backend::cuda_available() {
+    let want = if inc_comm::cuda_available() {
         BackendKind::Cuda
     } else {
         BackendKind::Sim
@@ -27,13 +27,13 @@ fn auto_picks_sim_without_a_gpu_and_cuda_with_one() {
     if want == BackendKind::Sim {
         assert!(comms[0].cuda_context().is_none());
         assert!(comms[0].stream().is_none());
-        assert_eq!(inc_comm::backend::cuda_device_count(), 0);
+        assert_eq!(inc_comm::cuda_device_count(), 0);
     }
 }
 
 #[test]
 fn cuda_without_a_gpu_is_the_same_clear_error_on_every_rank() {
-    if inc_comm::backend::cuda_available() {
+    if inc_comm::cuda_available() {
         eprintln!("skip: a GPU is present (this test covers machines without one)");
         return;
     }

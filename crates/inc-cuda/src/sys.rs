@@ -394,18 +394,22 @@ pub unsafe fn capture_id(stream: CUstream) -> Result<Option<u64>, DriverError> {
     let mut status = dsys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
     let mut id: dsys::cuuint64_t = 0;
     use std::ptr::null_mut as null;
-    match capture_info_fn() {
-        // SAFETY: valid out pointers; null optional outputs are allowed by the driver.
+    let r = match capture_info_fn() {
         CaptureInfo::V3(f) => {
-            check(unsafe { f(stream, &mut status, &mut id, null(), null(), null(), null()) })?
+            // SAFETY: valid out pointers; null optional outputs are allowed by the driver;
+            // the caller guarantees the stream.
+            unsafe { f(stream, &mut status, &mut id, null(), null(), null(), null()) }
         }
-        // SAFETY: as above.
         CaptureInfo::V2(f) => {
-            check(unsafe { f(stream, &mut status, &mut id, null(), null(), null()) })?
+            // SAFETY: as above.
+            unsafe { f(stream, &mut status, &mut id, null(), null(), null()) }
         }
-        // SAFETY: valid out pointer; the caller guarantees the stream.
-        CaptureInfo::Missing => check(unsafe { dsys::cuStreamIsCapturing(stream, &mut status) })?,
-    }
+        CaptureInfo::Missing => {
+            // SAFETY: valid out pointer; the caller guarantees the stream.
+            unsafe { dsys::cuStreamIsCapturing(stream, &mut status) }
+        }
+    };
+    check(r)?;
     Ok(match status {
         dsys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE => None,
         _ => Some(id),

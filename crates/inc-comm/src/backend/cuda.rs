@@ -288,6 +288,7 @@ impl CudaBackend {
         &self.stream
     }
     /// The compiled kernels.
+    #[allow(dead_code)] // (the backend module is private since issue 16)
     pub fn kernels(&self) -> &Kernels {
         &self.kernels
     }
@@ -300,6 +301,7 @@ impl CudaBackend {
         &self.events
     }
     /// Per-wait kernel timeout.
+    #[allow(dead_code)] // (the backend module is private since issue 16)
     pub fn call_timeout(&self) -> Duration {
         self.call_timeout
     }

@@ -49,11 +49,11 @@ fn run_threads(
     json: bool,
 ) -> Result<(String, Vec<Case>, usize), CommError> {
     let backend = match backend {
-        BackendKind::Auto if inc_comm::backend::cuda_available() => BackendKind::Cuda,
+        BackendKind::Auto if inc_comm::cuda_available() => BackendKind::Cuda,
         BackendKind::Auto => BackendKind::Sim,
         b => b,
     };
-    let gpus = inc_comm::backend::cuda_device_count();
+    let gpus = inc_comm::cuda_device_count();
     let mut opts = opts_for(backend, false)?;
     let devices: Vec<usize> = if backend == BackendKind::Cuda && gpus > 0 && world > gpus {
         opts.allow_shared_device = true;
