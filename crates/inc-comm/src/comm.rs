@@ -15,7 +15,7 @@ use crate::counters::{CommStats, Counters};
 use crate::element::Element;
 use crate::error::{CommError, Result};
 use crate::nccl::Nccl;
-use crate::options::{BackendKind, CommOptions, Path};
+use crate::options::{AlgoPath, BackendKind, CommOptions};
 use crate::order::StreamOrder;
 use crate::rendezvous::{self, Meta, Opened, Rdv, FAILED_CLASS};
 use crate::select::{bytes_of, Fallback, Selection, Selector, TuneTable};
@@ -501,7 +501,7 @@ impl Comm {
         };
         // INC_ALGO=nccl: create the NCCL communicator now (collective). A failure is kept
         // and returned by NCCL calls; the communicator itself is fine.
-        if comm.opts.algo == crate::options::AlgoChoice::Force(Path::Nccl)
+        if comm.opts.algo == crate::options::AlgoChoice::Force(AlgoPath::Nccl)
             && matches!(comm.backend, Backend::Cuda(_))
         {
             if let Err(e) = comm.nccl_comm() {
@@ -685,7 +685,7 @@ impl Comm {
 
     /// Books a finished call: counted on `path` when it succeeded, else through
     /// [`Comm::fail`].
-    fn settle<W>(&self, path: Path, bytes: u64, res: Result<W>) -> Result<W> {
+    fn settle<W>(&self, path: AlgoPath, bytes: u64, res: Result<W>) -> Result<W> {
         match res {
             Ok(w) => {
                 self.counters.record(path, bytes);
@@ -708,7 +708,7 @@ impl Comm {
     fn choose(&self, bytes: u64, dtype: DType) -> Result<Selection> {
         let sel = self.selector.select(bytes, dtype);
         debug!(bytes, dtype = dtype.name(), path = %sel.path, "algorithm");
-        if sel.path == Path::Nccl && matches!(self.backend, Backend::Sim(_)) {
+        if sel.path == AlgoPath::Nccl && matches!(self.backend, Backend::Sim(_)) {
             return Err(match &sel.fallback {
                 Some(Fallback::TooLarge { max, .. }) => CommError::TooLarge {
                     rank: self.rank,
@@ -734,7 +734,7 @@ impl Comm {
     }
 
     /// The selection of a call: the selector's, or `path` after checking it can run.
-    fn selection(&self, path: Option<Path>, bytes: u64, dtype: DType) -> Result<Selection> {
+    fn selection(&self, path: Option<AlgoPath>, bytes: u64, dtype: DType) -> Result<Selection> {
         match path {
             None => self.choose(bytes, dtype).map_err(|e| self.fail(e)),
             Some(p) => {
@@ -808,7 +808,7 @@ impl Comm {
     /// choose (benchmarks, `inc demo`); an error when the path cannot take the call.
     pub fn allreduce_host_using<T: Element>(
         &self,
-        path: Path,
+        path: AlgoPath,
         input: &[T],
         output: &mut [T],
         op: ReduceOp,
@@ -818,7 +818,7 @@ impl Comm {
 
     fn host_out<T: Element>(
         &self,
-        path: Option<Path>,
+        path: Option<AlgoPath>,
         input: &[T],
         output: &mut [T],
         op: ReduceOp,
@@ -860,7 +860,7 @@ impl Comm {
         &self,
         st: &mut CallState,
         b: &CudaBackend,
-        path: Path,
+        path: AlgoPath,
         dtype: DType,
         op: ReduceOp,
         src: Option<&[u8]>,
@@ -945,7 +945,7 @@ impl Comm {
         &self,
         order: &mut StreamOrder,
         b: &CudaBackend,
-        path: Path,
+        path: AlgoPath,
         dtype: DType,
         op: ReduceOp,
         input: u64,
@@ -1070,7 +1070,7 @@ impl Comm {
     /// cannot take the call.
     pub fn allreduce_using<T: Element, O: DevicePtrMut<T>>(
         &self,
-        path: Path,
+        path: AlgoPath,
         input: Option<&dyn DevicePtr<T>>,
         output: &mut O,
         op: ReduceOp,
@@ -1081,7 +1081,7 @@ impl Comm {
 
     fn device_call<T: Element, O: DevicePtrMut<T>>(
         &self,
-        path: Option<Path>,
+        path: Option<AlgoPath>,
         input: Option<&dyn DevicePtr<T>>,
         output: &mut O,
         op: ReduceOp,
@@ -1176,8 +1176,8 @@ impl Comm {
 
     /// Whether `path` can take a call of `bytes` bytes of `dtype` on this communicator.
     /// NCCL needs the cuda backend, libnccl, and a GPU per rank.
-    pub fn check_path(&self, path: Path, bytes: u64, dtype: DType) -> Result<()> {
-        if path == Path::Nccl {
+    pub fn check_path(&self, path: AlgoPath, bytes: u64, dtype: DType) -> Result<()> {
+        if path == AlgoPath::Nccl {
             return match &self.backend {
                 Backend::Sim(_) => Err(CommError::Unsupported {
                     rank: self.rank,

@@ -22,7 +22,7 @@
 //!   `CudaSlice<T>` or a view of one) and a stream; they return at once with a [`Work`].
 //!   [`Comm::allreduce_host`] / [`Comm::allreduce_host_out`] take host slices and block.
 //!   Elements: `bf16`/`f16`/`f32` ([`Element`]); ops: sum/avg/min/max ([`ReduceOp`]).
-//!   The path ([`Path`]) is chosen from the call's size in bytes, the topology class and
+//!   The path ([`AlgoPath`]) is chosen from the call's size in bytes, the topology class and
 //!   the world size (overridable by `INC_ALGO`, the `INC_*_MAX_BYTES` limits and a
 //!   [`TuneTable`]); [`Comm::select_algo`] shows the choice, [`Comm::stats`] counts calls
 //!   per path and the last fallback reason.
@@ -171,7 +171,7 @@ pub use element::Element;
 pub use error::{CommError, Result};
 pub use inc_sim::{Algo, DType, ReduceOp};
 pub use options::{
-    AlgoChoice, BackendKind, CommOptions, Path, SimTopology, DEFAULT_TIMEOUT_MS, MAX_BLOCKS,
+    AlgoChoice, AlgoPath, BackendKind, CommOptions, SimTopology, DEFAULT_TIMEOUT_MS, MAX_BLOCKS,
     MAX_BUFFER_BYTES,
 };
 pub use select::{Capacity, Fallback, Selection, Selector, TuneRule, TuneTable};

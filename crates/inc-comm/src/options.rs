@@ -77,7 +77,7 @@ impl FromStr for BackendKind {
 
 /// The path an allreduce takes: one of the intra-node algorithms or NCCL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Path {
+pub enum AlgoPath {
     /// Push one-shot ("Lamport", small messages; PROTOCOL.md "push one-shot"). Declared
     /// first so that the derived order runs from the smallest calls' path to NCCL.
     PushOneShot,
@@ -92,65 +92,69 @@ pub enum Path {
     Nccl,
 }
 
-impl Path {
+/// The crate's short name of [`AlgoPath`] (the public name does not shadow
+/// `std::path::Path`).
+pub(crate) type Path = AlgoPath;
+
+impl AlgoPath {
     /// Every path, in counter order.
-    pub const ALL: [Path; 5] = [
-        Path::OneShot,
-        Path::TwoShot,
-        Path::Hcm,
-        Path::Nccl,
-        Path::PushOneShot,
+    pub const ALL: [AlgoPath; 5] = [
+        AlgoPath::OneShot,
+        AlgoPath::TwoShot,
+        AlgoPath::Hcm,
+        AlgoPath::Nccl,
+        AlgoPath::PushOneShot,
     ];
 
     /// The intra-node algorithm of this path (`None` for NCCL).
     pub fn algo(self) -> Option<inc_sim::Algo> {
         match self {
-            Path::OneShot => Some(inc_sim::Algo::OneShot),
-            Path::TwoShot => Some(inc_sim::Algo::TwoShot),
-            Path::Hcm => Some(inc_sim::Algo::Hcm),
-            Path::PushOneShot => Some(inc_sim::Algo::PushOneShot),
-            Path::Nccl => None,
+            AlgoPath::OneShot => Some(inc_sim::Algo::OneShot),
+            AlgoPath::TwoShot => Some(inc_sim::Algo::TwoShot),
+            AlgoPath::Hcm => Some(inc_sim::Algo::Hcm),
+            AlgoPath::PushOneShot => Some(inc_sim::Algo::PushOneShot),
+            AlgoPath::Nccl => None,
         }
     }
 
     /// The name used by `INC_ALGO` and in tables.
     pub fn name(self) -> &'static str {
         match self {
-            Path::OneShot => "one-shot",
-            Path::TwoShot => "two-shot",
-            Path::Hcm => "hcm",
-            Path::Nccl => "nccl",
-            Path::PushOneShot => "push-one-shot",
+            AlgoPath::OneShot => "one-shot",
+            AlgoPath::TwoShot => "two-shot",
+            AlgoPath::Hcm => "hcm",
+            AlgoPath::Nccl => "nccl",
+            AlgoPath::PushOneShot => "push-one-shot",
         }
     }
 
     /// Index into per-path arrays.
     pub fn index(self) -> usize {
         match self {
-            Path::OneShot => 0,
-            Path::TwoShot => 1,
-            Path::Hcm => 2,
-            Path::Nccl => 3,
-            Path::PushOneShot => 4,
+            AlgoPath::OneShot => 0,
+            AlgoPath::TwoShot => 1,
+            AlgoPath::Hcm => 2,
+            AlgoPath::Nccl => 3,
+            AlgoPath::PushOneShot => 4,
         }
     }
 }
 
-impl fmt::Display for Path {
+impl fmt::Display for AlgoPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl FromStr for Path {
+impl FromStr for AlgoPath {
     type Err = CommError;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "one-shot" | "oneshot" => Ok(Path::OneShot),
-            "two-shot" | "twoshot" => Ok(Path::TwoShot),
-            "hcm" | "hybrid-cube-mesh" => Ok(Path::Hcm),
-            "nccl" => Ok(Path::Nccl),
-            "push-one-shot" | "pushoneshot" | "push" => Ok(Path::PushOneShot),
+            "one-shot" | "oneshot" => Ok(AlgoPath::OneShot),
+            "two-shot" | "twoshot" => Ok(AlgoPath::TwoShot),
+            "hcm" | "hybrid-cube-mesh" => Ok(AlgoPath::Hcm),
+            "nccl" => Ok(AlgoPath::Nccl),
+            "push-one-shot" | "pushoneshot" | "push" => Ok(AlgoPath::PushOneShot),
             _ => Err(CommError::option(
                 "INC_ALGO",
                 s,
@@ -167,7 +171,7 @@ pub enum AlgoChoice {
     #[default]
     Auto,
     /// Always this path while it fits; a call it cannot take falls back (and says why).
-    Force(Path),
+    Force(AlgoPath),
 }
 
 impl FromStr for AlgoChoice {
@@ -465,7 +469,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.backend, BackendKind::Sim);
-        assert_eq!(o.algo, AlgoChoice::Force(Path::TwoShot));
+        assert_eq!(o.algo, AlgoChoice::Force(AlgoPath::TwoShot));
         assert_eq!(o.one_shot_max_bytes, Some(256 * 1024));
         assert_eq!(o.two_shot_max_bytes, Some(10 << 20));
         assert_eq!(o.hcm_max_bytes, Some(4096));

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use inc_comm::{AlgoChoice, BackendKind, Comm, CommError, CommOptions, DType, Path};
+use inc_comm::{AlgoChoice, AlgoPath, BackendKind, Comm, CommError, CommOptions, DType};
 
 fn opts(backend: BackendKind) -> CommOptions {
     CommOptions {
@@ -48,7 +48,9 @@ fn cuda_without_a_gpu_is_the_same_clear_error_on_every_rank() {
 #[test]
 fn nccl_path_on_sim_is_an_error_and_probe_never_panics() {
     let comms = Comm::init_threads(&[0], opts(BackendKind::Sim)).unwrap();
-    let e = comms[0].check_path(Path::Nccl, 16, DType::F32).unwrap_err();
+    let e = comms[0]
+        .check_path(AlgoPath::Nccl, 16, DType::F32)
+        .unwrap_err();
     assert!(matches!(e, CommError::Unsupported { .. }), "{e}");
     match inc_comm::nccl::probe() {
         Ok(v) => assert!(v > 0),
@@ -59,7 +61,7 @@ fn nccl_path_on_sim_is_an_error_and_probe_never_panics() {
     }
     // INC_ALGO=nccl on sim: calls fail with a clear error, nothing hangs.
     let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Nccl),
+        algo: AlgoChoice::Force(AlgoPath::Nccl),
         ..opts(BackendKind::Sim)
     };
     let comms = Comm::init_threads(&[0], o).unwrap();

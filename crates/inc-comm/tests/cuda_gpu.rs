@@ -14,7 +14,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
 use half::{bf16, f16};
 use inc_comm::demo::input_value;
 use inc_comm::{
-    AlgoChoice, BackendKind, Comm, CommError, CommOptions, DType, Element, Path, ReduceOp,
+    AlgoChoice, AlgoPath, BackendKind, Comm, CommError, CommOptions, DType, Element, ReduceOp,
 };
 use inc_sim::cpu::reference_allreduce;
 
@@ -62,7 +62,7 @@ fn stream(c: &Comm) -> Arc<CudaStream> {
 /// result must equal the CPU reference bit for bit (same fold order).
 fn check<T: Element + DeviceRepr + cudarc::driver::ValidAsZeroBits>(
     comms: &[Comm],
-    path: Path,
+    path: AlgoPath,
     op: ReduceOp,
     n: usize,
 ) -> Result<(), String> {
@@ -110,7 +110,7 @@ fn gpu_virtual_ranks_every_path_dtype_op() {
         let comms = Comm::init_threads(&vec![0; world], opts(60_000)).unwrap();
         assert_eq!(comms[0].ranks_on_device(), world);
         assert_eq!(comms[0].backend(), BackendKind::Cuda);
-        for path in [Path::OneShot, Path::TwoShot, Path::PushOneShot] {
+        for path in [AlgoPath::OneShot, AlgoPath::TwoShot, AlgoPath::PushOneShot] {
             for op in ReduceOp::ALL {
                 for n_bytes in [4088usize, 96 << 10] {
                     for d in DType::ALL {
@@ -164,10 +164,10 @@ fn gpu_host_staging_and_validation() {
     assert!(matches!(e, CommError::InvalidArgument { .. }), "{e}");
     let mut big: CudaSlice<f32> = s.alloc_zeros(4 << 20).unwrap();
     let e = c
-        .allreduce_using(Path::OneShot, None, &mut big, ReduceOp::Sum, &s)
+        .allreduce_using(AlgoPath::OneShot, None, &mut big, ReduceOp::Sum, &s)
         .unwrap_err();
     assert!(matches!(e, CommError::TooLarge { .. }), "{e}");
-    let e = c.check_path(Path::Nccl, 16, DType::F32).unwrap_err();
+    let e = c.check_path(AlgoPath::Nccl, 16, DType::F32).unwrap_err();
     assert!(
         e.to_string().contains("GPU per rank") || matches!(e, CommError::Nccl { .. }),
         "{e}"
@@ -186,7 +186,7 @@ fn gpu_rank_that_never_calls_times_out_the_others() {
     let errs = on_all(&comms[..2], |c| {
         let s = stream(c);
         let mut x: CudaSlice<f32> = s.clone_htod(&[1.0f32; 4096]).unwrap();
-        c.allreduce_using(Path::OneShot, None, &mut x, ReduceOp::Sum, &s)
+        c.allreduce_using(AlgoPath::OneShot, None, &mut x, ReduceOp::Sum, &s)
             .unwrap()
             .wait()
             .unwrap_err()
@@ -264,7 +264,7 @@ fn gpu_nccl_world_1() {
         return;
     }
     let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Nccl),
+        algo: AlgoChoice::Force(AlgoPath::Nccl),
         ..opts(60_000)
     };
     let comms = Comm::init_threads(&[0], o).unwrap();
@@ -290,14 +290,14 @@ fn gpu_nccl_world_1() {
     let big = 3usize << 20; // 12 MiB of f32 > the 2 MiB buffer
     let mut y: CudaSlice<f32> = s.alloc_zeros(big).unwrap();
     let sel = auto[0].select_algo((big * 4) as u64, DType::F32);
-    assert_eq!(sel.path, Path::Nccl);
+    assert_eq!(sel.path, AlgoPath::Nccl);
     auto[0]
         .allreduce(&mut y, ReduceOp::Max, &s)
         .unwrap()
         .wait()
         .unwrap();
     let st = auto[0].stats();
-    assert_eq!(st.calls(Path::Nccl), 1, "{st:?}");
+    assert_eq!(st.calls(AlgoPath::Nccl), 1, "{st:?}");
     println!(
         "nccl world 1 (version {:?}): f32 sum, bf16 avg, fallback of {} MiB OK",
         inc_comm::nccl::probe(),
@@ -320,7 +320,7 @@ fn gpu_failure_of_a_dropped_work_is_returned_by_the_next_call() {
         let s = stream(c);
         let mut x: CudaSlice<f32> = s.clone_htod(&[1.0f32; 4096]).unwrap();
         let w = c
-            .allreduce_using(Path::OneShot, None, &mut x, ReduceOp::Sum, &s)
+            .allreduce_using(AlgoPath::OneShot, None, &mut x, ReduceOp::Sum, &s)
             .unwrap();
         drop(w); // never waited: the failure is only in the host error mirror
         s.synchronize().unwrap(); // the kernels gave up (timeout or peer abort)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use half::{bf16, f16};
 use inc_comm::demo::input_value;
 use inc_comm::{
-    AlgoChoice, BackendKind, Comm, CommError, CommOptions, DType, Element, Path, ReduceOp,
+    AlgoChoice, AlgoPath, BackendKind, Comm, CommError, CommOptions, DType, Element, ReduceOp,
     SimTopology,
 };
 use inc_sim::cpu::reference_allreduce;
@@ -30,7 +30,7 @@ fn on_all<R: Send>(comms: &[Comm], f: impl Fn(&Comm) -> R + Sync) -> Vec<R> {
     })
 }
 
-fn check_path<T: Element>(comms: &[Comm], path: Path, op: ReduceOp, n: usize) {
+fn check_path<T: Element>(comms: &[Comm], path: AlgoPath, op: ReduceOp, n: usize) {
     let world = comms.len();
     let ins: Vec<Vec<T>> = (0..world)
         .map(|r| (0..n).map(|i| T::from_f32(input_value(r, i))).collect())
@@ -69,7 +69,7 @@ fn check_path<T: Element>(comms: &[Comm], path: Path, op: ReduceOp, n: usize) {
 fn every_path_dtype_op_matches_the_reference() {
     for world in [1usize, 2, 3] {
         let comms = Comm::init_threads(&(0..world).collect::<Vec<_>>(), opts(5000)).unwrap();
-        for path in [Path::OneShot, Path::TwoShot] {
+        for path in [AlgoPath::OneShot, AlgoPath::TwoShot] {
             for op in ReduceOp::ALL {
                 for n in [1usize, 37, 1000] {
                     check_path::<f32>(&comms, path, op, n);
@@ -91,12 +91,14 @@ fn hcm_at_world_8() {
     };
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), o).unwrap();
     assert!(comms[0].topology().hcm().is_some());
-    assert_eq!(comms[0].select_algo(1024, DType::Bf16).path, Path::Hcm);
+    assert_eq!(comms[0].select_algo(1024, DType::Bf16).path, AlgoPath::Hcm);
     // one-shot needs a fully connected group: refused, not run.
-    assert!(comms[0].check_path(Path::OneShot, 16, DType::F32).is_err());
+    assert!(comms[0]
+        .check_path(AlgoPath::OneShot, 16, DType::F32)
+        .is_err());
     for op in [ReduceOp::Sum, ReduceOp::Max] {
-        check_path::<bf16>(&comms, Path::Hcm, op, 300);
-        check_path::<f32>(&comms, Path::Hcm, op, 64);
+        check_path::<bf16>(&comms, AlgoPath::Hcm, op, 300);
+        check_path::<f32>(&comms, AlgoPath::Hcm, op, 64);
     }
     assert!(comms[0].stats().hcm >= 4);
 }
@@ -104,7 +106,7 @@ fn hcm_at_world_8() {
 #[test]
 fn forced_hcm_on_fully_connected_8_matches_the_reference() {
     let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Hcm),
+        algo: AlgoChoice::Force(AlgoPath::Hcm),
         ..opts(10_000)
     };
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), o).unwrap();
@@ -117,12 +119,12 @@ fn forced_hcm_on_fully_connected_8_matches_the_reference() {
     assert_eq!(table, inc_sim::program::CUBE_MESH_8);
     assert!(comms.iter().all(|c| c.hcm_table() == Some(&table)));
     let r = comms[0].select_algo(1024, DType::Bf16);
-    assert_eq!((r.path, r.fallback), (Path::Hcm, None));
+    assert_eq!((r.path, r.fallback), (AlgoPath::Hcm, None));
     for op in ReduceOp::ALL {
         for n in [1usize, 37, 1000] {
-            check_path::<f32>(&comms, Path::Hcm, op, n);
-            check_path::<bf16>(&comms, Path::Hcm, op, n);
-            check_path::<f16>(&comms, Path::Hcm, op, n);
+            check_path::<f32>(&comms, AlgoPath::Hcm, op, n);
+            check_path::<bf16>(&comms, AlgoPath::Hcm, op, n);
+            check_path::<f16>(&comms, AlgoPath::Hcm, op, n);
         }
     }
     let s = comms[0].stats();
@@ -135,33 +137,33 @@ fn auto_on_fully_connected_8_never_picks_hcm_but_pinning_runs_it() {
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), opts(10_000)).unwrap();
     for bytes in [0u64, 16, 1024, 32 << 10, 256 << 10, 1 << 20, 64 << 20] {
         for dtype in DType::ALL {
-            assert_ne!(comms[0].select_algo(bytes, dtype).path, Path::Hcm);
+            assert_ne!(comms[0].select_algo(bytes, dtype).path, AlgoPath::Hcm);
         }
     }
     // A pinned call (`allreduce_*_using`) may still run hcm on the canonical table.
-    assert!(comms[0].check_path(Path::Hcm, 1024, DType::F32).is_ok());
-    check_path::<bf16>(&comms, Path::Hcm, ReduceOp::Sum, 300);
+    assert!(comms[0].check_path(AlgoPath::Hcm, 1024, DType::F32).is_ok());
+    check_path::<bf16>(&comms, AlgoPath::Hcm, ReduceOp::Sum, 300);
     assert!(comms[0].stats().hcm >= 1);
 }
 
 #[test]
 fn forced_hcm_on_fully_connected_4_falls_back() {
     let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Hcm),
+        algo: AlgoChoice::Force(AlgoPath::Hcm),
         ..opts(5000)
     };
     let comms = Comm::init_threads(&(0..4).collect::<Vec<_>>(), o).unwrap();
     assert!(comms[0].hcm_table().is_none());
     let r = comms[0].select_algo(1024, DType::F32);
-    assert_eq!(r.path, Path::Nccl);
+    assert_eq!(r.path, AlgoPath::Nccl);
     assert!(matches!(
         r.fallback,
         Some(inc_comm::Fallback::ForcedUnfit {
-            wanted: Path::Hcm,
+            wanted: AlgoPath::Hcm,
             ..
         })
     ));
-    assert!(comms[0].check_path(Path::Hcm, 16, DType::F32).is_err());
+    assert!(comms[0].check_path(AlgoPath::Hcm, 16, DType::F32).is_err());
 }
 
 #[test]
@@ -356,11 +358,13 @@ fn oversize_and_unsupported_calls_are_clear_errors() {
             .unwrap();
     });
     // The nccl path needs the cuda backend: a clear error, on this path only.
-    let e = comms[0].check_path(Path::Nccl, 16, DType::F32).unwrap_err();
+    let e = comms[0]
+        .check_path(AlgoPath::Nccl, 16, DType::F32)
+        .unwrap_err();
     assert!(e.to_string().contains("cuda"), "{e}");
     let mut out = [0.0f32; 2];
     assert!(comms[0]
-        .allreduce_host_using(Path::Nccl, &[1.0, 2.0], &mut out, ReduceOp::Sum)
+        .allreduce_host_using(AlgoPath::Nccl, &[1.0, 2.0], &mut out, ReduceOp::Sum)
         .is_err());
     let e = comms[0]
         .allreduce_host_out(&[1.0f32; 3], &mut out, ReduceOp::Sum)
@@ -371,7 +375,7 @@ fn oversize_and_unsupported_calls_are_clear_errors() {
 #[test]
 fn forced_nccl_on_sim_is_unsupported_not_a_hang() {
     let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Nccl),
+        algo: AlgoChoice::Force(AlgoPath::Nccl),
         ..opts(2000)
     };
     let comms = Comm::init_threads(&[0, 1], o).unwrap();
@@ -437,7 +441,7 @@ fn shared_memory_in_one_process() {
         ..opts(5000)
     };
     let comms = Comm::init_threads(&[0, 1], o).unwrap();
-    check_path::<f32>(&comms, Path::TwoShot, ReduceOp::Sum, 500);
+    check_path::<f32>(&comms, AlgoPath::TwoShot, ReduceOp::Sum, 500);
 }
 
 /// Issue 16, hole 3: teardown is collective (every rank closes its mappings, then a

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use inc_comm::{BackendKind, CommOptions, DType, Path, ReduceOp};
+use inc_comm::{AlgoPath as Path, BackendKind, CommOptions, DType, ReduceOp};
 
 pub(crate) mod cuda;
 pub(crate) mod measure;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use inc_comm::demo::{demo_paths, run_rank, table, Case};
-use inc_comm::{BackendKind, Comm, CommError, CommOptions, Path, SimTopology};
+use inc_comm::{AlgoPath as Path, BackendKind, Comm, CommError, CommOptions, SimTopology};
 
 /// Arguments of `inc demo`.
 #[derive(clap::Args)]

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use inc_comm::Path;
+use inc_comm::AlgoPath as Path;
 use serde::{Deserialize, Serialize};
 
 use super::bench::{self, Mode, Report, Which};

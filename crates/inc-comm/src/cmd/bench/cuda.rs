@@ -32,7 +32,9 @@ use cudarc::driver::{
     ValidAsZeroBits,
 };
 use half::{bf16, f16};
-use inc_comm::{AlgoChoice, Comm, CommOptions, DType, Element, Path, ReduceOp, TorchrunEnv};
+use inc_comm::{
+    AlgoChoice, AlgoPath as Path, Comm, CommOptions, DType, Element, ReduceOp, TorchrunEnv,
+};
 use inc_store::{MemStore, Store};
 
 use super::measure::{

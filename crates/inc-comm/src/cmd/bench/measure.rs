@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use half::{bf16, f16};
-use inc_comm::{AlgoChoice, Comm, CommOptions, DType, Element, Path, ReduceOp, TorchrunEnv};
+use inc_comm::{
+    AlgoChoice, AlgoPath as Path, Comm, CommOptions, DType, Element, ReduceOp, TorchrunEnv,
+};
 
 use super::report::{median, Mode, Report, Sample, Series, Source};
 use super::{Launch, Plan, SeriesSpec, Which};
