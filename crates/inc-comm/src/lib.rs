@@ -53,7 +53,7 @@
 //! use inc_comm::{BackendKind, Comm, CommOptions, ReduceOp};
 //!
 //! // Three simulated ranks driven by threads of this process.
-//! let opts = CommOptions { backend: BackendKind::Sim, ..CommOptions::default() };
+//! let opts = CommOptions::default().with_backend(BackendKind::Sim);
 //! let comms = Comm::init_threads(&[0, 1, 2], opts)?;
 //! std::thread::scope(|s| {
 //!     for c in &comms {
@@ -75,11 +75,9 @@
 //! ```no_run
 //! use inc_comm::{BackendKind, Comm, CommOptions, ReduceOp};
 //!
-//! let opts = CommOptions {
-//!     backend: BackendKind::Cuda,
-//!     allow_shared_device: true,
-//!     ..CommOptions::default()
-//! };
+//! let opts = CommOptions::default()
+//!     .with_backend(BackendKind::Cuda)
+//!     .with_allow_shared_device(true);
 //! let comms = Comm::init_threads(&[0, 0], opts)?;
 //! std::thread::scope(|s| {
 //!     for c in &comms {
@@ -120,7 +118,7 @@
 //!
 //! // Any `Store` works: here an in-memory one shared by two threads.
 //! let store: Arc<dyn Store> = Arc::new(MemStore::new());
-//! let opts = CommOptions { backend: BackendKind::Sim, ..CommOptions::default() };
+//! let opts = CommOptions::default().with_backend(BackendKind::Sim);
 //! std::thread::scope(|s| {
 //!     let ranks: Vec<_> = (0..2)
 //!         .map(|rank| {

@@ -196,7 +196,23 @@ impl fmt::Display for AlgoChoice {
 
 /// Options of one communicator. All ranks of a communicator must use the same values
 /// (the rendezvous checks it).
+///
+/// `#[non_exhaustive]`: new options may come in minor releases, so build one from
+/// [`CommOptions::default`] (or [`CommOptions::from_env`]) with the `with_*` setters, or
+/// set its public fields:
+///
+/// ```
+/// use std::time::Duration;
+/// use inc_comm::{BackendKind, CommOptions};
+///
+/// let opts = CommOptions::default()
+///     .with_backend(BackendKind::Sim)
+///     .with_timeout(Duration::from_secs(10))
+///     .with_buffer_bytes(Some(1 << 20));
+/// assert_eq!(opts.backend, BackendKind::Sim);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CommOptions {
     /// Data backend.
     pub backend: BackendKind,
@@ -318,6 +334,38 @@ fn parse_bool(name: &str, s: &str) -> Result<bool> {
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err(CommError::option(name, s, "expected 0/1, true/false")),
     }
+}
+
+/// The `with_*` setters of [`CommOptions`], one per field.
+macro_rules! setters {
+    ($($name:ident => $field:ident: $t:ty;)*) => {
+        impl CommOptions {
+            $(
+                #[doc = concat!("Sets [`CommOptions::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $name(mut self, v: $t) -> Self {
+                    self.$field = v;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    with_backend => backend: BackendKind;
+    with_algo => algo: AlgoChoice;
+    with_push_max_bytes => push_max_bytes: Option<u64>;
+    with_one_shot_max_bytes => one_shot_max_bytes: Option<u64>;
+    with_two_shot_max_bytes => two_shot_max_bytes: Option<u64>;
+    with_hcm_max_bytes => hcm_max_bytes: Option<u64>;
+    with_timeout => timeout: Duration;
+    with_buffer_bytes => buffer_bytes: Option<u64>;
+    with_blocks => blocks: Option<u32>;
+    with_tune_file => tune_file: Option<PathBuf>;
+    with_sim_shm => sim_shm: bool;
+    with_sim_topology => sim_topology: Option<SimTopology>;
+    with_allow_shared_device => allow_shared_device: bool;
 }
 
 impl CommOptions {

@@ -7,12 +7,10 @@ use std::time::Duration;
 use inc_comm::{AlgoChoice, AlgoPath, BackendKind, Comm, CommError, CommOptions, DType};
 
 fn opts(backend: BackendKind) -> CommOptions {
-    CommOptions {
-        backend,
-        timeout: Duration::from_secs(5),
-        buffer_bytes: Some(64 << 10),
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(backend)
+        .with_timeout(Duration::from_secs(5))
+        .with_buffer_bytes(Some(64 << 10))
 }
 
 #[test]
@@ -60,10 +58,7 @@ fn nccl_path_on_sim_is_an_error_and_probe_never_panics() {
         }
     }
     // INC_ALGO=nccl on sim: calls fail with a clear error, nothing hangs.
-    let o = CommOptions {
-        algo: AlgoChoice::Force(AlgoPath::Nccl),
-        ..opts(BackendKind::Sim)
-    };
+    let o = opts(BackendKind::Sim).with_algo(AlgoChoice::Force(AlgoPath::Nccl));
     let comms = Comm::init_threads(&[0], o).unwrap();
     let mut v = vec![1.0f32; 8];
     let e = comms[0]
@@ -76,10 +71,7 @@ fn nccl_path_on_sim_is_an_error_and_probe_never_panics() {
 fn shared_device_needs_the_option_and_the_error_says_how() {
     let e = Comm::init_threads(&[0, 0], opts(BackendKind::Sim)).unwrap_err();
     assert!(e.to_string().contains("INC_ALLOW_SHARED_DEVICE=1"), "{e}");
-    let o = CommOptions {
-        allow_shared_device: true,
-        ..opts(BackendKind::Sim)
-    };
+    let o = opts(BackendKind::Sim).with_allow_shared_device(true);
     let comms = Comm::init_threads(&[0, 0], o).unwrap();
     assert_eq!(comms[0].ranks_on_device(), 1); // sim: no co-residency budget
     std::thread::scope(|s| {

@@ -32,13 +32,11 @@ fn gpu() -> bool {
 fn opts(timeout_ms: u64) -> CommOptions {
     // The timeout also bounds the rendezvous, where a peer may still be compiling the
     // kernels on a cold cache: never below 60 s there; the failure test sets its own.
-    CommOptions {
-        backend: BackendKind::Cuda,
-        timeout: Duration::from_millis(timeout_ms),
-        buffer_bytes: Some(2 << 20),
-        allow_shared_device: true,
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(BackendKind::Cuda)
+        .with_timeout(Duration::from_millis(timeout_ms))
+        .with_buffer_bytes(Some(2 << 20))
+        .with_allow_shared_device(true)
 }
 
 fn on_all<R: Send>(comms: &[Comm], f: impl Fn(&Comm) -> R + Sync) -> Vec<R> {
@@ -263,10 +261,7 @@ fn gpu_nccl_world_1() {
         eprintln!("SKIP (no libnccl): {e}");
         return;
     }
-    let o = CommOptions {
-        algo: AlgoChoice::Force(AlgoPath::Nccl),
-        ..opts(60_000)
-    };
+    let o = opts(60_000).with_algo(AlgoChoice::Force(AlgoPath::Nccl));
     let comms = Comm::init_threads(&[0], o).unwrap();
     let c = &comms[0];
     let s = stream(c);

@@ -14,12 +14,10 @@ use inc_sim::cpu::reference_allreduce;
 use inc_store::{MemStore, Store};
 
 fn opts(timeout_ms: u64) -> CommOptions {
-    CommOptions {
-        backend: BackendKind::Sim,
-        timeout: Duration::from_millis(timeout_ms),
-        buffer_bytes: Some(64 << 10),
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(BackendKind::Sim)
+        .with_timeout(Duration::from_millis(timeout_ms))
+        .with_buffer_bytes(Some(64 << 10))
 }
 
 /// Runs `f(comm)` on every comm in its own thread; returns the results by rank.
@@ -85,10 +83,7 @@ fn every_path_dtype_op_matches_the_reference() {
 
 #[test]
 fn hcm_at_world_8() {
-    let o = CommOptions {
-        sim_topology: Some(SimTopology::HybridCubeMesh),
-        ..opts(10_000)
-    };
+    let o = opts(10_000).with_sim_topology(Some(SimTopology::HybridCubeMesh));
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), o).unwrap();
     assert!(comms[0].topology().hcm().is_some());
     assert_eq!(comms[0].select_algo(1024, DType::Bf16).path, AlgoPath::Hcm);
@@ -105,10 +100,7 @@ fn hcm_at_world_8() {
 
 #[test]
 fn forced_hcm_on_fully_connected_8_matches_the_reference() {
-    let o = CommOptions {
-        algo: AlgoChoice::Force(AlgoPath::Hcm),
-        ..opts(10_000)
-    };
+    let o = opts(10_000).with_algo(AlgoChoice::Force(AlgoPath::Hcm));
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), o).unwrap();
     assert_eq!(
         comms[0].topology(),
@@ -148,10 +140,7 @@ fn auto_on_fully_connected_8_never_picks_hcm_but_pinning_runs_it() {
 
 #[test]
 fn forced_hcm_on_fully_connected_4_falls_back() {
-    let o = CommOptions {
-        algo: AlgoChoice::Force(AlgoPath::Hcm),
-        ..opts(5000)
-    };
+    let o = opts(5000).with_algo(AlgoChoice::Force(AlgoPath::Hcm));
     let comms = Comm::init_threads(&(0..4).collect::<Vec<_>>(), o).unwrap();
     assert!(comms[0].hcm_table().is_none());
     let r = comms[0].select_algo(1024, DType::F32);
@@ -374,10 +363,7 @@ fn oversize_and_unsupported_calls_are_clear_errors() {
 
 #[test]
 fn forced_nccl_on_sim_is_unsupported_not_a_hang() {
-    let o = CommOptions {
-        algo: AlgoChoice::Force(AlgoPath::Nccl),
-        ..opts(2000)
-    };
+    let o = opts(2000).with_algo(AlgoChoice::Force(AlgoPath::Nccl));
     let comms = Comm::init_threads(&[0, 1], o).unwrap();
     let errs = on_all(&comms, |c| {
         let mut v = vec![1.0f32; 4];
@@ -424,10 +410,7 @@ fn bad_arguments_are_errors() {
     ));
     assert!(Comm::init(store, 0, 9, opts(100)).is_err());
     assert!(Comm::init_threads(&[], opts(100)).is_err());
-    let bad = CommOptions {
-        blocks: Some(0),
-        ..opts(100)
-    };
+    let bad = opts(100).with_blocks(Some(0));
     assert!(matches!(
         Comm::init_threads(&[0], bad),
         Err(CommError::InvalidOption { .. })
@@ -436,10 +419,7 @@ fn bad_arguments_are_errors() {
 
 #[test]
 fn shared_memory_in_one_process() {
-    let o = CommOptions {
-        sim_shm: true,
-        ..opts(5000)
-    };
+    let o = opts(5000).with_sim_shm(true);
     let comms = Comm::init_threads(&[0, 1], o).unwrap();
     check_path::<f32>(&comms, AlgoPath::TwoShot, ReduceOp::Sum, 500);
 }

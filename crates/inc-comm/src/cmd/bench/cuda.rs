@@ -602,12 +602,11 @@ pub(crate) fn run(plan: &Plan) -> Result<Option<Report>, String> {
 
 /// Options of the control (lining-up) communicator.
 fn sync_opts(plan: &Plan) -> CommOptions {
-    CommOptions {
-        algo: AlgoChoice::Auto,
-        buffer_bytes: Some(SYNC_BUFFER_BYTES),
-        tune_file: None,
-        ..plan.opts.clone()
-    }
+    plan.opts
+        .clone()
+        .with_algo(AlgoChoice::Auto)
+        .with_buffer_bytes(Some(SYNC_BUFFER_BYTES))
+        .with_tune_file(None)
 }
 
 fn run_typed<T: Element + DeviceRepr + ValidAsZeroBits>(

@@ -166,12 +166,10 @@ pub(crate) fn connect_env_store(
 
 /// Options of the control communicator (barriers, gathering times).
 fn ctrl_opts(plan: &Plan) -> CommOptions {
-    CommOptions {
-        backend: plan.opts.backend,
-        timeout: plan.opts.timeout,
-        sim_shm: plan.opts.sim_shm,
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(plan.opts.backend)
+        .with_timeout(plan.opts.timeout)
+        .with_sim_shm(plan.opts.sim_shm)
 }
 
 /// Runs the plan on host buffers; rank 0 returns the report, other ranks `None`.
