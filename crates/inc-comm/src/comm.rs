@@ -255,6 +255,7 @@ impl Comm {
         let store = TcpStore::connect(&addr, copts).map_err(|e| CommError::Store {
             rank: env.rank,
             reason: format!("connecting to {addr}: {e}"),
+            source: crate::error::ErrorSource::new(e),
         })?;
         // Virtual ranks across processes: more local ranks than GPUs share them round-robin.
         let gpus = crate::backend::cuda_device_count();

@@ -166,7 +166,7 @@ pub use backend::{cuda_available, cuda_device_count};
 pub use comm::{Comm, TorchrunEnv};
 pub use counters::CommStats;
 pub use element::Element;
-pub use error::{CommError, Result};
+pub use error::{CommError, ErrorSource, Result};
 pub use inc_sim::{Algo, DType, ReduceOp};
 pub use options::{
     AlgoChoice, AlgoPath, BackendKind, CommOptions, SimTopology, DEFAULT_TIMEOUT_MS, MAX_BLOCKS,
