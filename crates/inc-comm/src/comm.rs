@@ -1041,7 +1041,11 @@ impl Comm {
     ///
     /// Returns at once; [`Work::wait`] waits and reports protocol errors. Calls of one
     /// communicator run on the device in call order whatever their streams (a call on
-    /// another stream than the previous one waits for it). The host side makes no
+    /// another stream than the previous one waits for it, `cuStreamWaitEvent`). Under CUDA
+    /// graph capture this holds between calls of the same capture (two streams of one
+    /// capture included); between a captured call and a live one there is no wait, since
+    /// the graph runs when it is launched: launch it on the previous call's stream, or
+    /// order it with [`Work::event`]. The host side makes no
     /// allocation, takes no contended lock, and is CUDA-graph capturable (nothing
     /// synchronises while `stream` is capturing; disable cudarc's event tracking on the
     /// context for capture, as for any cudarc capture).
