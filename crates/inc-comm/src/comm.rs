@@ -1045,8 +1045,9 @@ impl Comm {
     /// graph capture this holds between calls of the same capture (two streams of one
     /// capture included); between a captured call and a live one there is no wait, since
     /// the graph runs when it is launched: launch it on the previous call's stream, or
-    /// order it with [`Work::event`]. The host side makes no
-    /// allocation, takes no contended lock, and is CUDA-graph capturable (nothing
+    /// order it with [`Work::event`]. In steady state the host side makes no allocation
+    /// (the first call, and a call entering or leaving a capture, creates the ordering
+    /// event), takes no contended lock, and is CUDA-graph capturable (nothing
     /// synchronises while `stream` is capturing; disable cudarc's event tracking on the
     /// context for capture, as for any cudarc capture).
     pub fn allreduce<T: Element, B: DevicePtrMut<T>>(
