@@ -15,12 +15,10 @@ use inc_comm::{BackendKind, Capacity, Comm, CommOptions, DType, ReduceOp, Select
 use inc_topo::TopologyClass;
 
 fn opts() -> CommOptions {
-    CommOptions {
-        backend: BackendKind::Sim,
-        timeout: Duration::from_secs(30),
-        buffer_bytes: Some(1 << 20),
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(BackendKind::Sim)
+        .with_timeout(Duration::from_secs(30))
+        .with_buffer_bytes(Some(1 << 20))
 }
 
 fn bench(c: &mut Criterion) {

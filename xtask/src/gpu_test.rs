@@ -1,13 +1,59 @@
 //! `cargo xtask gpu-test [--bundle-only DIR]`: build the GPU test binaries here (release,
-//! `--no-run`), copy them with a `run.sh` into one folder (default `bundle/gpu-test`,
+//! `--no-run`: every test binary of inc-cuda, and inc-comm's `cuda_gpu`, see [`SPECS`]),
+//! copy them with a `run.sh` (which runs each, `#[ignore]`d GPU tests included) into one folder (default `bundle/gpu-test`,
 //! git-ignored, < 64 MiB) so that one command on a GPU machine runs them all.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Packages whose test binaries go into the bundle.
-pub const PACKAGES: &[&str] = &["inc-cuda"];
+/// What goes into the bundle: every test binary of a package (`tests: None`), or only
+/// the named integration tests of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// Cargo package name.
+    pub package: &'static str,
+    /// `None`: all of the package's test binaries; `Some(names)`: these `--test` targets.
+    pub tests: Option<&'static [&'static str]>,
+    /// Binaries of the package copied to the bundle's top folder (not run as tests).
+    pub bins: &'static [&'static str],
+}
+
+/// The test binaries of the bundle: all of inc-cuda's, and inc-comm's GPU tests
+/// (`tests/cuda_gpu.rs`: virtual ranks, stream order, dropped-Work errors, graphs, NCCL).
+pub const SPECS: &[Spec] = &[
+    Spec {
+        package: "inc-cuda",
+        tests: None,
+        bins: &[],
+    },
+    Spec {
+        package: "inc-comm",
+        tests: Some(&["cuda_gpu"]),
+        // `run.sh` runs `./inc topo`: the default build reads NVML on a GPU machine.
+        bins: &["inc"],
+    },
+];
+
+/// The cargo arguments that build `spec`'s test binaries (release, not run).
+pub fn cargo_args(spec: &Spec) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "test",
+        "--release",
+        "--no-run",
+        "--message-format=json",
+        "-p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push(spec.package.to_string());
+    for t in spec.tests.unwrap_or(&[]) {
+        v.push("--test".into());
+        v.push(t.to_string());
+    }
+    v
+}
 
 /// Largest bundle the device tool carries.
 const MAX_BUNDLE_BYTES: u64 = 64 << 20;
@@ -30,6 +76,11 @@ for t in bin/*; do
   echo "== $t"
   "./$t" --include-ignored --test-threads=1 --nocapture || status=1
 done
+# The default build of `inc` reads this machine's topology through NVML.
+if [ -x ./inc ]; then
+  echo "== inc topo"
+  ./inc topo || status=1
+fi
 if [ "$status" = 0 ]; then echo "gpu-test bundle: PASS"; else echo "gpu-test bundle: FAIL"; fi
 exit $status
 "#;
@@ -44,6 +95,25 @@ fn json_str<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     rest.get(..end)
 }
 
+/// Whether a compiler-artifact line is a test build: `"test":true` inside its
+/// `"profile"` object (the target object has a `"test"` key of its own, true for bins).
+fn profile_is_test(line: &str) -> bool {
+    line.find("\"profile\":{")
+        .and_then(|i| line.get(i..))
+        .and_then(|p| p.find('}').and_then(|j| p.get(..j)))
+        .is_some_and(|p| p.contains("\"test\":true"))
+}
+
+/// The executable of the binary target `name` in cargo's JSON output lines, if built.
+pub fn binary_from_json<'a>(lines: impl Iterator<Item = &'a str>, name: &str) -> Option<PathBuf> {
+    let kind = "\"kind\":[\"bin\"]";
+    let named = format!("\"name\":\"{name}\"");
+    lines
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && !profile_is_test(l))
+        .filter(|l| l.contains(kind) && l.contains(&named))
+        .find_map(|l| json_str(l, "executable").map(PathBuf::from))
+}
+
 /// Test executables named in `cargo test --no-run --message-format=json` output lines.
 pub fn executables_from_json<'a>(
     lines: impl Iterator<Item = &'a str>,
@@ -51,7 +121,7 @@ pub fn executables_from_json<'a>(
 ) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for line in lines {
-        if !line.contains("\"reason\":\"compiler-artifact\"") || !line.contains("\"test\":true") {
+        if !line.contains("\"reason\":\"compiler-artifact\"") || !profile_is_test(line) {
             continue;
         }
         let Some(exe) = json_str(line, "executable") else {
@@ -73,18 +143,26 @@ pub fn executables_from_json<'a>(
     out
 }
 
-fn build() -> Result<Vec<PathBuf>, String> {
+/// Test executables and extra binaries of the bundle.
+type Built = (Vec<PathBuf>, Vec<PathBuf>);
+
+fn build() -> Result<Built, String> {
+    let (mut tests, mut bins) = (Vec::new(), Vec::new());
+    for spec in SPECS {
+        let (t, b) = build_one(spec)?;
+        tests.extend(t);
+        bins.extend(b);
+    }
+    tests.sort();
+    tests.dedup();
+    Ok((tests, bins))
+}
+
+fn build_one(spec: &Spec) -> Result<Built, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(crate::util::repo_root()?).args([
-        "test",
-        "--release",
-        "--no-run",
-        "--message-format=json",
-    ]);
-    for p in PACKAGES {
-        cmd.args(["-p", p]);
-    }
+    cmd.current_dir(crate::util::repo_root()?)
+        .args(cargo_args(spec));
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -98,33 +176,63 @@ fn build() -> Result<Vec<PathBuf>, String> {
     }
     let st = child.wait().map_err(|e| format!("cargo: {e}"))?;
     if !st.success() {
-        return Err(format!("cargo test --no-run failed ({st})"));
+        return Err(format!(
+            "cargo test --no-run -p {} failed ({st})",
+            spec.package
+        ));
     }
-    let exes = executables_from_json(lines.iter().map(String::as_str), PACKAGES);
+    let exes = executables_from_json(lines.iter().map(String::as_str), &[spec.package]);
     if exes.is_empty() {
-        return Err("cargo built no test executables".into());
+        return Err(format!(
+            "cargo built no test executables for {}",
+            spec.package
+        ));
     }
-    Ok(exes)
+    let mut bins = Vec::new();
+    for name in spec.bins {
+        bins.push(
+            binary_from_json(lines.iter().map(String::as_str), name)
+                .ok_or_else(|| format!("cargo built no binary {name} for {}", spec.package))?,
+        );
+    }
+    Ok((exes, bins))
 }
 
-/// Write `run.sh` and copy `exes` into `dir/bin` (replacing an older bundle there).
-pub fn make_bundle(dir: &Path, exes: &[PathBuf]) -> Result<u64, String> {
+/// Copies `src` to `dst` and returns the copy's size; when the copy is large, strips its
+/// debug sections (`strip --strip-debug`, when available): the release profile keeps line
+/// tables, which make the test binaries 10x larger than the 64 MiB bundle allows. Panic
+/// messages keep their file:line (they do not come from debug info).
+fn copy_slim(src: &Path, dst: &Path) -> Result<u64, String> {
+    std::fs::copy(src, dst).map_err(|e| format!("copying {}: {e}", src.display()))?;
+    let _ = Command::new("strip")
+        .arg("--strip-debug")
+        .arg(dst)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    std::fs::metadata(dst)
+        .map(|m| m.len())
+        .map_err(|e| format!("reading {}: {e}", dst.display()))
+}
+
+/// Write `run.sh`, copy the test executables `exes` into `dir/bin` and the binaries `bins`
+/// into `dir` (replacing an older bundle there).
+pub fn make_bundle(dir: &Path, exes: &[PathBuf], bins: &[PathBuf]) -> Result<u64, String> {
     let bin = dir.join("bin");
     if bin.exists() {
         std::fs::remove_dir_all(&bin).map_err(|e| format!("removing {}: {e}", bin.display()))?;
     }
     std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
     let mut total = 0u64;
-    for exe in exes {
+    let places = exes
+        .iter()
+        .map(|e| (e, bin.as_path()))
+        .chain(bins.iter().map(|b| (b, dir)));
+    for (exe, to) in places {
         let name = exe
             .file_name()
             .ok_or_else(|| format!("bad executable path {}", exe.display()))?;
-        let dst = bin.join(name);
-        std::fs::copy(exe, &dst).map_err(|e| format!("copying {}: {e}", exe.display()))?;
-        crate::util::strip(&dst);
-        total += std::fs::metadata(&dst)
-            .map_err(|e| format!("{}: {e}", dst.display()))?
-            .len();
+        total += copy_slim(exe, &to.join(name))?;
     }
     crate::util::write_exec(&dir.join("run.sh"), RUN_SH)?;
     if total > MAX_BUNDLE_BYTES {
@@ -140,18 +248,18 @@ pub fn make_bundle(dir: &Path, exes: &[PathBuf]) -> Result<u64, String> {
 /// to DIR and prints nothing else; `None` writes `bundle/gpu-test` and prints the device
 /// command to run it.
 pub fn gpu_test(bundle_only: Option<PathBuf>) -> Result<(), String> {
-    let exes = build()?;
+    let (exes, bins) = build()?;
     let quiet = bundle_only.is_some();
     let dir = match bundle_only {
         Some(dir) => dir,
         None => crate::util::repo_root()?.join("bundle").join("gpu-test"),
     };
-    let bytes = make_bundle(&dir, &exes)?;
+    let bytes = make_bundle(&dir, &exes, &bins)?;
     if !quiet {
         println!(
             "bundle: {} ({} binaries, {:.1} MiB)",
             dir.display(),
-            exes.len(),
+            exes.len() + bins.len(),
             bytes as f64 / (1 << 20) as f64
         );
         println!(
@@ -175,6 +283,25 @@ mod tests {
             r#"{"reason":"build-finished","success":true}"#,
         ];
         let got = executables_from_json(lines.iter().copied(), &["inc-cuda"]);
+        // inc-comm's GPU test binary is picked by its own package id.
+        let comm = [
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-comm#0.1.0","target":{"name":"cuda_gpu"},"profile":{"test":true},"executable":"/t/release/deps/cuda_gpu-123"}"#,
+        ];
+        assert_eq!(
+            executables_from_json(comm.iter().copied(), &["inc-comm"]),
+            vec![PathBuf::from("/t/release/deps/cuda_gpu-123")]
+        );
+        assert!(executables_from_json(comm.iter().copied(), &["inc-cuda"]).is_empty());
+        // A bin target has "test":true in its target object, not in its profile.
+        let bin = [
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-comm#0.1.0","target":{"kind":["bin"],"name":"inc","test":true},"profile":{"opt_level":"3","test":false},"executable":"/t/release/inc"}"#,
+        ];
+        assert!(executables_from_json(bin.iter().copied(), &["inc-comm"]).is_empty());
+        assert_eq!(
+            binary_from_json(bin.iter().copied(), "inc"),
+            Some(PathBuf::from("/t/release/inc"))
+        );
+        assert_eq!(binary_from_json(comm.iter().copied(), "inc"), None);
         assert_eq!(
             got,
             vec![
@@ -185,6 +312,16 @@ mod tests {
     }
 
     #[test]
+    fn the_bundle_takes_inc_cudas_tests_and_inc_comms_gpu_tests() {
+        let cuda = SPECS.iter().find(|s| s.package == "inc-cuda").unwrap();
+        assert!(!cargo_args(cuda).iter().any(|a| a == "--test"));
+        let comm = SPECS.iter().find(|s| s.package == "inc-comm").unwrap();
+        let args = cargo_args(comm).join(" ");
+        assert!(args.ends_with("-p inc-comm --test cuda_gpu"), "{args}");
+        assert!(args.starts_with("test --release --no-run"), "{args}");
+    }
+
+    #[test]
     fn bundle_has_run_script_and_binaries() {
         let tmp = std::env::temp_dir().join(format!("xtask-bundle-{}", std::process::id()));
         let src = tmp.join("src-bin");
@@ -192,10 +329,14 @@ mod tests {
         let exe = src.join("t1");
         std::fs::write(&exe, b"x").unwrap();
         let out = tmp.join("out");
-        assert_eq!(make_bundle(&out, &[exe]).unwrap(), 1);
+        let tool = src.join("inc");
+        std::fs::write(&tool, b"y").unwrap();
+        assert_eq!(make_bundle(&out, &[exe], &[tool]).unwrap(), 2);
         assert!(out.join("bin/t1").exists());
+        assert!(out.join("inc").exists() && !out.join("bin/inc").exists());
         let sh = std::fs::read_to_string(out.join("run.sh")).unwrap();
         assert!(sh.contains("--include-ignored"));
+        assert!(sh.contains("./inc topo"));
         let _ = std::fs::remove_dir_all(tmp);
     }
 }

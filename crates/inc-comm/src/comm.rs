@@ -7,7 +7,7 @@ use inc_store::{Handshake, MemStore, Store, TcpStore};
 use inc_topo::{NvlMesh, TopologyClass};
 use tracing::{debug, info, info_span, warn};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
 use crate::backend::cuda::CudaBackend;
 use crate::backend::sim::SimBackend;
@@ -15,7 +15,8 @@ use crate::counters::{CommStats, Counters};
 use crate::element::Element;
 use crate::error::{CommError, Result};
 use crate::nccl::Nccl;
-use crate::options::{BackendKind, CommOptions, Path};
+use crate::options::{AlgoPath, BackendKind, CommOptions};
+use crate::order::StreamOrder;
 use crate::rendezvous::{self, Meta, Opened, Rdv, FAILED_CLASS};
 use crate::select::{bytes_of, Fallback, Selection, Selector, TuneTable};
 use crate::work::{Checker, CudaWork, Work, WorkState};
@@ -38,6 +39,47 @@ impl Backend {
     }
 }
 
+/// What the calls of one communicator share, under its call lock.
+#[derive(Default)]
+pub(crate) struct CallState {
+    /// The previous call's stream and event (cuda backend).
+    order: StreamOrder,
+    /// Device staging buffers of the host calls (cuda backend), kept and grown as needed.
+    staging: Staging,
+}
+
+/// Device buffers through which host calls run on the cuda backend.
+#[derive(Default)]
+struct Staging {
+    input: Option<CudaSlice<u8>>,
+    output: Option<CudaSlice<u8>>,
+}
+
+/// `slot`, reallocated on `stream` when it holds fewer than `len` bytes (to the next
+/// power of two, so growing sizes reallocate rarely).
+fn staging_buf<'a>(
+    slot: &'a mut Option<CudaSlice<u8>>,
+    len: usize,
+    stream: &Arc<CudaStream>,
+    rank: usize,
+) -> Result<&'a mut CudaSlice<u8>> {
+    if slot.as_ref().is_none_or(|s| s.len() < len) {
+        *slot = None; // free the old one first
+        let cap = len.checked_next_power_of_two().unwrap_or(len);
+        let buf = stream
+            .alloc_zeros::<u8>(cap)
+            .map_err(|e| CommError::Backend {
+                rank,
+                reason: format!("cuMemAlloc of {cap} staging bytes: {e}"),
+            })?;
+        *slot = Some(buf);
+    }
+    slot.as_mut().ok_or_else(|| CommError::Backend {
+        rank,
+        reason: "staging buffer missing".into(),
+    })
+}
+
 /// One rank of an allreduce communicator (a GPU, or a CPU-simulated device).
 ///
 /// Created collectively by every rank ([`Comm::init`], [`Comm::from_env`],
@@ -56,10 +98,14 @@ pub struct Comm {
     counters: Counters,
     poison: Arc<OnceLock<CommError>>,
     /// The NCCL communicator (cuda backend), created on first use; its outcome is kept.
-    nccl: OnceLock<std::result::Result<Arc<Nccl>, CommError>>,
-    /// Serialises calls of one communicator (they must be ordered anyway).
-    call: Mutex<()>,
+    /// Every use of it (calls, error queries) holds its lock.
+    nccl: OnceLock<std::result::Result<Arc<Mutex<Nccl>>, CommError>>,
+    /// Serialises calls of one communicator (they must be ordered anyway), with the state
+    /// they share.
+    call: Mutex<CallState>,
     store: Arc<dyn Store>,
+    /// The collective teardown ran (by [`Comm::shutdown`] or drop).
+    shut_down: bool,
 }
 
 impl std::fmt::Debug for Comm {
@@ -71,6 +117,20 @@ impl std::fmt::Debug for Comm {
             .field("topology", &self.selector.class().name())
             .field("prefix", &self.prefix)
             .finish()
+    }
+}
+
+impl Drop for Comm {
+    fn drop(&mut self) {
+        // Only a buffer imported by other processes needs the collective order; within
+        // one process the mappings hold references and a barrier here could stall a
+        // thread that drops several communicators in turn.
+        let ipc = matches!(&self.backend, Backend::Cuda(b) if b.exports_ipc());
+        if ipc {
+            if let Err(e) = self.teardown() {
+                warn!(rank = self.rank, error = %e, "teardown at drop");
+            }
+        }
     }
 }
 
@@ -195,6 +255,7 @@ impl Comm {
         let store = TcpStore::connect(&addr, copts).map_err(|e| CommError::Store {
             rank: env.rank,
             reason: format!("connecting to {addr}: {e}"),
+            source: crate::error::ErrorSource::new(e),
         })?;
         // Virtual ranks across processes: more local ranks than GPUs share them round-robin.
         let gpus = crate::backend::cuda_device_count();
@@ -435,12 +496,13 @@ impl Comm {
             counters: Counters::default(),
             poison: Arc::new(OnceLock::new()),
             nccl: OnceLock::new(),
-            call: Mutex::new(()),
+            call: Mutex::new(CallState::default()),
             store,
+            shut_down: false,
         };
         // INC_ALGO=nccl: create the NCCL communicator now (collective). A failure is kept
         // and returned by NCCL calls; the communicator itself is fine.
-        if comm.opts.algo == crate::options::AlgoChoice::Force(Path::Nccl)
+        if comm.opts.algo == crate::options::AlgoChoice::Force(AlgoPath::Nccl)
             && matches!(comm.backend, Backend::Cuda(_))
         {
             if let Err(e) = comm.nccl_comm() {
@@ -514,6 +576,59 @@ impl Comm {
         self.poison.get()
     }
 
+    /// Collective, bounded teardown: every rank waits for its own work and closes its
+    /// mappings of the peers' buffers, the ranks meet in the store (a barrier bounded by
+    /// the communicator's timeout), and only then does each rank free its own buffer. CUDA
+    /// leaves freeing memory that another process still maps (CUDA IPC) undefined; this
+    /// order makes every importer close before the owner frees.
+    ///
+    /// Never hangs: when a peer is dead or does not shut down within the timeout, this
+    /// returns its [`CommError::Timeout`] and the rank's own device buffer is left
+    /// allocated (leaked until the process exits) rather than freed under a peer that may
+    /// still map it.
+    ///
+    /// Dropping a communicator without `shutdown` does the same when its buffer is shared
+    /// with other processes (cuda backend across processes, errors logged); within one
+    /// process the buffers are reference-counted, and drop frees them without a barrier.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        if self.shut_down {
+            return Ok(());
+        }
+        self.shut_down = true;
+        let rank = self.rank;
+        let closed = match &mut self.backend {
+            Backend::Cuda(b) => b.close_imports(),
+            Backend::Sim(_) => Ok(()),
+        };
+        let msg = match &closed {
+            Ok(()) => b"closed".to_vec(),
+            Err(e) => format!("rank {rank}: {e}").into_bytes(),
+        };
+        let met = inc_store::store_all_gather(
+            &*self.store,
+            &format!("{}/shutdown", self.prefix),
+            rank,
+            self.world,
+            &msg,
+            self.opts.timeout,
+        )
+        .map_err(|e| crate::rendezvous::store_err(rank, "shutdown", e));
+        if met.is_err() {
+            if let Backend::Cuda(b) = &mut self.backend {
+                if b.exports_ipc() {
+                    warn!(rank, "shutdown barrier failed: leaking this rank's buffer");
+                    b.leak_own();
+                }
+            }
+        }
+        met?;
+        closed
+    }
+
     /// Raises the abort flag on every rank: this and every peer's pending and later calls
     /// fail fast (use when this rank gives up, e.g. on its own error).
     pub fn abort(&self, reason: &str) {
@@ -527,6 +642,33 @@ impl Comm {
             peer: self.rank,
             reason: reason.to_string(),
         });
+    }
+
+    /// At the entry of every call: an error a kernel (or NCCL) recorded since the last
+    /// check, even one of a call whose [`Work`] was dropped without `wait`, is returned
+    /// (and poisons the communicator) instead of letting this call run on aborted buffers.
+    fn check_entry(&self) -> Result<()> {
+        self.check_poison()?;
+        if let Backend::Cuda(b) = &self.backend {
+            if b.error_recorded() {
+                if let Some(e) = b.read_error() {
+                    return Err(self.fail(e));
+                }
+            }
+            if let Some(Ok(n)) = self.nccl.get() {
+                let err = match n.lock() {
+                    Ok(n) => n.async_error(),
+                    Err(_) => Some(CommError::Nccl {
+                        rank: self.rank,
+                        reason: "nccl lock poisoned".into(),
+                    }),
+                };
+                if let Some(e) = err {
+                    return Err(self.fail(e));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_poison(&self) -> Result<()> {
@@ -544,7 +686,7 @@ impl Comm {
 
     /// Books a finished call: counted on `path` when it succeeded, else through
     /// [`Comm::fail`].
-    fn settle<W>(&self, path: Path, bytes: u64, res: Result<W>) -> Result<W> {
+    fn settle<W>(&self, path: AlgoPath, bytes: u64, res: Result<W>) -> Result<W> {
         match res {
             Ok(w) => {
                 self.counters.record(path, bytes);
@@ -567,7 +709,7 @@ impl Comm {
     fn choose(&self, bytes: u64, dtype: DType) -> Result<Selection> {
         let sel = self.selector.select(bytes, dtype);
         debug!(bytes, dtype = dtype.name(), path = %sel.path, "algorithm");
-        if sel.path == Path::Nccl && matches!(self.backend, Backend::Sim(_)) {
+        if sel.path == AlgoPath::Nccl && matches!(self.backend, Backend::Sim(_)) {
             return Err(match &sel.fallback {
                 Some(Fallback::TooLarge { max, .. }) => CommError::TooLarge {
                     rank: self.rank,
@@ -593,7 +735,7 @@ impl Comm {
     }
 
     /// The selection of a call: the selector's, or `path` after checking it can run.
-    fn selection(&self, path: Option<Path>, bytes: u64, dtype: DType) -> Result<Selection> {
+    fn selection(&self, path: Option<AlgoPath>, bytes: u64, dtype: DType) -> Result<Selection> {
         match path {
             None => self.choose(bytes, dtype).map_err(|e| self.fail(e)),
             Some(p) => {
@@ -606,7 +748,7 @@ impl Comm {
         }
     }
 
-    fn lock_call(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+    fn lock_call(&self) -> Result<std::sync::MutexGuard<'_, CallState>> {
         self.call.lock().map_err(|_| CommError::Backend {
             rank: self.rank,
             reason: "call lock poisoned".into(),
@@ -622,12 +764,19 @@ impl Comm {
     }
 
     /// In-place allreduce of a host buffer: every rank's `buf` becomes the reduction of all
-    /// ranks' `buf`s. On the sim backend this is the data path; on the cuda backend it
-    /// stages through device memory and waits (a convenience, not the fast path).
+    /// ranks' `buf`s.
+    ///
+    /// **Blocking**: the call has finished when this returns, so the returned [`Work`] is
+    /// already complete (`wait` returns `Ok` at once); it is returned so that host and
+    /// device calls read alike. On the sim backend this is the data path; on the cuda
+    /// backend the data goes through device staging buffers that the communicator keeps
+    /// (allocated by the first host call, reallocated only when a larger call comes), on
+    /// [`Comm::stream`], ordered after this communicator's previous call on any stream. A
+    /// convenience, not the fast path: use [`Comm::allreduce`] on device buffers.
     pub fn allreduce_host<T: Element>(&self, buf: &mut [T], op: ReduceOp) -> Result<Work> {
         let dtype = T::DTYPE;
-        let _g = self.lock_call()?;
-        self.check_poison()?;
+        let mut st = self.lock_call()?;
+        self.check_entry()?;
         let bytes = self.bytes(buf.len(), dtype)?;
         let sel = self.choose(bytes, dtype).map_err(|e| self.fail(e))?;
         let data: &mut [u8] = bytemuck::cast_slice_mut(buf);
@@ -635,7 +784,7 @@ impl Comm {
             (Backend::Sim(b), Some(algo)) => b.allreduce_in_place(algo, dtype, op, data),
             (Backend::Cuda(b), _) => {
                 let n = data.len() / dtype.size().max(1);
-                self.stage(b, sel.path, dtype, op, None, data, n)
+                self.stage(&mut st, b, sel.path, dtype, op, None, data, n)
             }
             (_, None) => Err(CommError::Unsupported {
                 rank: self.rank,
@@ -646,6 +795,7 @@ impl Comm {
     }
 
     /// Out-of-place allreduce of host buffers: `output` = reduction of every rank's `input`.
+    /// Blocking, like [`Comm::allreduce_host`] (the returned [`Work`] is complete).
     pub fn allreduce_host_out<T: Element>(
         &self,
         input: &[T],
@@ -659,7 +809,7 @@ impl Comm {
     /// choose (benchmarks, `inc demo`); an error when the path cannot take the call.
     pub fn allreduce_host_using<T: Element>(
         &self,
-        path: Path,
+        path: AlgoPath,
         input: &[T],
         output: &mut [T],
         op: ReduceOp,
@@ -669,14 +819,14 @@ impl Comm {
 
     fn host_out<T: Element>(
         &self,
-        path: Option<Path>,
+        path: Option<AlgoPath>,
         input: &[T],
         output: &mut [T],
         op: ReduceOp,
     ) -> Result<Work> {
         let dtype = T::DTYPE;
-        let _g = self.lock_call()?;
-        self.check_poison()?;
+        let mut st = self.lock_call()?;
+        self.check_entry()?;
         if input.len() != output.len() {
             return Err(self.len_mismatch(input.len(), output.len()));
         }
@@ -687,7 +837,7 @@ impl Comm {
         let res = match (&self.backend, sel.path.algo()) {
             (Backend::Sim(b), Some(algo)) => b.allreduce(algo, dtype, op, src, dst),
             (Backend::Cuda(b), _) => {
-                self.stage(b, sel.path, dtype, op, Some(src), dst, input.len())
+                self.stage(&mut st, b, sel.path, dtype, op, Some(src), dst, input.len())
             }
             (_, None) => Err(CommError::Unsupported {
                 rank: self.rank,
@@ -704,13 +854,14 @@ impl Comm {
         }
     }
 
-    /// Host staging on the cuda backend: copy in (`src`, else `dst` for in place), reduce
-    /// on the communicator's stream, wait, copy out into `dst`.
+    /// Host staging on the cuda backend: copy in (`src`, else `dst` for in place) to the
+    /// kept staging buffers, reduce on the communicator's stream, wait, copy out into `dst`.
     #[allow(clippy::too_many_arguments)]
     fn stage(
         &self,
+        st: &mut CallState,
         b: &CudaBackend,
-        path: Path,
+        path: AlgoPath,
         dtype: DType,
         op: ReduceOp,
         src: Option<&[u8]>,
@@ -728,39 +879,40 @@ impl Comm {
         if count == 0 {
             return Ok(());
         }
-        let dev_in = stream
-            .clone_htod(src.unwrap_or(dst))
+        let len = dst.len();
+        let CallState { order, staging } = st;
+        let dev_in = staging_buf(&mut staging.input, len, stream, rank)?;
+        let mut dev_in = dev_in.slice_mut(0..len);
+        stream
+            .memcpy_htod(src.unwrap_or(dst), &mut dev_in)
             .map_err(drv("copy to device"))?;
-        let mut dev_out = if src.is_some() {
-            Some(
-                stream
-                    .alloc_zeros::<u8>(dst.len())
-                    .map_err(drv("cuMemAlloc"))?,
-            )
-        } else {
-            None
+        let mut dev_out = match src {
+            Some(_) => Some(staging_buf(&mut staging.output, len, stream, rank)?.slice_mut(0..len)),
+            None => None,
         };
         let work = {
-            let (ip, _gi) = dev_in.device_ptr(stream);
+            let (ip, _gi) = dev_in.device_ptr_mut(stream);
             let op_ = match &mut dev_out {
                 Some(o) => o.device_ptr_mut(stream),
                 None => (ip, cudarc::driver::SyncOnDrop::Sync(None)),
             };
-            // SAFETY: both device buffers hold `count` elements of `dtype` (dst.len()
-            // bytes) and live until the wait below.
-            unsafe { self.enqueue(b, path, dtype, op, ip, op_.0, count, stream) }?
+            // SAFETY: both device buffers hold at least `count` elements of `dtype`
+            // (len bytes) and live until the wait below.
+            unsafe { self.enqueue(order, b, path, dtype, op, ip, op_.0, count, stream) }?
         };
         work.wait()?;
-        stream
-            .memcpy_dtoh(dev_out.as_ref().unwrap_or(&dev_in), dst)
-            .map_err(drv("copy to host"))?;
+        match &dev_out {
+            Some(o) => stream.memcpy_dtoh(o, dst),
+            None => stream.memcpy_dtoh(&dev_in, dst),
+        }
+        .map_err(drv("copy to host"))?;
         stream.synchronize().map_err(drv("cuStreamSynchronize"))?;
         Ok(())
     }
 
     /// The NCCL communicator, created collectively on first use (every rank must reach
     /// its first NCCL call); the outcome, communicator or error, is kept.
-    fn nccl_comm(&self) -> Result<Arc<Nccl>> {
+    fn nccl_comm(&self) -> Result<Arc<Mutex<Nccl>>> {
         let Backend::Cuda(b) = &self.backend else {
             return Err(CommError::Unsupported {
                 rank: self.rank,
@@ -778,7 +930,7 @@ impl Comm {
                     b.ranks_on_device() > 1,
                     self.opts.timeout,
                 )
-                .map(Arc::new)
+                .map(|n| Arc::new(Mutex::new(n)))
             })
             .clone()
     }
@@ -792,15 +944,19 @@ impl Comm {
     #[allow(clippy::too_many_arguments)]
     unsafe fn enqueue(
         &self,
+        order: &mut StreamOrder,
         b: &CudaBackend,
-        path: Path,
+        path: AlgoPath,
         dtype: DType,
         op: ReduceOp,
         input: u64,
         output: u64,
         count: usize,
-        stream: &CudaStream,
+        stream: &Arc<CudaStream>,
     ) -> Result<Work> {
+        // Calls run in call order whatever their streams (see crate::order).
+        let capture = StreamOrder::capture_of(self.rank, stream)?;
+        order.before(self.rank, stream, capture)?;
         let check = match path.algo() {
             Some(algo) => {
                 // SAFETY: forwarded from this function's contract.
@@ -809,19 +965,16 @@ impl Comm {
             }
             None => {
                 let n = self.nccl_comm()?;
-                // SAFETY: forwarded from this function's contract.
-                unsafe { n.all_reduce_raw(input, output, count, dtype, op, stream) }?;
+                {
+                    let g = crate::nccl::lock(&n, self.rank)?;
+                    // SAFETY: forwarded from this function's contract.
+                    unsafe { g.all_reduce_raw(input, output, count, dtype, op, stream) }?;
+                }
                 Checker::Nccl(n)
             }
         };
-        let capturing = stream
-            .capture_status()
-            .map(|s| s != cudarc::driver::sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE)
-            .map_err(|e| CommError::Backend {
-                rank: self.rank,
-                reason: format!("cuStreamIsCapturing: {e}"),
-            })?;
-        if capturing {
+        order.after(self.rank, stream, capture)?;
+        if capture.is_some() {
             return Ok(Work {
                 state: WorkState::Captured,
             });
@@ -881,28 +1034,37 @@ impl Comm {
         Ok(())
     }
 
-    /// In-place allreduce of a cudarc device buffer, enqueued on `stream` (any stream of
-    /// this rank's device, e.g. [`Comm::stream`]): every rank's `buf` becomes the
-    /// reduction of all ranks' `buf`s. Returns at once; [`Work::wait`] waits and reports
-    /// protocol errors. The host side makes no allocation and no system call besides the
-    /// launch and the event record, and takes no contended lock; it is CUDA-graph
-    /// capturable (nothing synchronises while `stream` is capturing; disable cudarc's
-    /// event tracking on the context for capture, as for any cudarc capture).
-    pub fn allreduce<T: Element + DeviceRepr>(
+    /// In-place allreduce of device memory, enqueued on `stream` (any stream of this
+    /// rank's device, e.g. [`Comm::stream`]): every rank's `buf` becomes the reduction of
+    /// all ranks' `buf`s. `buf` is anything cudarc can hand out a device pointer of: a
+    /// `CudaSlice<T>` or a `CudaViewMut<T>` of one (`slice.slice_mut(a..b)`).
+    ///
+    /// Returns at once; [`Work::wait`] waits and reports protocol errors. Calls of one
+    /// communicator run on the device in call order whatever their streams (a call on
+    /// another stream than the previous one waits for it, `cuStreamWaitEvent`). Under CUDA
+    /// graph capture this holds between calls of the same capture (two streams of one
+    /// capture included); between a captured call and a live one there is no wait, since
+    /// the graph runs when it is launched: launch it on the previous call's stream, or
+    /// order it with [`Work::event`]. In steady state the host side makes no allocation
+    /// (the first call, and a call entering or leaving a capture, creates the ordering
+    /// event), takes no contended lock, and is CUDA-graph capturable (nothing
+    /// synchronises while `stream` is capturing; disable cudarc's event tracking on the
+    /// context for capture, as for any cudarc capture).
+    pub fn allreduce<T: Element, B: DevicePtrMut<T>>(
         &self,
-        buf: &mut CudaSlice<T>,
+        buf: &mut B,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
         self.device_call(None, None, buf, op, stream)
     }
 
-    /// Out-of-place allreduce of cudarc device buffers: `output` = reduction of every
-    /// rank's `input` (same lengths), enqueued on `stream`.
-    pub fn allreduce_out<T: Element + DeviceRepr>(
+    /// Out-of-place allreduce of device memory: `output` = reduction of every rank's
+    /// `input` (same lengths; slices or views), enqueued on `stream`.
+    pub fn allreduce_out<T: Element, I: DevicePtr<T>, O: DevicePtrMut<T>>(
         &self,
-        input: &CudaSlice<T>,
-        output: &mut CudaSlice<T>,
+        input: &I,
+        output: &mut O,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
@@ -912,28 +1074,28 @@ impl Comm {
     /// [`Comm::allreduce_out`] (or in place when `input` is `None`) on a given path,
     /// whatever the selector would choose (benchmarks, `inc demo`); an error when the path
     /// cannot take the call.
-    pub fn allreduce_using<T: Element + DeviceRepr>(
+    pub fn allreduce_using<T: Element, O: DevicePtrMut<T>>(
         &self,
-        path: Path,
-        input: Option<&CudaSlice<T>>,
-        output: &mut CudaSlice<T>,
+        path: AlgoPath,
+        input: Option<&dyn DevicePtr<T>>,
+        output: &mut O,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
         self.device_call(Some(path), input, output, op, stream)
     }
 
-    fn device_call<T: Element + DeviceRepr>(
+    fn device_call<T: Element, O: DevicePtrMut<T>>(
         &self,
-        path: Option<Path>,
-        input: Option<&CudaSlice<T>>,
-        output: &mut CudaSlice<T>,
+        path: Option<AlgoPath>,
+        input: Option<&dyn DevicePtr<T>>,
+        output: &mut O,
         op: ReduceOp,
         stream: &Arc<CudaStream>,
     ) -> Result<Work> {
         let dtype = T::DTYPE;
-        let _g = self.lock_call()?;
-        self.check_poison()?;
+        let mut st = self.lock_call()?;
+        self.check_entry()?;
         let b = self.cuda()?;
         let n = output.len();
         match input {
@@ -941,9 +1103,13 @@ impl Comm {
                 if i.len() != n {
                     return Err(self.len_mismatch(i.len(), n));
                 }
-                self.check_stream(b, stream, &[i.context(), output.context()])?;
+                self.check_stream(
+                    b,
+                    stream,
+                    &[i.stream().context(), output.stream().context()],
+                )?;
             }
-            None => self.check_stream(b, stream, &[output.context()])?,
+            None => self.check_stream(b, stream, &[output.stream().context()])?,
         }
         let bytes = self.bytes(n, dtype)?;
         let sel = self.selection(path, bytes, dtype)?;
@@ -951,12 +1117,27 @@ impl Comm {
         let res = match input {
             Some(i) => {
                 let (ip, _gi) = i.device_ptr(stream);
-                // SAFETY: both slices hold n elements of T (dtype) on this device and stay
-                // borrowed for the call; cudarc's guards order later uses after it.
-                unsafe { self.enqueue(b, sel.path, dtype, op, ip, op_ptr, n, stream) }
+                // SAFETY: both buffers hold n elements of T (dtype) on this device (their
+                // DeviceSlice lengths) and stay borrowed for the call; cudarc's guards
+                // order later uses after it.
+                unsafe {
+                    self.enqueue(&mut st.order, b, sel.path, dtype, op, ip, op_ptr, n, stream)
+                }
             }
             // SAFETY: as above, in place.
-            None => unsafe { self.enqueue(b, sel.path, dtype, op, op_ptr, op_ptr, n, stream) },
+            None => unsafe {
+                self.enqueue(
+                    &mut st.order,
+                    b,
+                    sel.path,
+                    dtype,
+                    op,
+                    op_ptr,
+                    op_ptr,
+                    n,
+                    stream,
+                )
+            },
         };
         self.settle(sel.path, bytes, res)
     }
@@ -1010,8 +1191,8 @@ impl Comm {
 
     /// Whether `path` can take a call of `bytes` bytes of `dtype` on this communicator.
     /// NCCL needs the cuda backend, libnccl, and a GPU per rank.
-    pub fn check_path(&self, path: Path, bytes: u64, dtype: DType) -> Result<()> {
-        if path == Path::Nccl {
+    pub fn check_path(&self, path: AlgoPath, bytes: u64, dtype: DType) -> Result<()> {
+        if path == AlgoPath::Nccl {
             return match &self.backend {
                 Backend::Sim(_) => Err(CommError::Unsupported {
                     rank: self.rank,

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::options::Path;
+use crate::options::AlgoPath;
 
 /// Live counters (atomics: the hot path does one relaxed add).
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ pub struct CommStats {
     pub nccl: u64,
     /// Calls that ran push-one-shot.
     pub push_one_shot: u64,
-    /// Bytes reduced per path, in [`Path::ALL`] order.
+    /// Bytes reduced per path, in [`AlgoPath::ALL`] order.
     pub bytes: [u64; 5],
     /// Calls that went to NCCL because no intra-node path fit.
     pub fallbacks: u64,
@@ -43,13 +43,13 @@ pub struct CommStats {
 
 impl CommStats {
     /// Calls that took `path`.
-    pub fn calls(&self, path: Path) -> u64 {
+    pub fn calls(&self, path: AlgoPath) -> u64 {
         match path {
-            Path::OneShot => self.one_shot,
-            Path::TwoShot => self.two_shot,
-            Path::Hcm => self.hcm,
-            Path::Nccl => self.nccl,
-            Path::PushOneShot => self.push_one_shot,
+            AlgoPath::OneShot => self.one_shot,
+            AlgoPath::TwoShot => self.two_shot,
+            AlgoPath::Hcm => self.hcm,
+            AlgoPath::Nccl => self.nccl,
+            AlgoPath::PushOneShot => self.push_one_shot,
         }
     }
 
@@ -61,7 +61,7 @@ impl CommStats {
 
 impl Counters {
     /// Counts one call of `bytes` bytes on `path`.
-    pub fn record(&self, path: Path, bytes: u64) {
+    pub fn record(&self, path: AlgoPath, bytes: u64) {
         let i = path.index();
         if let (Some(c), Some(b)) = (self.calls.get(i), self.bytes.get(i)) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -84,7 +84,7 @@ impl Counters {
 
     /// A consistent-enough snapshot (each counter read once).
     pub fn snapshot(&self) -> CommStats {
-        let get = |p: Path| {
+        let get = |p: AlgoPath| {
             self.calls
                 .get(p.index())
                 .map(|c| c.load(Ordering::Relaxed))
@@ -95,11 +95,11 @@ impl Counters {
             *dst = src.load(Ordering::Relaxed);
         }
         CommStats {
-            one_shot: get(Path::OneShot),
-            two_shot: get(Path::TwoShot),
-            hcm: get(Path::Hcm),
-            nccl: get(Path::Nccl),
-            push_one_shot: get(Path::PushOneShot),
+            one_shot: get(AlgoPath::OneShot),
+            two_shot: get(AlgoPath::TwoShot),
+            hcm: get(AlgoPath::Hcm),
+            nccl: get(AlgoPath::Nccl),
+            push_one_shot: get(AlgoPath::PushOneShot),
             bytes,
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
@@ -115,19 +115,19 @@ mod tests {
     #[test]
     fn counts_paths_and_fallbacks() {
         let c = Counters::default();
-        c.record(Path::OneShot, 10);
-        c.record(Path::OneShot, 6);
-        c.record(Path::Nccl, 100);
+        c.record(AlgoPath::OneShot, 10);
+        c.record(AlgoPath::OneShot, 6);
+        c.record(AlgoPath::Nccl, 100);
         c.record_fallback("too big");
         c.record_error();
         let s = c.snapshot();
-        assert_eq!(s.calls(Path::OneShot), 2);
-        assert_eq!(s.calls(Path::TwoShot), 0);
+        assert_eq!(s.calls(AlgoPath::OneShot), 2);
+        assert_eq!(s.calls(AlgoPath::TwoShot), 0);
         assert_eq!(s.nccl, 1);
         assert_eq!(s.bytes, [16, 0, 0, 100, 0]);
-        c.record(Path::PushOneShot, 8);
-        assert_eq!(c.snapshot().calls(Path::PushOneShot), 1);
-        assert_eq!(c.snapshot().bytes[Path::PushOneShot.index()], 8);
+        c.record(AlgoPath::PushOneShot, 8);
+        assert_eq!(c.snapshot().calls(AlgoPath::PushOneShot), 1);
+        assert_eq!(c.snapshot().bytes[AlgoPath::PushOneShot.index()], 8);
         assert_eq!(s.fallbacks, 1);
         assert_eq!(s.errors, 1);
         assert_eq!(s.total(), 3);
@@ -142,7 +142,7 @@ mod tests {
                 let c = c.clone();
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        c.record(Path::TwoShot, 1);
+                        c.record(AlgoPath::TwoShot, 1);
                     }
                 })
             })

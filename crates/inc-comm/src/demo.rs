@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::element::Element;
 use crate::error::{CommError, Result};
-use crate::options::Path;
+use crate::options::AlgoPath;
 use crate::{Comm, DType, ReduceOp};
 
 /// The demo's sizes in bytes (the first one is not a multiple of 16 bytes, to exercise the
@@ -26,7 +26,7 @@ pub const DEMO_REPS: usize = 3;
 /// One checked case.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Case {
-    /// Path name.
+    /// AlgoPath name.
     pub algo: String,
     /// Dtype name.
     pub dtype: String,
@@ -75,7 +75,7 @@ fn count_wrong<T: Element>(got: &[T], want: &[u8], exact: bool) -> usize {
         .count()
 }
 
-fn run_case<T: Element>(comm: &Comm, path: Path, op: ReduceOp, bytes: usize) -> Result<Case> {
+fn run_case<T: Element>(comm: &Comm, path: AlgoPath, op: ReduceOp, bytes: usize) -> Result<Case> {
     let world = comm.world();
     let n = bytes / std::mem::size_of::<T>();
     let ins = inputs::<T>(world, n);
@@ -104,7 +104,7 @@ fn run_case<T: Element>(comm: &Comm, path: Path, op: ReduceOp, bytes: usize) -> 
         .collect();
     let want = reference_allreduce(ref_algo, T::DTYPE, op, &views, hcm_rows.as_ref())
         .map_err(|e| crate::backend::sim::sim_err(comm.rank(), e))?;
-    let wrong = count_wrong(&out, &want, path != Path::Nccl);
+    let wrong = count_wrong(&out, &want, path != AlgoPath::Nccl);
     Ok(Case {
         algo: path.name().into(),
         dtype: T::DTYPE.name().into(),
@@ -117,8 +117,8 @@ fn run_case<T: Element>(comm: &Comm, path: Path, op: ReduceOp, bytes: usize) -> 
 
 /// The paths the demo runs on `comm`: every intra-node path its topology allows, and NCCL
 /// when it is available.
-pub fn demo_paths(comm: &Comm) -> Vec<Path> {
-    Path::ALL
+pub fn demo_paths(comm: &Comm) -> Vec<AlgoPath> {
+    AlgoPath::ALL
         .into_iter()
         .filter(|p| comm.check_path(*p, 16, DType::F32).is_ok())
         .collect()
@@ -126,7 +126,7 @@ pub fn demo_paths(comm: &Comm) -> Vec<Path> {
 
 /// Runs every case of the demo on one rank (all ranks must call it together, with the
 /// same `paths`). Cases too large for the buffers are skipped (on every rank alike).
-pub fn run_rank(comm: &Comm, paths: &[Path], max_bytes: usize) -> Result<Vec<Case>> {
+pub fn run_rank(comm: &Comm, paths: &[AlgoPath], max_bytes: usize) -> Result<Vec<Case>> {
     let mut cases = Vec::new();
     for &path in paths {
         for dtype in DType::ALL {

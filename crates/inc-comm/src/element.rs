@@ -1,4 +1,5 @@
-//! [`Element`]: the host element types a communicator reduces (sealed: bf16, f16, f32).
+//! [`Element`]: the element types a communicator reduces, on the host and on the device
+//! (sealed: bf16, f16, f32).
 
 use half::{bf16, f16};
 use inc_sim::DType;
@@ -10,9 +11,19 @@ mod sealed {
     impl Sealed for f32 {}
 }
 
-/// An element type an allreduce can take: `half::bf16`, `half::f16` or `f32`.
+/// An element type an allreduce can take: `half::bf16`, `half::f16` or `f32`; the one
+/// bound of host calls ([`Comm::allreduce_host`](crate::Comm::allreduce_host)) and device
+/// calls ([`Comm::allreduce`](crate::Comm::allreduce), whose buffers cudarc types by it:
+/// it is a `cudarc::driver::DeviceRepr`).
 pub trait Element:
-    sealed::Sealed + bytemuck::Pod + Copy + Send + Sync + PartialEq + 'static
+    sealed::Sealed
+    + bytemuck::Pod
+    + cudarc::driver::DeviceRepr
+    + Copy
+    + Send
+    + Sync
+    + PartialEq
+    + 'static
 {
     /// The inc-sim dtype of this type.
     const DTYPE: DType;

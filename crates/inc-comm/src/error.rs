@@ -4,8 +4,50 @@
 //! involved (a dead or mismatched peer) it names the peer too. The type is `Clone` so a
 //! poisoned [`Comm`](crate::Comm) can hand the same error back on every later call.
 
-/// Everything that can go wrong in inc-comm.
+use std::sync::Arc;
+
+/// An underlying error kept as the [`std::error::Error::source`] of a [`CommError`]:
+/// shared (so `CommError` stays `Clone`) and compared by its message.
+#[derive(Clone)]
+pub struct ErrorSource(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl ErrorSource {
+    /// Wraps an error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ErrorSource(Arc::new(e))
+    }
+}
+
+impl std::fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for ErrorSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for ErrorSource {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for ErrorSource {}
+
+/// Everything that can go wrong in inc-comm. New variants may come in minor releases
+/// (`#[non_exhaustive]`): match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommError {
     /// An `INC_*` environment variable or a [`CommOptions`](crate::CommOptions) field has
     /// a value that cannot be used.
@@ -123,6 +165,9 @@ pub enum CommError {
         rank: usize,
         /// The store's error text.
         reason: String,
+        /// The store's error.
+        #[source]
+        source: ErrorSource,
     },
     /// The data backend (CUDA or the CPU simulator) failed outside the protocol.
     #[error("rank {rank}: backend error: {reason}")]
@@ -146,6 +191,7 @@ pub enum CommError {
         /// The rank of this communicator.
         rank: usize,
         /// The first error.
+        #[source]
         cause: Box<CommError>,
     },
     /// An operating-system call failed (spawning, pipes, shared memory...).
@@ -155,6 +201,9 @@ pub enum CommError {
         what: String,
         /// The OS error text.
         reason: String,
+        /// The OS error.
+        #[source]
+        source: ErrorSource,
     },
 }
 
@@ -221,6 +270,20 @@ mod tests {
             cause: Box::new(e.clone()),
         };
         assert!(p.to_string().contains("sizes differ"));
+        // The cause is the source of a Poisoned error; a store's error that of Store.
+        use std::error::Error as _;
+        assert_eq!(p.source().map(|s| s.to_string()), Some(e.to_string()));
+        let io = std::io::Error::other("pipe closed");
+        let st = CommError::Io {
+            what: "spawning".into(),
+            reason: io.to_string(),
+            source: ErrorSource::new(io),
+        };
+        assert_eq!(
+            st.source().map(|s| s.to_string()).as_deref(),
+            Some("pipe closed")
+        );
+        assert_eq!(st.clone(), st);
         assert!(!CommError::option("INC_ALGO", "x", "bad").poisons());
     }
 }

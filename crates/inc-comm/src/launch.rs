@@ -165,6 +165,7 @@ pub fn run_job(spec: &LaunchSpec) -> Result<LaunchOutcome> {
                 return Err(CommError::Io {
                     what: format!("spawning rank {rank} ({program})"),
                     reason: e.to_string(),
+                    source: crate::error::ErrorSource::new(e),
                 });
             }
         }

@@ -1,52 +1,59 @@
 //! inc-comm: the facade of `inc`, low-latency allreduce between the GPUs of one machine
 //! (or the CPU simulator), plus the `inc` command-line tool.
 //!
-//! One type, [`Comm`], one way in, the same on GPUs and on the simulator:
+//! One type, [`Comm`], the same on GPUs and on the simulator. Every rank creates it
+//! collectively, one of three ways in:
 //!
-//! * **Creation** (collective): [`Comm::init`] over any [`inc_store::Store`],
-//!   [`Comm::from_env`] (torchrun's `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`,
-//!   `MASTER_ADDR`, `MASTER_PORT`, and `INC_*` options, see [`options`]) over the TCP store,
-//!   or [`Comm::init_threads`] (one process drives every device, in-memory store).
-//!   The [`rendezvous`] runs four all-gathers (versions/options, host/devices,
-//!   topology/buffer handles, mapping success); every rank computes the same verdict from
-//!   the same data, so all ranks get a communicator or all get the same error; every wait
-//!   has a timeout.
-//! * **Calls** (collective): [`Comm::allreduce_host`] / [`Comm::allreduce_host_out`] for
-//!   `bf16`/`f16`/`f32` ([`Element`]) and sum/avg/min/max ([`ReduceOp`]), returning a
-//!   [`Work`]. The path is chosen by [`select`] from the call's size in BYTES, the topology
-//!   class and the world size (overridable by `INC_ALGO`, the `INC_*_MAX_BYTES` limits and
-//!   a tune table); [`Comm::select_algo`] shows the choice, [`Comm::stats`] counts calls per
-//!   path and the last fallback reason.
+//! 1. **Threads of one process** ([`Comm::init_threads`]): one communicator per device,
+//!    meeting through an in-memory store.
+//! 2. **torchrun / `inc launch`** ([`Comm::from_env`]): one process per rank, from
+//!    `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`
+//!    (a TCP store, PyTorch-compatible) and `INC_*` options ([`CommOptions::from_env`]).
+//! 3. **Any store** ([`Comm::init`]): your own [`inc_store::Store`] (a `TcpStore`, a
+//!    `MemStore`, or one of your own), rank and world.
+//!
+//! The rendezvous runs four all-gathers (versions/options, host/devices,
+//! topology/buffer handles, mapping success); every rank computes the same verdict from
+//! the same data, so all ranks get a communicator or all get the same error; every wait
+//! has a timeout.
+//!
+//! * **Calls** (collective, every rank in the same order): [`Comm::allreduce`] /
+//!   [`Comm::allreduce_out`] on device memory (any cudarc `DevicePtr`/`DevicePtrMut`:
+//!   `CudaSlice<T>` or a view of one) and a stream; they return at once with a [`Work`].
+//!   [`Comm::allreduce_host`] / [`Comm::allreduce_host_out`] take host slices and block.
+//!   Elements: `bf16`/`f16`/`f32` ([`Element`]); ops: sum/avg/min/max ([`ReduceOp`]).
+//!   The path ([`AlgoPath`]) is chosen from the call's size in bytes, the topology class and
+//!   the world size (overridable by `INC_ALGO`, the `INC_*_MAX_BYTES` limits and a
+//!   [`TuneTable`]); [`Comm::select_algo`] shows the choice, [`Comm::stats`] counts calls
+//!   per path and the last fallback reason.
+//! * **Order**: calls of one communicator run on the device in call order, whatever
+//!   stream each is enqueued on (a call on another stream than the previous one waits for
+//!   it through an event).
 //! * **Errors**: one enum, [`CommError`]; a dead peer, a timeout, a mismatched call, a
-//!   too-large buffer each name the rank (and peer). A protocol error poisons the
-//!   communicator: later calls fail fast with [`CommError::Poisoned`].
-//! * **Device calls** (cuda backend, collective): [`Comm::allreduce`] (in place) and
-//!   [`Comm::allreduce_out`] take cudarc's own `CudaSlice<T>` and `Arc<CudaStream>` (any
-//!   stream of the rank's device, e.g. [`Comm::stream`]; the context is
-//!   [`Comm::cuda_context`]); [`Comm::allreduce_using`] pins a path. They return at once
-//!   with a [`Work`] holding a pooled CUDA event; [`Work::wait`] syncs it and turns the
-//!   kernels' error record into `Timeout` / `PeerAborted` / `CallMismatch` / `SeqMismatch`.
-//!   The host side makes no allocation and no system call besides the launch and the event
-//!   record, and is CUDA-graph capturable (no event while capturing; [`Comm::check`] reads
-//!   the error record after a replay).
-//! * **Backends** ([`backend`]): `sim` — inc-sim's CPU data backend; across processes the
-//!   symmetric buffers live in POSIX shared memory and their names travel through the store
-//!   exactly where CUDA IPC handles do, so rendezvous and failures are tested without a GPU.
-//!   `cuda` — inc-cuda's `PeerBuffers` (CUDA IPC across processes, peer mapping in one
-//!   process) and NVRTC kernels; several ranks may share one GPU ("virtual ranks") only with
-//!   [`CommOptions::allow_shared_device`] / `INC_ALLOW_SHARED_DEVICE=1`. `auto` picks `cuda`
-//!   when the driver loads and reports a device, else `sim`.
-//! * **NCCL fallback** ([`nccl`]): through cudarc's dynamically loaded `nccl`, the unique id
-//!   shared through the store, created on first use (at init with `INC_ALGO=nccl`); used
-//!   when no intra-node path fits and for `INC_ALGO=nccl`. Without libnccl the NCCL path
-//!   returns [`CommError::Nccl`] ("libnccl not found: ...") and the others work.
+//!   too-large buffer each name the rank (and peer). [`Work::wait`] reports a call's
+//!   failure; a failure recorded by the kernels is also returned by the next call even if
+//!   its `Work` was dropped unread. A protocol error poisons the communicator: later calls
+//!   fail fast with [`CommError::Poisoned`].
+//! * **Teardown**: [`Comm::shutdown`] is collective and bounded (importers close their
+//!   mappings, a barrier, then each rank frees its buffer); drop does the same where
+//!   buffers are shared between processes.
+//! * **Backends** ([`BackendKind`]): `sim` — inc-sim's CPU data backend (shared memory
+//!   across processes, so rendezvous and failures are tested without a GPU); `cuda` —
+//!   CUDA IPC across processes, peer mapping in one process, NVRTC kernels; several ranks
+//!   may share one GPU only with [`CommOptions::allow_shared_device`]. `auto` picks `cuda`
+//!   when the driver loads and reports a device ([`cuda_available`]), else `sim`.
+//! * **NCCL fallback** ([`nccl`]): through cudarc's dynamically loaded `nccl`, created on
+//!   first use; used when no intra-node path fits and for `INC_ALGO=nccl`. Without
+//!   libnccl the NCCL path returns [`CommError::Nccl`] and the others work.
 //! * **CLI helpers**: [`launch`] (`inc launch -n N -- CMD`) and [`demo`] (`inc demo`).
+//!
+//! # Threads of one process
 //!
 //! ```
 //! use inc_comm::{BackendKind, Comm, CommOptions, ReduceOp};
 //!
 //! // Three simulated ranks driven by threads of this process.
-//! let opts = CommOptions { backend: BackendKind::Sim, ..CommOptions::default() };
+//! let opts = CommOptions::default().with_backend(BackendKind::Sim);
 //! let comms = Comm::init_threads(&[0, 1, 2], opts)?;
 //! std::thread::scope(|s| {
 //!     for c in &comms {
@@ -62,23 +69,24 @@
 //! # Ok::<(), inc_comm::CommError>(())
 //! ```
 //!
-//! On GPUs (one process, two virtual ranks on GPU 0; `no_run`: needs a GPU):
+//! On GPUs (two virtual ranks on GPU 0; `no_run`: needs a GPU), device memory and a
+//! stream of cudarc:
 //!
 //! ```no_run
 //! use inc_comm::{BackendKind, Comm, CommOptions, ReduceOp};
 //!
-//! let opts = CommOptions {
-//!     backend: BackendKind::Cuda,
-//!     allow_shared_device: true,
-//!     ..CommOptions::default()
-//! };
+//! let opts = CommOptions::default()
+//!     .with_backend(BackendKind::Cuda)
+//!     .with_allow_shared_device(true);
 //! let comms = Comm::init_threads(&[0, 0], opts)?;
 //! std::thread::scope(|s| {
 //!     for c in &comms {
-//!         s.spawn(move || -> Result<(), inc_comm::CommError> {
-//!             let stream = c.stream().expect("cuda backend").clone();
-//!             let mut x = stream.clone_htod(&[1.0f32; 4096]).expect("upload");
+//!         s.spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!             let stream = c.stream().ok_or("not the cuda backend")?.clone();
+//!             let mut x = stream.clone_htod(&[1.0f32; 4096])?;
 //!             c.allreduce(&mut x, ReduceOp::Sum, &stream)?.wait()?; // 2.0 everywhere
+//!             let mut half = x.slice_mut(0..2048); // views work too
+//!             c.allreduce(&mut half, ReduceOp::Max, &stream)?.wait()?;
 //!             Ok(())
 //!         });
 //!     }
@@ -86,29 +94,83 @@
 //! # Ok::<(), inc_comm::CommError>(())
 //! ```
 //!
-//! Multi-process: `inc launch -n 4 -- inc demo --backend sim` (each rank calls
-//! [`Comm::from_env`]); on one GPU, `INC_ALLOW_SHARED_DEVICE=1 inc launch -n 2 -- inc demo
-//! --backend cuda` (CUDA IPC between the two processes).
+//! # torchrun or `inc launch`
+//!
+//! Each process is one rank (`no_run`: needs the launcher's variables), e.g.
+//! `inc launch -n 4 -- my-program` or `torchrun --nproc-per-node 4 my-program`:
+//!
+//! ```no_run
+//! use inc_comm::{Comm, ReduceOp};
+//!
+//! let comm = Comm::from_env()?; // RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, INC_*
+//! let mut grads = vec![1.0f32; 1 << 16];
+//! comm.allreduce_host(&mut grads, ReduceOp::Avg)?.wait()?;
+//! comm.shutdown()?; // collective; bounded by the timeout
+//! # Ok::<(), inc_comm::CommError>(())
+//! ```
+//!
+//! # Any store
+//!
+//! ```
+//! use std::sync::Arc;
+//! use inc_comm::{BackendKind, Comm, CommOptions, ReduceOp};
+//! use inc_store::{MemStore, Store};
+//!
+//! // Any `Store` works: here an in-memory one shared by two threads.
+//! let store: Arc<dyn Store> = Arc::new(MemStore::new());
+//! let opts = CommOptions::default().with_backend(BackendKind::Sim);
+//! std::thread::scope(|s| {
+//!     let ranks: Vec<_> = (0..2)
+//!         .map(|rank| {
+//!             let (store, opts) = (store.clone(), opts.clone());
+//!             s.spawn(move || -> Result<Vec<f32>, inc_comm::CommError> {
+//!                 let comm = Comm::init(store, rank, 2, opts)?;
+//!                 let mut v = vec![rank as f32 + 1.0; 256];
+//!                 comm.allreduce_host(&mut v, ReduceOp::Max)?.wait()?;
+//!                 comm.shutdown()?;
+//!                 Ok(v)
+//!             })
+//!         })
+//!         .collect();
+//!     for r in ranks {
+//!         let v = r.join().expect("rank thread")?;
+//!         assert!(v.iter().all(|x| *x == 2.0));
+//!     }
+//!     Ok::<(), inc_comm::CommError>(())
+//! })?;
+//! # Ok::<(), inc_comm::CommError>(())
+//! ```
+//!
+//! Multi-process from the shell: `inc launch -n 4 -- inc demo --backend sim`; on one GPU,
+//! `INC_ALLOW_SHARED_DEVICE=1 inc launch -n 2 -- inc demo --backend cuda` (CUDA IPC
+//! between the two processes).
 
-pub mod backend;
-pub mod comm;
-pub mod counters;
+mod backend;
+mod comm;
+mod counters;
 pub mod demo;
-pub mod element;
-pub mod error;
+mod element;
+mod error;
 pub mod launch;
 pub mod nccl;
-pub mod options;
-pub mod rendezvous;
-pub mod select;
-pub mod topo;
-pub mod work;
+mod options;
+mod order;
+mod rendezvous;
+mod select;
+mod topo;
+mod work;
 
+pub use backend::cuda::DEFAULT_CUDA_BUFFER_BYTES;
+pub use backend::sim::DEFAULT_SIM_BUFFER_BYTES;
+pub use backend::{cuda_available, cuda_device_count};
 pub use comm::{Comm, TorchrunEnv};
 pub use counters::CommStats;
 pub use element::Element;
-pub use error::{CommError, Result};
+pub use error::{CommError, ErrorSource, Result};
 pub use inc_sim::{Algo, DType, ReduceOp};
-pub use options::{AlgoChoice, BackendKind, CommOptions, Path, SimTopology};
-pub use select::{Capacity, Fallback, Selection, Selector, TuneTable};
+pub use options::{
+    AlgoChoice, AlgoPath, BackendKind, CommOptions, SimTopology, DEFAULT_TIMEOUT_MS, MAX_BLOCKS,
+    MAX_BUFFER_BYTES,
+};
+pub use select::{Capacity, Fallback, Selection, Selector, TuneRule, TuneTable};
 pub use work::Work;

@@ -17,7 +17,8 @@
 //!   error instead of hanging in `ncclCommInitRank`. The outcome (communicator or error)
 //!   is kept: later NCCL calls reuse it.
 //! * **Calls** take the caller's stream; NCCL's own asynchronous errors are read after the
-//!   call's event completes ([`Nccl::async_error`]).
+//!   call's event completes (`ncclCommGetAsyncError`), and at the entry of the next call;
+//!   every use of the NCCL communicator holds its lock.
 
 use std::ffi::{c_void, CStr};
 use std::sync::Arc;
@@ -139,7 +140,7 @@ pub fn decode_ready(rank: usize, all: &[Vec<u8>]) -> Result<[u8; UNIQUE_ID_BYTES
 }
 
 /// One rank's NCCL communicator (created by [`Nccl::create`], aborted on drop).
-pub struct Nccl {
+pub(crate) struct Nccl {
     comm: sys::ncclComm_t,
     rank: usize,
     world: usize,
@@ -147,10 +148,21 @@ pub struct Nccl {
 }
 
 // SAFETY: an ncclComm_t may be used from any thread as long as calls on it are not
-// concurrent; the owning Comm serialises its calls (its call lock).
+// concurrent. `Nccl` is deliberately not `Sync`: the owning Comm keeps it in a `Mutex`
+// (see [`lock`]), so every call on it (all-reduce, async-error query) is made under that
+// lock, whichever thread makes it.
 unsafe impl Send for Nccl {}
-// SAFETY: see Send: all calls through &self happen under the owning Comm's call lock.
-unsafe impl Sync for Nccl {}
+
+/// Locks a shared NCCL communicator (every use of one holds this lock).
+pub(crate) fn lock(
+    n: &std::sync::Mutex<Nccl>,
+    rank: usize,
+) -> Result<std::sync::MutexGuard<'_, Nccl>> {
+    n.lock().map_err(|_| CommError::Nccl {
+        rank,
+        reason: "the NCCL communicator's lock is poisoned".into(),
+    })
+}
 
 impl std::fmt::Debug for Nccl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,7 +178,7 @@ impl Nccl {
     /// meeting the others through `store` under `prefix` within `timeout`. Every rank
     /// returns a communicator or the same error. `shared_device`: ranks share a GPU, which
     /// NCCL refuses; reported as an error on every rank before NCCL is touched.
-    pub fn create(
+    pub(crate) fn create(
         store: &dyn Store,
         prefix: &str,
         rank: usize,
@@ -221,11 +233,6 @@ impl Nccl {
             world,
             ctx: ctx.clone(),
         })
-    }
-
-    /// Ranks of this communicator.
-    pub fn world(&self) -> usize {
-        self.world
     }
 
     /// Enqueues `ncclAllReduce` of `count` elements from `input` to `output` (may be equal)
@@ -311,6 +318,25 @@ mod tests {
         assert!(decode_ready(0, &[b"ok".to_vec()]).is_err());
         assert!(decode_ready(0, &[b"id:short".to_vec()]).is_err());
         assert!(decode_ready(0, &[]).is_err());
+    }
+
+    /// `Nccl` must not be `Sync` (its calls are only safe one at a time, under the owning
+    /// communicator's lock): this does not compile when it is, since the `Sync` impl makes
+    /// the trait's parameter ambiguous (the static_assertions trick).
+    #[test]
+    fn nccl_is_send_but_not_sync() {
+        trait AmbiguousIfSync<A> {
+            fn some_item() {}
+        }
+        impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+        #[allow(dead_code)]
+        struct Invalid;
+        impl<T: ?Sized + Sync> AmbiguousIfSync<Invalid> for T {}
+        let _ = <Nccl as AmbiguousIfSync<_>>::some_item;
+        fn is_send<T: Send>() {}
+        is_send::<Nccl>();
+        fn is_sync<T: Sync>() {}
+        is_sync::<std::sync::Mutex<Nccl>>();
     }
 
     #[test]

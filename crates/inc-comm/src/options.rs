@@ -77,7 +77,7 @@ impl FromStr for BackendKind {
 
 /// The path an allreduce takes: one of the intra-node algorithms or NCCL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Path {
+pub enum AlgoPath {
     /// Push one-shot ("Lamport", small messages; PROTOCOL.md "push one-shot"). Declared
     /// first so that the derived order runs from the smallest calls' path to NCCL.
     PushOneShot,
@@ -92,65 +92,69 @@ pub enum Path {
     Nccl,
 }
 
-impl Path {
+/// The crate's short name of [`AlgoPath`] (the public name does not shadow
+/// `std::path::Path`).
+pub(crate) type Path = AlgoPath;
+
+impl AlgoPath {
     /// Every path, in counter order.
-    pub const ALL: [Path; 5] = [
-        Path::OneShot,
-        Path::TwoShot,
-        Path::Hcm,
-        Path::Nccl,
-        Path::PushOneShot,
+    pub const ALL: [AlgoPath; 5] = [
+        AlgoPath::OneShot,
+        AlgoPath::TwoShot,
+        AlgoPath::Hcm,
+        AlgoPath::Nccl,
+        AlgoPath::PushOneShot,
     ];
 
     /// The intra-node algorithm of this path (`None` for NCCL).
     pub fn algo(self) -> Option<inc_sim::Algo> {
         match self {
-            Path::OneShot => Some(inc_sim::Algo::OneShot),
-            Path::TwoShot => Some(inc_sim::Algo::TwoShot),
-            Path::Hcm => Some(inc_sim::Algo::Hcm),
-            Path::PushOneShot => Some(inc_sim::Algo::PushOneShot),
-            Path::Nccl => None,
+            AlgoPath::OneShot => Some(inc_sim::Algo::OneShot),
+            AlgoPath::TwoShot => Some(inc_sim::Algo::TwoShot),
+            AlgoPath::Hcm => Some(inc_sim::Algo::Hcm),
+            AlgoPath::PushOneShot => Some(inc_sim::Algo::PushOneShot),
+            AlgoPath::Nccl => None,
         }
     }
 
     /// The name used by `INC_ALGO` and in tables.
     pub fn name(self) -> &'static str {
         match self {
-            Path::OneShot => "one-shot",
-            Path::TwoShot => "two-shot",
-            Path::Hcm => "hcm",
-            Path::Nccl => "nccl",
-            Path::PushOneShot => "push-one-shot",
+            AlgoPath::OneShot => "one-shot",
+            AlgoPath::TwoShot => "two-shot",
+            AlgoPath::Hcm => "hcm",
+            AlgoPath::Nccl => "nccl",
+            AlgoPath::PushOneShot => "push-one-shot",
         }
     }
 
     /// Index into per-path arrays.
     pub fn index(self) -> usize {
         match self {
-            Path::OneShot => 0,
-            Path::TwoShot => 1,
-            Path::Hcm => 2,
-            Path::Nccl => 3,
-            Path::PushOneShot => 4,
+            AlgoPath::OneShot => 0,
+            AlgoPath::TwoShot => 1,
+            AlgoPath::Hcm => 2,
+            AlgoPath::Nccl => 3,
+            AlgoPath::PushOneShot => 4,
         }
     }
 }
 
-impl fmt::Display for Path {
+impl fmt::Display for AlgoPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl FromStr for Path {
+impl FromStr for AlgoPath {
     type Err = CommError;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "one-shot" | "oneshot" => Ok(Path::OneShot),
-            "two-shot" | "twoshot" => Ok(Path::TwoShot),
-            "hcm" | "hybrid-cube-mesh" => Ok(Path::Hcm),
-            "nccl" => Ok(Path::Nccl),
-            "push-one-shot" | "pushoneshot" | "push" => Ok(Path::PushOneShot),
+            "one-shot" | "oneshot" => Ok(AlgoPath::OneShot),
+            "two-shot" | "twoshot" => Ok(AlgoPath::TwoShot),
+            "hcm" | "hybrid-cube-mesh" => Ok(AlgoPath::Hcm),
+            "nccl" => Ok(AlgoPath::Nccl),
+            "push-one-shot" | "pushoneshot" | "push" => Ok(AlgoPath::PushOneShot),
             _ => Err(CommError::option(
                 "INC_ALGO",
                 s,
@@ -167,7 +171,7 @@ pub enum AlgoChoice {
     #[default]
     Auto,
     /// Always this path while it fits; a call it cannot take falls back (and says why).
-    Force(Path),
+    Force(AlgoPath),
 }
 
 impl FromStr for AlgoChoice {
@@ -192,7 +196,23 @@ impl fmt::Display for AlgoChoice {
 
 /// Options of one communicator. All ranks of a communicator must use the same values
 /// (the rendezvous checks it).
+///
+/// `#[non_exhaustive]`: new options may come in minor releases, so build one from
+/// [`CommOptions::default`] (or [`CommOptions::from_env`]) with the `with_*` setters, or
+/// set its public fields:
+///
+/// ```
+/// use std::time::Duration;
+/// use inc_comm::{BackendKind, CommOptions};
+///
+/// let opts = CommOptions::default()
+///     .with_backend(BackendKind::Sim)
+///     .with_timeout(Duration::from_secs(10))
+///     .with_buffer_bytes(Some(1 << 20));
+/// assert_eq!(opts.backend, BackendKind::Sim);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CommOptions {
     /// Data backend.
     pub backend: BackendKind,
@@ -314,6 +334,38 @@ fn parse_bool(name: &str, s: &str) -> Result<bool> {
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err(CommError::option(name, s, "expected 0/1, true/false")),
     }
+}
+
+/// The `with_*` setters of [`CommOptions`], one per field.
+macro_rules! setters {
+    ($($name:ident => $field:ident: $t:ty;)*) => {
+        impl CommOptions {
+            $(
+                #[doc = concat!("Sets [`CommOptions::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $name(mut self, v: $t) -> Self {
+                    self.$field = v;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    with_backend => backend: BackendKind;
+    with_algo => algo: AlgoChoice;
+    with_push_max_bytes => push_max_bytes: Option<u64>;
+    with_one_shot_max_bytes => one_shot_max_bytes: Option<u64>;
+    with_two_shot_max_bytes => two_shot_max_bytes: Option<u64>;
+    with_hcm_max_bytes => hcm_max_bytes: Option<u64>;
+    with_timeout => timeout: Duration;
+    with_buffer_bytes => buffer_bytes: Option<u64>;
+    with_blocks => blocks: Option<u32>;
+    with_tune_file => tune_file: Option<PathBuf>;
+    with_sim_shm => sim_shm: bool;
+    with_sim_topology => sim_topology: Option<SimTopology>;
+    with_allow_shared_device => allow_shared_device: bool;
 }
 
 impl CommOptions {
@@ -465,7 +517,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.backend, BackendKind::Sim);
-        assert_eq!(o.algo, AlgoChoice::Force(Path::TwoShot));
+        assert_eq!(o.algo, AlgoChoice::Force(AlgoPath::TwoShot));
         assert_eq!(o.one_shot_max_bytes, Some(256 * 1024));
         assert_eq!(o.two_shot_max_bytes, Some(10 << 20));
         assert_eq!(o.hcm_max_bytes, Some(4096));

@@ -113,6 +113,7 @@ pub fn store_err(rank: usize, step: &str, e: StoreError) -> CommError {
         other => CommError::Store {
             rank,
             reason: format!("rendezvous step {step}: {other}"),
+            source: crate::error::ErrorSource::new(other),
         },
     }
 }

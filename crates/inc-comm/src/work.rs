@@ -33,7 +33,7 @@ pub(crate) enum WorkState {
 
 pub(crate) enum Checker {
     Kernel(KernelCheck),
-    Nccl(Arc<Nccl>),
+    Nccl(Arc<std::sync::Mutex<Nccl>>),
 }
 
 pub(crate) struct CudaWork {
@@ -78,8 +78,13 @@ impl CudaWork {
                             })
                         }
                     }
-                    if let Some(e) = n.async_error() {
-                        break Err(e);
+                    match crate::nccl::lock(n, self.rank) {
+                        Ok(g) => {
+                            if let Some(e) = g.async_error() {
+                                break Err(e);
+                            }
+                        }
+                        Err(e) => break Err(e),
                     }
                     if Instant::now() >= deadline {
                         break Err(CommError::Timeout {
@@ -95,7 +100,9 @@ impl CudaWork {
         };
         let res = res.and_then(|()| match &self.check {
             Checker::Kernel(k) => k.error().map_or(Ok(()), Err),
-            Checker::Nccl(n) => n.async_error().map_or(Ok(()), Err),
+            Checker::Nccl(n) => {
+                crate::nccl::lock(n, self.rank).and_then(|g| g.async_error().map_or(Ok(()), Err))
+            }
         });
         if let Err(e) = &res {
             if e.poisons() {

@@ -4,21 +4,19 @@
 
 use std::time::Duration;
 
-use inc_comm::{AlgoChoice, BackendKind, Comm, CommError, CommOptions, DType, Path};
+use inc_comm::{AlgoChoice, AlgoPath, BackendKind, Comm, CommError, CommOptions, DType};
 
 fn opts(backend: BackendKind) -> CommOptions {
-    CommOptions {
-        backend,
-        timeout: Duration::from_secs(5),
-        buffer_bytes: Some(64 << 10),
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(backend)
+        .with_timeout(Duration::from_secs(5))
+        .with_buffer_bytes(Some(64 << 10))
 }
 
 #[test]
 fn auto_picks_sim_without_a_gpu_and_cuda_with_one() {
     let comms = Comm::init_threads(&[0, 1], opts(BackendKind::Auto)).unwrap();
-    let want = if inc_comm::backend::cuda_available() {
+    let want = if inc_comm::cuda_available() {
         BackendKind::Cuda
     } else {
         BackendKind::Sim
@@ -27,13 +25,13 @@ fn auto_picks_sim_without_a_gpu_and_cuda_with_one() {
     if want == BackendKind::Sim {
         assert!(comms[0].cuda_context().is_none());
         assert!(comms[0].stream().is_none());
-        assert_eq!(inc_comm::backend::cuda_device_count(), 0);
+        assert_eq!(inc_comm::cuda_device_count(), 0);
     }
 }
 
 #[test]
 fn cuda_without_a_gpu_is_the_same_clear_error_on_every_rank() {
-    if inc_comm::backend::cuda_available() {
+    if inc_comm::cuda_available() {
         eprintln!("skip: a GPU is present (this test covers machines without one)");
         return;
     }
@@ -48,7 +46,9 @@ fn cuda_without_a_gpu_is_the_same_clear_error_on_every_rank() {
 #[test]
 fn nccl_path_on_sim_is_an_error_and_probe_never_panics() {
     let comms = Comm::init_threads(&[0], opts(BackendKind::Sim)).unwrap();
-    let e = comms[0].check_path(Path::Nccl, 16, DType::F32).unwrap_err();
+    let e = comms[0]
+        .check_path(AlgoPath::Nccl, 16, DType::F32)
+        .unwrap_err();
     assert!(matches!(e, CommError::Unsupported { .. }), "{e}");
     match inc_comm::nccl::probe() {
         Ok(v) => assert!(v > 0),
@@ -58,10 +58,7 @@ fn nccl_path_on_sim_is_an_error_and_probe_never_panics() {
         }
     }
     // INC_ALGO=nccl on sim: calls fail with a clear error, nothing hangs.
-    let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Nccl),
-        ..opts(BackendKind::Sim)
-    };
+    let o = opts(BackendKind::Sim).with_algo(AlgoChoice::Force(AlgoPath::Nccl));
     let comms = Comm::init_threads(&[0], o).unwrap();
     let mut v = vec![1.0f32; 8];
     let e = comms[0]
@@ -74,10 +71,7 @@ fn nccl_path_on_sim_is_an_error_and_probe_never_panics() {
 fn shared_device_needs_the_option_and_the_error_says_how() {
     let e = Comm::init_threads(&[0, 0], opts(BackendKind::Sim)).unwrap_err();
     assert!(e.to_string().contains("INC_ALLOW_SHARED_DEVICE=1"), "{e}");
-    let o = CommOptions {
-        allow_shared_device: true,
-        ..opts(BackendKind::Sim)
-    };
+    let o = opts(BackendKind::Sim).with_allow_shared_device(true);
     let comms = Comm::init_threads(&[0, 0], o).unwrap();
     assert_eq!(comms[0].ranks_on_device(), 1); // sim: no co-residency budget
     std::thread::scope(|s| {

@@ -14,12 +14,12 @@ use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
 use half::{bf16, f16};
 use inc_comm::demo::input_value;
 use inc_comm::{
-    AlgoChoice, BackendKind, Comm, CommError, CommOptions, DType, Element, Path, ReduceOp,
+    AlgoChoice, AlgoPath, BackendKind, Comm, CommError, CommOptions, DType, Element, ReduceOp,
 };
 use inc_sim::cpu::reference_allreduce;
 
 fn gpu() -> bool {
-    if inc_comm::backend::cuda_available() {
+    if inc_comm::cuda_available() {
         return true;
     }
     if std::env::var("INC_REQUIRE_GPU").is_ok_and(|v| v == "1") {
@@ -32,13 +32,11 @@ fn gpu() -> bool {
 fn opts(timeout_ms: u64) -> CommOptions {
     // The timeout also bounds the rendezvous, where a peer may still be compiling the
     // kernels on a cold cache: never below 60 s there; the failure test sets its own.
-    CommOptions {
-        backend: BackendKind::Cuda,
-        timeout: Duration::from_millis(timeout_ms),
-        buffer_bytes: Some(2 << 20),
-        allow_shared_device: true,
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(BackendKind::Cuda)
+        .with_timeout(Duration::from_millis(timeout_ms))
+        .with_buffer_bytes(Some(2 << 20))
+        .with_allow_shared_device(true)
 }
 
 fn on_all<R: Send>(comms: &[Comm], f: impl Fn(&Comm) -> R + Sync) -> Vec<R> {
@@ -62,7 +60,7 @@ fn stream(c: &Comm) -> Arc<CudaStream> {
 /// result must equal the CPU reference bit for bit (same fold order).
 fn check<T: Element + DeviceRepr + cudarc::driver::ValidAsZeroBits>(
     comms: &[Comm],
-    path: Path,
+    path: AlgoPath,
     op: ReduceOp,
     n: usize,
 ) -> Result<(), String> {
@@ -110,7 +108,7 @@ fn gpu_virtual_ranks_every_path_dtype_op() {
         let comms = Comm::init_threads(&vec![0; world], opts(60_000)).unwrap();
         assert_eq!(comms[0].ranks_on_device(), world);
         assert_eq!(comms[0].backend(), BackendKind::Cuda);
-        for path in [Path::OneShot, Path::TwoShot, Path::PushOneShot] {
+        for path in [AlgoPath::OneShot, AlgoPath::TwoShot, AlgoPath::PushOneShot] {
             for op in ReduceOp::ALL {
                 for n_bytes in [4088usize, 96 << 10] {
                     for d in DType::ALL {
@@ -164,10 +162,10 @@ fn gpu_host_staging_and_validation() {
     assert!(matches!(e, CommError::InvalidArgument { .. }), "{e}");
     let mut big: CudaSlice<f32> = s.alloc_zeros(4 << 20).unwrap();
     let e = c
-        .allreduce_using(Path::OneShot, None, &mut big, ReduceOp::Sum, &s)
+        .allreduce_using(AlgoPath::OneShot, None, &mut big, ReduceOp::Sum, &s)
         .unwrap_err();
     assert!(matches!(e, CommError::TooLarge { .. }), "{e}");
-    let e = c.check_path(Path::Nccl, 16, DType::F32).unwrap_err();
+    let e = c.check_path(AlgoPath::Nccl, 16, DType::F32).unwrap_err();
     assert!(
         e.to_string().contains("GPU per rank") || matches!(e, CommError::Nccl { .. }),
         "{e}"
@@ -186,7 +184,7 @@ fn gpu_rank_that_never_calls_times_out_the_others() {
     let errs = on_all(&comms[..2], |c| {
         let s = stream(c);
         let mut x: CudaSlice<f32> = s.clone_htod(&[1.0f32; 4096]).unwrap();
-        c.allreduce_using(Path::OneShot, None, &mut x, ReduceOp::Sum, &s)
+        c.allreduce_using(AlgoPath::OneShot, None, &mut x, ReduceOp::Sum, &s)
             .unwrap()
             .wait()
             .unwrap_err()
@@ -263,10 +261,7 @@ fn gpu_nccl_world_1() {
         eprintln!("SKIP (no libnccl): {e}");
         return;
     }
-    let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Nccl),
-        ..opts(60_000)
-    };
+    let o = opts(60_000).with_algo(AlgoChoice::Force(AlgoPath::Nccl));
     let comms = Comm::init_threads(&[0], o).unwrap();
     let c = &comms[0];
     let s = stream(c);
@@ -290,17 +285,263 @@ fn gpu_nccl_world_1() {
     let big = 3usize << 20; // 12 MiB of f32 > the 2 MiB buffer
     let mut y: CudaSlice<f32> = s.alloc_zeros(big).unwrap();
     let sel = auto[0].select_algo((big * 4) as u64, DType::F32);
-    assert_eq!(sel.path, Path::Nccl);
+    assert_eq!(sel.path, AlgoPath::Nccl);
     auto[0]
         .allreduce(&mut y, ReduceOp::Max, &s)
         .unwrap()
         .wait()
         .unwrap();
     let st = auto[0].stats();
-    assert_eq!(st.calls(Path::Nccl), 1, "{st:?}");
+    assert_eq!(st.calls(AlgoPath::Nccl), 1, "{st:?}");
     println!(
         "nccl world 1 (version {:?}): f32 sum, bf16 avg, fallback of {} MiB OK",
         inc_comm::nccl::probe(),
         (big * 4) >> 20
     );
+}
+
+/// Issue 16, hole 2: a peer's failure recorded by the kernels while the caller dropped the
+/// `Work` unread must come back from the next call (before: the next call was enqueued,
+/// its kernels saw the abort word and exited early, and the caller got garbage).
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_failure_of_a_dropped_work_is_returned_by_the_next_call() {
+    if !gpu() {
+        return;
+    }
+    // Rank 2 never calls: the first call of ranks 0 and 1 times out on it.
+    let comms = Comm::init_threads(&[0, 0, 0], opts(500)).unwrap();
+    let res = on_all(&comms[..2], |c| {
+        let s = stream(c);
+        let mut x: CudaSlice<f32> = s.clone_htod(&[1.0f32; 4096]).unwrap();
+        let w = c
+            .allreduce_using(AlgoPath::OneShot, None, &mut x, ReduceOp::Sum, &s)
+            .unwrap();
+        drop(w); // never waited: the failure is only in the host error mirror
+        s.synchronize().unwrap(); // the kernels gave up (timeout or peer abort)
+        let second = c.allreduce(&mut x, ReduceOp::Sum, &s).map(|w| w.wait());
+        let third = c.allreduce(&mut x, ReduceOp::Sum, &s).map(|_| ());
+        (second, third, c.poisoned().cloned())
+    });
+    for (rank, (second, third, poisoned)) in res.into_iter().enumerate() {
+        let e = match second {
+            Err(e) => e,
+            Ok(waited) => panic!(
+                "rank {rank}: the call after a recorded failure was enqueued (wait: {waited:?})"
+            ),
+        };
+        assert!(
+            matches!(e, CommError::Timeout { .. } | CommError::PeerAborted { .. }),
+            "rank {rank}: {e}"
+        );
+        assert!(poisoned.is_some(), "rank {rank}: not poisoned");
+        let e3 = third.unwrap_err();
+        assert!(
+            matches!(e3, CommError::Poisoned { .. }),
+            "rank {rank}: {e3}"
+        );
+    }
+    println!("dropped Work: the failure came back from the next call on both ranks");
+}
+
+/// Issue 16, hole 1: two calls of one communicator on two streams, back to back, run in
+/// call order. Each rank keeps one of its streams busy (rank 0 the first, rank 1 the
+/// second) so that, unordered, rank 0 would run B before A and rank 1 A before B: a call
+/// mismatch (or wrong data) before the fix.
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_calls_on_two_streams_run_in_call_order() {
+    if !gpu() {
+        return;
+    }
+    let comms = Comm::init_threads(&[0, 0], opts(20_000)).unwrap();
+    let (na, nb) = (1024usize, 3000usize);
+    for round in 0..3 {
+        let res = on_all(&comms, |c| -> Result<(Vec<f32>, Vec<f32>), CommError> {
+            let ctx = c.cuda_context().unwrap().clone();
+            let s1 = ctx.new_stream().unwrap();
+            let s2 = ctx.new_stream().unwrap();
+            let r = (c.rank() + 1) as f32;
+            let mut xa: CudaSlice<f32> = s1.clone_htod(&vec![r; na]).unwrap();
+            let mut xb: CudaSlice<f32> = s2.clone_htod(&vec![10.0 * r; nb]).unwrap();
+            let busy = if c.rank() == 0 { &s1 } else { &s2 };
+            let src: CudaSlice<u8> = busy.alloc_zeros(256 << 20).unwrap();
+            let mut dst: CudaSlice<u8> = busy.alloc_zeros(256 << 20).unwrap();
+            s1.synchronize().unwrap();
+            s2.synchronize().unwrap();
+            // ~10 ms of copies ahead of this rank's call on its busy stream.
+            for _ in 0..24 {
+                busy.memcpy_dtod(&src, &mut dst).unwrap();
+            }
+            let wa = c.allreduce(&mut xa, ReduceOp::Sum, &s1)?;
+            let wb = c.allreduce(&mut xb, ReduceOp::Sum, &s2)?;
+            let ra = wa.wait();
+            let rb = wb.wait();
+            ra?;
+            rb?;
+            Ok((s1.clone_dtoh(&xa).unwrap(), s2.clone_dtoh(&xb).unwrap()))
+        });
+        for (rank, r) in res.into_iter().enumerate() {
+            let (a, b) = r.unwrap_or_else(|e| panic!("round {round} rank {rank}: {e}"));
+            assert!(
+                a.iter().all(|x| *x == 3.0),
+                "round {round} rank {rank}: A {}",
+                a[0]
+            );
+            assert!(
+                b.iter().all(|x| *x == 30.0),
+                "round {round} rank {rank}: B {}",
+                b[0]
+            );
+        }
+    }
+    println!("two streams: 3 rounds of A (stream 1) then B (stream 2) ran in call order");
+}
+
+/// Issue 16, hole 5: host calls on the cuda backend reuse the communicator's staging
+/// buffers; calls of growing and shrinking sizes, in place and out of place, stay right,
+/// and the returned Work is complete (host calls block).
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_host_calls_reuse_staging_across_sizes() {
+    if !gpu() {
+        return;
+    }
+    let comms = Comm::init_threads(&[0, 0], opts(60_000)).unwrap();
+    let res = on_all(&comms, |c| {
+        for n in [1000usize, 100, 70_000, 1000, 3] {
+            let v: Vec<f32> = (0..n).map(|i| (i % 97 + c.rank()) as f32).collect();
+            let mut inplace = v.clone();
+            let w = c.allreduce_host(&mut inplace, ReduceOp::Sum).unwrap();
+            assert!(w.is_completed());
+            w.wait().unwrap();
+            let mut out = vec![0.0f32; n];
+            c.allreduce_host_out(&v, &mut out, ReduceOp::Max)
+                .unwrap()
+                .wait()
+                .unwrap();
+            for i in 0..n {
+                assert_eq!(inplace[i], (2 * (i % 97) + 1) as f32, "n {n} i {i}");
+                assert_eq!(out[i], (i % 97 + 1) as f32, "n {n} i {i}");
+            }
+        }
+    });
+    assert_eq!(res.len(), 2);
+    println!("host staging reused across sizes OK");
+}
+
+/// Issue 16, hole 6: the default build of inc-comm (and so `inc topo`) reads NVML on a
+/// GPU machine (before, `nvml` was not a default feature and `inc topo` said "this build
+/// has no NVML support").
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_default_build_reads_nvml() {
+    if !gpu() {
+        return;
+    }
+    #[cfg(not(feature = "nvml"))]
+    panic!("this build of inc-comm has no NVML (the default build must have it)");
+    #[cfg(feature = "nvml")]
+    {
+        let t = inc_topo::from_nvml().unwrap();
+        assert!(!t.gpus.is_empty());
+        println!("NVML: {} GPU(s), class {}", t.gpus.len(), t.class.name());
+    }
+}
+
+/// Issue 16, hole 3: the collective teardown on the cuda backend: every rank closes its
+/// mappings, meets the others, frees; a rank that never shuts down makes the others
+/// return a timeout naming it, without hanging.
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_shutdown_is_collective_and_bounded() {
+    if !gpu() {
+        return;
+    }
+    let comms = Comm::init_threads(&[0, 0], opts(60_000)).unwrap();
+    let res: Vec<Result<(), CommError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let s = stream(&c);
+                    let mut x: CudaSlice<f32> = s.clone_htod(&[1.0f32; 4096]).unwrap();
+                    c.allreduce(&mut x, ReduceOp::Sum, &s)?.wait()?;
+                    c.shutdown()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &res {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let mut comms = Comm::init_threads(&[0, 0, 0], opts(10_000)).unwrap();
+    let laggard = comms.pop().unwrap();
+    let short = Duration::from_secs(10);
+    let t = Instant::now();
+    let errs: Vec<CommError> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|c| s.spawn(move || c.shutdown().unwrap_err()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        t.elapsed() < short + Duration::from_secs(30),
+        "{:?}",
+        t.elapsed()
+    );
+    for e in &errs {
+        assert!(matches!(e, CommError::Timeout { peer: Some(2), .. }), "{e}");
+    }
+    drop(laggard);
+    println!(
+        "cuda shutdown: collective OK; a missing rank times out in {:?}",
+        t.elapsed()
+    );
+}
+
+/// Issue 16 (surface): device calls take any cudarc `DevicePtr`/`DevicePtrMut`, so views
+/// of a slice work as well as whole slices; the elements outside the view are untouched.
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_views_of_slices_work() {
+    if !gpu() {
+        return;
+    }
+    let comms = Comm::init_threads(&[0, 0], opts(60_000)).unwrap();
+    let res = on_all(&comms, |c| {
+        let s = stream(c);
+        let mut x: CudaSlice<f32> = s.clone_htod(&vec![1.0f32; 4096]).unwrap();
+        {
+            let mut mid = x.slice_mut(1024..3072);
+            c.allreduce(&mut mid, ReduceOp::Sum, &s)
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        let src: CudaSlice<f32> = s.clone_htod(&vec![2.0f32; 512]).unwrap();
+        let mut out: CudaSlice<f32> = s.alloc_zeros(1024).unwrap();
+        {
+            let inp = src.slice(0..512);
+            let mut o = out.slice_mut(256..768);
+            c.allreduce_out(&inp, &mut o, ReduceOp::Sum, &s)
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        (s.clone_dtoh(&x).unwrap(), s.clone_dtoh(&out).unwrap())
+    });
+    for (x, out) in res {
+        for (i, v) in x.iter().enumerate() {
+            let want = if (1024..3072).contains(&i) { 2.0 } else { 1.0 };
+            assert_eq!(*v, want, "x[{i}]");
+        }
+        for (i, v) in out.iter().enumerate() {
+            let want = if (256..768).contains(&i) { 4.0 } else { 0.0 };
+            assert_eq!(*v, want, "out[{i}]");
+        }
+    }
+    println!("views: in place and out of place OK");
 }

@@ -7,19 +7,17 @@ use std::time::{Duration, Instant};
 use half::{bf16, f16};
 use inc_comm::demo::input_value;
 use inc_comm::{
-    AlgoChoice, BackendKind, Comm, CommError, CommOptions, DType, Element, Path, ReduceOp,
+    AlgoChoice, AlgoPath, BackendKind, Comm, CommError, CommOptions, DType, Element, ReduceOp,
     SimTopology,
 };
 use inc_sim::cpu::reference_allreduce;
 use inc_store::{MemStore, Store};
 
 fn opts(timeout_ms: u64) -> CommOptions {
-    CommOptions {
-        backend: BackendKind::Sim,
-        timeout: Duration::from_millis(timeout_ms),
-        buffer_bytes: Some(64 << 10),
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(BackendKind::Sim)
+        .with_timeout(Duration::from_millis(timeout_ms))
+        .with_buffer_bytes(Some(64 << 10))
 }
 
 /// Runs `f(comm)` on every comm in its own thread; returns the results by rank.
@@ -30,7 +28,7 @@ fn on_all<R: Send>(comms: &[Comm], f: impl Fn(&Comm) -> R + Sync) -> Vec<R> {
     })
 }
 
-fn check_path<T: Element>(comms: &[Comm], path: Path, op: ReduceOp, n: usize) {
+fn check_path<T: Element>(comms: &[Comm], path: AlgoPath, op: ReduceOp, n: usize) {
     let world = comms.len();
     let ins: Vec<Vec<T>> = (0..world)
         .map(|r| (0..n).map(|i| T::from_f32(input_value(r, i))).collect())
@@ -69,7 +67,7 @@ fn check_path<T: Element>(comms: &[Comm], path: Path, op: ReduceOp, n: usize) {
 fn every_path_dtype_op_matches_the_reference() {
     for world in [1usize, 2, 3] {
         let comms = Comm::init_threads(&(0..world).collect::<Vec<_>>(), opts(5000)).unwrap();
-        for path in [Path::OneShot, Path::TwoShot] {
+        for path in [AlgoPath::OneShot, AlgoPath::TwoShot] {
             for op in ReduceOp::ALL {
                 for n in [1usize, 37, 1000] {
                     check_path::<f32>(&comms, path, op, n);
@@ -85,28 +83,24 @@ fn every_path_dtype_op_matches_the_reference() {
 
 #[test]
 fn hcm_at_world_8() {
-    let o = CommOptions {
-        sim_topology: Some(SimTopology::HybridCubeMesh),
-        ..opts(10_000)
-    };
+    let o = opts(10_000).with_sim_topology(Some(SimTopology::HybridCubeMesh));
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), o).unwrap();
     assert!(comms[0].topology().hcm().is_some());
-    assert_eq!(comms[0].select_algo(1024, DType::Bf16).path, Path::Hcm);
+    assert_eq!(comms[0].select_algo(1024, DType::Bf16).path, AlgoPath::Hcm);
     // one-shot needs a fully connected group: refused, not run.
-    assert!(comms[0].check_path(Path::OneShot, 16, DType::F32).is_err());
+    assert!(comms[0]
+        .check_path(AlgoPath::OneShot, 16, DType::F32)
+        .is_err());
     for op in [ReduceOp::Sum, ReduceOp::Max] {
-        check_path::<bf16>(&comms, Path::Hcm, op, 300);
-        check_path::<f32>(&comms, Path::Hcm, op, 64);
+        check_path::<bf16>(&comms, AlgoPath::Hcm, op, 300);
+        check_path::<f32>(&comms, AlgoPath::Hcm, op, 64);
     }
     assert!(comms[0].stats().hcm >= 4);
 }
 
 #[test]
 fn forced_hcm_on_fully_connected_8_matches_the_reference() {
-    let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Hcm),
-        ..opts(10_000)
-    };
+    let o = opts(10_000).with_algo(AlgoChoice::Force(AlgoPath::Hcm));
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), o).unwrap();
     assert_eq!(
         comms[0].topology(),
@@ -117,12 +111,12 @@ fn forced_hcm_on_fully_connected_8_matches_the_reference() {
     assert_eq!(table, inc_sim::program::CUBE_MESH_8);
     assert!(comms.iter().all(|c| c.hcm_table() == Some(&table)));
     let r = comms[0].select_algo(1024, DType::Bf16);
-    assert_eq!((r.path, r.fallback), (Path::Hcm, None));
+    assert_eq!((r.path, r.fallback), (AlgoPath::Hcm, None));
     for op in ReduceOp::ALL {
         for n in [1usize, 37, 1000] {
-            check_path::<f32>(&comms, Path::Hcm, op, n);
-            check_path::<bf16>(&comms, Path::Hcm, op, n);
-            check_path::<f16>(&comms, Path::Hcm, op, n);
+            check_path::<f32>(&comms, AlgoPath::Hcm, op, n);
+            check_path::<bf16>(&comms, AlgoPath::Hcm, op, n);
+            check_path::<f16>(&comms, AlgoPath::Hcm, op, n);
         }
     }
     let s = comms[0].stats();
@@ -135,33 +129,30 @@ fn auto_on_fully_connected_8_never_picks_hcm_but_pinning_runs_it() {
     let comms = Comm::init_threads(&(0..8).collect::<Vec<_>>(), opts(10_000)).unwrap();
     for bytes in [0u64, 16, 1024, 32 << 10, 256 << 10, 1 << 20, 64 << 20] {
         for dtype in DType::ALL {
-            assert_ne!(comms[0].select_algo(bytes, dtype).path, Path::Hcm);
+            assert_ne!(comms[0].select_algo(bytes, dtype).path, AlgoPath::Hcm);
         }
     }
     // A pinned call (`allreduce_*_using`) may still run hcm on the canonical table.
-    assert!(comms[0].check_path(Path::Hcm, 1024, DType::F32).is_ok());
-    check_path::<bf16>(&comms, Path::Hcm, ReduceOp::Sum, 300);
+    assert!(comms[0].check_path(AlgoPath::Hcm, 1024, DType::F32).is_ok());
+    check_path::<bf16>(&comms, AlgoPath::Hcm, ReduceOp::Sum, 300);
     assert!(comms[0].stats().hcm >= 1);
 }
 
 #[test]
 fn forced_hcm_on_fully_connected_4_falls_back() {
-    let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Hcm),
-        ..opts(5000)
-    };
+    let o = opts(5000).with_algo(AlgoChoice::Force(AlgoPath::Hcm));
     let comms = Comm::init_threads(&(0..4).collect::<Vec<_>>(), o).unwrap();
     assert!(comms[0].hcm_table().is_none());
     let r = comms[0].select_algo(1024, DType::F32);
-    assert_eq!(r.path, Path::Nccl);
+    assert_eq!(r.path, AlgoPath::Nccl);
     assert!(matches!(
         r.fallback,
         Some(inc_comm::Fallback::ForcedUnfit {
-            wanted: Path::Hcm,
+            wanted: AlgoPath::Hcm,
             ..
         })
     ));
-    assert!(comms[0].check_path(Path::Hcm, 16, DType::F32).is_err());
+    assert!(comms[0].check_path(AlgoPath::Hcm, 16, DType::F32).is_err());
 }
 
 #[test]
@@ -356,11 +347,13 @@ fn oversize_and_unsupported_calls_are_clear_errors() {
             .unwrap();
     });
     // The nccl path needs the cuda backend: a clear error, on this path only.
-    let e = comms[0].check_path(Path::Nccl, 16, DType::F32).unwrap_err();
+    let e = comms[0]
+        .check_path(AlgoPath::Nccl, 16, DType::F32)
+        .unwrap_err();
     assert!(e.to_string().contains("cuda"), "{e}");
     let mut out = [0.0f32; 2];
     assert!(comms[0]
-        .allreduce_host_using(Path::Nccl, &[1.0, 2.0], &mut out, ReduceOp::Sum)
+        .allreduce_host_using(AlgoPath::Nccl, &[1.0, 2.0], &mut out, ReduceOp::Sum)
         .is_err());
     let e = comms[0]
         .allreduce_host_out(&[1.0f32; 3], &mut out, ReduceOp::Sum)
@@ -370,10 +363,7 @@ fn oversize_and_unsupported_calls_are_clear_errors() {
 
 #[test]
 fn forced_nccl_on_sim_is_unsupported_not_a_hang() {
-    let o = CommOptions {
-        algo: AlgoChoice::Force(Path::Nccl),
-        ..opts(2000)
-    };
+    let o = opts(2000).with_algo(AlgoChoice::Force(AlgoPath::Nccl));
     let comms = Comm::init_threads(&[0, 1], o).unwrap();
     let errs = on_all(&comms, |c| {
         let mut v = vec![1.0f32; 4];
@@ -420,10 +410,7 @@ fn bad_arguments_are_errors() {
     ));
     assert!(Comm::init(store, 0, 9, opts(100)).is_err());
     assert!(Comm::init_threads(&[], opts(100)).is_err());
-    let bad = CommOptions {
-        blocks: Some(0),
-        ..opts(100)
-    };
+    let bad = opts(100).with_blocks(Some(0));
     assert!(matches!(
         Comm::init_threads(&[0], bad),
         Err(CommError::InvalidOption { .. })
@@ -432,10 +419,47 @@ fn bad_arguments_are_errors() {
 
 #[test]
 fn shared_memory_in_one_process() {
-    let o = CommOptions {
-        sim_shm: true,
-        ..opts(5000)
-    };
+    let o = opts(5000).with_sim_shm(true);
     let comms = Comm::init_threads(&[0, 1], o).unwrap();
-    check_path::<f32>(&comms, Path::TwoShot, ReduceOp::Sum, 500);
+    check_path::<f32>(&comms, AlgoPath::TwoShot, ReduceOp::Sum, 500);
+}
+
+/// Issue 16, hole 3: teardown is collective (every rank closes its mappings, then a
+/// barrier, then each frees its own buffer) and bounded: a rank that never shuts down
+/// makes the others return a timeout naming it instead of hanging.
+#[test]
+fn shutdown_is_collective_and_bounded() {
+    let comms = Comm::init_threads(&[0, 1, 2], opts(5_000)).unwrap();
+    let done: Vec<Result<(), CommError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let mut v = vec![1.0f32; 64];
+                    c.allreduce_host(&mut v, ReduceOp::Sum)?.wait()?;
+                    c.shutdown()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, r) in done.iter().enumerate() {
+        assert!(r.is_ok(), "rank {rank}: {r:?}");
+    }
+
+    let mut comms = Comm::init_threads(&[0, 1, 2], opts(500)).unwrap();
+    let laggard = comms.pop().unwrap(); // rank 2 never shuts down
+    let t = Instant::now();
+    let errs: Vec<CommError> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|c| s.spawn(move || c.shutdown().unwrap_err()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    for e in &errs {
+        assert!(matches!(e, CommError::Timeout { peer: Some(2), .. }), "{e}");
+    }
+    drop(laggard); // within one process: no barrier at drop, returns at once
 }

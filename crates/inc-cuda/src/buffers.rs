@@ -3,6 +3,7 @@
 //! same-process pointers (multi-thread mode, or virtual ranks sharing one GPU).
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUdeviceptr;
@@ -123,7 +124,7 @@ pub struct PeerBuffers {
 
 // SAFETY: the raw pointers are a device address and a pinned host block owned by this
 // value; all access goes through &self/&mut self methods and the CUDA driver, which is
-// thread-safe. The host block is only read/written with volatile accesses.
+// thread-safe. The host block is only read/written through atomics (`host_word`).
 unsafe impl Send for PeerBuffers {}
 // SAFETY: see Send; shared methods only read the host block or write its abort word.
 unsafe impl Sync for PeerBuffers {}
@@ -484,6 +485,47 @@ impl PeerBuffers {
         self.host_dev
     }
 
+    /// The `i`-th 32-bit word of the pinned host block (0: abort word, 2..: the error
+    /// mirror, `INC_HOST_ERROR` = byte 8 in kernels/common.cuh), as an atomic shared with
+    /// the GPU and the other threads of this process.
+    fn host_word(&self, i: usize) -> &AtomicU32 {
+        const WORDS: usize = HOST_BLOCK_BYTES / 4;
+        let i = i.min(WORDS - 1);
+        // SAFETY: host_ptr is our live pinned block of HOST_BLOCK_BYTES bytes (page
+        // aligned), so word i < WORDS is in bounds and 4-byte aligned; it lives as long as
+        // &self; every host access to it goes through atomics.
+        unsafe { AtomicU32::from_ptr(self.host_ptr.cast::<u32>().add(i)) }
+    }
+
+    /// The error mirror of the host block as a kernel last wrote it, if its code is set. A
+    /// kernel writes the fields, fences (system scope), then the code: the code is read
+    /// first with acquire, then the fields.
+    fn mirror(&self) -> Option<ErrorRecord> {
+        const BASE: usize = 2; // byte 8 = INC_HOST_ERROR
+        let code = self.host_word(BASE).load(Ordering::Acquire);
+        if code == 0 {
+            return None;
+        }
+        let mut raw = [0u8; crate::proto::ERROR_RECORD_BYTES];
+        for (i, c) in raw.chunks_exact_mut(4).enumerate() {
+            c.copy_from_slice(
+                &self
+                    .host_word(BASE + i)
+                    .load(Ordering::Acquire)
+                    .to_le_bytes(),
+            );
+        }
+        let mut rec = crate::proto::error_record_from_le_bytes(&raw);
+        rec.code = code;
+        Some(rec)
+    }
+
+    /// Whether a kernel has recorded an error in the host mirror (one atomic load; no
+    /// device access, no lock): cheap enough for the entry of every call. The mirror is never cleared, so this stays true once set.
+    pub fn error_recorded(&self) -> bool {
+        self.host_word(2).load(Ordering::Acquire) != 0
+    }
+
     /// Ask every running and future kernel of these buffers to stop: writes the device
     /// abort word through a memset on a side stream (kernels read it every few hundred
     /// spins and in their prologue) and the mapped host word (read by a kernel only after
@@ -492,9 +534,9 @@ impl PeerBuffers {
     pub fn abort(&self) {
         let w =
             0x8000_0000u32 | ((self.rank as u32 & 0x7f_ffff) << 8) | crate::proto::ERR_PEER_ABORT;
-        // SAFETY: host_ptr is our live pinned block, 4-byte aligned; volatile because the
-        // GPU reads it concurrently.
-        unsafe { std::ptr::write_volatile(self.host_ptr.cast::<u32>(), w) };
+        // Release: a kernel (or thread) that sees the word also sees what this thread
+        // wrote before raising it.
+        self.host_word(0).store(w, Ordering::Release);
         if self.ctx.bind_to_thread().is_ok() {
             // SAFETY: the abort word lies in our pad, allocated until drop (which first
             // synchronises the context, so this memset completes before the free).
@@ -513,21 +555,13 @@ impl PeerBuffers {
     /// completed (e.g. after `stream.synchronize()`); once an error is seen the buffers are
     /// poisoned and every later allreduce fails fast.
     pub fn read_error(&self) -> Option<ErrorRecord> {
-        let mut raw = [0u8; crate::proto::ERROR_RECORD_BYTES];
-        for (i, b) in raw.iter_mut().enumerate() {
-            // SAFETY: the host block holds 8 + 40 bytes; volatile since the GPU writes it.
-            *b = unsafe { std::ptr::read_volatile(self.host_ptr.cast::<u8>().add(8 + i)) };
-        }
-        let rec = crate::proto::error_record_from_le_bytes(&raw);
         let mut guard = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = *guard {
             return Some(r);
         }
-        if rec.code != 0 {
-            *guard = Some(rec);
-            return Some(rec);
-        }
-        None
+        let rec = self.mirror()?;
+        *guard = Some(rec);
+        Some(rec)
     }
 
     /// `Err(Kernel(record))` if a kernel recorded an error (see [`PeerBuffers::read_error`]).
@@ -541,6 +575,33 @@ impl PeerBuffers {
     /// The recorded error that poisons these buffers, if any (no device access).
     pub fn poisoned(&self) -> Option<ErrorRecord> {
         *self.poisoned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// First step of a collective teardown: waits for this context's work, then closes
+    /// every peer mapping (`cuIpcCloseMemHandle` for peers of other processes; same-process
+    /// mappings are just forgotten). Our own allocation stays until drop. The owner of a
+    /// set of buffers frees them (drops) only after every importer has closed its mapping
+    /// (a barrier between the two, as `inc_comm::Comm::shutdown` does): CUDA leaves
+    /// freeing memory that another process still maps undefined. Idempotent.
+    pub fn close_peers(&mut self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        self.ctx.synchronize().map_err(drv("cuCtxSynchronize"))?;
+        let mut first_err = None;
+        for (q, slot) in self.peers.iter_mut().enumerate() {
+            if q == self.rank {
+                continue;
+            }
+            if let Some(m) = slot.take() {
+                if m.kind == MapKind::Ipc {
+                    // SAFETY: opened by open_ipc, closed once (the slot is emptied); our
+                    // kernels have completed (synchronised above).
+                    if let Err(e) = unsafe { sys::ipc_close_mem_handle(m.base) } {
+                        first_err.get_or_insert(drv("cuIpcCloseMemHandle")(e));
+                    }
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// This rank's completed epoch (number of finished calls), read from the device pad.

@@ -336,3 +336,82 @@ pub unsafe fn nvrtc_compile_cubin(
     let _ = unsafe { nsys::nvrtcDestroyProgram(&mut prog) };
     out
 }
+
+type CaptureInfoV3 = unsafe extern "C" fn(
+    CUstream,
+    *mut dsys::CUstreamCaptureStatus,
+    *mut dsys::cuuint64_t,
+    *mut dsys::CUgraph,
+    *mut *const dsys::CUgraphNode,
+    *mut *const c_void,
+    *mut usize,
+) -> dsys::CUresult;
+type CaptureInfoV2 = unsafe extern "C" fn(
+    CUstream,
+    *mut dsys::CUstreamCaptureStatus,
+    *mut dsys::cuuint64_t,
+    *mut dsys::CUgraph,
+    *mut *const dsys::CUgraphNode,
+    *mut usize,
+) -> dsys::CUresult;
+
+#[derive(Clone, Copy)]
+enum CaptureInfo {
+    V3(CaptureInfoV3),
+    V2(CaptureInfoV2),
+    Missing,
+}
+
+fn capture_info_fn() -> CaptureInfo {
+    static F: std::sync::OnceLock<CaptureInfo> = std::sync::OnceLock::new();
+    *F.get_or_init(|| {
+        if !driver_present() {
+            return CaptureInfo::Missing;
+        }
+        // SAFETY: the driver library is present; looking a symbol up calls nothing, and the
+        // types match the driver's declarations of cuStreamGetCaptureInfo_v3 (12.3+) and
+        // _v2 (11.3+). cudarc's own wrappers panic on a missing symbol, so look up here.
+        unsafe {
+            let lib = dsys::culib();
+            if let Ok(f) = lib.get::<CaptureInfoV3>(b"cuStreamGetCaptureInfo_v3\0") {
+                return CaptureInfo::V3(*f);
+            }
+            if let Ok(f) = lib.get::<CaptureInfoV2>(b"cuStreamGetCaptureInfo_v2\0") {
+                return CaptureInfo::V2(*f);
+            }
+        }
+        CaptureInfo::Missing
+    })
+}
+
+/// The capture of `stream`: `None` when it is not being captured into a graph, `Some(id)`
+/// (the driver's unique capture id) while it is; `Some(0)` while capturing on a driver that
+/// has no `cuStreamGetCaptureInfo_v2/_v3`.
+///
+/// # Safety
+/// `stream` must be a live stream of the current context.
+pub unsafe fn capture_id(stream: CUstream) -> Result<Option<u64>, DriverError> {
+    let mut status = dsys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+    let mut id: dsys::cuuint64_t = 0;
+    use std::ptr::null_mut as null;
+    let r = match capture_info_fn() {
+        CaptureInfo::V3(f) => {
+            // SAFETY: valid out pointers; null optional outputs are allowed by the driver;
+            // the caller guarantees the stream.
+            unsafe { f(stream, &mut status, &mut id, null(), null(), null(), null()) }
+        }
+        CaptureInfo::V2(f) => {
+            // SAFETY: as above.
+            unsafe { f(stream, &mut status, &mut id, null(), null(), null()) }
+        }
+        CaptureInfo::Missing => {
+            // SAFETY: valid out pointer; the caller guarantees the stream.
+            unsafe { dsys::cuStreamIsCapturing(stream, &mut status) }
+        }
+    };
+    check(r)?;
+    Ok(match status {
+        dsys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE => None,
+        _ => Some(id),
+    })
+}

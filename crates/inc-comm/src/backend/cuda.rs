@@ -296,6 +296,7 @@ impl CudaBackend {
         &self.stream
     }
     /// The compiled kernels.
+    #[allow(dead_code)] // (the backend module is private since issue 16)
     pub fn kernels(&self) -> &Kernels {
         &self.kernels
     }
@@ -308,6 +309,7 @@ impl CudaBackend {
         &self.events
     }
     /// Per-wait kernel timeout.
+    #[allow(dead_code)] // (the backend module is private since issue 16)
     pub fn call_timeout(&self) -> Duration {
         self.call_timeout
     }
@@ -552,9 +554,41 @@ impl CudaBackend {
         })
     }
 
+    /// Whether a kernel recorded an error in the host mirror (one atomic load; checked at
+    /// the entry of every call, so a failure of a call whose `Work` was dropped is seen).
+    pub fn error_recorded(&self) -> bool {
+        self.own.as_ref().is_some_and(|o| lock(o).error_recorded())
+    }
+
     /// The error the kernels recorded (after the stream completed), typed.
     pub fn read_error(&self) -> Option<CommError> {
         self.kernel_check().ok().and_then(|k| k.error())
+    }
+
+    /// Whether peers of other processes import this rank's buffer through CUDA IPC (its
+    /// teardown must then be collective: see [`Comm::shutdown`](crate::Comm::shutdown)).
+    pub fn exports_ipc(&self) -> bool {
+        self.multi_process && self.own.is_some()
+    }
+
+    /// Teardown, step 1 (before the barrier): waits for this rank's work and closes every
+    /// mapping of a peer's buffer (IPC handles closed; same-process references dropped).
+    pub fn close_imports(&mut self) -> Result<()> {
+        let _ = self.stream.synchronize();
+        self.peers.clear();
+        match &self.own {
+            Some(o) => lock(o).close_peers().map_err(|e| cuda_err(self.rank, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Teardown when the barrier failed (a peer is dead or late): this rank's buffer is
+    /// never freed, since a live peer may still map it (freeing memory another process
+    /// maps is undefined in CUDA). Leaks one allocation; bounded and safe.
+    pub fn leak_own(&mut self) {
+        if let Some(o) = self.own.take() {
+            std::mem::forget(o);
+        }
     }
 
     /// Raises the abort word: this and every peer's pending and later kernels stop.

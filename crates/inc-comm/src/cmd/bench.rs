@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use inc_comm::{BackendKind, CommOptions, DType, Path, ReduceOp};
+use inc_comm::{AlgoPath as Path, BackendKind, CommOptions, DType, ReduceOp};
 
 pub(crate) mod cuda;
 pub(crate) mod measure;
@@ -185,7 +185,7 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
         .parse()
         .map_err(|_| format!("bad --backend {s:?}: expected auto, cuda or sim"))?;
     Ok(match b {
-        BackendKind::Auto if inc_comm::backend::cuda_available() => BackendKind::Cuda,
+        BackendKind::Auto if inc_comm::cuda_available() => BackendKind::Cuda,
         BackendKind::Auto => BackendKind::Sim,
         other => other,
     })
@@ -287,9 +287,9 @@ pub(crate) fn plan(args: &Args) -> Result<Plan, String> {
     let max = sizes.iter().copied().max().unwrap_or(0);
     if opts.buffer_bytes.is_none() {
         let def = if sim {
-            inc_comm::backend::sim::DEFAULT_SIM_BUFFER_BYTES
+            inc_comm::DEFAULT_SIM_BUFFER_BYTES
         } else {
-            inc_comm::backend::cuda::DEFAULT_CUDA_BUFFER_BYTES
+            inc_comm::DEFAULT_CUDA_BUFFER_BYTES
         };
         if max > def {
             opts.buffer_bytes = Some(max.div_ceil(16) * 16);

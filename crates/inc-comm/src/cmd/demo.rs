@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use inc_comm::demo::{demo_paths, run_rank, table, Case};
-use inc_comm::{BackendKind, Comm, CommError, CommOptions, Path, SimTopology};
+use inc_comm::{AlgoPath as Path, BackendKind, Comm, CommError, CommOptions, SimTopology};
 
 /// Arguments of `inc demo`.
 #[derive(clap::Args)]
@@ -49,11 +49,11 @@ fn run_threads(
     json: bool,
 ) -> Result<(String, Vec<Case>, usize), CommError> {
     let backend = match backend {
-        BackendKind::Auto if inc_comm::backend::cuda_available() => BackendKind::Cuda,
+        BackendKind::Auto if inc_comm::cuda_available() => BackendKind::Cuda,
         BackendKind::Auto => BackendKind::Sim,
         b => b,
     };
-    let gpus = inc_comm::backend::cuda_device_count();
+    let gpus = inc_comm::cuda_device_count();
     let mut opts = opts_for(backend, false)?;
     let devices: Vec<usize> = if backend == BackendKind::Cuda && gpus > 0 && world > gpus {
         opts.allow_shared_device = true;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
 use half::{bf16, f16};
-use inc_comm::{BackendKind, Comm, CommOptions, DType, Element, Path, ReduceOp, Work};
+use inc_comm::{AlgoPath as Path, BackendKind, Comm, CommOptions, DType, Element, ReduceOp, Work};
 use inc_sim::cpu::reference_allreduce;
 
 /// Arguments of `inc soak`.
@@ -338,7 +338,7 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => report(0, Err(e)),
         }
     } else {
-        let gpus = inc_comm::backend::cuda_device_count();
+        let gpus = inc_comm::cuda_device_count();
         if gpus == 0 {
             eprintln!("inc soak: no GPU found");
             return ExitCode::from(2);

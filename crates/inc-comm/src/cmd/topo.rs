@@ -17,8 +17,8 @@ pub struct Args {
     /// asking NVML; `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Print one line of JSON: {"gpus": N, "class": "fully_connected"|"hybrid_cube_mesh"|"none",
-    /// "mesh": [[..]], "hcm": [[n0,n1,n2,relay],..] or null}.
+    /// Print one line of JSON: `{"gpus": N, "class": "fully_connected"|"hybrid_cube_mesh"|"none",
+    /// "mesh": [[..]], "hcm": [[n0,n1,n2,relay],..] or null}`.
     #[arg(long)]
     pub json: bool,
 }

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use inc_comm::Path;
+use inc_comm::AlgoPath as Path;
 use serde::{Deserialize, Serialize};
 
 use super::bench::{self, Mode, Report, Which};
@@ -393,7 +393,7 @@ fn tune(a: &Args) -> Result<(), String> {
         _ => return Err("say where to write the table: --out FILE or INC_TUNE_FILE".into()),
     };
     let sim = a.backend.eq_ignore_ascii_case("sim")
-        || (a.backend.eq_ignore_ascii_case("auto") && !inc_comm::backend::cuda_available());
+        || (a.backend.eq_ignore_ascii_case("auto") && !inc_comm::cuda_available());
     let mut plan = bench::plan(&bench_args(a, sim))?;
     // Measure with the built-in thresholds, never with the table being rewritten.
     plan.opts.tune_file = None;

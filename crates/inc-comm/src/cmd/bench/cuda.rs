@@ -32,7 +32,9 @@ use cudarc::driver::{
     ValidAsZeroBits,
 };
 use half::{bf16, f16};
-use inc_comm::{AlgoChoice, Comm, CommOptions, DType, Element, Path, ReduceOp, TorchrunEnv};
+use inc_comm::{
+    AlgoChoice, AlgoPath as Path, Comm, CommOptions, DType, Element, ReduceOp, TorchrunEnv,
+};
 use inc_store::{MemStore, Store};
 
 use super::measure::{
@@ -390,8 +392,8 @@ fn enqueue<T: Element + DeviceRepr>(
 ) -> Result<Option<inc_comm::Work>, String> {
     match (target, bufs) {
         (Target::Inc { comm, path }, Bufs::Slices(i, o)) => match path {
-            Some(p) => comm.allreduce_using(p, Some(*i), o, op, stream),
-            None => comm.allreduce_out(i, o, op, stream),
+            Some(p) => comm.allreduce_using(p, Some(*i), &mut **o, op, stream),
+            None => comm.allreduce_out(*i, &mut **o, op, stream),
         }
         .map(Some)
         .map_err(|e| e.to_string()),
@@ -608,7 +610,7 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
 
 /// Runs the plan on GPUs; rank 0 gets the report.
 pub(crate) fn run(plan: &Plan) -> Result<Option<Report>, String> {
-    if inc_comm::backend::cuda_device_count() == 0 {
+    if inc_comm::cuda_device_count() == 0 {
         return Err(no_gpu());
     }
     match plan.dtype {
@@ -620,18 +622,17 @@ pub(crate) fn run(plan: &Plan) -> Result<Option<Report>, String> {
 
 /// Options of the control (lining-up) communicator.
 fn sync_opts(plan: &Plan) -> CommOptions {
-    CommOptions {
-        algo: AlgoChoice::Auto,
-        buffer_bytes: Some(SYNC_BUFFER_BYTES),
-        tune_file: None,
-        ..plan.opts.clone()
-    }
+    plan.opts
+        .clone()
+        .with_algo(AlgoChoice::Auto)
+        .with_buffer_bytes(Some(SYNC_BUFFER_BYTES))
+        .with_tune_file(None)
 }
 
 fn run_typed<T: Element + DeviceRepr + ValidAsZeroBits>(
     plan: &Plan,
 ) -> Result<Option<Report>, String> {
-    let gpus = inc_comm::backend::cuda_device_count();
+    let gpus = inc_comm::cuda_device_count();
     match plan.launch {
         Launch::Threads(n) => {
             let layout = thread_layout(n, gpus)?;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use half::{bf16, f16};
-use inc_comm::{AlgoChoice, Comm, CommOptions, DType, Element, Path, ReduceOp, TorchrunEnv};
+use inc_comm::{
+    AlgoChoice, AlgoPath as Path, Comm, CommOptions, DType, Element, ReduceOp, TorchrunEnv,
+};
 
 use super::report::{median, Mode, Report, Sample, Series, Source};
 use super::{Launch, Plan, SeriesSpec, Which};
@@ -164,12 +166,10 @@ pub(crate) fn connect_env_store(
 
 /// Options of the control communicator (barriers, gathering times).
 fn ctrl_opts(plan: &Plan) -> CommOptions {
-    CommOptions {
-        backend: plan.opts.backend,
-        timeout: plan.opts.timeout,
-        sim_shm: plan.opts.sim_shm,
-        ..CommOptions::default()
-    }
+    CommOptions::default()
+        .with_backend(plan.opts.backend)
+        .with_timeout(plan.opts.timeout)
+        .with_sim_shm(plan.opts.sim_shm)
 }
 
 /// Runs the plan on host buffers; rank 0 returns the report, other ranks `None`.
