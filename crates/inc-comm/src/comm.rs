@@ -973,7 +973,7 @@ impl Comm {
                 Checker::Nccl(n)
             }
         };
-        order.after(self.rank, stream, capture)?;
+        order.after(stream, capture);
         if capture.is_some() {
             return Ok(Work {
                 state: WorkState::Captured,

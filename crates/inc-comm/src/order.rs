@@ -2,9 +2,11 @@
 //!
 //! The protocol requires a communicator's calls to run on the device in the order they
 //! were made (the parity halves and the device epoch assume it). A call may be enqueued on
-//! any stream of the rank's device, so after every call an event is recorded on its stream,
-//! and a call on another stream first makes that stream wait for it (`cuStreamWaitEvent`):
-//! calls on two streams never overlap, and run in call order.
+//! any stream of the rank's device, so a call on another stream than the previous call's
+//! first records an event on that previous stream and makes its own stream wait for it
+//! (`cuStreamWaitEvent`): calls on two streams never overlap, and run in call order. Calls
+//! that stay on one stream (the common case, and every call inside one captured stream)
+//! pay nothing: no event is recorded per call, so a CUDA graph holds only the kernels.
 //!
 //! CUDA graphs: the wait and the record happen only between calls of the same capture
 //! (the same capture id) or between calls outside any capture. Between a captured call
@@ -18,73 +20,71 @@ use cudarc::driver::{CudaEvent, CudaStream};
 
 use crate::error::{CommError, Result};
 
-/// The previous call's stream and an event recorded after it.
+/// The last call's stream and capture, and the event used when the stream changes.
 #[derive(Default)]
 pub(crate) struct StreamOrder {
     last: Option<Last>,
+    /// Reused for every stream switch of the same context.
+    event: Option<CudaEvent>,
 }
 
 struct Last {
     stream: Arc<CudaStream>,
-    /// `None`: recorded outside a capture; `Some(id)`: inside capture `id`.
     capture: Option<u64>,
-    event: CudaEvent,
 }
 
 impl StreamOrder {
-    /// The capture `stream` is in (`None` outside a capture).
+    /// The capture id of `stream` (`None` when it is not capturing).
     pub(crate) fn capture_of(rank: usize, stream: &CudaStream) -> Result<Option<u64>> {
         stream
             .context()
             .bind_to_thread()
             .map_err(|e| backend(rank, "cuCtxSetCurrent", e))?;
-        // SAFETY: the stream is alive (borrowed) and its context is current.
+        // SAFETY: the stream is live (borrowed) and its context is current.
         unsafe { inc_cuda::sys::capture_id(stream.cu_stream()) }
             .map_err(|e| backend(rank, "cuStreamGetCaptureInfo", e))
     }
 
-    /// Before a call on `stream` (in `capture`): wait for the previous call when it ran
-    /// on another stream of the same capture state.
+    /// Before a call on `stream`: when the previous call ran on another stream of the same
+    /// capture (or both outside any capture), record an event on that stream now (it
+    /// follows the previous call) and make `stream` wait for it.
     pub(crate) fn before(
-        &self,
-        rank: usize,
-        stream: &Arc<CudaStream>,
-        capture: Option<u64>,
-    ) -> Result<()> {
-        match &self.last {
-            Some(l) if l.capture == capture && l.stream.cu_stream() != stream.cu_stream() => stream
-                .wait(&l.event)
-                .map_err(|e| backend(rank, "cuStreamWaitEvent", e)),
-            _ => Ok(()),
-        }
-    }
-
-    /// After a call enqueued on `stream` (in `capture`): record the event the next call
-    /// waits on.
-    pub(crate) fn after(
         &mut self,
         rank: usize,
         stream: &Arc<CudaStream>,
         capture: Option<u64>,
     ) -> Result<()> {
-        let event = match self.last.take() {
-            // An event last recorded in a capture is not re-recorded outside it (nor the
-            // other way round): a fresh one is made at such a transition.
-            Some(l) if l.capture == capture && l.event.context() == stream.context() => l.event,
+        let Some(l) = &self.last else {
+            return Ok(());
+        };
+        if l.capture != capture || l.stream.cu_stream() == stream.cu_stream() {
+            return Ok(());
+        }
+        let event = match self.event.take() {
+            Some(e) if e.context() == stream.context() => e,
             _ => stream
                 .context()
                 .new_event(None)
                 .map_err(|e| backend(rank, "cuEventCreate", e))?,
         };
-        event
-            .record(stream)
-            .map_err(|e| backend(rank, "cuEventRecord", e))?;
+        let res = event
+            .record(&l.stream)
+            .map_err(|e| backend(rank, "cuEventRecord", e))
+            .and_then(|()| {
+                stream
+                    .wait(&event)
+                    .map_err(|e| backend(rank, "cuStreamWaitEvent", e))
+            });
+        self.event = Some(event);
+        res
+    }
+
+    /// After a call on `stream`: remember it (no device work).
+    pub(crate) fn after(&mut self, stream: &Arc<CudaStream>, capture: Option<u64>) {
         self.last = Some(Last {
             stream: stream.clone(),
             capture,
-            event,
         });
-        Ok(())
     }
 }
 

@@ -359,9 +359,9 @@ pub fn run(args: Args) -> ExitCode {
                         })
                     })
                     .collect();
-                hs.into_iter()
-                    .map(|h| h.join().unwrap_or(false))
-                    .fold(true, |a, b| a && b)
+                // join every rank (no short-circuit), then combine
+                let oks: Vec<bool> = hs.into_iter().map(|h| h.join().unwrap_or(false)).collect();
+                oks.iter().all(|ok| *ok)
             }),
             Err(e) => report(0, Err(e.to_string())),
         }
