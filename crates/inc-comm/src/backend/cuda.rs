@@ -155,7 +155,7 @@ pub struct CudaBackend {
     world: usize,
     ordinal: usize,
     ctx: Arc<CudaContext>,
-    kernels: Kernels,
+    kernels: Arc<Kernels>,
     stream: Arc<CudaStream>,
     half_bytes: u64,
     blocks: Option<u32>,
@@ -206,6 +206,29 @@ fn device_by_bus_id(bus: &str) -> Option<cudarc::driver::sys::CUdevice> {
     r.result().ok().map(|_| dev)
 }
 
+/// The kernels of device `ordinal`, shared by every communicator of this process on it.
+///
+/// Sharing is required, not an optimisation: kernel modules are loaded at an instance's
+/// first use, and a module load in a context waits for that context's running kernels. Two
+/// virtual ranks on one device with a `Kernels` each deadlock on their first call: rank 0's
+/// kernel spins for rank 1, whose launch waits for its own module load, which waits for
+/// rank 0's kernel (seen on an H200 as a timeout on the first call). With one `Kernels`, an
+/// instance is loaded once, by the first rank that needs it, before its kernel runs.
+fn shared_kernels(
+    ordinal: usize,
+    ctx: &Arc<CudaContext>,
+) -> std::result::Result<Arc<Kernels>, CudaError> {
+    static KERNELS: OnceLock<Mutex<HashMap<usize, Weak<Kernels>>>> = OnceLock::new();
+    let map = KERNELS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut g = map.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = g.get(&ordinal).and_then(Weak::upgrade) {
+        return Ok(k);
+    }
+    let k = Arc::new(Kernels::load(ctx)?);
+    g.insert(ordinal, Arc::downgrade(&k));
+    Ok(k)
+}
+
 impl CudaBackend {
     /// Opens device `ordinal`, compiles (or loads from cache) the kernels, creates the
     /// communicator's stream. Errors are clear when there is no driver, no such device or
@@ -230,7 +253,7 @@ impl CudaBackend {
             });
         }
         let ctx = inc_cuda::open_device(ordinal).map_err(|e| cuda_err(rank, e))?;
-        let kernels = Kernels::load(&ctx).map_err(|e| cuda_err(rank, e))?;
+        let kernels = shared_kernels(ordinal, &ctx).map_err(|e| cuda_err(rank, e))?;
         let stream = ctx.new_stream().map_err(drv(rank, "cuStreamCreate"))?;
         let bus_id = pci_bus_id(rank, ctx.cu_device())?;
         let uuid = ctx
