@@ -540,3 +540,26 @@ fn cpu_push_interleaved_with_one_shot_and_two_shot() {
         }
     }
 }
+
+/// PCT (the default scheduler) on the LL protocol at the checker's largest size, 4 KB per
+/// rank: clean, and the weakenings that need a store to stay pending while many steps pass
+/// (data word landing after its tag; a reader checking one tag per line) are still caught.
+#[test]
+fn pct_at_4k_is_clean_and_catches_weakened_ll() {
+    for world in [2, 3] {
+        let mut cfg = PushConfig::new(world, vec![4096, 4096]);
+        cfg.blocks = vec![2];
+        cfg.threads_per_block = 32;
+        assert!(matches!(cfg.scheduler, PushScheduler::Pct { .. }));
+        clean(&cfg, 10, 40 + world as u64);
+        for w in [PushWeakening::SplitWords, PushWeakening::OneTagPerLine] {
+            let mut bad = cfg.clone();
+            bad.weaken = Some(w);
+            let r = check_push(&bad, 24, 7).unwrap();
+            assert!(
+                r.failing_schedules > 0,
+                "{w:?} at 4 KB, world {world}: not caught in 24 PCT schedules"
+            );
+        }
+    }
+}

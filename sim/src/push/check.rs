@@ -22,6 +22,7 @@
 use crate::check::{mix, tag, BState, CallOutcome, Rng};
 use crate::error::SimError;
 use crate::model::{MemOrder, Memory};
+use crate::sched::{Event, Pct, Strategy};
 use crate::types::{
     abort_rank, abort_word, flag_epoch, flag_sig, flag_word, DType, ReduceOp, CHUNK_BYTES,
     ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS, MAX_RANKS,
@@ -98,8 +99,15 @@ pub enum PushWeakening {
 /// How push schedules are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum PushScheduler {
-    /// Seeded random interleavings and random allowed (possibly stale) load values.
+    /// Seeded uniform random walk over the enabled actions and random allowed (possibly
+    /// stale) load values.
     Random,
+    /// PCT ([`crate::sched::Pct`]): random priorities per block and per store buffer,
+    /// `depth - 1` priority change points; what [`crate::RandomMode::Pct`] selects.
+    Pct {
+        /// Bug depth targeted (>= 1).
+        depth: usize,
+    },
     /// Random, but `slow_rank` only moves when nothing else can; loads read the newest.
     Adversarial {
         /// The rank that lags.
@@ -133,7 +141,8 @@ pub struct PushConfig {
 }
 
 impl PushConfig {
-    /// A fault-free random-scheduler scenario: `world` ranks, one call per entry of `bytes`.
+    /// A fault-free scenario under the default scheduler (PCT): `world` ranks, one call per
+    /// entry of `bytes`.
     pub fn new(world: usize, bytes: Vec<usize>) -> Self {
         PushConfig {
             world,
@@ -143,7 +152,9 @@ impl PushConfig {
             barrier_calls: Vec::new(),
             fault: None,
             weaken: None,
-            scheduler: PushScheduler::Random,
+            scheduler: PushScheduler::Pct {
+                depth: crate::RandomMode::PCT_DEPTH,
+            },
             max_steps: 400_000,
         }
     }
@@ -162,7 +173,10 @@ impl PushConfig {
             return no("zero-copy variant");
         }
         let scheduler = match cfg.scheduler {
-            Scheduler::Random => PushScheduler::Random,
+            Scheduler::Random => match cfg.random {
+                crate::RandomMode::Walk => PushScheduler::Random,
+                crate::RandomMode::Pct { depth } => PushScheduler::Pct { depth },
+            },
             Scheduler::Adversarial { slow_rank, .. } => PushScheduler::Adversarial { slow_rank },
             Scheduler::Exhaustive { .. } => return no("exhaustive scheduler (use random)"),
         };
@@ -267,6 +281,14 @@ pub fn check_push(cfg: &PushConfig, schedules: u64, seed: u64) -> Result<Report,
         steps: 0,
     };
     let mut run = Run::new(cfg);
+    if let PushScheduler::Pct { .. } = cfg.scheduler {
+        // PCT draws its change points from the length of one schedule: measure it once
+        // (this calibration run's own result is not reported), so a seed alone replays.
+        run.pct_steps = 10_000;
+        run.reset(seed);
+        let _ = run.execute();
+        run.pct_steps = run.steps.max(1);
+    }
     for i in 0..schedules {
         let s = seed.wrapping_add(i);
         run.reset(s);
@@ -455,6 +477,10 @@ struct Run<'a> {
     cfg: &'a PushConfig,
     geo: Geo,
     rng: Rng,
+    /// The PCT strategy of this schedule ([`PushScheduler::Pct`]).
+    pct: Option<Pct>,
+    /// Steps of one calibration schedule (PCT's change points are drawn from them).
+    pct_steps: u64,
     mem: Memory,
     ranks: Vec<RankState>,
     blocks: Vec<Block>,
@@ -488,6 +514,8 @@ impl<'a> Run<'a> {
             cfg,
             geo,
             rng: Rng::new(0),
+            pct: None,
+            pct_steps: 1,
             mem: Memory::new(cfg.world * geo.per_rank, cfg.world * max_g),
             ranks: Vec::new(),
             blocks: Vec::new(),
@@ -503,6 +531,15 @@ impl<'a> Run<'a> {
 
     fn reset(&mut self, seed: u64) {
         self.rng = Rng::new(seed);
+        self.pct = match self.cfg.scheduler {
+            PushScheduler::Pct { depth } => Some(Pct::new(
+                seed,
+                self.cfg.world * self.max_g,
+                depth,
+                self.pct_steps,
+            )),
+            _ => None,
+        };
         self.mem.reset();
         self.ranks = vec![RankState::FRESH; self.cfg.world];
         if let Some(PushFault::EpochSkew { rank, delta }) = self.cfg.fault {
@@ -604,6 +641,7 @@ impl<'a> Run<'a> {
     fn execute(&mut self) -> Vec<Violation> {
         let mut lands = Vec::new();
         let mut acts: Vec<(usize, Option<usize>)> = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
         while !self.stop {
             self.start_calls();
             if self
@@ -650,6 +688,17 @@ impl<'a> Run<'a> {
             }
             let pick = match self.cfg.scheduler {
                 PushScheduler::Random => self.rng.below(acts.len()),
+                PushScheduler::Pct { .. } => {
+                    events.clear();
+                    events.extend(acts.iter().map(|&(i, st)| match st {
+                        None => Event::Step(i),
+                        Some(_) => Event::Land(i),
+                    }));
+                    match self.pct.as_mut() {
+                        Some(p) => p.pick(&events),
+                        None => self.rng.below(acts.len()),
+                    }
+                }
                 PushScheduler::Adversarial { slow_rank } => {
                     let g = self.max_g;
                     let fast: Vec<usize> = (0..acts.len())
@@ -671,7 +720,10 @@ impl<'a> Run<'a> {
                 Some((t, Some(_))) => {
                     lands.clear();
                     self.mem.landable_of(t, &mut lands);
-                    let j = self.rng.below(lands.len().max(1));
+                    let j = match self.pct.as_mut() {
+                        Some(p) => p.pick_store(lands.len().max(1)),
+                        None => self.rng.below(lands.len().max(1)),
+                    };
                     if let Some(&(t, idx)) = lands.get(j) {
                         if let Some(loc) = self.mem.land(t, idx) {
                             if let Some(d) = self.dirty.get_mut(loc / self.geo.per_rank) {
@@ -855,6 +907,10 @@ impl<'a> Run<'a> {
                     1 + self.rng.below(n - 1)
                 }
             }
+            PushScheduler::Pct { .. } => match self.pct.as_mut() {
+                Some(p) => p.value(n),
+                None => 0,
+            },
             PushScheduler::Adversarial { .. } => 0,
         };
         self.mem.load(i, loc, order, pick)
