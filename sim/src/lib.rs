@@ -23,8 +23,8 @@
 //! - [`push`]: the push one-shot, LL protocol (NCCL low-latency style, PROTOCOL.md "push
 //!   one-shot"): its region layout ([`push::PushLayout`]: header lines and two parity
 //!   buffers of `{data, epoch}` tagged lines), step names, and its checker
-//!   [`push::check_push`] (also reached through [`check()`] with `Algo::PushOneShot`):
-//!   clean over world 2..8, varying sizes, v1 calls in between, 8-byte halves landing
+//!   [`push::check_push`] (also reached through [`check()`] with `Algo::PushOneShot`;
+//!   PCT by default there too): clean over world 2..8, varying sizes, v1 calls in between, 8-byte halves landing
 //!   separately, kill/mismatch/skew faults; one buffer instead of two, a skipped header
 //!   check, 4-byte (not 8-byte) atomicity and a one-tag-per-line reader are each caught.
 //!   The CPU backend runs it too ([`cpu::CpuRank::push_allreduce`]).
