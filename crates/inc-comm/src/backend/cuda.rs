@@ -318,11 +318,6 @@ impl CudaBackend {
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
-    /// The compiled kernels.
-    #[allow(dead_code)] // (the backend module is private since issue 16)
-    pub fn kernels(&self) -> &Kernels {
-        &self.kernels
-    }
     /// Ranks sharing the busiest device of the group (1 = a GPU per rank).
     pub fn ranks_on_device(&self) -> usize {
         self.ranks_on_device
@@ -330,11 +325,6 @@ impl CudaBackend {
     /// The event pool.
     pub fn events(&self) -> &Arc<EventPool> {
         &self.events
-    }
-    /// Per-wait kernel timeout.
-    #[allow(dead_code)] // (the backend module is private since issue 16)
-    pub fn call_timeout(&self) -> Duration {
-        self.call_timeout
     }
 
     /// The mesh all ranks agree on, from the gathered handshakes (see the module docs).
