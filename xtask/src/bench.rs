@@ -65,7 +65,7 @@ pub fn bench(dir: Option<PathBuf>) -> Result<(), String> {
     let dir = dir.unwrap_or_else(|| root.join("bundle").join("bench"));
     run_cargo(
         &root,
-        &["build", "--release", "-p", "inc-comm", "--bin", "inc"],
+        &["build", "--release", "-p", "inc-cli", "--bin", "inc"],
     )?;
     fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -1,5 +1,6 @@
 //! `cargo xtask gpu-test [--bundle-only DIR]`: build the GPU test binaries here (release,
-//! `--no-run`: every test binary of inc-cuda, and inc-comm's `cuda_gpu`, see [`SPECS`]),
+//! `--no-run`: every test binary of inc-cuda, and inc-comm's `cuda_gpu`, see [`SPECS`]) and
+//! the `inc` binary of inc-cli,
 //! copy them with a `run.sh` (which runs each, `#[ignore]`d GPU tests included) into one folder (default `bundle/gpu-test`,
 //! git-ignored, < 64 MiB) so that one command on a GPU machine runs them all.
 
@@ -13,14 +14,16 @@ use std::process::{Command, Stdio};
 pub struct Spec {
     /// Cargo package name.
     pub package: &'static str,
-    /// `None`: all of the package's test binaries; `Some(names)`: these `--test` targets.
+    /// `None`: all of the package's test binaries; `Some(names)`: these `--test` targets;
+    /// `Some(&[])`: no tests, only the `bins` (built by `cargo build`).
     pub tests: Option<&'static [&'static str]>,
     /// Binaries of the package copied to the bundle's top folder (not run as tests).
     pub bins: &'static [&'static str],
 }
 
 /// The test binaries of the bundle: all of inc-cuda's, and inc-comm's GPU tests
-/// (`tests/cuda_gpu.rs`: virtual ranks, stream order, dropped-Work errors, graphs, NCCL).
+/// (`tests/cuda_gpu.rs`: virtual ranks, stream order, dropped-Work errors, graphs, NCCL);
+/// and the `inc` tool of inc-cli (no tests of it).
 pub const SPECS: &[Spec] = &[
     Spec {
         package: "inc-cuda",
@@ -30,13 +33,36 @@ pub const SPECS: &[Spec] = &[
     Spec {
         package: "inc-comm",
         tests: Some(&["cuda_gpu"]),
+        bins: &[],
+    },
+    Spec {
+        package: "inc-cli",
+        tests: Some(&[]),
         // `run.sh` runs `./inc topo`: the default build reads NVML on a GPU machine.
         bins: &["inc"],
     },
 ];
 
-/// The cargo arguments that build `spec`'s test binaries (release, not run).
+/// Whether `spec` builds only binaries (`tests: Some(&[])`), no test executables.
+fn bins_only(spec: &Spec) -> bool {
+    spec.tests.is_some_and(|t| t.is_empty())
+}
+
+/// The cargo arguments that build `spec`'s test binaries (release, not run), or only its
+/// `bins` (`cargo build --release`) when it names no tests.
 pub fn cargo_args(spec: &Spec) -> Vec<String> {
+    if bins_only(spec) {
+        let mut v: Vec<String> = ["build", "--release", "--message-format=json", "-p"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(spec.package.to_string());
+        for b in spec.bins {
+            v.push("--bin".into());
+            v.push(b.to_string());
+        }
+        return v;
+    }
     let mut v: Vec<String> = [
         "test",
         "--release",
@@ -177,12 +203,21 @@ fn build_one(spec: &Spec) -> Result<Built, String> {
     let st = child.wait().map_err(|e| format!("cargo: {e}"))?;
     if !st.success() {
         return Err(format!(
-            "cargo test --no-run -p {} failed ({st})",
+            "cargo {} -p {} failed ({st})",
+            if bins_only(spec) {
+                "build"
+            } else {
+                "test --no-run"
+            },
             spec.package
         ));
     }
-    let exes = executables_from_json(lines.iter().map(String::as_str), &[spec.package]);
-    if exes.is_empty() {
+    let exes = if bins_only(spec) {
+        Vec::new()
+    } else {
+        executables_from_json(lines.iter().map(String::as_str), &[spec.package])
+    };
+    if exes.is_empty() && !bins_only(spec) {
         return Err(format!(
             "cargo built no test executables for {}",
             spec.package
@@ -294,9 +329,9 @@ mod tests {
         assert!(executables_from_json(comm.iter().copied(), &["inc-cuda"]).is_empty());
         // A bin target has "test":true in its target object, not in its profile.
         let bin = [
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-comm#0.1.0","target":{"kind":["bin"],"name":"inc","test":true},"profile":{"opt_level":"3","test":false},"executable":"/t/release/inc"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/inc-cli#0.1.0","target":{"kind":["bin"],"name":"inc","test":true},"profile":{"opt_level":"3","test":false},"executable":"/t/release/inc"}"#,
         ];
-        assert!(executables_from_json(bin.iter().copied(), &["inc-comm"]).is_empty());
+        assert!(executables_from_json(bin.iter().copied(), &["inc-cli"]).is_empty());
         assert_eq!(
             binary_from_json(bin.iter().copied(), "inc"),
             Some(PathBuf::from("/t/release/inc"))
@@ -312,13 +347,21 @@ mod tests {
     }
 
     #[test]
-    fn the_bundle_takes_inc_cudas_tests_and_inc_comms_gpu_tests() {
+    fn the_bundle_takes_inc_cudas_tests_inc_comms_gpu_tests_and_the_inc_tool() {
         let cuda = SPECS.iter().find(|s| s.package == "inc-cuda").unwrap();
         assert!(!cargo_args(cuda).iter().any(|a| a == "--test"));
         let comm = SPECS.iter().find(|s| s.package == "inc-comm").unwrap();
         let args = cargo_args(comm).join(" ");
         assert!(args.ends_with("-p inc-comm --test cuda_gpu"), "{args}");
         assert!(args.starts_with("test --release --no-run"), "{args}");
+        assert!(comm.bins.is_empty());
+        let cli = SPECS.iter().find(|s| s.package == "inc-cli").unwrap();
+        let args = cargo_args(cli).join(" ");
+        assert_eq!(
+            args,
+            "build --release --message-format=json -p inc-cli --bin inc"
+        );
+        assert_eq!(cli.bins, &["inc"]);
     }
 
     #[test]

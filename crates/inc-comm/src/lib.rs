@@ -1,5 +1,5 @@
 //! inc-comm: the facade of `inc`, low-latency allreduce between the GPUs of one machine
-//! (or the CPU simulator), plus the `inc` command-line tool.
+//! (or the CPU simulator). The `inc` command-line tool is the separate crate inc-cli.
 //!
 //! One type, [`Comm`], the same on GPUs and on the simulator. Every rank creates it
 //! collectively, one of three ways in:
@@ -45,7 +45,8 @@
 //! * **NCCL fallback** ([`nccl`]): through cudarc's dynamically loaded `nccl`, created on
 //!   first use; used when no intra-node path fits and for `INC_ALGO=nccl`. Without
 //!   libnccl the NCCL path returns [`CommError::Nccl`] and the others work.
-//! * **CLI helpers**: [`launch`] (`inc launch -n N -- CMD`) and [`demo`] (`inc demo`).
+//! * **Demo**: [`demo`], the checked all-paths run behind `inc demo` (inc-cli; its
+//!   `inc launch -n N -- CMD` launcher lives there too).
 //!
 //! # Threads of one process
 //!
@@ -151,7 +152,6 @@ mod counters;
 pub mod demo;
 mod element;
 mod error;
-pub mod launch;
 pub mod nccl;
 mod options;
 mod order;

@@ -4,7 +4,7 @@
 //!
 //! Skipped, with a message, when `python3 -c "import torch"` fails or no `inc` binary is found.
 //! The binary is `$INC_BIN`, else `inc` in `$CARGO_TARGET_DIR` (or `target/`) `/release` or
-//! `/debug`: build it first with `cargo build -p inc-comm --bin inc`.
+//! `/debug`: build it first with `cargo build -p inc-cli --bin inc`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +34,7 @@ fn torch_interop() {
         return;
     }
     let Some(bin) = inc_bin() else {
-        eprintln!("SKIPPED torch_interop: no inc binary (set INC_BIN or `cargo build -p inc-comm --bin inc`)");
+        eprintln!("SKIPPED torch_interop: no inc binary (set INC_BIN or `cargo build -p inc-cli --bin inc`)");
         return;
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/torch_interop.py");

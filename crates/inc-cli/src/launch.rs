@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{CommError, Result};
+use inc_comm::{CommError, Result};
 
 /// What to launch.
 #[derive(Debug, Clone)]
@@ -125,7 +125,11 @@ fn forward<R: Read + Send + 'static>(rank: usize, src: R, to_stderr: bool) -> Jo
 /// Runs the job and waits for it. Blocks until every child has exited (or was killed).
 pub fn run_job(spec: &LaunchSpec) -> Result<LaunchOutcome> {
     if spec.nprocs == 0 {
-        return Err(CommError::option("-n", "0", "need at least one process"));
+        return Err(CommError::InvalidOption {
+            name: "-n".into(),
+            value: "0".into(),
+            reason: "need at least one process".into(),
+        });
     }
     install_signal_handlers();
     let program = resolve_program(&spec.program);
@@ -165,7 +169,7 @@ pub fn run_job(spec: &LaunchSpec) -> Result<LaunchOutcome> {
                 return Err(CommError::Io {
                     what: format!("spawning rank {rank} ({program})"),
                     reason: e.to_string(),
-                    source: crate::error::ErrorSource::new(e),
+                    source: inc_comm::ErrorSource::new(e),
                 });
             }
         }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use inc_comm::launch::{new_job_id, run_job, LaunchSpec};
+use crate::launch::{new_job_id, run_job, LaunchSpec};
 use inc_store::{ServerOptions, TcpStoreServer};
 
 /// Arguments of `inc launch`.

@@ -1,10 +1,12 @@
-//! `inc`: the command-line tool of the inc allreduce library.
+//! `inc`: the command-line tool of the inc allreduce library (inc-comm). This crate is the
+//! only one of the workspace that depends on clap, plotters and tracing-subscriber.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod launch;
 
 /// Low-latency allreduce between the GPUs of one machine.
 #[derive(Parser)]
