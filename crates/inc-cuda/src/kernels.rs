@@ -524,7 +524,7 @@ impl Kernels {
             blocks_per_sm: self.occupancy(algo, dtype, op)?,
             ranks_on_device: bufs.ranks_on_device(),
         };
-        launch::plan(algo, dtype, count, bufs.world() as u32, &limits, blocks)
+        launch::plan(algo, dtype, count, &limits, blocks)
     }
 
     /// Validate a call and build its kernel arguments (no device access).

@@ -88,16 +88,17 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
 /// push-one-shot is limited by the push slot instead: [`push_max_count`] with
 /// [`crate::DEFAULT_PUSH_SLOT_BYTES`] here (see [`crate::PeerBuffers::push_slot_bytes`]).
 pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
-    if algo == Algo::TwoShot {
-        let usable = half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES);
-        return (usable / (2 * CHUNK_BYTES)) * lanes(dtype);
-    }
-    let per_chunk = match algo {
-        Algo::OneShot | Algo::TwoShot => CHUNK_BYTES,
-        Algo::Hcm => CHUNK_BYTES + lanes(dtype) * 4,
+    let (usable, per_chunk) = match algo {
+        Algo::OneShot => (half_bytes, CHUNK_BYTES),
+        // receive areas + gather area, less the slice padding (see needed_half_bytes)
+        Algo::TwoShot => (
+            half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES),
+            2 * CHUNK_BYTES,
+        ),
+        Algo::Hcm => (half_bytes, CHUNK_BYTES + lanes(dtype) * 4),
         Algo::PushOneShot => return push_max_count(dtype, crate::DEFAULT_PUSH_SLOT_BYTES),
     };
-    (half_bytes / per_chunk) * lanes(dtype)
+    (usable / per_chunk) * lanes(dtype)
 }
 
 /// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot
@@ -175,14 +176,13 @@ impl DeviceLimits {
 }
 
 /// Choose the grid for `count` elements. `requested` forces a block count (checked).
-/// Auto: one block per `threads` x [`REDUCE_UNROLL`] chunks (one-shot, hcm) or of the
-/// largest per-rank slice (two-shot), one block per `threads` 8-byte LL lines (push
-/// one-shot); at least 1, at most the co-resident limit (sized from the SM count).
+/// Auto: one block per `threads` x [`REDUCE_UNROLL`] chunks of the tensor (one-shot,
+/// two-shot, hcm), one block per `threads` 8-byte LL lines (push one-shot); at least 1, at
+/// most the co-resident limit (sized from the SM count).
 pub fn plan(
     algo: Algo,
     dtype: DType,
     count: u64,
-    world: u32,
     limits: &DeviceLimits,
     requested: Option<u32>,
 ) -> Result<LaunchPlan> {
@@ -213,12 +213,8 @@ pub fn plan(
     })?;
     let per_block = u64::from(threads);
     let want = match algo {
-        Algo::OneShot | Algo::Hcm => c.div_ceil(per_block * REDUCE_UNROLL),
-        // every thread scatters and gathers chunks of the whole tensor
-        Algo::TwoShot => {
-            let _ = world;
-            c.div_ceil(per_block * REDUCE_UNROLL)
-        }
+        // two-shot too: every thread scatters and gathers chunks of the whole tensor
+        Algo::OneShot | Algo::TwoShot | Algo::Hcm => c.div_ceil(per_block * REDUCE_UNROLL),
         Algo::PushOneShot => (2 * c).div_ceil(per_block),
     }
     .max(1);
@@ -301,7 +297,7 @@ mod tests {
 
     #[test]
     fn plan_scales_with_size_and_caps_at_co_residency() {
-        let p = plan(Algo::OneShot, DType::Bf16, 1, 8, &H100, None).unwrap();
+        let p = plan(Algo::OneShot, DType::Bf16, 1, &H100, None).unwrap();
         assert_eq!(
             p,
             LaunchPlan {
@@ -311,14 +307,14 @@ mod tests {
         );
         // 2 x 512 chunks per block: 8 * 1024 * 3 bf16 -> 3 blocks
         assert_eq!(
-            plan(Algo::OneShot, DType::Bf16, 8 * 1024 * 3, 8, &H100, None)
+            plan(Algo::OneShot, DType::Bf16, 8 * 1024 * 3, &H100, None)
                 .unwrap()
                 .blocks,
             3
         );
         // two-shot scatters and gathers the whole tensor: same grid as one-shot
         assert_eq!(
-            plan(Algo::TwoShot, DType::Bf16, 8 * 1024 * 16, 8, &H100, None)
+            plan(Algo::TwoShot, DType::Bf16, 8 * 1024 * 16, &H100, None)
                 .unwrap()
                 .blocks,
             16
@@ -326,20 +322,20 @@ mod tests {
         // push one-shot: one 8-byte LL line per thread: 1 KiB -> 128 lines -> 1 block,
         // 64 KiB -> 8192 lines -> 16 blocks
         assert_eq!(
-            plan(Algo::PushOneShot, DType::Bf16, 512, 8, &H100, None)
+            plan(Algo::PushOneShot, DType::Bf16, 512, &H100, None)
                 .unwrap()
                 .blocks,
             1
         );
         assert_eq!(
-            plan(Algo::PushOneShot, DType::Bf16, 32 << 10, 8, &H100, None)
+            plan(Algo::PushOneShot, DType::Bf16, 32 << 10, &H100, None)
                 .unwrap()
                 .blocks,
             16
         );
         // huge: capped at MAX_BLOCKS (132 SMs x 2 = 264 co-resident)
         assert_eq!(
-            plan(Algo::OneShot, DType::F32, 1 << 34, 8, &H100, None)
+            plan(Algo::OneShot, DType::F32, 1 << 34, &H100, None)
                 .unwrap()
                 .blocks,
             MAX_BLOCKS as u32
@@ -352,24 +348,23 @@ mod tests {
         };
         assert_eq!(small.co_resident_blocks(), 5);
         assert_eq!(
-            plan(Algo::OneShot, DType::F32, 1 << 30, 8, &small, None)
+            plan(Algo::OneShot, DType::F32, 1 << 30, &small, None)
                 .unwrap()
                 .blocks,
             5
         );
-        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &small, Some(6)).is_err());
+        assert!(plan(Algo::OneShot, DType::F32, 1, &small, Some(6)).is_err());
         assert_eq!(
-            plan(Algo::OneShot, DType::F32, 1, 8, &small, Some(5))
+            plan(Algo::OneShot, DType::F32, 1, &small, Some(5))
                 .unwrap()
                 .blocks,
             5
         );
-        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &H100, Some(0)).is_err());
+        assert!(plan(Algo::OneShot, DType::F32, 1, &H100, Some(0)).is_err());
         assert!(plan(
             Algo::OneShot,
             DType::F32,
             1,
-            8,
             &H100,
             Some(MAX_BLOCKS as u32 + 1)
         )
@@ -379,7 +374,7 @@ mod tests {
             blocks_per_sm: 1,
             ranks_on_device: 8,
         };
-        assert!(plan(Algo::OneShot, DType::F32, 1, 8, &none, None).is_err());
+        assert!(plan(Algo::OneShot, DType::F32, 1, &none, None).is_err());
     }
 
     #[test]
