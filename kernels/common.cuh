@@ -251,11 +251,13 @@ __device__ __forceinline__ uint4 inc_load_input(const IncArgs& a, u64 c, u64 nby
     return r;
 }
 
+// Chunk c of a tensor at `base`: whole 16-byte store, or element by element for the
+// partial tail chunk and for unaligned tensors (bytes past `nbytes` are never written).
 template <int DT>
-__device__ __forceinline__ void inc_store_output(const IncArgs& a, u64 c, u64 nbytes, uint4 v) {
+__device__ __forceinline__ void inc_store_at(u64 base, bool aligned, u64 c, u64 nbytes, uint4 v) {
     const u64 off = c * 16;
-    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 16 <= nbytes) {
-        *reinterpret_cast<uint4*>(a.output + off) = v;
+    if (aligned && off + 16 <= nbytes) {
+        *reinterpret_cast<uint4*>(base + off) = v;
         return;
     }
     u32 w[4] = {v.x, v.y, v.z, v.w};
@@ -265,12 +267,17 @@ __device__ __forceinline__ void inc_store_output(const IncArgs& a, u64 c, u64 nb
         const u64 b = off + (u64)i * es;
         if (b < nbytes) {
             if (es == 4) {
-                *reinterpret_cast<u32*>(a.output + b) = w[i];
+                *reinterpret_cast<u32*>(base + b) = w[i];
             } else {
-                *reinterpret_cast<u16*>(a.output + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
+                *reinterpret_cast<u16*>(base + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
             }
         }
     }
+}
+
+template <int DT>
+__device__ __forceinline__ void inc_store_output(const IncArgs& a, u64 c, u64 nbytes, uint4 v) {
+    inc_store_at<DT>(a.output, (a.flags & INC_FLAG_IO_ALIGNED) != 0, c, nbytes, v);
 }
 
 // First chunk >= lo owned by this thread under the grid-stride partition
@@ -431,6 +438,23 @@ __device__ __forceinline__ u32 inc_wait_slow(const IncArgs& a, u64 t0, u32 peer,
     return 0u;
 }
 
+// Programmatic dependent launch (sm_90+; no-ops when the launch did not ask for it): a
+// kernel may be scheduled while the previous kernel of its stream still runs, so every
+// entry point first waits for that kernel's completion and memory (inc_pdl_wait), and
+// every block lets the next kernel be scheduled once it passed its prologue
+// (inc_pdl_launch): the launch latency of call n+1 hides behind call n.
+__device__ __forceinline__ void inc_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void inc_pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 // PROLOGUE. Returns false when the whole block must exit (comm aborted). One 64-bit local
 // load gives the epoch (low word) and the abort word (high word).
 __device__ bool inc_prologue(const IncArgs& a, volatile int* s_fail, volatile u32* s_e,
@@ -450,6 +474,7 @@ __device__ bool inc_prologue(const IncArgs& a, volatile int* s_fail, volatile u3
         *s_e = (u32)ea + 1u;
     }
     __syncthreads();
+    inc_pdl_launch();
     if (*s_fail != 0) return false;
     k.e = *s_e;
     k.p = k.e & 1u;

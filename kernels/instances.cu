@@ -4,6 +4,7 @@
 #define INC_ENTRY(ALGO, DTN, DT, OPN, OP)                                                   \
     extern "C" __global__ void __launch_bounds__(INC_MAX_THREADS, 1)                         \
         inc_##ALGO##_##DTN##_##OPN(const IncArgs a) {                                        \
+        inc_pdl_wait();                                                                      \
         inc_##ALGO<DT, OP>(a);                                                               \
     }
 

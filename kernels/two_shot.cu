@@ -9,8 +9,68 @@
 //   R[s] at s * S * 16 (s = 0..W): slice r of writer s's input (R[r] unused: I read my input)
 //   G    at W * S * 16: C chunks; G[c] = the reduced chunk c, from the owner of its slice.
 
+// two-shot, zero-copy (symmetric tensors): every rank's tensor is buf[q] = data[q] +
+// zc_offset, readable and writable by every rank. In place: the owner of slice r folds
+// buf[0..W][c] for its chunks c in rank order and stores the result into every buf[q][c];
+// only the owner ever touches a slice, so no barrier separates the reads from the stores.
+// The end barrier keeps my kernel running until every peer stored into my tensor.
+// Mirrors inc-sim program `inc::two_shot_zc` (docs/PROTOCOL.md "two-shot, zero-copy").
+template <int DT, int OP>
+__device__ void inc_two_shot_zc(const IncArgs& a) {
+    __shared__ volatile int s_fail;
+    __shared__ volatile u32 s_e;
+    IncCall k;
+    // STEP two_shot_zc 0 Prologue
+    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
+    const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
+    const u64 chunks = (nbytes + 15) / 16;
+    const u64 slice = (chunks + a.world - 1) / a.world;
+    const u64 lo = (u64)a.rank * slice;
+    const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+    const u64 S = inc_stride();
+
+    // STEP two_shot_zc 1 Barrier
+    if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 1, &s_fail)) {
+        // STEP two_shot_zc 2 ReduceStore
+        for (u64 c = inc_first_chunk(lo); c < hi; c += 2 * S) {
+            const bool two = c + S < hi;
+            uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    const u64 src = a.data[q] + k.region;
+                    r0[q] = inc_ld_cg_v4(src + c * 16u);
+                    if (two) r1[q] = inc_ld_cg_v4(src + (c + S) * 16u);
+                }
+            }
+            const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+            uint4 v1;
+            if (two) v1 = inc_fold_ranks<DT, OP>(a, r1);
+            // rotated order: at any time the owners store into different ranks
+#pragma unroll
+            for (u32 i = 0; i < INC_MAX_RANKS; ++i) {
+                if (i < a.world) {
+                    const u32 q = (a.rank + i) % a.world;
+                    const u64 dst = a.data[q] + k.region;
+                    inc_store_at<DT>(dst, true, c, nbytes, v0);
+                    if (two) inc_store_at<DT>(dst, true, c + S, nbytes, v1);
+                }
+            }
+        }
+        // STEP two_shot_zc 3 EndBarrier
+        inc_barrier(a, k, INC_PAD_END, inc_others(a), 3, &s_fail);
+    }
+
+    // STEP two_shot_zc 4 Epilogue
+    inc_epilogue(a, k);
+}
+
 template <int DT, int OP>
 __device__ void inc_two_shot(const IncArgs& a) {
+    if (a.flags & INC_FLAG_ZERO_COPY) {
+        inc_two_shot_zc<DT, OP>(a);
+        return;
+    }
     __shared__ volatile int s_fail;
     __shared__ volatile u32 s_e;
     IncCall k;

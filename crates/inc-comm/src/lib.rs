@@ -163,7 +163,7 @@ mod work;
 pub use backend::cuda::DEFAULT_CUDA_BUFFER_BYTES;
 pub use backend::sim::DEFAULT_SIM_BUFFER_BYTES;
 pub use backend::{cuda_available, cuda_device_count};
-pub use comm::{Comm, TorchrunEnv};
+pub use comm::{Comm, SymmetricTensor, TorchrunEnv};
 pub use counters::CommStats;
 pub use element::Element;
 pub use error::{CommError, ErrorSource, Result};

@@ -463,3 +463,23 @@ fn shutdown_is_collective_and_bounded() {
     }
     drop(laggard); // within one process: no barrier at drop, returns at once
 }
+
+/// Symmetric tensors are device memory: the sim backend says so clearly instead of
+/// pretending (and a communicator stays usable after the refusal).
+#[test]
+fn symmetric_tensors_need_the_cuda_backend() {
+    let comms = Comm::init_threads(&[0, 1], opts(10_000)).unwrap();
+    let res = on_all(&comms, |c| c.alloc_symmetric::<f32>(64).map(|_| ()));
+    for r in res {
+        let e = r.unwrap_err();
+        assert!(matches!(e, CommError::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("cuda backend"), "{e}");
+    }
+    let ok = on_all(&comms, |c| {
+        let mut v = vec![1.0f32; 16];
+        c.allreduce_host(&mut v, ReduceOp::Sum).and_then(|w| w.wait()).map(|_| v)
+    });
+    for v in ok {
+        assert!(v.unwrap().iter().all(|x| *x == 2.0));
+    }
+}

@@ -17,12 +17,13 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use crate::buffers::PeerBuffers;
+use crate::symmetric::SymmetricMemory;
 use crate::compile::{self, Job, Origin, Warmed};
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
     self, DeviceLimits, KernelArgs, LaunchPlan, FLAG_IO_ALIGNED, FLAG_ZERO_COPY, MAX_THREADS,
 };
-use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS};
+use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS, ZERO_COPY_SIG};
 use crate::{source, sys};
 
 /// Every rank's (pad, data) base addresses, indexed by rank.
@@ -719,6 +720,7 @@ impl Kernels {
         plan: &LaunchPlan,
         stream: &CudaStream,
         args: &KernelArgs,
+        pdl: bool,
     ) -> Result<()> {
         self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
         // SAFETY: per this function's contract.
@@ -729,9 +731,19 @@ impl Kernels {
                 plan.threads,
                 stream.cu_stream(),
                 args,
+                pdl,
             )
         }
         .map_err(drv("cuLaunchKernel"))
+    }
+
+    /// Whether launches on `bufs` use programmatic dependent launch: sm_90 and newer, one
+    /// rank per device (virtual ranks need every rank's blocks co-resident, and a waiting
+    /// dependent grid would hold SM slots), unless `INC_PDL=0`.
+    pub fn pdl(&self, bufs: &PeerBuffers) -> bool {
+        static ENV: OnceLock<bool> = OnceLock::new();
+        let on = *ENV.get_or_init(|| std::env::var("INC_PDL").map_or(true, |v| v.trim() != "0"));
+        on && self.arch.0 >= 9 && bufs.ranks_on_device() == 1
     }
 
     /// Enqueue one push one-shot allreduce (PROTOCOL.md "push one-shot": LL lines, no
@@ -761,7 +773,7 @@ impl Kernels {
         let f = self.function(Algo::PushOneShot, dtype, op)?;
         // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
         // function's contract and PeerBuffers.
-        unsafe { self.launch(f, &plan, stream, &args) }
+        unsafe { self.launch(f, &plan, stream, &args, self.pdl(bufs)) }
     }
 
     /// Typed push one-shot from `input` into `output` (may alias only through
@@ -835,7 +847,95 @@ impl Kernels {
         let f = self.function(call.algo, call.dtype, call.op)?;
         // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
         // function's contract and PeerBuffers.
-        unsafe { self.launch(f, &plan, stream, &args) }
+        unsafe { self.launch(f, &plan, stream, &args, self.pdl(bufs)) }
+    }
+
+    /// Validate a zero-copy two-shot call on symmetric memory and build its arguments (no
+    /// device access): `count` elements of `dtype` at byte `offset` of every rank's
+    /// allocation, reduced in place.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_symmetric(
+        &self,
+        bufs: &PeerBuffers,
+        sym: &SymmetricMemory,
+        dtype: DType,
+        op: ReduceOp,
+        offset: u64,
+        count: u64,
+        options: CallOptions,
+    ) -> Result<(KernelArgs, LaunchPlan)> {
+        if sym.rank() != bufs.rank() || !Arc::ptr_eq(sym.context(), bufs.context()) {
+            return Err(CudaError::InvalidArgument(
+                "symmetric memory and buffers belong to different ranks or devices".into(),
+            ));
+        }
+        let input = sym.base().saturating_add(offset);
+        let ((pads, _), bytes) = self.check_io(bufs, dtype, input, input, count)?;
+        let end = offset.checked_add(bytes.div_ceil(16) * 16);
+        if offset % 16 != 0 || end.is_none_or(|e| e > sym.bytes()) {
+            return Err(CudaError::InvalidArgument(format!(
+                "zero-copy two-shot of {bytes} bytes at offset {offset}: the offset must be 16-byte aligned and the call inside the {}-byte symmetric allocation",
+                sym.bytes()
+            )));
+        }
+        let data = sym.peer_bases()?;
+        let timeout_ns = timeout_ns(options.timeout)?;
+        let plan = self.plan(bufs, Algo::TwoShot, dtype, op, count, options.blocks)?;
+        let world = bufs.world() as u32;
+        let args = KernelArgs {
+            pad: pads,
+            data,
+            input,
+            output: input,
+            count,
+            half_bytes: bufs.half_bytes(),
+            zc_offset: offset,
+            timeout_ns,
+            host: bufs.host_block(),
+            rank: bufs.rank() as u32,
+            world,
+            sig: call_sig(Algo::TwoShot, dtype, op, count) ^ ZERO_COPY_SIG,
+            flags: FLAG_ZERO_COPY | FLAG_IO_ALIGNED,
+            hcm: [0; 4],
+            scale: if op == ReduceOp::Avg {
+                1.0 / world as f32
+            } else {
+                1.0
+            },
+            push_slot_bytes: 0,
+        };
+        Ok((args, plan))
+    }
+
+    /// Enqueue one zero-copy two-shot allreduce (PROTOCOL.md "two-shot, zero-copy"): in
+    /// place on `count` elements at byte `offset` of every rank's symmetric allocation; no
+    /// copy-in, no copy-out, no size limit but the allocation's. Asynchronous and
+    /// graph-capturable like [`Kernels::allreduce_raw`]; a count of 0 is a no-op.
+    ///
+    /// # Safety
+    /// Every rank makes the same call (dtype, op, offset, count) in the same order on a
+    /// stream that orders its calls, and `sym` (and the peers' allocations it maps) stay
+    /// alive until the kernel completes.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn allreduce_symmetric_raw(
+        &self,
+        bufs: &PeerBuffers,
+        sym: &SymmetricMemory,
+        stream: &CudaStream,
+        dtype: DType,
+        op: ReduceOp,
+        offset: u64,
+        count: u64,
+        options: CallOptions,
+    ) -> Result<()> {
+        if count == 0 {
+            return empty_call(bufs);
+        }
+        let (args, plan) = self.prepare_symmetric(bufs, sym, dtype, op, offset, count, options)?;
+        let f = self.function(Algo::TwoShot, dtype, op)?;
+        // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
+        // function's contract.
+        unsafe { self.launch(f, &plan, stream, &args, self.pdl(bufs)) }
     }
 
     /// Typed allreduce from `input` into `output` (may not alias; see

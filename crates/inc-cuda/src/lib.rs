@@ -54,6 +54,7 @@ pub mod kernels;
 pub mod launch;
 pub mod proto;
 pub mod source;
+pub mod symmetric;
 pub mod sys;
 
 pub use buffers::{IpcHandle, PeerBuffers, DEFAULT_HALF_BYTES, DEFAULT_PUSH_SLOT_BYTES};
@@ -65,3 +66,4 @@ pub use kernels::{
 };
 pub use launch::{LaunchPlan, MAX_THREADS};
 pub use proto::{Algo, DType, ErrorRecord, ReduceOp};
+pub use symmetric::SymmetricMemory;

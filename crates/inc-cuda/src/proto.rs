@@ -19,6 +19,11 @@ pub const PAD_PROBE: usize = PadLayout::USED;
 
 const _: () = assert!(PAD_PROBE + 8 * MAX_RANKS <= PadLayout::PAD_BYTES);
 
+/// XORed into the call signature of a zero-copy two-shot (symmetric tensors), so that a
+/// rank making it while a peer makes the copy-in two-shot of the same size is a call
+/// mismatch, not a silent mix of two protocols.
+pub const ZERO_COPY_SIG: u32 = 0x5a5a_0000;
+
 /// Bytes of an [`ErrorRecord`] on the device.
 pub const ERROR_RECORD_BYTES: usize = 40;
 

@@ -269,7 +269,16 @@ pub const PUSH_KERNEL: &str = "push_one_shot";
 
 /// Step names marked in kernel file `<name>.cu`, checked to be numbered 0, 1, 2, ...
 pub fn kernel_steps_named(name: &str) -> Result<Vec<String>, String> {
-    let file = format!("{name}.cu");
+    kernel_variant_steps(name, name)
+}
+
+/// Step names of program `variant` marked in kernel file `<file>.cu` (a file holds its
+/// algorithm's program and variants named `<file>_<suffix>`, e.g. `two_shot_zc`), checked
+/// to be numbered 0, 1, 2, ...
+pub fn kernel_variant_steps(file: &str, variant: &str) -> Result<Vec<String>, String> {
+    let name = variant;
+    let stem = file;
+    let file = format!("{stem}.cu");
     let text = FILES
         .iter()
         .find(|(n, _)| *n == file)
@@ -277,7 +286,11 @@ pub fn kernel_steps_named(name: &str) -> Result<Vec<String>, String> {
         .ok_or_else(|| format!("no kernel file {file}"))?;
     let markers = parse_markers(text)?;
     let mut names = Vec::new();
-    for (i, m) in markers.iter().enumerate() {
+    let variant_prefix = format!("{stem}_");
+    let own = markers.iter().filter(|m| {
+        m.algo == name || (m.algo != stem && !m.algo.starts_with(&variant_prefix))
+    });
+    for (i, m) in own.enumerate() {
         if m.algo != name {
             return Err(format!("{file}: marker for {} inside {file}", m.algo));
         }

@@ -212,8 +212,37 @@ pub unsafe fn launch<A>(
     block: u32,
     stream: CUstream,
     args: &A,
+    pdl: bool,
 ) -> Result<(), DriverError> {
     let mut params: [*mut c_void; 1] = [(args as *const A).cast_mut().cast()];
+    if pdl {
+        // Programmatic dependent launch: the kernel may start while the previous kernel of
+        // the stream finishes; it waits for it (griddepcontrol.wait) before touching memory.
+        // SAFETY: a zeroed attribute value is valid (plain integers/unions of integers).
+        let mut value: dsys::CUlaunchAttributeValue = unsafe { std::mem::zeroed() };
+        value.programmaticStreamSerializationAllowed = 1;
+        let mut attr = dsys::CUlaunchAttribute {
+            id: dsys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: [0; 4],
+            value,
+        };
+        let config = dsys::CUlaunchConfig {
+            gridDimX: grid,
+            gridDimY: 1,
+            gridDimZ: 1,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: 0,
+            hStream: stream,
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        // SAFETY: config and attr live across the call; params as below.
+        return check(unsafe {
+            dsys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut())
+        });
+    }
     // SAFETY: params points at one argument that the driver copies before returning.
     check(unsafe {
         dsys::cuLaunchKernel(

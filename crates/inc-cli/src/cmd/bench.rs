@@ -38,8 +38,10 @@ pub struct Args {
     /// Data backend: `auto` (GPUs when present, else the CPU simulator), `cuda` or `sim`.
     #[arg(long, default_value = "auto")]
     pub backend: String,
-    /// Paths to measure, comma separated: auto, one-shot, two-shot, hcm, nccl (inc's NCCL
-    /// fallback path), or all (auto + every intra-node algorithm).
+    /// Paths to measure, comma separated: auto, push-one-shot, one-shot, two-shot, hcm,
+    /// nccl (inc's NCCL fallback path), zero-copy (auto in place on a symmetric tensor:
+    /// `Comm::allreduce_symmetric`, cuda only), zc-two-shot (the zero-copy two-shot
+    /// forced), or all (auto + every intra-node algorithm).
     #[arg(long, default_value = "auto")]
     pub algo: String,
     /// Also measure NCCL directly on the same buffers (ordinary and, with NCCL >= 2.27,
@@ -104,6 +106,9 @@ pub(crate) enum Which {
     Auto,
     /// One pinned path (`INC_ALGO=<path>`).
     Path(Path),
+    /// In place on a symmetric tensor (`Comm::allreduce_symmetric`): the selector's path
+    /// (`None`: sizes it gives to two-shot run the zero-copy two-shot), or a pinned one.
+    Symmetric(Option<Path>),
 }
 
 /// One inc column group.
@@ -158,6 +163,10 @@ pub(crate) fn parse_algos(s: &str) -> Result<Vec<SeriesSpec>, String> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.to_ascii_lowercase().as_str() {
             "auto" => push("auto", Which::Auto),
+            "zero-copy" | "zc" => push("zero-copy", Which::Symmetric(None)),
+            "zero-copy-two-shot" | "zc-two-shot" => {
+                push("zc-two-shot", Which::Symmetric(Some(Path::TwoShot)))
+            }
             "all" => {
                 push("auto", Which::Auto);
                 for p in [Path::PushOneShot, Path::OneShot, Path::TwoShot, Path::Hcm] {
@@ -167,7 +176,7 @@ pub(crate) fn parse_algos(s: &str) -> Result<Vec<SeriesSpec>, String> {
             other => {
                 let p: Path = other.parse().map_err(|_| {
                     format!(
-                        "bad --algo {part:?}: expected auto, push-one-shot, one-shot, two-shot, hcm, nccl or all"
+                        "bad --algo {part:?}: expected auto, push-one-shot, one-shot, two-shot, hcm, nccl, zero-copy, zc-two-shot or all"
                     )
                 })?;
                 push(p.name(), Which::Path(p));
@@ -424,6 +433,16 @@ mod tests {
         let v = parse_algos("two-shot, one_shot,two-shot,nccl").unwrap();
         let names: Vec<&str> = v.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["two-shot", "one-shot", "nccl"]);
+        let v = parse_algos("auto,zero-copy,zc-two-shot,zc").unwrap();
+        let w: Vec<Which> = v.iter().map(|s| s.which).collect();
+        assert_eq!(
+            w,
+            [
+                Which::Auto,
+                Which::Symmetric(None),
+                Which::Symmetric(Some(Path::TwoShot))
+            ]
+        );
         assert!(parse_algos("three-shot").is_err());
         assert!(parse_algos(",").is_err());
     }

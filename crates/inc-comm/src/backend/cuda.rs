@@ -97,7 +97,7 @@ fn registry() -> &'static Mutex<HashMap<String, Weak<Slot>>> {
     REG.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-fn lock(slot: &Slot) -> MutexGuard<'_, PeerBuffers> {
+pub(super) fn lock(slot: &Slot) -> MutexGuard<'_, PeerBuffers> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -168,6 +168,8 @@ pub struct CudaBackend {
     ranks_on_device: usize,
     multi_process: bool,
     events: Arc<EventPool>,
+    /// Symmetric tensors' memory (own and same-process peers'), kept until teardown.
+    pub(super) sym: super::symmetric::SymState,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -279,7 +281,33 @@ impl CudaBackend {
             ranks_on_device: 1,
             multi_process,
             events: Arc::new(EventPool::default()),
+            sym: Default::default(),
         })
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    /// Ranks of the communicator.
+    pub fn world(&self) -> usize {
+        self.world
+    }
+    /// Whether the peers are other processes (CUDA IPC) rather than threads.
+    pub fn is_multi_process(&self) -> bool {
+        self.multi_process
+    }
+    /// The device's kernels.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+    /// The forced block count (`CommOptions::blocks`), if any.
+    pub fn blocks_option(&self) -> Option<u32> {
+        self.blocks
+    }
+    /// The kernels' per-wait timeout.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// PCI bus id of the device (published in the handshake).
@@ -393,7 +421,7 @@ impl CudaBackend {
         Ok(vec![handle.into_bytes()])
     }
 
-    fn own(&self) -> Result<&Arc<Slot>> {
+    pub(super) fn own(&self) -> Result<&Arc<Slot>> {
         self.own.as_ref().ok_or_else(|| CommError::Backend {
             rank: self.rank,
             reason: "cuda backend used before its buffers were allocated".into(),
@@ -589,6 +617,7 @@ impl CudaBackend {
     pub fn close_imports(&mut self) -> Result<()> {
         let _ = self.stream.synchronize();
         self.peers.clear();
+        self.sym.close_imports(self.rank)?;
         match &self.own {
             Some(o) => lock(o).close_peers().map_err(|e| cuda_err(self.rank, e)),
             None => Ok(()),
@@ -599,6 +628,7 @@ impl CudaBackend {
     /// never freed, since a live peer may still map it (freeing memory another process
     /// maps is undefined in CUDA). Leaks one allocation; bounded and safe.
     pub fn leak_own(&mut self) {
+        self.sym.leak_own();
         if let Some(o) = self.own.take() {
             std::mem::forget(o);
         }

@@ -4,6 +4,7 @@
 
 pub mod cuda;
 pub mod sim;
+pub mod symmetric;
 
 /// Whether the cuda backend can run here: the CUDA driver loads and reports at least one
 /// device (`auto` picks `cuda` then, else `sim`). Never panics; cached after the first call.

@@ -1,6 +1,8 @@
 //! Calls on device buffers: validation, stream order, the kernel and NCCL paths, events.
 
 use super::*;
+use crate::backend::symmetric::SymSlot;
+use inc_sim::Algo;
 
 impl Comm {
     /// The NCCL communicator, created collectively on first use (every rank must reach
@@ -46,17 +48,26 @@ impl Comm {
         output: u64,
         count: usize,
         stream: &Arc<CudaStream>,
+        symmetric: Option<(&SymSlot, u64)>,
     ) -> Result<Work> {
         // Calls run in call order whatever their streams (see crate::order).
         let capture = StreamOrder::capture_of(self.rank, stream)?;
         order.before(self.rank, stream, capture)?;
-        let check = match path.algo() {
-            Some(algo) => {
+        let check = match (path.algo(), symmetric) {
+            (Some(Algo::TwoShot), Some((slot, offset))) => {
+                // SAFETY: forwarded from this function's contract; the slot is this
+                // backend's (kept until teardown).
+                unsafe {
+                    b.launch_symmetric(stream, slot, dtype, op, offset, count as u64)
+                }?;
+                Checker::Kernel(b.kernel_check()?)
+            }
+            (Some(algo), _) => {
                 // SAFETY: forwarded from this function's contract.
                 unsafe { b.launch(stream, algo, dtype, op, input, output, count as u64) }?;
                 Checker::Kernel(b.kernel_check()?)
             }
-            None => {
+            (None, _) => {
                 let n = self.nccl_comm()?;
                 {
                     let g = crate::nccl::lock(&n, self.rank)?;
@@ -214,7 +225,18 @@ impl Comm {
                 // DeviceSlice lengths) and stay borrowed for the call; cudarc's guards
                 // order later uses after it.
                 unsafe {
-                    self.enqueue(&mut st.order, b, sel.path, dtype, op, ip, op_ptr, n, stream)
+                    self.enqueue(
+                        &mut st.order,
+                        b,
+                        sel.path,
+                        dtype,
+                        op,
+                        ip,
+                        op_ptr,
+                        n,
+                        stream,
+                        None,
+                    )
                 }
             }
             // SAFETY: as above, in place.
@@ -229,6 +251,7 @@ impl Comm {
                     op_ptr,
                     n,
                     stream,
+                    None,
                 )
             },
         };

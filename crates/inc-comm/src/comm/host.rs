@@ -170,7 +170,7 @@ impl Comm {
             };
             // SAFETY: both device buffers hold at least `count` elements of `dtype`
             // (len bytes) and live until the wait below.
-            unsafe { self.enqueue(order, b, path, dtype, op, ip, op_.0, count, stream) }?
+            unsafe { self.enqueue(order, b, path, dtype, op, ip, op_.0, count, stream, None) }?
         };
         work.wait()?;
         match &dev_out {

@@ -367,6 +367,7 @@ impl Comm {
             call: Mutex::new(CallState::default()),
             store,
             shut_down: false,
+            sym_seq: Default::default(),
         };
         // INC_ALGO=nccl: create the NCCL communicator now (collective). A failure is kept
         // and returned by NCCL calls; the communicator itself is fine.

@@ -8,9 +8,11 @@
 mod device;
 mod host;
 mod init;
+mod symmetric;
 
 use host::Staging;
 pub use init::TorchrunEnv;
+pub use symmetric::SymmetricTensor;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -86,6 +88,8 @@ pub struct Comm {
     store: Arc<dyn Store>,
     /// The collective teardown ran (by [`Comm::shutdown`] or drop).
     shut_down: bool,
+    /// Symmetric tensors allocated so far (names their rendezvous steps).
+    sym_seq: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Comm {

@@ -33,7 +33,8 @@ use cudarc::driver::{
 };
 use half::{bf16, f16};
 use inc_comm::{
-    AlgoChoice, AlgoPath as Path, Comm, CommOptions, DType, Element, ReduceOp, TorchrunEnv,
+    AlgoChoice, AlgoPath as Path, Comm, CommOptions, DType, Element, ReduceOp, SymmetricTensor,
+    TorchrunEnv,
 };
 use inc_store::{MemStore, Store};
 
@@ -348,6 +349,8 @@ impl Ctrl {
 enum Target<'a> {
     /// An inc communicator: a pinned path, or the selector (`None`).
     Inc { comm: &'a Comm, path: Option<Path> },
+    /// An inc communicator in place on a symmetric tensor (zero-copy).
+    IncSym { comm: &'a Comm, path: Option<Path> },
     /// The bench's own NCCL communicator.
     Nccl(&'a RawNccl),
 }
@@ -356,6 +359,8 @@ enum Target<'a> {
 enum Bufs<'a, T> {
     /// cudarc slices (inc's device API and `nccl`).
     Slices(&'a CudaSlice<T>, &'a mut CudaSlice<T>),
+    /// The first `count` elements of an inc symmetric tensor (in place).
+    Sym(&'a mut SymmetricTensor<T>, usize),
     /// Raw device addresses of `count` elements (symmetric NCCL windows).
     Raw {
         input: u64,
@@ -364,10 +369,15 @@ enum Bufs<'a, T> {
     },
 }
 
-impl<T: DeviceRepr> Bufs<'_, T> {
+impl<T: Element + DeviceRepr> Bufs<'_, T> {
     /// (input, output, elements).
-    fn raw(&self, stream: &CudaStream) -> (u64, u64, usize) {
-        match self {
+    fn raw(&self, stream: &CudaStream) -> Result<(u64, u64, usize), String> {
+        Ok(match self {
+            Bufs::Sym(t, n) => {
+                let v = t.view().map_err(|e| e.to_string())?;
+                let p = v.device_ptr(stream).0;
+                (p, p, *n)
+            }
             Bufs::Slices(i, o) => {
                 // Event tracking is off on the bench's contexts: the guards are no-ops.
                 let ip = i.device_ptr(stream).0;
@@ -379,7 +389,7 @@ impl<T: DeviceRepr> Bufs<'_, T> {
                 output,
                 count,
             } => (*input, *output, *count),
-        }
+        })
     }
 }
 
@@ -397,16 +407,22 @@ fn enqueue<T: Element + DeviceRepr>(
         }
         .map(Some)
         .map_err(|e| e.to_string()),
+        (Target::IncSym { comm, path }, Bufs::Sym(t, n)) => match path {
+            Some(p) => comm.allreduce_symmetric_using(p, &mut **t, 0..*n, op, stream),
+            None => comm.allreduce_symmetric(&mut **t, 0..*n, op, stream),
+        }
+        .map(Some)
+        .map_err(|e| e.to_string()),
         (Target::Nccl(n), b) => {
-            let (ip, op_, count) = b.raw(stream);
+            let (ip, op_, count) = b.raw(stream)?;
             // SAFETY: both addresses hold `count` elements of T on this rank's device
             // (slices or NCCL windows owned by the caller), which outlive every use: the
             // bench synchronises the stream before releasing them.
             unsafe { n.all_reduce(ip, op_, count, T::DTYPE, op, stream) }?;
             Ok(None)
         }
-        (Target::Inc { .. }, Bufs::Raw { .. }) => {
-            Err("inc's device calls take cudarc slices".into())
+        (Target::Inc { .. } | Target::IncSym { .. }, _) => {
+            Err("inc's calls take cudarc slices or a symmetric tensor".into())
         }
     }
 }
@@ -518,16 +534,30 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
     ) -> Result<(Vec<f32>, u64), String> {
         let plan = self.plan;
         let stream = self.stream.clone();
-        let (ip, op, n) = bufs.raw(&stream);
+        let (ip, op, n) = bufs.raw(&stream)?;
         let calls = calls_per_timing(mode, plan.graph_calls);
+        let bytes = n * std::mem::size_of::<T>();
+        // In place (a symmetric tensor), repeated calls reduce their own results: one
+        // checked call first, then the timed ones unchecked.
+        let in_place = ip == op;
+        let mut wrong = 0u64;
+        if in_place {
+            let src = self.host_in.get(..n).ok_or("pattern out of range")?;
+            upload(ip, src, &stream)?;
+            if let Some(w) = enqueue(target, bufs, plan.op, &stream)? {
+                w.wait().map_err(|e| e.to_string())?;
+            }
+            let out = self.host_out.get_mut(..n).ok_or("output out of range")?;
+            download(out, op, &stream)?;
+            let want = self.expected.get(..n).ok_or("reference out of range")?;
+            wrong = count_wrong_bits(out, want);
+        }
         let graph = match mode {
             Mode::Graph => Some(capture(target, bufs, plan.op, &stream, calls)?),
             Mode::Eager => None,
         };
-        let bytes = n * std::mem::size_of::<T>();
         let mut times = Vec::with_capacity(plan.iters);
         let mut host_us: Vec<f64> = Vec::new();
-        let mut wrong = 0u64;
         for rep in 0..plan.warmup + plan.iters {
             let off = rep_offset(rep);
             let src = self
@@ -535,7 +565,9 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
                 .get(off..off + n)
                 .ok_or("pattern out of range")?;
             upload(ip, src, &stream)?;
-            poison(op, bytes, &stream)?;
+            if !in_place {
+                poison(op, bytes, &stream)?;
+            }
             let sync = match self.sync {
                 Some(c) => Some(
                     c.allreduce_out(&self.sync_in, &mut self.sync_out, ReduceOp::Sum, &stream)
@@ -570,20 +602,24 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
             if let Some(w) = work {
                 w.wait().map_err(|e| e.to_string())?;
             }
-            if let (Some(_), Target::Inc { comm, .. }) = (&graph, target) {
+            if let (Some(_), Target::Inc { comm, .. } | Target::IncSym { comm, .. }) =
+                (&graph, target)
+            {
                 comm.check().map_err(|e| e.to_string())?;
             }
             let ms = self
                 .start
                 .elapsed_ms(&self.end)
                 .map_err(|e| format!("cuEventElapsedTime: {e}"))?;
-            let out = self.host_out.get_mut(..n).ok_or("output out of range")?;
-            download(out, op, &stream)?;
-            let want = self
-                .expected
-                .get(off..off + n)
-                .ok_or("reference out of range")?;
-            wrong = wrong.saturating_add(count_wrong_bits(out, want));
+            if !in_place {
+                let out = self.host_out.get_mut(..n).ok_or("output out of range")?;
+                download(out, op, &stream)?;
+                let want = self
+                    .expected
+                    .get(off..off + n)
+                    .ok_or("reference out of range")?;
+                wrong = wrong.saturating_add(count_wrong_bits(out, want));
+            }
             if rep >= plan.warmup {
                 times.push(per_call_us(ms, calls) as f32);
             }
@@ -594,6 +630,7 @@ impl<T: Element + DeviceRepr> RankState<'_, T> {
             host_us.sort_by(f64::total_cmp);
             let who = match target {
                 Target::Inc { path, .. } => path.map_or("auto", |p| p.name()),
+                Target::IncSym { path, .. } => path.map_or("zero-copy", |p| p.name()),
                 Target::Nccl(_) => "nccl",
             };
             eprintln!(
@@ -708,8 +745,8 @@ fn rank_main<T: Element + DeviceRepr + ValidAsZeroBits>(
 /// Whether an inc column runs at `bytes`, with the path it takes; else why not.
 fn inc_fit(comm: &Comm, which: Which, bytes: u64, dtype: DType) -> Result<Path, String> {
     let path = match which {
-        Which::Path(p) => p,
-        Which::Auto => comm.select_algo(bytes, dtype).path,
+        Which::Path(p) | Which::Symmetric(Some(p)) => p,
+        Which::Auto | Which::Symmetric(None) => comm.select_algo(bytes, dtype).path,
     };
     comm.check_path(path, bytes, dtype)
         .map(|()| path)
@@ -720,8 +757,8 @@ fn inc_fit(comm: &Comm, which: Which, bytes: u64, dtype: DType) -> Result<Path, 
                 .fallback
                 .map_or_else(|| e.to_string(), |f| f.to_string());
             match which {
-                Which::Auto => format!("auto takes {path}: {why}"),
-                Which::Path(_) => why,
+                Which::Auto | Which::Symmetric(None) => format!("auto takes {path}: {why}"),
+                Which::Path(_) | Which::Symmetric(Some(_)) => why,
             }
         })
 }
@@ -833,6 +870,18 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
         None => None,
     };
 
+    // One symmetric tensor of the largest size per zero-copy column (collective, in the
+    // same order on every rank).
+    let mut sym: Vec<Option<SymmetricTensor<T>>> = Vec::new();
+    for (spec, comm) in plan.specs.iter().zip(comms) {
+        sym.push(match spec.which {
+            Which::Symmetric(_) => Some(
+                comm.alloc_symmetric::<T>(max_elems.max(1))
+                    .map_err(|e| format!("symmetric tensor of {max_bytes} B: {e}"))?,
+            ),
+            _ => None,
+        });
+    }
     let mut series: Vec<Series> = cols
         .iter()
         .map(|c| Series::new(&c.name, c.source, c.mode))
@@ -860,17 +909,29 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
                     match inc_fit(comm, spec.which, bytes, plan.dtype) {
                         Err(why) => na_sample(&why),
                         Ok(path) => {
-                            let target = Target::Inc {
-                                comm,
-                                path: match spec.which {
-                                    Which::Auto => None,
-                                    Which::Path(p) => Some(p),
-                                },
+                            let r = match (spec.which, sym.get_mut(*k)) {
+                                (Which::Symmetric(p), Some(Some(t))) => st.point(
+                                    Target::IncSym { comm, path: p },
+                                    &mut Bufs::Sym(t, n),
+                                    col.mode,
+                                ),
+                                (Which::Symmetric(_), _) => {
+                                    Err("no symmetric tensor for this column".to_string())
+                                }
+                                (which, _) => st.point(
+                                    Target::Inc {
+                                        comm,
+                                        path: match which {
+                                            Which::Path(p) => Some(p),
+                                            _ => None,
+                                        },
+                                    },
+                                    &mut Bufs::Slices(&input, &mut output),
+                                    col.mode,
+                                ),
                             };
-                            let r =
-                                st.point(target, &mut Bufs::Slices(&input, &mut output), col.mode);
                             let mut s = gathered(ctrl, &format!("p{si}/{ci}"), r, col, bytes)?;
-                            if spec.which == Which::Auto {
+                            if matches!(spec.which, Which::Auto | Which::Symmetric(None)) {
                                 s.path = Some(path.name().to_string());
                             }
                             s
