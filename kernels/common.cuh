@@ -51,6 +51,7 @@ typedef unsigned short u16;
 // IncArgs.flags bits.
 #define INC_FLAG_ZERO_COPY 1u
 #define INC_FLAG_IO_ALIGNED 2u
+#define INC_FLAG_ZC_PUSH 4u
 
 struct IncErrorRecord {
     u32 code;
@@ -81,6 +82,7 @@ struct IncArgs {
     u32 hcm[4];               // hcm: n0, n1, n2, relay
     float scale;              // avg: 1/world (f32); else 1
     u32 push_slot;            // push one-shot: bytes of one slot of the push region
+    u64 sym[INC_MAX_RANKS];   // zero-copy two-shot, push form: every rank's symmetric tensor
 };
 
 

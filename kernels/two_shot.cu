@@ -32,8 +32,11 @@ __device__ void inc_two_shot_zc(const IncArgs& a) {
     // STEP two_shot_zc 1 Barrier
     if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 1, &s_fail)) {
         // STEP two_shot_zc 2 ReduceStore
-        for (u64 c = inc_first_chunk(lo); c < hi; c += 2 * S) {
-            const bool two = c + S < hi;
+        // Whole chunks here; the partial tail chunk (if mine) after the loop, masked.
+        const u64 full = nbytes / 16;
+        const u64 hf = hi < full ? hi : full;
+        for (u64 c = inc_first_chunk(lo); c < hf; c += 2 * S) {
+            const bool two = c + S < hf;
             uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
 #pragma unroll
             for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
@@ -52,10 +55,19 @@ __device__ void inc_two_shot_zc(const IncArgs& a) {
                 if (i < a.world) {
                     const u32 q = (a.rank + i) % a.world;
                     const u64 dst = a.data[q] + k.region;
-                    inc_store_at<DT>(dst, true, c, nbytes, v0);
-                    if (two) inc_store_at<DT>(dst, true, c + S, nbytes, v1);
+                    inc_st_v4(dst + c * 16u, v0);
+                    if (two) inc_st_v4(dst + (c + S) * 16u, v1);
                 }
             }
+        }
+        if (full < hi && full >= lo && inc_first_chunk(full) == full) {
+            uint4 r[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) r[q] = inc_ld_cg_v4(a.data[q] + k.region + full * 16u);
+            }
+            const uint4 v = inc_fold_ranks<DT, OP>(a, r);
+            for (u32 q = 0; q < a.world; ++q) inc_store_at<DT>(a.data[q] + k.region, false, full, nbytes, v);
         }
         // STEP two_shot_zc 3 EndBarrier
         inc_barrier(a, k, INC_PAD_END, inc_others(a), 3, &s_fail);
@@ -65,10 +77,89 @@ __device__ void inc_two_shot_zc(const IncArgs& a) {
     inc_epilogue(a, k);
 }
 
+// two-shot, zero-copy, push form: the scatter of the copy-in two-shot (my input, here my
+// symmetric tensor, stored into each owner's receive area of this call's parity half), a
+// barrier, the owner folds its slice and stores the result straight into every rank's
+// tensor (sym[q] + zc_offset), and an end barrier: no copy-out pass.
+// Mirrors inc-sim program `inc::two_shot_zcp` (docs/PROTOCOL.md "two-shot, zero-copy").
+template <int DT, int OP>
+__device__ void inc_two_shot_zcp(const IncArgs& a) {
+    __shared__ volatile int s_fail;
+    __shared__ volatile u32 s_e;
+    IncCall k;
+    // STEP two_shot_zcp 0 Prologue
+    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
+    const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
+    const u64 chunks = (nbytes + 15) / 16;
+    const u64 slice = (chunks + a.world - 1) / a.world;
+    const u64 scratch = (u64)k.p * a.half_bytes;
+    const u64 own = a.data[a.rank] + scratch;
+    const u64 S = inc_stride();
+
+    // STEP two_shot_zcp 1 Scatter
+    for (u32 i = 1; i < a.world; ++i) {
+        const u32 q = (a.rank + i) % a.world;
+        const u64 lo = (u64)q * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        const u64 dst = a.data[q] + scratch + (u64)a.rank * slice * 16u - lo * 16u;
+        if (lo < hi) inc_copy_in<DT>(a, dst, lo, hi, nbytes);
+    }
+
+    // STEP two_shot_zcp 2 Barrier
+    if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 2, &s_fail)) {
+        // STEP two_shot_zcp 3 ReduceStore
+        // Whole chunks here (local reads: one chunk per iteration suffices); the partial
+        // tail chunk (if mine) after the loop, masked.
+        const u64 lo = (u64)a.rank * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        const u64 full = nbytes / 16;
+        const u64 hf = hi < full ? hi : full;
+        for (u64 c = inc_first_chunk(lo); c < hf; c += S) {
+            uint4 r0[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    r0[q] = (q == a.rank) ? inc_load_input<DT>(a, c, nbytes)
+                                          : inc_ld_cg_v4(own + ((u64)q * slice - lo) * 16u + c * 16u);
+                }
+            }
+            const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+#pragma unroll
+            for (u32 i = 0; i < INC_MAX_RANKS; ++i) {
+                if (i < a.world) {
+                    const u32 q = (a.rank + i) % a.world;
+                    inc_st_v4(a.sym[q] + a.zc_offset + c * 16u, v0);
+                }
+            }
+        }
+        if (full < hi && full >= lo && inc_first_chunk(full) == full) {
+            uint4 r[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    r[q] = (q == a.rank) ? inc_load_input<DT>(a, full, nbytes)
+                                         : inc_ld_cg_v4(own + ((u64)q * slice - lo) * 16u + full * 16u);
+                }
+            }
+            const uint4 v = inc_fold_ranks<DT, OP>(a, r);
+            for (u32 q = 0; q < a.world; ++q) inc_store_at<DT>(a.sym[q] + a.zc_offset, false, full, nbytes, v);
+        }
+        // STEP two_shot_zcp 4 EndBarrier
+        inc_barrier(a, k, INC_PAD_END, inc_others(a), 4, &s_fail);
+    }
+
+    // STEP two_shot_zcp 5 Epilogue
+    inc_epilogue(a, k);
+}
+
 template <int DT, int OP>
 __device__ void inc_two_shot(const IncArgs& a) {
     if (a.flags & INC_FLAG_ZERO_COPY) {
-        inc_two_shot_zc<DT, OP>(a);
+        if (a.flags & INC_FLAG_ZC_PUSH) {
+            inc_two_shot_zcp<DT, OP>(a);
+        } else {
+            inc_two_shot_zc<DT, OP>(a);
+        }
         return;
     }
     __shared__ volatile int s_fail;

@@ -21,7 +21,8 @@ use crate::symmetric::SymmetricMemory;
 use crate::compile::{self, Job, Origin, Warmed};
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
-    self, DeviceLimits, KernelArgs, LaunchPlan, FLAG_IO_ALIGNED, FLAG_ZERO_COPY, MAX_THREADS,
+    self, DeviceLimits, KernelArgs, LaunchPlan, FLAG_IO_ALIGNED, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
+    MAX_THREADS,
 };
 use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS, ZERO_COPY_SIG};
 use crate::{source, sys};
@@ -616,6 +617,7 @@ impl Kernels {
                 1.0
             },
             push_slot_bytes: 0,
+            sym: [0; MAX_RANKS],
         };
         Ok((args, plan))
     }
@@ -705,6 +707,7 @@ impl Kernels {
                 1.0
             },
             push_slot_bytes: u32::try_from(slot).unwrap_or(u32::MAX),
+            sym: [0; MAX_RANKS],
         };
         Ok((args, plan))
     }
@@ -878,7 +881,15 @@ impl Kernels {
                 sym.bytes()
             )));
         }
-        let data = sym.peer_bases()?;
+        let tensors = sym.peer_bases()?;
+        let push = zc_push();
+        let (data, flags) = if push {
+            launch::check_capacity(Algo::TwoShot, dtype, count, bufs.half_bytes())?;
+            let (_, data) = bufs.addresses()?;
+            (data, FLAG_ZERO_COPY | FLAG_IO_ALIGNED | FLAG_ZC_PUSH)
+        } else {
+            (tensors, FLAG_ZERO_COPY | FLAG_IO_ALIGNED)
+        };
         let timeout_ns = timeout_ns(options.timeout)?;
         let plan = self.plan(bufs, Algo::TwoShot, dtype, op, count, options.blocks)?;
         let world = bufs.world() as u32;
@@ -895,7 +906,7 @@ impl Kernels {
             rank: bufs.rank() as u32,
             world,
             sig: call_sig(Algo::TwoShot, dtype, op, count) ^ ZERO_COPY_SIG,
-            flags: FLAG_ZERO_COPY | FLAG_IO_ALIGNED,
+            flags,
             hcm: [0; 4],
             scale: if op == ReduceOp::Avg {
                 1.0 / world as f32
@@ -903,6 +914,7 @@ impl Kernels {
                 1.0
             },
             push_slot_bytes: 0,
+            sym: tensors,
         };
         Ok((args, plan))
     }
@@ -931,11 +943,27 @@ impl Kernels {
         if count == 0 {
             return empty_call(bufs);
         }
-        let (args, plan) = self.prepare_symmetric(bufs, sym, dtype, op, offset, count, options)?;
-        let f = self.function(Algo::TwoShot, dtype, op)?;
-        // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
-        // function's contract.
-        unsafe { self.launch(f, &plan, stream, &args, self.pdl(bufs)) }
+        // The push form needs the receive areas of the parity halves: larger calls run in
+        // pieces of whole chunks (every rank cuts the same ones).
+        let piece = if zc_push() {
+            let lanes = launch::lanes(dtype);
+            (launch::max_count(Algo::TwoShot, dtype, bufs.half_bytes()) / lanes * lanes).max(lanes)
+        } else {
+            count
+        };
+        let es = dtype.size() as u64;
+        let mut done = 0u64;
+        while done < count {
+            let n = (count - done).min(piece);
+            let (args, plan) =
+                self.prepare_symmetric(bufs, sym, dtype, op, offset + done * es, n, options)?;
+            let f = self.function(Algo::TwoShot, dtype, op)?;
+            // SAFETY: f's parameter is IncArgs; the addresses in args are live per this
+            // function's contract.
+            unsafe { self.launch(f, &plan, stream, &args, self.pdl(bufs)) }?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Typed allreduce from `input` into `output` (may not alias; see
@@ -995,6 +1023,13 @@ impl Kernels {
         // SAFETY: the slice holds at least n elements and is borrowed for this call.
         unsafe { self.allreduce_raw(bufs, stream, &call) }
     }
+}
+
+/// Which zero-copy two-shot runs: the push form (`INC_ZC_PUSH=1`: scatter into the owners'
+/// receive areas, all-gather into every tensor) or the pull form (default).
+fn zc_push() -> bool {
+    static ENV: OnceLock<bool> = OnceLock::new();
+    *ENV.get_or_init(|| std::env::var("INC_ZC_PUSH").is_ok_and(|v| v.trim() == "1"))
 }
 
 /// The kernel's timeout in nanoseconds (saturating); zero is an error.

@@ -7,7 +7,7 @@ use crate::proto::{Algo, DType, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
 /// Threads per block of every inc kernel (`__launch_bounds__` in the sources).
 pub const MAX_THREADS: u32 = 512;
 
-/// `IncArgs` of kernels/common.cuh, passed by value (224 bytes).
+/// `IncArgs` of kernels/common.cuh, passed by value (288 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct KernelArgs {
@@ -43,14 +43,19 @@ pub struct KernelArgs {
     pub scale: f32,
     /// Push one-shot: bytes of one slot of the push region (0 for other algorithms).
     pub push_slot_bytes: u32,
+    /// Zero-copy two-shot, push form ([`FLAG_ZC_PUSH`]): every rank's symmetric tensor.
+    pub sym: [u64; MAX_RANKS],
 }
 
-const _: () = assert!(std::mem::size_of::<KernelArgs>() == 224);
+const _: () = assert!(std::mem::size_of::<KernelArgs>() == 288);
 
 /// The input already lives in the symmetric buffer (no copy-in, end barrier).
 pub const FLAG_ZERO_COPY: u32 = 1;
 /// Input and output are 16-byte aligned (128-bit user I/O).
 pub const FLAG_IO_ALIGNED: u32 = 2;
+/// With [`FLAG_ZERO_COPY`] on a two-shot: the push form (scatter into the owners' receive
+/// areas, all-gather by stores into every rank's symmetric tensor, `KernelArgs::sym`).
+pub const FLAG_ZC_PUSH: u32 = 4;
 
 /// Elements per 16-byte chunk.
 pub const fn lanes(dtype: DType) -> u64 {
@@ -388,5 +393,6 @@ mod tests {
         assert_eq!(&a.flags as *const u32 as usize - base, 196);
         assert_eq!(&a.hcm as *const [u32; 4] as usize - base, 200);
         assert_eq!(&a.scale as *const f32 as usize - base, 216);
+        assert_eq!(&a.sym as *const [u64; MAX_RANKS] as usize - base, 224);
     }
 }
