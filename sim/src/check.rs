@@ -58,6 +58,12 @@ pub enum Weakening {
     /// two-shot without its mid barrier: Gather reads the gather area before the owners'
     /// stores of the reduced slices are known to be visible.
     NoMidBarrier,
+    /// Zero-copy variants without their end barrier: a rank returns (and the user writes
+    /// its next input) while peers may still read or store into its buffer.
+    NoEndBarrier,
+    /// No start barrier: readers may read a peer's buffer before its input of this call is
+    /// there (or while the peer is still in the previous call).
+    NoStartBarrier,
 }
 
 /// How schedules are chosen.
@@ -126,8 +132,14 @@ pub struct SimConfig {
     pub threads_per_block: usize,
     /// The hcm table (defaults to [`CUBE_MESH_8`]).
     pub hcm: Option<[[usize; 4]; 8]>,
-    /// Zero-copy variant (single buffer, end barrier). one-shot only (the push-form
-    /// two-shot has no copy-in to skip).
+    /// Zero-copy variant (one buffer per rank, no parity halves, end barrier), inc and
+    /// seed one-shot or inc two-shot. one-shot: the program is `inc::one_shot` with its
+    /// CopyIn standing for the user's write of the input and its EndBarrier run. two-shot:
+    /// [`program::inc::two_shot_zc`] (symmetric tensors, in place): at each launch the
+    /// rank's input of that call is stored into its own buffer (the user's write, after
+    /// its previous kernel completed; relaxed stores issued by the block that handles each
+    /// chunk), and when the kernel completes every chunk of the own buffer is read back
+    /// (after the kernel, by the user) and checked against the reference.
     pub zero_copy: bool,
     /// Injected fault.
     pub fault: Option<Fault>,
@@ -209,8 +221,11 @@ impl SimConfig {
         if self.threads_per_block == 0 {
             return bad("threads_per_block must be >= 1".into());
         }
-        if self.zero_copy && self.algo != Algo::OneShot {
-            return bad("the zero-copy variant exists for one-shot only".into());
+        if self.zero_copy && program::zero_copy_steps(self.protocol, self.algo).is_empty() {
+            return bad(format!(
+                "{} {} has no zero-copy variant (one-shot, and the inc two-shot, have one)",
+                self.protocol, self.algo
+            ));
         }
         if let Some(t) = &self.hcm {
             crate::cpu::validate_hcm(t)?;
@@ -1058,9 +1073,12 @@ impl RankState {
     };
 }
 
-/// Event kinds of the trace (formatted only when a violation is reported).
+/// Event kinds of the trace (formatted only when a violation is reported). `Input`: the
+/// user's write of this call's input into the rank's own buffer just before the launch
+/// (zero-copy two-shot).
 #[derive(Clone, Debug)]
 enum Ev {
+    Input { chunks: usize },
     Launch { grid: usize, epoch: u32 },
     StepDone { step: usize },
     Signal { peer: usize, val: u64 },
@@ -1169,7 +1187,11 @@ impl<'a> Run<'a> {
             * (Self::data_locs(max_chunks, cfg.world) + Self::flag_locs(max_g, cfg.world) + 1);
         Run {
             cfg,
-            steps_prog: program::steps(cfg.protocol, cfg.algo),
+            steps_prog: if cfg.zero_copy {
+                program::zero_copy_steps(cfg.protocol, cfg.algo)
+            } else {
+                program::steps(cfg.protocol, cfg.algo)
+            },
             hcm: cfg.hcm.unwrap_or(CUBE_MESH_8),
             mem: Memory::new(n_locs, n_threads),
             ranks: vec![RankState::INIT; cfg.world],
@@ -1279,6 +1301,12 @@ impl<'a> Run<'a> {
 
     fn is_seed(&self) -> bool {
         self.cfg.protocol == Protocol::Seed
+    }
+
+    /// The zero-copy two-shot ([`program::inc::two_shot_zc`]): inputs and results live in
+    /// each rank's own buffer (half 0), written by the user between calls.
+    fn zc_two_shot(&self) -> bool {
+        self.cfg.zero_copy && self.cfg.algo == Algo::TwoShot
     }
 
     /// Elements and chunks rank `r` uses in call `k`.
@@ -1470,6 +1498,20 @@ impl<'a> Run<'a> {
                     self.mem.sync_threads(t, t2);
                 }
             }
+            if self.zc_two_shot() {
+                // The user writes this call's input into its own buffer after its previous
+                // kernel completed (stream order). Each chunk is stored by the block that
+                // handles it in this call, as a relaxed store that lands when the
+                // scheduler decides (at the latest when that block releases a flag).
+                let t = self.cfg.threads_per_block;
+                for c in 0..chunks {
+                    let tid = self.tid(r, (c / t) % grid);
+                    let loc = self.data_loc(r, 0, false, c);
+                    let (v, tg) = (input_value(r, k, c), tag(r, k, WHAT_INPUT));
+                    self.mem.store(tid, loc, v, tg, MemOrder::Relaxed);
+                }
+                self.log(r, None, Ev::Input { chunks });
+            }
             let st = &mut self.ranks[r];
             st.in_call = true;
             st.sig = sig;
@@ -1515,6 +1557,9 @@ impl<'a> Run<'a> {
             self.mem.flush(t);
             self.blocks[t].state = BState::Idle;
         }
+        if self.zc_two_shot() && !failed && self.ranks[r].error == 0 {
+            self.read_zc_output(r);
+        }
         let st = &mut self.ranks[r];
         let outcome = CallOutcome::of(failed, st.error, &st.out);
         let ok = matches!(outcome, CallOutcome::Ok(_));
@@ -1525,6 +1570,34 @@ impl<'a> Run<'a> {
         let st = &mut self.ranks[r];
         st.in_call = false;
         st.call += 1;
+    }
+
+    /// Zero-copy two-shot: the user reads rank r's buffer after its kernel completed (a
+    /// reader ordered after every block of the kernel); each chunk must be the reduced
+    /// value of this call, stored by the owner of its slice.
+    fn read_zc_output(&mut self, r: usize) {
+        let t0 = self.tid(r, 0);
+        for b in 1..self.max_g {
+            let t = self.tid(r, b);
+            self.mem.sync_threads(t0, t);
+        }
+        let k = self.ranks[r].call;
+        let chunks = self.count(r, k).1;
+        let s = self.slice_len(r);
+        let w = self.cfg.world;
+        for c in 0..chunks {
+            let owner = (c / s).min(w - 1);
+            let want = tag(owner, k, WHAT_REDUCED);
+            let loc = self.data_loc(r, 0, false, c);
+            let place = format!("own buf chunk {c}");
+            let v = self.read_loc(t0, loc, owner, want, "output (after the kernel)", &place);
+            if let Some(o) = self.ranks[r].out.get_mut(c) {
+                *o = Some(v);
+            }
+            if self.stop {
+                return;
+            }
+        }
     }
 
     fn cur_step(&self, i: usize) -> Option<Step> {
@@ -1829,7 +1902,37 @@ impl<'a> Run<'a> {
                 kind: BarrierKind::Mid,
                 ..
             } if self.cfg.weaken == Some(Weakening::NoMidBarrier) => self.next_step(i),
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                ..
+            } if self.cfg.weaken == Some(Weakening::NoStartBarrier) => self.next_step(i),
+            Step::EndBarrier if self.cfg.weaken == Some(Weakening::NoEndBarrier) => {
+                self.next_step(i)
+            }
             Step::Barrier { .. } | Step::EndBarrier => self.step_barrier(i, step),
+            Step::ReduceStore => {
+                // For my chunks c of my slice: v = fold over q of buf[q][c] (rank order),
+                // then buf[q][c] = v for every rank q (my own included).
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| (c / s).min(w - 1) == r) else {
+                    self.next_step(i);
+                    return;
+                };
+                let mut acc = None;
+                for q in 0..w {
+                    let loc = self.data_loc(q, 0, false, c);
+                    let want = self.expected_tag(q, r, WHAT_INPUT);
+                    let place = format!("r{q}.buf chunk {c}");
+                    let x = self.read_loc(i, loc, q, want, "ReduceStore", &place);
+                    acc = Some(acc.map_or(x, |a| mix(a, x)));
+                }
+                let v = acc.unwrap_or(0);
+                for q in 0..w {
+                    let loc = self.data_loc(q, 0, false, c);
+                    self.mem
+                        .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
+                }
+            }
             Step::ReduceAll => {
                 let Some(c) = self.nth_chunk(r, b, self.blocks[i].cursor) else {
                     self.next_step(i);
@@ -2208,6 +2311,9 @@ impl<'a> Run<'a> {
                     None => format!("r{}   ", e.rank),
                 };
                 let what = match &e.ev {
+                    Ev::Input { chunks } => {
+                        format!("user writes its input into its own buffer ({chunks} chunks)")
+                    }
                     Ev::Launch { grid, epoch } => {
                         if self.is_seed() {
                             format!("launch kernel ({grid} blocks)")

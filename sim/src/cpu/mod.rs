@@ -4,10 +4,13 @@
 //! atomics. Ranks may be threads of one process ([`Region::new_local`]) or separate
 //! processes ([`Region::create_shm`]/[`Region::open_shm`]).
 //!
-//! inc-comm uses it as its `sim` backend, so the whole library runs without a GPU.
+//! inc-comm uses it as its `sim` backend, so the whole library runs without a GPU. The
+//! zero-copy two-shot on symmetric tensors ([`CpuRank::allreduce_symmetric`], program
+//! `inc::two_shot_zc`) works on tensors in regions of their own, in place.
 
 mod push;
 mod region;
+mod symmetric;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -297,6 +300,8 @@ struct CallCtx<'a> {
     chunks: usize,
     /// Byte offset of the hcm partial region inside a half.
     partial_off: usize,
+    /// The symmetric tensors of a zero-copy two-shot call (None otherwise).
+    sym: Option<symmetric::Sym<'a>>,
 }
 
 /// Output chunks `(index, bytes)` produced by a block.
@@ -550,6 +555,7 @@ impl CpuRank {
             input,
             chunks,
             partial_off: chunks * CHUNK_BYTES,
+            sym: None,
         };
         let steps = program::steps(Protocol::Inc, algo);
         ctx.run_blocks(|c, b| c.run_block(b, &steps))
@@ -905,13 +911,18 @@ impl CallCtx<'_> {
                         out.push((c, self.finish_chunk(acc)));
                     }
                 }
+                Step::ReduceStore => self.reduce_store(b)?,
                 Step::PushData | Step::PollReduce | Step::HdrCheck => {
                     // push-one-shot runs in cpu::push (run_call dispatches before this).
                     return Err(Failed);
                 }
                 Step::EndBarrier => {
-                    // Only the zero-copy variant runs it; the CPU backend always copies in
-                    // and rotates parity halves (PROTOCOL.md "Why two parity halves").
+                    // Only the zero-copy variants run it: the symmetric-tensor two-shot
+                    // (the user rewrites that memory); the copy-in one-shot rotates parity
+                    // halves instead (PROTOCOL.md "Why two parity halves").
+                    if self.sym.is_some() {
+                        self.barrier(b, phase, BarrierKind::End, PeerSet::Others)?;
+                    }
                 }
                 Step::Epilogue => {
                     let own = self.me.own();

@@ -185,6 +185,8 @@ impl PushConfig {
             Some(Weakening::NoRotation) => Some(PushWeakening::OneBuffer),
             Some(Weakening::RelaxedFlags) => return no("relaxed-flags weakening"),
             Some(Weakening::NoMidBarrier) => return no("no-mid-barrier weakening"),
+            Some(Weakening::NoEndBarrier) => return no("no-end-barrier weakening"),
+            Some(Weakening::NoStartBarrier) => return no("no-start-barrier weakening"),
         };
         let fault = cfg.fault.map(|f| match f {
             Fault::Kill { rank, call } => PushFault::Kill { rank, call },
