@@ -6,7 +6,9 @@
 //!   inc-cuda, inc-comm and the kernels.
 //! - [`program`]: every algorithm's protocol as a list of [`program::Step`]s;
 //!   `program::inc::*` is PROTOCOL.md v1 (the kernels mark `// STEP <algo> <n> <Name>`,
-//!   compared against [`program::step_names`]), `program::seed::*` is what the seed does.
+//!   compared against [`program::step_names`]; the zero-copy two-shot for symmetric
+//!   tensors, [`program::inc::two_shot_zc`], against [`program::two_shot_zc_step_names`]),
+//!   `program::seed::*` is what the seed does.
 //! - [`model`]: the weak-memory model (pending stores landing when the scheduler decides,
 //!   release/acquire via vector clocks, `.nc` loads, fences, atomics). Its docs list what it
 //!   does and does not capture.
@@ -31,7 +33,8 @@
 //! - [`cpu`]: the same inc protocol on real f32/f16/bf16 data, one thread per block, real
 //!   `AtomicU64` flags (Release/Acquire), wall-clock bounded waits and the abort word;
 //!   ranks are threads ([`cpu::Region::new_local`]) or processes (`/dev/shm` +
-//!   memmap2). inc-comm's `sim` backend.
+//!   memmap2). inc-comm's `sim` backend. The zero-copy two-shot on symmetric tensors runs
+//!   there too ([`cpu::CpuRank::allreduce_symmetric`]).
 //!
 //! ```
 //! use inc_sim::{check, Algo, Protocol, Scheduler, SimConfig, ViolationKind};
@@ -178,7 +181,13 @@
 //! bug in fault-free runs is the end-barrier race; data is modelled per 16-byte chunk;
 //! `epoch`/`done` are block-shared rank state; a kernel boundary lands all stores of that
 //! rank (stream order). [`Weakening`] mutations (relaxed flags, no rotation, no two-shot
-//! mid barrier) show the checker catches a weakened inc protocol too.
+//! mid barrier, no start or end barrier) show the checker catches a weakened inc protocol
+//! too.
+//!
+//! The zero-copy two-shot ([`SimConfig::zero_copy`] with `Algo::TwoShot`, program
+//! [`program::inc::two_shot_zc`]) is checked with the user in the loop: at each launch a
+//! rank's input is stored into its own buffer (after its previous kernel completed), and
+//! when its kernel completes its buffer is read back and compared with the reference.
 
 pub mod check;
 pub mod cpu;

@@ -3,7 +3,9 @@
 //! `program::inc::*` is the single source of the `inc` protocol (PROTOCOL.md v1): the
 //! simulator executes these lists, the CPU backend follows them, and each CUDA kernel marks
 //! its steps with `// STEP <algo> <n> <Name>` comments that an inc-cuda test compares with
-//! [`step_names`]. `program::seed::*` encodes what the seed's kernels do, for contrast.
+//! [`step_names`] (the zero-copy two-shot's `// STEP two_shot_zc <n> <Name>` markers with
+//! [`two_shot_zc_step_names`]). `program::seed::*` encodes what the seed's kernels do, for
+//! contrast.
 
 use crate::types::Algo;
 pub use crate::types::BarrierKind;
@@ -73,8 +75,13 @@ pub enum Step {
     QuadReduce,
     /// hcm: `out[c] = lo.partial[c] (+) hi.partial[c]`.
     RelayReduce,
-    /// End barrier with every reader of my buffer (zero-copy variant only).
+    /// End barrier with every reader of my buffer (zero-copy variants only): flag array
+    /// `end`, set = every rank except me.
     EndBarrier,
+    /// two-shot, zero-copy (symmetric tensors, in place): for my chunks of my slice, fold
+    /// `buf[q][c]` over every rank q in rank order, then store the result into `buf[q][c]`
+    /// of every rank q (my own included). Only the slice's owner touches its chunks.
+    ReduceStore,
     /// push (LL): write my header line `{sig, e, sig, e}` into `hdr[e % 2][me]` of every
     /// peer, and my chunks as tagged lines `{data, e, data, e}` into `slot[e % 2][me]` of
     /// every peer (one relaxed 16-byte store per line, no fence).
@@ -103,6 +110,7 @@ impl Step {
             Step::QuadReduce => "QuadReduce",
             Step::RelayReduce => "RelayReduce",
             Step::EndBarrier => "EndBarrier",
+            Step::ReduceStore => "ReduceStore",
             Step::PushData => "PushData",
             Step::PollReduce => "PollReduce",
             Step::HdrCheck => "HdrCheck",
@@ -156,6 +164,26 @@ pub mod inc {
                 set: PeerSet::Others,
             },
             Step::Gather,
+            Step::Epilogue,
+        ]
+    }
+
+    /// PROTOCOL.md "two-shot, zero-copy (symmetric tensors)" (kernel `kernels/two_shot.cu`,
+    /// markers `// STEP two_shot_zc <n> <Name>`): every rank's tensor lives in its own
+    /// peer-mapped allocation and the call is in place. Start barrier (every input ready,
+    /// nobody still in the previous call), each owner folds its slice straight from every
+    /// rank's tensor and stores the result into every rank's tensor, end barrier (nobody
+    /// still reads or writes my tensor when my kernel returns). No scratch area, so no
+    /// parity halves and no mid barrier.
+    pub fn two_shot_zc() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Others,
+            },
+            Step::ReduceStore,
+            Step::EndBarrier,
             Step::Epilogue,
         ]
     }
@@ -325,6 +353,25 @@ pub fn step_names(algo: Algo) -> Vec<&'static str> {
     steps(Protocol::Inc, algo).iter().map(Step::name).collect()
 }
 
+/// The step list of the zero-copy variant of `algo` in protocol set `protocol` (what the
+/// checker runs for [`crate::SimConfig::zero_copy`]): the one-shot's own program (its
+/// CopyIn stands for the user's write of the input, its EndBarrier runs), the inc
+/// two-shot's [`inc::two_shot_zc`]; empty where there is no zero-copy variant (hcm, push,
+/// the seed's two-shot).
+pub fn zero_copy_steps(protocol: Protocol, algo: Algo) -> Vec<Step> {
+    match (protocol, algo) {
+        (_, Algo::OneShot) => steps(protocol, algo),
+        (Protocol::Inc, Algo::TwoShot) => inc::two_shot_zc(),
+        _ => Vec::new(),
+    }
+}
+
+/// Names of [`inc::two_shot_zc`], in order; the CUDA kernel's `// STEP two_shot_zc <n>
+/// <Name>` markers must list exactly these.
+pub fn two_shot_zc_step_names() -> Vec<&'static str> {
+    inc::two_shot_zc().iter().map(Step::name).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +413,30 @@ mod tests {
                 "Epilogue"
             ]
         );
+    }
+
+    #[test]
+    fn two_shot_zc_names_match_protocol_md() {
+        assert_eq!(
+            two_shot_zc_step_names(),
+            [
+                "Prologue",
+                "Barrier",
+                "ReduceStore",
+                "EndBarrier",
+                "Epilogue"
+            ]
+        );
+        assert_eq!(
+            zero_copy_steps(Protocol::Inc, Algo::TwoShot),
+            inc::two_shot_zc()
+        );
+        assert_eq!(
+            zero_copy_steps(Protocol::Inc, Algo::OneShot),
+            inc::one_shot()
+        );
+        assert!(zero_copy_steps(Protocol::Inc, Algo::Hcm).is_empty());
+        assert!(zero_copy_steps(Protocol::Seed, Algo::TwoShot).is_empty());
     }
 
     #[test]

@@ -110,19 +110,25 @@ fn inc_is_clean_under_adversarial_and_random_schedules() {
 
 #[test]
 fn zero_copy_variant_with_end_barrier_is_clean() {
-    // two-shot has no zero-copy variant (its push form has no copy-in to skip).
-    let c = cfg(Protocol::Inc, Algo::TwoShot, 3, 48, 3);
-    assert!(check(
-        &SimConfig {
-            zero_copy: true,
-            ..c
-        },
-        1,
-        0
-    )
-    .is_err());
-    #[allow(clippy::single_element_loop)]
-    for algo in [Algo::OneShot] {
+    // hcm, and the seed's two-shot, have no zero-copy variant.
+    for (p, algo, world) in [
+        (Protocol::Inc, Algo::Hcm, 8),
+        (Protocol::Seed, Algo::TwoShot, 3),
+    ] {
+        let c = cfg(p, algo, world, 48, 3);
+        assert!(check(
+            &SimConfig {
+                zero_copy: true,
+                ..c
+            },
+            1,
+            0
+        )
+        .is_err());
+    }
+    // one-shot (CopyIn = the user's write, end barrier) and the two-shot's zero-copy
+    // program (`inc::two_shot_zc`; more in tests/two_shot_zc.rs).
+    for algo in [Algo::OneShot, Algo::TwoShot] {
         let mut c = cfg(Protocol::Inc, algo, 3, 48, 3);
         c.zero_copy = true;
         let r = check(&c, 200, 9).unwrap();

@@ -147,6 +147,7 @@ impl CpuRank {
             input,
             chunks,
             partial_off: 0,
+            sym: None,
         };
         ctx.run_blocks(|c, b| c.run_push_block(b))
     }

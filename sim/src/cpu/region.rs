@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use memmap2::MmapMut;
 
@@ -218,6 +218,65 @@ impl Region {
         // long as `self`, and it is only ever accessed atomically.
         Ok(unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU64) })
     }
+
+    /// Byte range of the data area (both parity halves): where a zero-copy call's
+    /// symmetric tensor lives ([`crate::cpu::CpuRank::allreduce_symmetric`]).
+    pub fn data_range(&self) -> std::ops::Range<usize> {
+        self.layout.half_offset(0)..self.layout.push_offset()
+    }
+
+    /// Writes `data` at byte offset `off` (any alignment, in range) as relaxed atomic
+    /// 4-byte words; a word only partly covered is merged by compare-exchange, so the
+    /// bytes around the range are left as they are.
+    pub fn write_bytes(&self, off: usize, data: &[u8]) -> Result<(), SimError> {
+        self.check_range(off, data.len())?;
+        let end = off + data.len();
+        let mut w = off / 4 * 4;
+        while w < end {
+            let a = self.u32_at(w)?;
+            let (lo, hi) = (off.max(w), end.min(w + 4));
+            if lo == w && hi == w + 4 {
+                let b = &data[w - off..w - off + 4];
+                a.store(
+                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+                    Ordering::Relaxed,
+                );
+            } else {
+                let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                    let mut bytes = old.to_ne_bytes();
+                    bytes[lo - w..hi - w].copy_from_slice(&data[lo - off..hi - off]);
+                    Some(u32::from_ne_bytes(bytes))
+                });
+            }
+            w += 4;
+        }
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes at byte offset `off` (any alignment, in range) as relaxed
+    /// atomic 4-byte words.
+    pub fn read_bytes(&self, off: usize, out: &mut [u8]) -> Result<(), SimError> {
+        self.check_range(off, out.len())?;
+        let end = off + out.len();
+        let mut w = off / 4 * 4;
+        while w < end {
+            let bytes = self.u32_at(w)?.load(Ordering::Relaxed).to_ne_bytes();
+            let (lo, hi) = (off.max(w), end.min(w + 4));
+            out[lo - off..hi - off].copy_from_slice(&bytes[lo - w..hi - w]);
+            w += 4;
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, off: usize, len: usize) -> Result<(), SimError> {
+        if off.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(SimError::Config(format!(
+                "bytes {off}..{off}+{len} out of the {}-byte region",
+                self.len
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn map_file(file: &std::fs::File) -> std::io::Result<MmapMut> {
@@ -241,7 +300,27 @@ impl Drop for Region {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn byte_access_at_any_alignment_leaves_neighbours_alone() {
+        let r = Region::new_local(RegionLayout::new(64));
+        let base = r.data_range().start;
+        r.write_bytes(base, &[0xff; 16]).unwrap();
+        r.write_bytes(base + 3, &[1, 2, 3, 4, 5, 6]).unwrap();
+        let mut out = [0u8; 16];
+        r.read_bytes(base, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
+        );
+        let mut two = [0u8; 2];
+        r.read_bytes(base + 5, &mut two).unwrap();
+        assert_eq!(two, [3, 4]);
+        let end = r.layout().total_bytes();
+        assert!(r.write_bytes(end - 2, &[0; 4]).is_err());
+        assert!(r.read_bytes(usize::MAX, &mut two).is_err());
+        assert_eq!(r.data_range().end - r.data_range().start, 128);
+    }
 
     #[test]
     fn local_region_bounds() {

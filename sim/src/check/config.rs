@@ -1,0 +1,237 @@
+//! Scenario configuration of the checker: [`SimConfig`], injected [`Fault`]s, protocol
+//! [`Weakening`]s and the [`Scheduler`] choice.
+
+use std::time::Duration;
+
+use crate::error::SimError;
+use crate::program::{self, Protocol};
+use crate::types::{Algo, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
+
+/// An injected fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Fault {
+    /// `rank` never makes call `call` (nor any later one).
+    Kill {
+        /// The dead rank.
+        rank: usize,
+        /// First call it misses.
+        call: usize,
+    },
+    /// `rank` makes call `call` with one more element than the others.
+    Mismatch {
+        /// The odd rank.
+        rank: usize,
+        /// The call that differs.
+        call: usize,
+    },
+    /// `rank` starts with its epoch `delta` ahead (as if it made calls alone).
+    EpochSkew {
+        /// The odd rank.
+        rank: usize,
+        /// Epochs ahead.
+        delta: u32,
+    },
+}
+
+/// A deliberate weakening of the inc protocol, to show the checker catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Weakening {
+    /// Flags written and read relaxed instead of release/acquire.
+    RelaxedFlags,
+    /// One buffer instead of two parity halves, and no end barrier.
+    NoRotation,
+    /// two-shot without its mid barrier: Gather reads the gather area before the owners'
+    /// stores of the reduced slices are known to be visible.
+    NoMidBarrier,
+    /// Zero-copy variants without their end barrier: a rank returns (and the user writes
+    /// its next input) while peers may still read or store into its buffer.
+    NoEndBarrier,
+    /// No start barrier: readers may read a peer's buffer before its input of this call is
+    /// there (or while the peer is still in the previous call).
+    NoStartBarrier,
+}
+
+/// How schedules are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Scheduler {
+    /// Seeded random schedules, drawn as [`SimConfig::random`] says: PCT (the default,
+    /// [`RandomMode::Pct`]) or a uniform walk ([`RandomMode::Walk`]); loads read random
+    /// allowed (stale) values half of the time.
+    Random,
+    /// Every interleaving and value choice among the first `depth` choice points
+    /// (depth-first, loom-style); later choice points take the first option.
+    Exhaustive {
+        /// Choice points that branch.
+        depth: usize,
+    },
+    /// Random, but `slow_rank` (and block `stall` = (rank, block), if any) only moves when
+    /// nothing else can; loads read the newest value.
+    Adversarial {
+        /// The rank that lags.
+        slow_rank: usize,
+        /// A block that lags.
+        stall: Option<(usize, usize)>,
+    },
+}
+
+/// How [`Scheduler::Random`] draws a schedule.
+///
+/// (A mode of `Random` rather than a `Scheduler` variant of its own so that the push
+/// checker, which maps every `Scheduler` variant, keeps compiling unchanged; it runs its
+/// own uniform walk for `Random` in either mode until it adopts [`crate::sched::Pct`].)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RandomMode {
+    /// PCT ([`crate::sched`]): random priorities per block and per store buffer,
+    /// `depth - 1` priority change points; finds depth-`d` races with a probability that
+    /// does not fall with the message size. The default (depth [`RandomMode::PCT_DEPTH`]).
+    Pct {
+        /// Bug depth targeted (>= 1); `depth - 1` change points.
+        depth: usize,
+    },
+    /// Uniform random walk: every step picks uniformly among all enabled actions (each
+    /// landable store counted alone). Finds shallow races at small sizes only.
+    Walk,
+}
+
+impl RandomMode {
+    /// The default PCT depth.
+    pub const PCT_DEPTH: usize = 3;
+}
+
+/// One scenario to check.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Protocol set.
+    pub protocol: Protocol,
+    /// Algorithm.
+    pub algo: Algo,
+    /// Ranks, 1..=8 (8 for hcm).
+    pub world: usize,
+    /// Bytes per rank per call (f32 elements; 16-byte chunks, the tail may be partial).
+    pub bytes: usize,
+    /// Consecutive calls.
+    pub calls: usize,
+    /// Blocks launched per call (cycled when shorter than `calls`); each 1..=MAX_BLOCKS.
+    pub blocks: Vec<usize>,
+    /// Chunks per block in the grid-stride partition.
+    pub threads_per_block: usize,
+    /// The hcm table (defaults to [`CUBE_MESH_8`](crate::program::CUBE_MESH_8)).
+    pub hcm: Option<[[usize; 4]; 8]>,
+    /// Zero-copy variant (one buffer per rank, no parity halves, end barrier), inc and
+    /// seed one-shot or inc two-shot. one-shot: the program is `inc::one_shot` with its
+    /// CopyIn standing for the user's write of the input and its EndBarrier run. two-shot:
+    /// [`program::inc::two_shot_zc`] (symmetric tensors, in place): at each launch the
+    /// rank's input of that call is stored into its own buffer (the user's write, after
+    /// its previous kernel completed; relaxed stores issued by the block that handles each
+    /// chunk), and when the kernel completes every chunk of the own buffer is read back
+    /// (after the kernel, by the user) and checked against the reference.
+    pub zero_copy: bool,
+    /// Injected fault.
+    pub fault: Option<Fault>,
+    /// Scheduler.
+    pub scheduler: Scheduler,
+    /// How [`Scheduler::Random`] draws schedules (default PCT).
+    pub random: RandomMode,
+    /// Deliberately weakened protocol (mutation testing of the checker).
+    pub weaken: Option<Weakening>,
+    /// Step budget of one schedule; exceeding it is a `timeout` violation (livelock).
+    /// The checker uses at least [`SimConfig::auto_max_steps`], which grows with the size.
+    pub max_steps: usize,
+    /// Replays the shrinker may spend on the first violation of each kind (0 = do not
+    /// shrink; the trace is then the found run's, cut to the involved ranks).
+    pub shrink_runs: usize,
+    /// Wall-clock bound of shrinking one violation (the result stays a valid, replayable
+    /// schedule when it is hit, but may then depend on machine speed).
+    pub shrink_time: Duration,
+}
+
+impl SimConfig {
+    /// A fault-free random-scheduler scenario.
+    pub fn new(protocol: Protocol, algo: Algo, world: usize, bytes: usize, calls: usize) -> Self {
+        SimConfig {
+            protocol,
+            algo,
+            world,
+            bytes,
+            calls,
+            blocks: vec![2],
+            threads_per_block: 1,
+            hcm: None,
+            zero_copy: false,
+            fault: None,
+            weaken: None,
+            scheduler: Scheduler::Random,
+            random: RandomMode::Pct {
+                depth: RandomMode::PCT_DEPTH,
+            },
+            max_steps: 200_000,
+            shrink_runs: 2_000,
+            shrink_time: Duration::from_secs(2),
+        }
+    }
+
+    /// A step budget that no correct run of this configuration comes near: 16 steps per
+    /// chunk and 64 per barrier member, per rank, block and call.
+    pub fn auto_max_steps(&self) -> usize {
+        let chunks = (self.bytes + 4).div_ceil(CHUNK_BYTES);
+        let g = self.blocks.iter().copied().max().unwrap_or(1);
+        self.world
+            .saturating_mul(self.calls)
+            .saturating_mul(16 * chunks + 64 * g * self.world + 64)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), SimError> {
+        let bad = |m: String| Err(SimError::Config(m));
+        if self.world == 0 || self.world > MAX_RANKS {
+            return bad(format!("world {} must be 1..={MAX_RANKS}", self.world));
+        }
+        if self.algo == Algo::Hcm && self.world != 8 {
+            return bad("hcm needs world 8".into());
+        }
+        if self.bytes == 0 || self.bytes % 4 != 0 || self.bytes > 1 << 20 {
+            return bad(format!(
+                "bytes {} must be a positive multiple of 4 up to 1 MiB",
+                self.bytes
+            ));
+        }
+        if self.calls == 0 || self.calls > 64 {
+            return bad(format!("calls {} must be 1..=64", self.calls));
+        }
+        if self.blocks.is_empty() || self.blocks.iter().any(|&b| b == 0 || b > MAX_BLOCKS) {
+            return bad(format!(
+                "blocks {:?} must each be 1..={MAX_BLOCKS}",
+                self.blocks
+            ));
+        }
+        if self.threads_per_block == 0 {
+            return bad("threads_per_block must be >= 1".into());
+        }
+        if self.zero_copy && program::zero_copy_steps(self.protocol, self.algo).is_empty() {
+            return bad(format!(
+                "{} {} has no zero-copy variant (one-shot, and the inc two-shot, have one)",
+                self.protocol, self.algo
+            ));
+        }
+        if let Some(t) = &self.hcm {
+            crate::cpu::validate_hcm(t)?;
+        }
+        if let RandomMode::Pct { depth: 0 } = self.random {
+            return bad("PCT depth must be >= 1".into());
+        }
+        if let Scheduler::Adversarial { slow_rank, .. } = self.scheduler {
+            if slow_rank >= self.world {
+                return bad(format!("slow rank {slow_rank} >= world {}", self.world));
+            }
+        }
+        match self.fault {
+            Some(Fault::Kill { rank, .. })
+            | Some(Fault::Mismatch { rank, .. })
+            | Some(Fault::EpochSkew { rank, .. })
+                if rank >= self.world =>
+            {
+                bad(format!("fault rank {rank} >= world {}", self.world))
+            }
+            _ => Ok(()),
+        }
+    }
+}

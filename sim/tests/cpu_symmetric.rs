@@ -1,0 +1,265 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! CPU backend, zero-copy two-shot on symmetric tensors (`CpuRank::allreduce_symmetric`,
+//! PROTOCOL.md "two-shot, zero-copy"): ranks as threads, each rank's tensor in its own
+//! region, in place, back-to-back calls where every rank rewrites its own tensor as soon
+//! as its call returns, mixed with copy-in calls; bit-identical to the reference, bytes
+//! around the tensor untouched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::{Algo, DType, ReduceOp, SimError, ERR_CALL_MISMATCH, ERR_PEER_ABORT};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn random_input(rng: &mut Rng, dtype: DType, count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * dtype.size());
+    for _ in 0..count {
+        let v = (rng.below(2001) as f32 - 1000.0) / 64.0;
+        match dtype {
+            DType::F32 => out.extend_from_slice(&v.to_ne_bytes()),
+            DType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_ne_bytes()),
+            DType::Bf16 => out.extend_from_slice(&half::bf16::from_f32(v).to_ne_bytes()),
+        }
+    }
+    out
+}
+
+const GUARD: u8 = 0xab;
+const OFFSET: usize = 32;
+const AREA: usize = 4096;
+
+struct Setup {
+    ranks: Vec<CpuRank>,
+    tensors: Vec<Arc<Region>>,
+}
+
+fn setup(world: usize, timeout: Duration) -> Setup {
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 2,
+        timeout,
+    };
+    let regions: Vec<Arc<Region>> = (0..world)
+        .map(|_| Arc::new(Region::new_local(RegionLayout::new(4096))))
+        .collect();
+    let ranks = (0..world)
+        .map(|r| CpuRank::new(r, world, regions.clone(), cfg, None).unwrap())
+        .collect();
+    // The user's symmetric allocations: one region per rank, data area filled with a guard
+    // pattern (RegionLayout::with_push(.., 0): no push region needed).
+    let tensors: Vec<Arc<Region>> = (0..world)
+        .map(|_| {
+            let t = Region::new_local(RegionLayout::with_push(AREA / 2, 0));
+            let area = t.data_range();
+            t.write_bytes(area.start, &vec![GUARD; area.len()]).unwrap();
+            Arc::new(t)
+        })
+        .collect();
+    Setup { ranks, tensors }
+}
+
+/// One call: (dtype, op, blocks, per-rank inputs); `copy_in` = an ordinary one-shot call
+/// (through the comm's own regions) instead of a symmetric one.
+struct Call {
+    dtype: DType,
+    op: ReduceOp,
+    blocks: usize,
+    inputs: Vec<Vec<u8>>,
+    copy_in: bool,
+}
+
+fn calls(rng: &mut Rng, world: usize, n: usize) -> Vec<Call> {
+    (0..n)
+        .map(|i| {
+            let dtype = DType::ALL[rng.below(3) as usize];
+            let op = ReduceOp::ALL[rng.below(4) as usize];
+            // 1..=400 elements: partial tail chunks, slices shorter than the world.
+            let count = 1 + rng.below(400) as usize;
+            Call {
+                dtype,
+                op,
+                blocks: 1 + rng.below(4) as usize,
+                inputs: (0..world)
+                    .map(|_| random_input(rng, dtype, count))
+                    .collect(),
+                copy_in: i % 4 == 3,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn symmetric_two_shot_matches_reference_back_to_back() {
+    let mut rng = Rng(0x5eed_2a11);
+    for world in 1..=5usize {
+        let Setup { ranks, tensors } = setup(world, Duration::from_secs(20));
+        let calls = calls(&mut rng, world, 16);
+        let tensors = &tensors;
+        let calls = &calls;
+        let results: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = ranks
+                .iter()
+                .enumerate()
+                .map(|(r, rank)| {
+                    s.spawn(move || {
+                        let mut delay = Rng(r as u64 * 977 + 13);
+                        let own = &tensors[r];
+                        let base = own.data_range().start + OFFSET;
+                        calls
+                            .iter()
+                            .map(|c| {
+                                std::thread::sleep(Duration::from_micros(delay.below(200)));
+                                let input = &c.inputs[r];
+                                if c.copy_in {
+                                    let mut out = vec![0u8; input.len()];
+                                    rank.allreduce(
+                                        Algo::OneShot,
+                                        c.dtype,
+                                        c.op,
+                                        c.blocks,
+                                        input,
+                                        &mut out,
+                                    )
+                                    .unwrap();
+                                    return out;
+                                }
+                                // The user writes its next input into its own tensor as
+                                // soon as its previous call returned.
+                                own.write_bytes(base, input).unwrap();
+                                rank.allreduce_symmetric(
+                                    tensors,
+                                    OFFSET,
+                                    input.len(),
+                                    c.dtype,
+                                    c.op,
+                                    c.blocks,
+                                )
+                                .unwrap_or_else(|e| panic!("world {world} rank {r}: {e}"));
+                                let mut out = vec![0u8; input.len()];
+                                own.read_bytes(base, &mut out).unwrap();
+                                out
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, c) in calls.iter().enumerate() {
+            let refs: Vec<&[u8]> = c.inputs.iter().map(Vec::as_slice).collect();
+            let algo = if c.copy_in {
+                Algo::OneShot
+            } else {
+                Algo::TwoShot
+            };
+            let want = reference_allreduce(algo, c.dtype, c.op, &refs, None).unwrap();
+            for (r, res) in results.iter().enumerate() {
+                assert_eq!(
+                    res[i], want,
+                    "world {world} rank {r} call {i} {} {}",
+                    c.dtype, c.op
+                );
+            }
+        }
+        // Every byte of the data area outside the largest tensor keeps the guard.
+        let longest = calls.iter().map(|c| c.inputs[0].len()).max().unwrap_or(0);
+        for (r, t) in tensors.iter().enumerate() {
+            let area = t.data_range();
+            let mut all = vec![0u8; area.len()];
+            t.read_bytes(area.start, &mut all).unwrap();
+            assert!(all[..OFFSET].iter().all(|&b| b == GUARD), "rank {r} head");
+            assert!(
+                all[OFFSET + longest..].iter().all(|&b| b == GUARD),
+                "rank {r} tail"
+            );
+        }
+    }
+}
+
+#[test]
+fn symmetric_two_shot_tail_leaves_the_next_bytes_alone() {
+    // 3 f16 = 6 bytes: one partial chunk whose last in-range word is half covered.
+    let Setup { ranks, tensors } = setup(2, Duration::from_secs(20));
+    let inputs = [
+        random_input(&mut Rng(3), DType::F16, 3),
+        random_input(&mut Rng(4), DType::F16, 3),
+    ];
+    let tensors = &tensors;
+    std::thread::scope(|s| {
+        for (r, rank) in ranks.iter().enumerate() {
+            let input = &inputs[r];
+            s.spawn(move || {
+                let base = tensors[r].data_range().start + OFFSET;
+                tensors[r].write_bytes(base, input).unwrap();
+                rank.allreduce_symmetric(tensors, OFFSET, 6, DType::F16, ReduceOp::Sum, 1)
+                    .unwrap();
+            });
+        }
+    });
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let want = reference_allreduce(Algo::TwoShot, DType::F16, ReduceOp::Sum, &refs, None).unwrap();
+    for t in tensors {
+        let mut got = [0u8; 16];
+        t.read_bytes(t.data_range().start + OFFSET, &mut got)
+            .unwrap();
+        assert_eq!(&got[..6], &want[..]);
+        assert_eq!(&got[6..], &[GUARD; 10]);
+    }
+}
+
+#[test]
+fn symmetric_two_shot_mismatch_fails_on_every_rank() {
+    let Setup { ranks, tensors } = setup(3, Duration::from_secs(5));
+    let tensors = &tensors;
+    let res: Vec<Result<(), SimError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                s.spawn(move || {
+                    let bytes = if r == 0 { 64 } else { 68 };
+                    rank.allreduce_symmetric(tensors, 0, bytes, DType::F32, ReduceOp::Sum, 2)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (r, x) in res.iter().enumerate() {
+        let code = x.as_ref().unwrap_err().code().unwrap();
+        assert!(
+            code == ERR_CALL_MISMATCH || code == ERR_PEER_ABORT,
+            "rank {r}: code {code}"
+        );
+    }
+}
+
+#[test]
+fn symmetric_bad_arguments_are_errors() {
+    let Setup { ranks, tensors } = setup(2, Duration::from_secs(5));
+    let r = &ranks[0];
+    let (f, s) = (DType::F32, ReduceOp::Sum);
+    assert!(r
+        .allreduce_symmetric(&tensors[..1], 0, 64, f, s, 1)
+        .is_err());
+    assert!(r.allreduce_symmetric(&tensors, 8, 64, f, s, 1).is_err());
+    assert!(r.allreduce_symmetric(&tensors, 0, 6, f, s, 1).is_err());
+    assert!(r
+        .allreduce_symmetric(&tensors, 0, AREA + 16, f, s, 1)
+        .is_err());
+    assert!(r.allreduce_symmetric(&tensors, 0, 64, f, s, 0).is_err());
+    // Nothing was started: the comm is not poisoned.
+    assert!(!r.is_aborted());
+}
