@@ -33,6 +33,7 @@ enum Cmd {
     /// Measure every algorithm at every size and write a threshold table for `auto`.
     Tune(cmd::tune::Args),
     /// Many back-to-back checked allreduces on the GPUs (sizes, dtypes, ops, paths, graph and eager).
+    #[command(long_about = cmd::soak::ABOUT)]
     Soak(cmd::soak::Args),
 }
 
