@@ -95,6 +95,28 @@
 //! # Ok::<(), inc_comm::CommError>(())
 //! ```
 //!
+//! # Symmetric tensors (zero-copy)
+//!
+//! A tensor that every rank can read and write is reduced in place with no copy-in and no
+//! copy-out, at any size (`no_run`: needs GPUs):
+//!
+//! ```no_run
+//! use inc_comm::{Comm, ReduceOp};
+//!
+//! let comm = Comm::from_env()?;
+//! let stream = comm.stream().expect("cuda backend").clone();
+//! // collective: every rank allocates the same tensors in the same order
+//! let mut t = comm.alloc_symmetric::<half::bf16>(1 << 24)?;
+//! let host = vec![half::bf16::ONE; 1 << 24];
+//! stream
+//!     .memcpy_htod(&host, &mut t.view_mut()?)
+//!     .expect("upload"); // or write it with your own kernels
+//! comm.allreduce_symmetric(&mut t, .., ReduceOp::Sum, &stream)?.wait()?;
+//! comm.allreduce_symmetric(&mut t, ..4096, ReduceOp::Sum, &stream)?.wait()?; // a prefix
+//! comm.shutdown()?; // returns every rank's symmetric memory, collectively
+//! # Ok::<(), inc_comm::CommError>(())
+//! ```
+//!
 //! # torchrun or `inc launch`
 //!
 //! Each process is one rank (`no_run`: needs the launcher's variables), e.g.

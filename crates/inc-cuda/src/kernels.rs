@@ -526,7 +526,13 @@ impl Kernels {
             blocks_per_sm: self.occupancy(algo, dtype, op)?,
             ranks_on_device: bufs.ranks_on_device(),
         };
-        launch::plan(algo, dtype, count, &limits, blocks)
+        let mut plan = launch::plan(algo, dtype, count, &limits, blocks)?;
+        if algo == Algo::PushOneShot && blocks.is_none() && plan.blocks == 1 && ll_small_block() {
+            // experiment: a block just large enough for the LL lines of a small call
+            let lines = launch::chunks(dtype, count).unwrap_or(0).saturating_mul(2);
+            plan.threads = u32::try_from((lines.div_ceil(32) * 32).clamp(64, 512)).unwrap_or(512);
+        }
+        Ok(plan)
     }
 
     /// Validate a call and build its kernel arguments (no device access).
@@ -1030,6 +1036,13 @@ impl Kernels {
 fn zc_push() -> bool {
     static ENV: OnceLock<bool> = OnceLock::new();
     *ENV.get_or_init(|| std::env::var("INC_ZC_PUSH").is_ok_and(|v| v.trim() == "1"))
+}
+
+/// `INC_LL_SMALL_BLOCK=1` (experiment): one-block push one-shot calls use just enough
+/// threads for their lines.
+fn ll_small_block() -> bool {
+    static ENV: OnceLock<bool> = OnceLock::new();
+    *ENV.get_or_init(|| std::env::var("INC_LL_SMALL_BLOCK").is_ok_and(|v| v.trim() == "1"))
 }
 
 /// The kernel's timeout in nanoseconds (saturating); zero is an error.

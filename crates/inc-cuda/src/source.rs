@@ -335,6 +335,19 @@ mod tests {
     }
 
     #[test]
+    fn zero_copy_two_shot_markers_match_its_sim_program() {
+        assert_eq!(
+            kernel_variant_steps("two_shot", "two_shot_zc").unwrap(),
+            inc_sim::program::two_shot_zc_step_names()
+        );
+        // the file's own program is unaffected by the variants it holds
+        assert_eq!(
+            kernel_steps(Algo::TwoShot).unwrap(),
+            step_names(Algo::TwoShot)
+        );
+    }
+
+    #[test]
     fn push_markers_match_the_push_steps() {
         assert_eq!(
             kernel_steps_named(PUSH_KERNEL).unwrap(),

@@ -219,6 +219,7 @@ impl Comm {
                 reason: "backend not resolved".into(),
             }),
         };
+        let t_backend = started.elapsed();
         let local_error = match (&backend, &tune) {
             (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
             _ => None,
@@ -321,6 +322,7 @@ impl Comm {
                 hs2.ipc_handles = vec![why.into_bytes()];
             }
         }
+        let t_alloc = started.elapsed();
         let all2 = rdv.exchange("hs2", &hs2)?;
         if let Err(own) = &local {
             return Err(own.clone());
@@ -335,6 +337,7 @@ impl Comm {
         let msg = Opened {
             error: opened.as_ref().err().map(|e| e.to_string()),
         };
+        let t_open = started.elapsed();
         let all4 = rdv.gather_json("opened", &msg)?;
         opened?;
         rendezvous::check_opened(rank, &all4)?;
@@ -351,7 +354,10 @@ impl Comm {
         let selector = Selector::new(world, class, &opts, capacity, tune);
         info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "communicator ready"
+            backend_ms = t_backend.as_millis() as u64,
+            allocated_ms = t_alloc.as_millis() as u64,
+            opened_ms = t_open.as_millis() as u64,
+            "communicator ready (times since init began: backend created, buffers allocated, peers mapped)"
         );
         let comm = Comm {
             rank,
