@@ -561,8 +561,14 @@ fn gpu_symmetric_tensors_zero_copy() {
         let world = comms.len();
         let ins = inputs::<T>(world, n);
         let views: Vec<&[u8]> = ins.iter().map(|v| bytemuck::cast_slice(v)).collect();
-        let want = reference_allreduce(inc_sim::Algo::TwoShot, T::DTYPE, ReduceOp::Sum, &views, None)
-            .unwrap();
+        let want = reference_allreduce(
+            inc_sim::Algo::TwoShot,
+            T::DTYPE,
+            ReduceOp::Sum,
+            &views,
+            None,
+        )
+        .unwrap();
         let total = lo + n + 5;
         let sentinel = T::from_f32(-7.0);
         let outs = on_all(comms, |c| {
@@ -586,7 +592,10 @@ fn gpu_symmetric_tensors_zero_copy() {
                 path,
                 T::DTYPE.name()
             );
-            assert!(out[..lo].iter().chain(&out[lo + n..]).all(|v| *v == sentinel));
+            assert!(out[..lo]
+                .iter()
+                .chain(&out[lo + n..])
+                .all(|v| *v == sentinel));
         }
     }
     let t = Instant::now();
@@ -594,7 +603,9 @@ fn gpu_symmetric_tensors_zero_copy() {
     for world in [2usize, 3, 4] {
         let comms = Comm::init_threads(&vec![0; world], opts(60_000)).unwrap();
         // the comm's buffer is 2 MiB a half: 3 MiB tensors exceed it
-        for n_bytes in [4usize, 28, 16 << 10, 200_004, 3 << 20] {
+        // pull form up to 2 MiB (3-4 ranks) / 8 MiB (2 ranks), push form (in pieces of
+        // the 2 MiB halves) above: both forms run at every world
+        for n_bytes in [4usize, 28, 16 << 10, 200_004, 3 << 20, (9 << 20) + 4] {
             for path in [Some(AlgoPath::TwoShot), None] {
                 for lo in [0usize, 8, 1] {
                     run::<f32>(&comms, path, lo, n_bytes / 4);
@@ -608,7 +619,7 @@ fn gpu_symmetric_tensors_zero_copy() {
         assert!(errs.iter().all(|e| e.is_some()), "{errs:?}");
     }
     println!(
-        "symmetric tensors: {cases} cases (W=2,3,4, zero-copy two-shot forced and auto, aligned and unaligned ranges, up to 3 MiB > the 2 MiB buffer) bit-identical; mismatched allocation refused on every rank, in {:?}",
+        "symmetric tensors: {cases} cases (W=2,3,4, zero-copy two-shot pull and push forms, forced and auto, aligned and unaligned ranges, up to 9 MiB > the 2 MiB buffer halves) bit-identical; mismatched allocation refused on every rank, in {:?}",
         t.elapsed()
     );
 }

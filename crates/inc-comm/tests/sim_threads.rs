@@ -477,7 +477,9 @@ fn symmetric_tensors_need_the_cuda_backend() {
     }
     let ok = on_all(&comms, |c| {
         let mut v = vec![1.0f32; 16];
-        c.allreduce_host(&mut v, ReduceOp::Sum).and_then(|w| w.wait()).map(|_| v)
+        c.allreduce_host(&mut v, ReduceOp::Sum)
+            .and_then(|w| w.wait())
+            .map(|_| v)
     });
     for v in ok {
         assert!(v.unwrap().iter().all(|x| *x == 2.0));

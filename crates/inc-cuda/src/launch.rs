@@ -57,6 +57,32 @@ pub const FLAG_IO_ALIGNED: u32 = 2;
 /// areas, all-gather by stores into every rank's symmetric tensor, `KernelArgs::sym`).
 pub const FLAG_ZC_PUSH: u32 = 4;
 
+/// The two forms of the zero-copy two-shot (symmetric tensors; PROTOCOL.md "two-shot,
+/// zero-copy").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZeroCopyForm {
+    /// Owners read their slice from every peer's tensor and store the result into every
+    /// tensor (sim program `two_shot_zc`): no scratch, fastest up to a few MiB.
+    Pull,
+    /// Every rank stores each slice of its tensor into the owner's receive area, owners
+    /// store the result into every tensor (sim program `two_shot_zcp`): stores only,
+    /// fastest above (in pieces of the parity halves).
+    Push,
+}
+
+/// Which zero-copy form a call of `bytes` per rank at `world` ranks runs. Measured on 2 and
+/// 4 H200s (graph, bf16; docs/PERFORMANCE.md): at 4 ranks pull 11.4 us / push 11.9 at
+/// 1 MiB, 27.1 / 25.5 at 4 MiB; at 2 ranks pull 18.2 / push 18.7 at 4 MiB, 56.4 / 53.8 at
+/// 16 MiB.
+pub fn zero_copy_form(world: usize, bytes: u64) -> ZeroCopyForm {
+    let switch = if world <= 2 { 8 << 20 } else { 2 << 20 };
+    if bytes > switch {
+        ZeroCopyForm::Push
+    } else {
+        ZeroCopyForm::Pull
+    }
+}
+
 /// Elements per 16-byte chunk.
 pub const fn lanes(dtype: DType) -> u64 {
     CHUNK_BYTES / dtype.size() as u64
@@ -380,6 +406,16 @@ mod tests {
             ranks_on_device: 8,
         };
         assert!(plan(Algo::OneShot, DType::F32, 1, &none, None).is_err());
+    }
+
+    #[test]
+    fn zero_copy_form_switches_by_size_and_world() {
+        assert_eq!(zero_copy_form(2, 4 << 20), ZeroCopyForm::Pull);
+        assert_eq!(zero_copy_form(2, 8 << 20), ZeroCopyForm::Pull);
+        assert_eq!(zero_copy_form(2, (8 << 20) + 16), ZeroCopyForm::Push);
+        assert_eq!(zero_copy_form(4, 1 << 20), ZeroCopyForm::Pull);
+        assert_eq!(zero_copy_form(4, 4 << 20), ZeroCopyForm::Push);
+        assert_eq!(zero_copy_form(3, 3 << 20), ZeroCopyForm::Push);
     }
 
     #[test]

@@ -64,6 +64,6 @@ pub use kernels::{
     all_instances, default_cache_dir, open_device, CacheMode, CallOptions, Element, Instance,
     Kernels, LoadOptions, RawCall, Warm, DEFAULT_TIMEOUT,
 };
-pub use launch::{LaunchPlan, MAX_THREADS};
+pub use launch::{zero_copy_form, LaunchPlan, ZeroCopyForm, MAX_THREADS};
 pub use proto::{Algo, DType, ErrorRecord, ReduceOp};
 pub use symmetric::SymmetricMemory;

@@ -287,9 +287,9 @@ pub fn kernel_variant_steps(file: &str, variant: &str) -> Result<Vec<String>, St
     let markers = parse_markers(text)?;
     let mut names = Vec::new();
     let variant_prefix = format!("{stem}_");
-    let own = markers.iter().filter(|m| {
-        m.algo == name || (m.algo != stem && !m.algo.starts_with(&variant_prefix))
-    });
+    let own = markers
+        .iter()
+        .filter(|m| m.algo == name || (m.algo != stem && !m.algo.starts_with(&variant_prefix)));
     for (i, m) in own.enumerate() {
         if m.algo != name {
             return Err(format!("{file}: marker for {} inside {file}", m.algo));

@@ -156,16 +156,16 @@ impl SymmetricMemory {
     pub fn peer_bases(&self) -> Result<[u64; MAX_RANKS]> {
         let mut out = [0u64; MAX_RANKS];
         for (q, o) in out.iter_mut().enumerate().take(self.world) {
-            let (p, _) = self
-                .peers
-                .get(q)
-                .copied()
-                .flatten()
-                .ok_or_else(|| CudaError::PeerAccess {
-                    rank: self.rank,
-                    peer: q,
-                    reason: "symmetric memory of this peer not mapped".into(),
-                })?;
+            let (p, _) =
+                self.peers
+                    .get(q)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| CudaError::PeerAccess {
+                        rank: self.rank,
+                        peer: q,
+                        reason: "symmetric memory of this peer not mapped".into(),
+                    })?;
             *o = p;
         }
         Ok(out)

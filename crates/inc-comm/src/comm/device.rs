@@ -57,9 +57,7 @@ impl Comm {
             (Some(Algo::TwoShot), Some((slot, offset))) => {
                 // SAFETY: forwarded from this function's contract; the slot is this
                 // backend's (kept until teardown).
-                unsafe {
-                    b.launch_symmetric(stream, slot, dtype, op, offset, count as u64)
-                }?;
+                unsafe { b.launch_symmetric(stream, slot, dtype, op, offset, count as u64) }?;
                 Checker::Kernel(b.kernel_check()?)
             }
             (Some(algo), _) => {
