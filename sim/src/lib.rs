@@ -7,7 +7,9 @@
 //! - [`program`]: every algorithm's protocol as a list of [`program::Step`]s;
 //!   `program::inc::*` is PROTOCOL.md v1 (the kernels mark `// STEP <algo> <n> <Name>`,
 //!   compared against [`program::step_names`]; the zero-copy two-shot for symmetric
-//!   tensors, [`program::inc::two_shot_zc`], against [`program::two_shot_zc_step_names`]),
+//!   tensors, [`program::inc::two_shot_zc`], against [`program::two_shot_zc_step_names`],
+//!   and its push form [`program::inc::two_shot_zcp`] against
+//!   [`program::two_shot_zcp_step_names`]),
 //!   `program::seed::*` is what the seed does.
 //! - [`model`]: the weak-memory model (pending stores landing when the scheduler decides,
 //!   release/acquire via vector clocks, `.nc` loads, fences, atomics). Its docs list what it
@@ -181,13 +183,16 @@
 //! bug in fault-free runs is the end-barrier race; data is modelled per 16-byte chunk;
 //! `epoch`/`done` are block-shared rank state; a kernel boundary lands all stores of that
 //! rank (stream order). [`Weakening`] mutations (relaxed flags, no rotation, no two-shot
-//! mid barrier, no start or end barrier) show the checker catches a weakened inc protocol
+//! mid barrier, no start or end barrier, a scatter after the start barrier) show the checker catches a weakened inc protocol
 //! too.
 //!
 //! The zero-copy two-shot ([`SimConfig::zero_copy`] with `Algo::TwoShot`, program
 //! [`program::inc::two_shot_zc`]) is checked with the user in the loop: at each launch a
 //! rank's input is stored into its own buffer (after its previous kernel completed), and
 //! when its kernel completes its buffer is read back and compared with the reference.
+//! [`SimConfig::zc_form`] picks the form: pull (the default) or push
+//! ([`program::inc::two_shot_zcp`]: the tensor is a region of its own next to the parity
+//! halves, whose receive areas the scatter fills).
 
 pub mod check;
 pub mod cpu;
@@ -203,5 +208,5 @@ pub use check::{
     Shrink, SimConfig, Violation, ViolationKind, Weakening,
 };
 pub use error::SimError;
-pub use program::Protocol;
+pub use program::{Protocol, ZcForm};
 pub use types::*;

@@ -4,7 +4,8 @@
 //! simulator executes these lists, the CPU backend follows them, and each CUDA kernel marks
 //! its steps with `// STEP <algo> <n> <Name>` comments that an inc-cuda test compares with
 //! [`step_names`] (the zero-copy two-shot's `// STEP two_shot_zc <n> <Name>` markers with
-//! [`two_shot_zc_step_names`]). `program::seed::*` encodes what the seed's kernels do, for
+//! [`two_shot_zc_step_names`], and its push form's `// STEP two_shot_zcp <n> <Name>` with
+//! [`two_shot_zcp_step_names`]). `program::seed::*` encodes what the seed's kernels do, for
 //! contrast.
 
 use crate::types::Algo;
@@ -178,6 +179,28 @@ pub mod inc {
     pub fn two_shot_zc() -> Vec<Step> {
         vec![
             Step::Prologue,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Others,
+            },
+            Step::ReduceStore,
+            Step::EndBarrier,
+            Step::Epilogue,
+        ]
+    }
+
+    /// PROTOCOL.md "two-shot, zero-copy (symmetric tensors)", push form (kernel
+    /// `kernels/two_shot.cu` `inc_two_shot_zcp`, markers `// STEP two_shot_zcp <n> <Name>`):
+    /// each rank scatters its chunks of every peer's slice, read from its own symmetric
+    /// tensor, into that owner's receive area `R[me]` of this call's parity half (the
+    /// copy-in two-shot's Scatter with the tensor as source); start barrier; each owner
+    /// folds its own tensor and its own receive areas in rank order and stores the result
+    /// into every rank's tensor (the all-gather lands in place, no copy-out pass); end
+    /// barrier (the user's next write of a tensor comes after every store into it).
+    pub fn two_shot_zcp() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::Scatter,
             Step::Barrier {
                 kind: BarrierKind::Start,
                 set: PeerSet::Others,
@@ -366,6 +389,42 @@ pub fn zero_copy_steps(protocol: Protocol, algo: Algo) -> Vec<Step> {
     }
 }
 
+/// Which form of the zero-copy two-shot (symmetric tensors) runs: inc keeps both and
+/// picks by size (pull up to a few MiB, push above; the switch is measured in inc-cuda).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ZcForm {
+    /// [`inc::two_shot_zc`]: each owner reads its slice from every rank's tensor.
+    #[default]
+    Pull,
+    /// [`inc::two_shot_zcp`]: every rank pushes its chunks into the owners' receive areas
+    /// first; the owner reads locally.
+    Push,
+}
+
+impl ZcForm {
+    /// Lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ZcForm::Pull => "pull",
+            ZcForm::Push => "push",
+        }
+    }
+
+    /// The inc program of this form of the zero-copy two-shot.
+    pub fn steps(self) -> Vec<Step> {
+        match self {
+            ZcForm::Pull => inc::two_shot_zc(),
+            ZcForm::Push => inc::two_shot_zcp(),
+        }
+    }
+}
+
+/// Names of [`inc::two_shot_zcp`], in order; the CUDA kernel's `// STEP two_shot_zcp <n>
+/// <Name>` markers must list exactly these.
+pub fn two_shot_zcp_step_names() -> Vec<&'static str> {
+    inc::two_shot_zcp().iter().map(Step::name).collect()
+}
+
 /// Names of [`inc::two_shot_zc`], in order; the CUDA kernel's `// STEP two_shot_zc <n>
 /// <Name>` markers must list exactly these.
 pub fn two_shot_zc_step_names() -> Vec<&'static str> {
@@ -437,6 +496,30 @@ mod tests {
         );
         assert!(zero_copy_steps(Protocol::Inc, Algo::Hcm).is_empty());
         assert!(zero_copy_steps(Protocol::Seed, Algo::TwoShot).is_empty());
+    }
+
+    #[test]
+    fn two_shot_zcp_names_match_protocol_md() {
+        assert_eq!(
+            two_shot_zcp_step_names(),
+            [
+                "Prologue",
+                "Scatter",
+                "Barrier",
+                "ReduceStore",
+                "EndBarrier",
+                "Epilogue"
+            ]
+        );
+        assert_eq!(ZcForm::Push.steps(), inc::two_shot_zcp());
+        assert_eq!(ZcForm::default().steps(), inc::two_shot_zc());
+        assert_eq!(
+            inc::two_shot_zcp()[2],
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Others
+            }
+        );
     }
 
     #[test]

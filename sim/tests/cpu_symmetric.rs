@@ -2,14 +2,15 @@
 //! CPU backend, zero-copy two-shot on symmetric tensors (`CpuRank::allreduce_symmetric`,
 //! PROTOCOL.md "two-shot, zero-copy"): ranks as threads, each rank's tensor in its own
 //! region, in place, back-to-back calls where every rank rewrites its own tensor as soon
-//! as its call returns, mixed with copy-in calls; bit-identical to the reference, bytes
-//! around the tensor untouched.
+//! as its call returns, mixed with copy-in calls and with push-form calls
+//! (`CpuRank::allreduce_symmetric_form(ZcForm::Push, ..)`, program `inc::two_shot_zcp`);
+//! bit-identical to the reference, bytes around the tensor untouched.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
-use inc_sim::{Algo, DType, ReduceOp, SimError, ERR_CALL_MISMATCH, ERR_PEER_ABORT};
+use inc_sim::{Algo, DType, ReduceOp, SimError, ZcForm, ERR_CALL_MISMATCH, ERR_PEER_ABORT};
 
 struct Rng(u64);
 impl Rng {
@@ -79,16 +80,30 @@ struct Call {
     blocks: usize,
     inputs: Vec<Vec<u8>>,
     copy_in: bool,
+    /// The zero-copy form (symmetric calls).
+    form: ZcForm,
 }
 
-fn calls(rng: &mut Rng, world: usize, n: usize) -> Vec<Call> {
+/// `n` calls; push-form calls stay within `push_max` bytes (the two-shot's receive areas
+/// in the comm's regions).
+fn calls(rng: &mut Rng, world: usize, n: usize, push_max: usize) -> Vec<Call> {
     (0..n)
         .map(|i| {
             let dtype = DType::ALL[rng.below(3) as usize];
             let op = ReduceOp::ALL[rng.below(4) as usize];
+            let form = if rng.below(2) == 0 {
+                ZcForm::Push
+            } else {
+                ZcForm::Pull
+            };
             // 1..=400 elements: partial tail chunks, slices shorter than the world.
-            let count = 1 + rng.below(400) as usize;
+            let max = match form {
+                ZcForm::Push => (push_max / dtype.size()).min(400),
+                ZcForm::Pull => 400,
+            };
+            let count = 1 + rng.below(max as u64) as usize;
             Call {
+                form,
                 dtype,
                 op,
                 blocks: 1 + rng.below(4) as usize,
@@ -106,7 +121,11 @@ fn symmetric_two_shot_matches_reference_back_to_back() {
     let mut rng = Rng(0x5eed_2a11);
     for world in 1..=5usize {
         let Setup { ranks, tensors } = setup(world, Duration::from_secs(20));
-        let calls = calls(&mut rng, world, 16);
+        let push_max = ranks[0].max_bytes(Algo::TwoShot);
+        assert!(push_max >= 400, "push-form calls too small: {push_max}");
+        let calls = calls(&mut rng, world, 24, push_max);
+        assert!(calls.iter().any(|c| !c.copy_in && c.form == ZcForm::Push));
+        assert!(calls.iter().any(|c| !c.copy_in && c.form == ZcForm::Pull));
         let tensors = &tensors;
         let calls = &calls;
         let results: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
@@ -139,7 +158,8 @@ fn symmetric_two_shot_matches_reference_back_to_back() {
                                 // The user writes its next input into its own tensor as
                                 // soon as its previous call returned.
                                 own.write_bytes(base, input).unwrap();
-                                rank.allreduce_symmetric(
+                                rank.allreduce_symmetric_form(
+                                    c.form,
                                     tensors,
                                     OFFSET,
                                     input.len(),
@@ -169,8 +189,8 @@ fn symmetric_two_shot_matches_reference_back_to_back() {
             for (r, res) in results.iter().enumerate() {
                 assert_eq!(
                     res[i], want,
-                    "world {world} rank {r} call {i} {} {}",
-                    c.dtype, c.op
+                    "world {world} rank {r} call {i} {} {} {:?}",
+                    c.dtype, c.op, c.form
                 );
             }
         }
@@ -191,6 +211,12 @@ fn symmetric_two_shot_matches_reference_back_to_back() {
 
 #[test]
 fn symmetric_two_shot_tail_leaves_the_next_bytes_alone() {
+    for form in [ZcForm::Pull, ZcForm::Push] {
+        tail_leaves_the_next_bytes_alone(form);
+    }
+}
+
+fn tail_leaves_the_next_bytes_alone(form: ZcForm) {
     // 3 f16 = 6 bytes: one partial chunk whose last in-range word is half covered.
     let Setup { ranks, tensors } = setup(2, Duration::from_secs(20));
     let inputs = [
@@ -204,8 +230,16 @@ fn symmetric_two_shot_tail_leaves_the_next_bytes_alone() {
             s.spawn(move || {
                 let base = tensors[r].data_range().start + OFFSET;
                 tensors[r].write_bytes(base, input).unwrap();
-                rank.allreduce_symmetric(tensors, OFFSET, 6, DType::F16, ReduceOp::Sum, 1)
-                    .unwrap();
+                rank.allreduce_symmetric_form(
+                    form,
+                    tensors,
+                    OFFSET,
+                    6,
+                    DType::F16,
+                    ReduceOp::Sum,
+                    1,
+                )
+                .unwrap();
             });
         }
     });
@@ -222,6 +256,12 @@ fn symmetric_two_shot_tail_leaves_the_next_bytes_alone() {
 
 #[test]
 fn symmetric_two_shot_mismatch_fails_on_every_rank() {
+    for form in [ZcForm::Pull, ZcForm::Push] {
+        mismatch_fails_on_every_rank(form);
+    }
+}
+
+fn mismatch_fails_on_every_rank(form: ZcForm) {
     let Setup { ranks, tensors } = setup(3, Duration::from_secs(5));
     let tensors = &tensors;
     let res: Vec<Result<(), SimError>> = std::thread::scope(|s| {
@@ -231,7 +271,15 @@ fn symmetric_two_shot_mismatch_fails_on_every_rank() {
             .map(|(r, rank)| {
                 s.spawn(move || {
                     let bytes = if r == 0 { 64 } else { 68 };
-                    rank.allreduce_symmetric(tensors, 0, bytes, DType::F32, ReduceOp::Sum, 2)
+                    rank.allreduce_symmetric_form(
+                        form,
+                        tensors,
+                        0,
+                        bytes,
+                        DType::F32,
+                        ReduceOp::Sum,
+                        2,
+                    )
                 })
             })
             .collect();
@@ -241,7 +289,7 @@ fn symmetric_two_shot_mismatch_fails_on_every_rank() {
         let code = x.as_ref().unwrap_err().code().unwrap();
         assert!(
             code == ERR_CALL_MISMATCH || code == ERR_PEER_ABORT,
-            "rank {r}: code {code}"
+            "{form:?} rank {r}: code {code}"
         );
     }
 }
@@ -260,6 +308,12 @@ fn symmetric_bad_arguments_are_errors() {
         .allreduce_symmetric(&tensors, 0, AREA + 16, f, s, 1)
         .is_err());
     assert!(r.allreduce_symmetric(&tensors, 0, 64, f, s, 0).is_err());
+    // The push form's receive areas live in the comm's regions: its two-shot limit.
+    let over = r.max_bytes(Algo::TwoShot) + 16;
+    assert!(over <= AREA);
+    assert!(r
+        .allreduce_symmetric_form(ZcForm::Push, &tensors, 0, over, f, s, 1)
+        .is_err());
     // Nothing was started: the comm is not poisoned.
     assert!(!r.is_aborted());
 }

@@ -340,6 +340,11 @@ mod tests {
             kernel_variant_steps("two_shot", "two_shot_zc").unwrap(),
             inc_sim::program::two_shot_zc_step_names()
         );
+        // the push form (inc_two_shot_zcp) against inc::two_shot_zcp
+        assert_eq!(
+            kernel_variant_steps("two_shot", "two_shot_zcp").unwrap(),
+            inc_sim::program::two_shot_zcp_step_names()
+        );
         // the file's own program is unaffected by the variants it holds
         assert_eq!(
             kernel_steps(Algo::TwoShot).unwrap(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::SimError;
-use crate::program::{self, Protocol};
+use crate::program::{self, Protocol, ZcForm};
 use crate::types::{Algo, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
 
 /// An injected fault.
@@ -49,6 +49,10 @@ pub enum Weakening {
     /// No start barrier: readers may read a peer's buffer before its input of this call is
     /// there (or while the peer is still in the previous call).
     NoStartBarrier,
+    /// The Scatter step moved after the start barrier (zero-copy two-shot, push form; the
+    /// copy-in two-shot too): the start flag no longer publishes the scattered chunks, and
+    /// an owner may store its result into my tensor before I read my chunk of its slice.
+    ScatterAfterBarrier,
 }
 
 /// How schedules are chosen.
@@ -126,6 +130,12 @@ pub struct SimConfig {
     /// chunk), and when the kernel completes every chunk of the own buffer is read back
     /// (after the kernel, by the user) and checked against the reference.
     pub zero_copy: bool,
+    /// Which form of the zero-copy two-shot runs (with `zero_copy` and the inc two-shot
+    /// only): [`ZcForm::Pull`] (the default, [`program::inc::two_shot_zc`]) or
+    /// [`ZcForm::Push`] ([`program::inc::two_shot_zcp`]: each rank's tensor is a region of
+    /// its own, written and read back by the user as for the pull form, and the scatter
+    /// fills the receive areas of the call's parity half).
+    pub zc_form: ZcForm,
     /// Injected fault.
     pub fault: Option<Fault>,
     /// Scheduler.
@@ -158,6 +168,7 @@ impl SimConfig {
             threads_per_block: 1,
             hcm: None,
             zero_copy: false,
+            zc_form: ZcForm::Pull,
             fault: None,
             weaken: None,
             scheduler: Scheduler::Random,
@@ -210,6 +221,21 @@ impl SimConfig {
             return bad(format!(
                 "{} {} has no zero-copy variant (one-shot, and the inc two-shot, have one)",
                 self.protocol, self.algo
+            ));
+        }
+        if self.zc_form == ZcForm::Push
+            && !(self.zero_copy && self.protocol == Protocol::Inc && self.algo == Algo::TwoShot)
+        {
+            return bad(format!(
+                "the push form of the zero-copy two-shot needs zero_copy with the inc \
+                 two-shot, not {} {}{}",
+                self.protocol,
+                self.algo,
+                if self.zero_copy {
+                    ""
+                } else {
+                    " without zero_copy"
+                }
             ));
         }
         if let Some(t) = &self.hcm {

@@ -280,12 +280,13 @@ impl CallCtx<'_> {
                     }
                 }
                 Step::Scatter => {
-                    // Chunk c of slice q != me -> peer q's R[me][c - q*S].
+                    // Chunk c of slice q != me -> peer q's R[me][c - q*S] (the push-form
+                    // zero-copy two-shot reads it from my own tensor).
                     for c in self.my_chunks(b) {
                         let q = (c / slice).min(world - 1);
                         if q != me {
                             let off = (me * slice + c - q * slice) * CHUNK_BYTES;
-                            self.store_chunk(q, off, &chunk_of(self.input, c))?;
+                            self.store_chunk(q, off, &self.input_chunk(c)?)?;
                         }
                     }
                 }

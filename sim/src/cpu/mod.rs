@@ -6,7 +6,8 @@
 //!
 //! inc-comm uses it as its `sim` backend, so the whole library runs without a GPU. The
 //! zero-copy two-shot on symmetric tensors ([`CpuRank::allreduce_symmetric`], program
-//! `inc::two_shot_zc`) works on tensors in regions of their own, in place.
+//! `inc::two_shot_zc`; its push form `inc::two_shot_zcp` through
+//! [`CpuRank::allreduce_symmetric_form`]) works on tensors in regions of their own, in place.
 //!
 //! Layout: this file holds the public API ([`CpuRank`], [`CpuConfig`]) and the call
 //! set-up; `block` runs one block of a call (its thread, memory accesses, the bounded

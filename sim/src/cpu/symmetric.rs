@@ -2,7 +2,11 @@
 //! zero-copy (symmetric tensors)", program [`crate::program::inc::two_shot_zc`]): every
 //! rank's tensor lives in its own [`Region`] that every rank can read and write, and the
 //! call is in place. Start barrier, each owner folds its slice from every rank's tensor in
-//! rank order and stores the result into every rank's tensor, end barrier.
+//! rank order and stores the result into every rank's tensor, end barrier. The push form
+//! ([`ZcForm::Push`], program [`crate::program::inc::two_shot_zcp`]) scatters first: each
+//! rank stores its chunks of every peer's slice, read from its own tensor, into that
+//! owner's receive area `R[me]` of the call's parity half (the comm's own regions), and
+//! the owner folds its own tensor and its receive areas (local reads).
 //!
 //! Data words are relaxed atomics ([`Region::read_bytes`]/[`Region::write_bytes`]); the
 //! barriers' `Release`/`Acquire` flags order them, exactly as in the other algorithms.
@@ -11,9 +15,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{check_call_shape, decode, fold, CallCtx, CpuRank, Failed, Region};
+use super::{check_call_shape, chunk_of, decode, fold, CallCtx, CpuRank, Failed, Region};
 use crate::error::SimError;
-use crate::program;
+use crate::program::ZcForm;
 use crate::types::{call_sig, Algo, DType, PadLayout, ReduceOp, CHUNK_BYTES};
 
 /// The symmetric tensors of one zero-copy call: `tensors[q]` is rank q's, the tensor at
@@ -22,6 +26,7 @@ pub(super) struct Sym<'a> {
     tensors: &'a [Arc<Region>],
     offset: usize,
     bytes: usize,
+    form: ZcForm,
 }
 
 impl CpuRank {
@@ -33,8 +38,27 @@ impl CpuRank {
     /// result replaces every rank's tensor, bit-identical to [`CpuRank::allreduce`] with
     /// the two-shot. Between calls a rank may read and rewrite its own tensor (only its
     /// own) once its call has returned; see the protocol for why no peer touches it then.
+    /// The pull form; [`CpuRank::allreduce_symmetric_form`] picks the form.
     pub fn allreduce_symmetric(
         &self,
+        tensors: &[Arc<Region>],
+        offset: usize,
+        bytes: usize,
+        dtype: DType,
+        op: ReduceOp,
+        blocks: usize,
+    ) -> Result<(), SimError> {
+        self.allreduce_symmetric_form(ZcForm::Pull, tensors, offset, bytes, dtype, op, blocks)
+    }
+
+    /// [`CpuRank::allreduce_symmetric`] in form `form`: [`ZcForm::Pull`] (program
+    /// `inc::two_shot_zc`) or [`ZcForm::Push`] (`inc::two_shot_zcp`: the scatter fills
+    /// the receive areas of the comm's own regions, so `bytes` is limited to
+    /// [`CpuRank::max_bytes`] of the two-shot). Every rank of a call must use the same form.
+    #[allow(clippy::too_many_arguments)]
+    pub fn allreduce_symmetric_form(
+        &self,
+        form: ZcForm,
         tensors: &[Arc<Region>],
         offset: usize,
         bytes: usize,
@@ -60,6 +84,13 @@ impl CpuRank {
             )));
         }
         check_call_shape(dtype, blocks, &[])?;
+        if form == ZcForm::Push && bytes > self.max_bytes(Algo::TwoShot) {
+            return Err(SimError::Config(format!(
+                "{bytes} bytes exceeds the push form's limit of {} bytes (its receive areas \
+                 live in the comm's regions)",
+                self.max_bytes(Algo::TwoShot)
+            )));
+        }
         for (q, t) in tensors.iter().enumerate() {
             let area = t.data_range();
             let start = area.start.saturating_add(offset);
@@ -95,9 +126,10 @@ impl CpuRank {
                 tensors,
                 offset,
                 bytes,
+                form,
             }),
         };
-        let steps = program::inc::two_shot_zc();
+        let steps = form.steps();
         ctx.run_blocks(|c, b| c.run_block(b, &steps)).map(|_| ())
     }
 }
@@ -130,8 +162,18 @@ impl Sym<'_> {
 }
 
 impl CallCtx<'_> {
+    /// Chunk `c` of this call's input: my symmetric tensor's (push-form zero-copy
+    /// two-shot, read now), else the caller's input.
+    pub(super) fn input_chunk(&self, c: usize) -> Result<[u8; CHUNK_BYTES], Failed> {
+        match &self.sym {
+            Some(sym) => sym.load(self.me.rank, c),
+            None => Ok(chunk_of(self.input, c)),
+        }
+    }
+
     /// ReduceStore for block `b`: for my chunks c of my slice, fold chunk c of every
-    /// rank's tensor in rank order, then store the result into every rank's tensor (mine
+    /// rank's tensor in rank order (push form: my own receive area `R[q]` for every peer
+    /// q, my own tensor for me), then store the result into every rank's tensor (mine
     /// included).
     pub(super) fn reduce_store(&self, b: usize) -> Result<(), Failed> {
         let sym = self.sym.as_ref().ok_or(Failed)?;
@@ -144,7 +186,12 @@ impl CallCtx<'_> {
         {
             let mut acc: Option<[f32; 8]> = None;
             for q in 0..world {
-                let v = decode(self.dtype, &sym.load(q, c)?);
+                let raw = if sym.form == ZcForm::Push && q != me {
+                    self.load_chunk(me, (q * slice + c - me * slice) * CHUNK_BYTES)?
+                } else {
+                    sym.load(q, c)?
+                };
+                let v = decode(self.dtype, &raw);
                 acc = Some(match acc {
                     None => v,
                     Some(mut a) => {

@@ -39,7 +39,7 @@ impl Run<'_> {
                 let t = self.cfg.threads_per_block;
                 for c in 0..chunks {
                     let tid = self.tid(r, (c / t) % grid);
-                    let loc = self.data_loc(r, 0, false, c);
+                    let loc = self.tensor_loc(r, c);
                     let (v, tg) = (input_value(r, k, c), tag(r, k, WHAT_INPUT));
                     self.mem.store(tid, loc, v, tg, MemOrder::Relaxed);
                 }
@@ -121,7 +121,7 @@ impl Run<'_> {
         for c in 0..chunks {
             let owner = (c / s).min(w - 1);
             let want = tag(owner, k, WHAT_REDUCED);
-            let loc = self.data_loc(r, 0, false, c);
+            let loc = self.tensor_loc(r, c);
             let place = format!("own buf chunk {c}");
             let v = self.read_loc(t0, loc, owner, want, "output (after the kernel)", &place);
             if let Some(o) = self.ranks[r].out.get_mut(c) {
@@ -181,12 +181,17 @@ impl Run<'_> {
     /// that changes only when the block acts or its rank starts or ends a call.
     pub(super) fn on_landed(&mut self, loc: usize) {
         let w = self.cfg.world;
-        let per = Self::data_locs(self.max_chunks, w) + Self::flag_locs(self.max_g, w) + 1;
+        let per = self.rank_locs();
         let (r, off) = (loc / per, loc % per);
         let Some(f) = off.checked_sub(Self::data_locs(self.max_chunks, w)) else {
             return;
         };
-        if f >= Self::flag_locs(self.max_g, self.cfg.world) {
+        let flags = Self::flag_locs(self.max_g, self.cfg.world);
+        if f > flags {
+            // The push-form zero-copy tensor: data, polled by nobody.
+            return;
+        }
+        if f == flags {
             self.invalidate_rank(r);
         } else {
             let b = (f / self.cfg.world) % self.max_g;

@@ -7,7 +7,7 @@ mod steps;
 mod verdict;
 
 use crate::model::Memory;
-use crate::program::{self, PeerSet, Protocol, Step, CUBE_MESH_8};
+use crate::program::{self, PeerSet, Protocol, Step, ZcForm, CUBE_MESH_8};
 use crate::sched::Event as SchedEvent;
 use crate::types::{call_sig, Algo, BarrierKind, DType, ReduceOp, CHUNK_BYTES, ERR_PEER_ABORT};
 
@@ -167,6 +167,9 @@ pub(super) struct Run<'a> {
     pub(super) cfg: &'a SimConfig,
     steps_prog: Vec<Step>,
     hcm: [[usize; 4]; 8],
+    /// Words of each rank's symmetric-tensor region (push-form zero-copy two-shot only:
+    /// `max_chunks`; else 0, and the tensor is the start of half 0).
+    tensor_locs: usize,
     mem: Memory,
     ranks: Vec<RankState>,
     blocks: Vec<Block>,
@@ -208,16 +211,33 @@ impl<'a> Run<'a> {
         let max_g = cfg.blocks.iter().copied().max().unwrap_or(1);
         let max_chunks = (cfg.bytes + 4).div_ceil(CHUNK_BYTES);
         let n_threads = cfg.world * max_g;
+        let zcp = Self::is_zcp(cfg);
+        let tensor_locs = if zcp { max_chunks } else { 0 };
         let n_locs = cfg.world
-            * (Self::data_locs(max_chunks, cfg.world) + Self::flag_locs(max_g, cfg.world) + 1);
+            * (Self::data_locs(max_chunks, cfg.world)
+                + Self::flag_locs(max_g, cfg.world)
+                + 1
+                + tensor_locs);
+        let mut steps_prog = if zcp {
+            program::inc::two_shot_zcp()
+        } else if cfg.zero_copy {
+            program::zero_copy_steps(cfg.protocol, cfg.algo)
+        } else {
+            program::steps(cfg.protocol, cfg.algo)
+        };
+        if cfg.weaken == Some(Weakening::ScatterAfterBarrier) {
+            // Swap the Scatter with the barrier that follows it.
+            if let Some(i) = steps_prog.iter().position(|&s| s == Step::Scatter) {
+                if matches!(steps_prog.get(i + 1), Some(Step::Barrier { .. })) {
+                    steps_prog.swap(i, i + 1);
+                }
+            }
+        }
         Run {
             cfg,
-            steps_prog: if cfg.zero_copy {
-                program::zero_copy_steps(cfg.protocol, cfg.algo)
-            } else {
-                program::steps(cfg.protocol, cfg.algo)
-            },
+            steps_prog,
             hcm: cfg.hcm.unwrap_or(CUBE_MESH_8),
+            tensor_locs,
             mem: Memory::new(n_locs, n_threads),
             ranks: vec![RankState::INIT; cfg.world],
             blocks: vec![Block::IDLE; n_threads],
@@ -278,10 +298,12 @@ impl<'a> Run<'a> {
         self.stale_list.clear();
     }
 
-    // ---- location layout: per rank [data: parity(2) x half][flags: 3 x 2 x G x W][abort];
-    // a half is 2 x chunks + W words: buf at 0 and the hcm partial at `chunks` (one-shot,
-    // hcm, seed), or the two-shot receive areas R[s] at s x S and the gather area G at
-    // W x S (W x S <= chunks + W - 1).
+    // ---- location layout: per rank [data: parity(2) x half][flags: 3 x 2 x G x W][abort]
+    // [tensor: `tensor_locs`]; a half is 2 x chunks + W words: buf at 0 and the hcm partial
+    // at `chunks` (one-shot, hcm, seed, and the pull-form zero-copy two-shot's tensor in
+    // half 0), or the two-shot receive areas R[s] at s x S and the gather area G at W x S
+    // (W x S <= chunks + W - 1). The push-form zero-copy two-shot's tensor is the region
+    // after the abort word (its halves hold the receive areas).
     fn half_locs(chunks: usize, w: usize) -> usize {
         2 * chunks + w
     }
@@ -291,10 +313,23 @@ impl<'a> Run<'a> {
     fn flag_locs(g: usize, w: usize) -> usize {
         3 * 2 * g * w
     }
-    fn rank_base(&self, r: usize) -> usize {
-        r * (Self::data_locs(self.max_chunks, self.cfg.world)
+    fn rank_locs(&self) -> usize {
+        Self::data_locs(self.max_chunks, self.cfg.world)
             + Self::flag_locs(self.max_g, self.cfg.world)
-            + 1)
+            + 1
+            + self.tensor_locs
+    }
+    fn rank_base(&self, r: usize) -> usize {
+        r * self.rank_locs()
+    }
+    /// Chunk c of rank r's symmetric tensor (zero-copy two-shot): its own region (push
+    /// form), else the start of half 0.
+    fn tensor_loc(&self, r: usize, c: usize) -> usize {
+        if self.tensor_locs > 0 {
+            self.abort_loc(r) + 1 + c.min(self.tensor_locs - 1)
+        } else {
+            self.data_loc(r, 0, false, c)
+        }
     }
     fn data_loc(&self, r: usize, parity: usize, partial: bool, c: usize) -> usize {
         self.half_loc(r, parity, usize::from(partial) * self.max_chunks + c)
@@ -334,6 +369,14 @@ impl<'a> Run<'a> {
         self.cfg.zero_copy && self.cfg.algo == Algo::TwoShot
     }
 
+    /// The push form of the zero-copy two-shot ([`program::inc::two_shot_zcp`]).
+    fn is_zcp(cfg: &SimConfig) -> bool {
+        cfg.zero_copy && cfg.algo == Algo::TwoShot && cfg.zc_form == ZcForm::Push
+    }
+    fn zcp(&self) -> bool {
+        self.tensor_locs > 0
+    }
+
     /// Elements and chunks rank `r` uses in call `k`.
     fn count(&self, r: usize, k: usize) -> (u64, usize) {
         let mut n = (self.cfg.bytes / 4) as u64;
@@ -353,7 +396,10 @@ impl<'a> Run<'a> {
         (self.epoch_of(r) % 2) as usize
     }
     fn data_parity(&self, r: usize) -> usize {
-        if self.is_seed() || self.cfg.zero_copy || self.cfg.weaken == Some(Weakening::NoRotation) {
+        if self.is_seed()
+            || (self.cfg.zero_copy && !self.zcp())
+            || self.cfg.weaken == Some(Weakening::NoRotation)
+        {
             0
         } else {
             self.parity(r)

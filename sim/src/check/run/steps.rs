@@ -127,21 +127,26 @@ impl Run<'_> {
                 }
             }
             Step::Scatter => {
-                // For my chunks c of every slice q != r: peer q's R[r][c - q*S] = input[c].
+                // For my chunks c of every slice q != r: peer q's R[r][c - q*S] = input[c]
+                // (push-form zero-copy: input[c] read from my own tensor, where an owner's
+                // early ReduceStore would show as a reduced value).
                 let s = self.slice_len(r);
                 let Some(c) = self.next_chunk_where(i, |c| c / s != r) else {
                     self.next_step(i);
                     return;
                 };
                 let q = (c / s).min(w - 1);
+                let v = if self.zcp() {
+                    let loc = self.tensor_loc(r, c);
+                    let want = self.expected_tag(r, r, WHAT_INPUT);
+                    let place = format!("own tensor chunk {c}");
+                    self.read_loc(i, loc, r, want, "Scatter", &place)
+                } else {
+                    input_value(r, k, c)
+                };
                 let loc = self.half_loc(q, dp, r * s + c - q * s);
-                self.mem.store(
-                    i,
-                    loc,
-                    input_value(r, k, c),
-                    tag(r, k, WHAT_INPUT),
-                    MemOrder::Relaxed,
-                );
+                self.mem
+                    .store(i, loc, v, tag(r, k, WHAT_INPUT), MemOrder::Relaxed);
             }
             Step::Barrier {
                 kind: BarrierKind::Mid,
@@ -156,24 +161,31 @@ impl Run<'_> {
             }
             Step::Barrier { .. } | Step::EndBarrier => self.step_barrier(i, step),
             Step::ReduceStore => {
-                // For my chunks c of my slice: v = fold over q of buf[q][c] (rank order),
+                // For my chunks c of my slice: v = fold over q of buf[q][c] (rank order;
+                // push form: my own R[q][c - r*S] for q != r, my own tensor for q == r),
                 // then buf[q][c] = v for every rank q (my own included).
                 let s = self.slice_len(r);
                 let Some(c) = self.next_chunk_where(i, |c| (c / s).min(w - 1) == r) else {
                     self.next_step(i);
                     return;
                 };
+                let zcp = self.zcp();
                 let mut acc = None;
                 for q in 0..w {
-                    let loc = self.data_loc(q, 0, false, c);
+                    let (loc, place) = if zcp && q != r {
+                        let j = c - r * s;
+                        let p = format!("own R[{q}][{j}] (chunk {c})");
+                        (self.half_loc(r, dp, q * s + j), p)
+                    } else {
+                        (self.tensor_loc(q, c), format!("r{q}.buf chunk {c}"))
+                    };
                     let want = self.expected_tag(q, r, WHAT_INPUT);
-                    let place = format!("r{q}.buf chunk {c}");
                     let x = self.read_loc(i, loc, q, want, "ReduceStore", &place);
                     acc = Some(acc.map_or(x, |a| mix(a, x)));
                 }
                 let v = acc.unwrap_or(0);
                 for q in 0..w {
-                    let loc = self.data_loc(q, 0, false, c);
+                    let loc = self.tensor_loc(q, c);
                     self.mem
                         .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
                 }

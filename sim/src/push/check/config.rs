@@ -160,6 +160,7 @@ impl PushConfig {
             Some(Weakening::NoMidBarrier) => return no("no-mid-barrier weakening"),
             Some(Weakening::NoEndBarrier) => return no("no-end-barrier weakening"),
             Some(Weakening::NoStartBarrier) => return no("no-start-barrier weakening"),
+            Some(Weakening::ScatterAfterBarrier) => return no("scatter-after-barrier weakening"),
         };
         let fault = cfg.fault.map(|f| match f {
             Fault::Kill { rank, call } => PushFault::Kill { rank, call },
