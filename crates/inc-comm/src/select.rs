@@ -31,14 +31,15 @@ use crate::error::{CommError, Result};
 use crate::options::{AlgoChoice, CommOptions, Path};
 
 /// Default push-one-shot (LL) limit in bytes for a fully connected group of `world`
-/// ranks, from 2 and 4 H200s over NVSwitch (docs/PERFORMANCE.md): LL wins up to 256 KiB at
-/// world 2 and up to 64 KiB at world 4 (every rank stores its data into W - 1 peers at
-/// half efficiency, so its edge shrinks with W). `inc tune` or `INC_PUSH_MAX_BYTES` set it
+/// ranks, from 2 and 4 H200s and H100s over NVSwitch (docs/PERFORMANCE.md): LL wins up to
+/// 256 KiB at world 2 and up to 128 KiB at world 4 (at 128 KiB, 4 H100s: LL 6.9 us,
+/// one-shot 8.1; 4 H200s: 7.6 and 7.4; every rank stores its data into W - 1 peers at half
+/// efficiency, so its edge shrinks with W). `inc tune` or `INC_PUSH_MAX_BYTES` set it
 /// per machine.
 pub fn default_push_max_bytes(world: usize) -> u64 {
     match world {
         0..=2 => 256 << 10,
-        3..=4 => 64 << 10,
+        3..=4 => 128 << 10,
         _ => 32 << 10,
     }
 }
@@ -429,11 +430,11 @@ mod tests {
 
     #[test]
     fn fully_connected_defaults() {
-        // world 4: LL push up to 64 KiB, one-shot up to 256 KiB, then two-shot
+        // world 4: LL push up to 128 KiB, one-shot up to 256 KiB, then two-shot
         let s = sel(4, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(1024, DType::Bf16).path, Path::PushOneShot);
-        assert_eq!(s.select(64 << 10, DType::Bf16).path, Path::PushOneShot);
-        assert_eq!(s.select((64 << 10) + 2, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(128 << 10, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select((128 << 10) + 2, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select((256 << 10) + 2, DType::Bf16).path, Path::TwoShot);
         assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);

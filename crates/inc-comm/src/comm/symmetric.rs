@@ -170,10 +170,10 @@ impl Comm {
     }
 
     /// In-place allreduce of `range` of a symmetric tensor (every rank passes the same
-    /// range), enqueued on `stream`. Sizes the selector gives to two-shot (and, at 3 or more
-    /// ranks, to one-shot) run the zero-copy two-shot (no copy-in, no copy-out, no size
-    /// limit; the owners of the slices store the result into every rank's tensor); the
-    /// smallest run the push one-shot on the tensor's memory. The range must start at a 16-byte
+    /// range), enqueued on `stream`. Sizes the selector gives to two-shot run the zero-copy
+    /// two-shot (no copy-in, no copy-out, no size limit; the owners of the slices store the
+    /// result into every rank's tensor); smaller ones run the push one-shot or one-shot on
+    /// the tensor's memory (measured: the zero-copy two-shot does not beat them there). The range must start at a 16-byte
     /// boundary for the zero-copy path (otherwise the copy-in path runs). Ordering, capture
     /// and errors as [`Comm::allreduce`].
     pub fn allreduce_symmetric<T: Element>(
@@ -241,12 +241,7 @@ impl Comm {
         let slice = tensor.slice.as_mut().ok_or_else(gone)?;
         self.check_stream(b, stream, &[slice.stream().context()])?;
         let bytes = self.bytes(n, dtype)?;
-        let mut sel = self.selection(path, bytes, dtype)?;
-        if path.is_none() && self.world >= 3 && sel.path == AlgoPath::OneShot {
-            // On a symmetric tensor the zero-copy two-shot beats the copy-in one-shot at
-            // 3+ ranks (4 H200s, graph: 8.0 us vs 8.4 at 256 KiB, 11.4 vs 14.3 at 1 MiB).
-            sel.path = AlgoPath::TwoShot;
-        }
+        let sel = self.selection(path, bytes, dtype)?;
         let es = dtype.size() as u64;
         let offset = lo as u64 * es;
         let (base, _g) = slice.device_ptr_mut(stream);
