@@ -1,5 +1,6 @@
 //! Litmus tests of the memory model and a differential test of its store buffer.
 
+#[cfg(test)] // (the whole file is the parent's test module)
 use super::*;
 
 /// Message passing: T0 writes data then flag; T1 reads flag then data.

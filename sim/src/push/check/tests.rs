@@ -1,5 +1,6 @@
 //! Unit tests of the push checker's internals.
 
+#[cfg(test)] // (the whole file is the parent's test module)
 use super::*;
 use crate::check::tag;
 
