@@ -110,6 +110,18 @@ pub unsafe fn mem_alloc(bytes: usize) -> Result<CUdeviceptr, DriverError> {
     unsafe { cudarc::driver::result::malloc_sync(bytes) }
 }
 
+/// The device allocation that contains `ptr`: (base, bytes).
+///
+/// # Safety
+/// A context must be current on this thread.
+pub unsafe fn mem_address_range(ptr: CUdeviceptr) -> Result<(CUdeviceptr, usize), DriverError> {
+    let mut base: CUdeviceptr = 0;
+    let mut size: usize = 0;
+    // SAFETY: valid out pointers; the driver validates ptr.
+    check(unsafe { dsys::cuMemGetAddressRange_v2(&mut base, &mut size, ptr) })?;
+    Ok((base, size))
+}
+
 /// Free memory from [`mem_alloc`].
 ///
 /// # Safety

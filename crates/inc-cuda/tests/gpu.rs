@@ -917,3 +917,49 @@ fn ipc_rank(dir: &std::path::Path, rank: usize) {
     put_file(&dir.join(format!("done{rank}")), "ok");
     wait_file(&dir.join(format!("done{peer}")));
 }
+
+/// Registration (issue 14): the caller's memory is checked (aligned, device memory of this
+/// context, inside one allocation), and memory the driver cannot share through CUDA IPC
+/// (stream-ordered pool memory, cudarc's default allocation) gives an error that says so.
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_registered_memory_is_checked() {
+    let Some(ctx) = gpu() else { return };
+    let s = ctx.new_stream().unwrap();
+    let buf: CudaSlice<f32> = s.alloc_zeros(1024).unwrap();
+    let (p, _g) = buf.device_ptr(&s);
+    s.synchronize().unwrap();
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    let m = unsafe { inc_cuda::SymmetricMemory::register(&ctx, 0, 2, p, 4096) }.unwrap();
+    assert_eq!(m.base(), p);
+    match m.export_handle() {
+        Err(e) => {
+            assert!(e.to_string().contains("stream-ordered pool"), "{e}");
+            println!("pool memory: refused for IPC: {e}");
+        }
+        Ok(_) => println!(
+            "pool memory: this driver exports it (async alloc: {})",
+            ctx.has_async_alloc()
+        ),
+    }
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    assert!(unsafe { inc_cuda::SymmetricMemory::register(&ctx, 0, 2, p + 4, 64) }.is_err());
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    assert!(unsafe { inc_cuda::SymmetricMemory::register(&ctx, 0, 2, 0x1000, 64) }.is_err());
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    assert!(unsafe { inc_cuda::SymmetricMemory::register(&ctx, 0, 2, p, 1 << 30) }.is_err());
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    assert!(unsafe { inc_cuda::SymmetricMemory::register(&ctx, 2, 2, p, 64) }.is_err());
+    // cuMemAlloc memory at an offset: exportable; the offset is what peers add
+    ctx.bind_to_thread().unwrap();
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    let raw = unsafe { inc_cuda::sys::mem_alloc(1 << 20) }.unwrap();
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    let r = unsafe { inc_cuda::SymmetricMemory::register(&ctx, 0, 2, raw + 4096, 8192) }.unwrap();
+    assert_eq!(r.offset(), 4096);
+    r.export_handle().unwrap();
+    drop(r);
+    // SAFETY: test code: live device memory of this context, sizes as allocated.
+    unsafe { inc_cuda::sys::mem_free(raw) }.unwrap();
+    println!("registered memory: alignment, range, rank and IPC export checked");
+}

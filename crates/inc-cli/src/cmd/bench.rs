@@ -41,7 +41,8 @@ pub struct Args {
     /// Paths to measure, comma separated: auto, push-one-shot, one-shot, two-shot, hcm,
     /// nccl (inc's NCCL fallback path), zero-copy (auto in place on a symmetric tensor:
     /// `Comm::allreduce_symmetric`, cuda only), zc-two-shot (the zero-copy two-shot
-    /// forced), or all (auto + every intra-node algorithm).
+    /// forced), zc-registered (zero-copy on the bench's own cuMemAlloc buffer registered
+    /// with `Comm::register_symmetric`), or all (auto + every intra-node algorithm).
     #[arg(long, default_value = "auto")]
     pub algo: String,
     /// Also measure NCCL directly on the same buffers (ordinary and, with NCCL >= 2.27,
@@ -109,6 +110,9 @@ pub(crate) enum Which {
     /// In place on a symmetric tensor (`Comm::allreduce_symmetric`): the selector's path
     /// (`None`: sizes it gives to two-shot run the zero-copy two-shot), or a pinned one.
     Symmetric(Option<Path>),
+    /// As `Symmetric(None)` on the bench's own `cuMemAlloc` buffer registered with
+    /// `Comm::register_symmetric` (at a 64-byte offset in its allocation).
+    Registered,
 }
 
 /// One inc column group.
@@ -167,6 +171,7 @@ pub(crate) fn parse_algos(s: &str) -> Result<Vec<SeriesSpec>, String> {
             "zero-copy-two-shot" | "zc-two-shot" => {
                 push("zc-two-shot", Which::Symmetric(Some(Path::TwoShot)))
             }
+            "registered" | "zc-registered" => push("zc-registered", Which::Registered),
             "all" => {
                 push("auto", Which::Auto);
                 for p in [Path::PushOneShot, Path::OneShot, Path::TwoShot, Path::Hcm] {
@@ -176,7 +181,7 @@ pub(crate) fn parse_algos(s: &str) -> Result<Vec<SeriesSpec>, String> {
             other => {
                 let p: Path = other.parse().map_err(|_| {
                     format!(
-                        "bad --algo {part:?}: expected auto, push-one-shot, one-shot, two-shot, hcm, nccl, zero-copy, zc-two-shot or all"
+                        "bad --algo {part:?}: expected auto, push-one-shot, one-shot, two-shot, hcm, nccl, zero-copy, zc-two-shot, zc-registered or all"
                     )
                 })?;
                 push(p.name(), Which::Path(p));

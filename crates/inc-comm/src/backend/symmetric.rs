@@ -65,14 +65,46 @@ impl CudaBackend {
     /// Allocates this rank's part (`bytes`, rounded up to 16) of symmetric tensor number
     /// `seq` of the communicator `prefix`; returns it and the handle to publish.
     pub fn sym_alloc(&self, prefix: &str, seq: u64, bytes: u64) -> Result<(Arc<SymSlot>, String)> {
+        let mem = SymmetricMemory::alloc(self.context(), self.rank(), self.world(), bytes)
+            .map_err(|e| cuda_err(self.rank(), e))?;
+        self.sym_publish(mem, prefix, seq)
+    }
+
+    /// Registers `bytes` of the caller's memory at `ptr` as this rank's part of symmetric
+    /// tensor number `seq`; returns it and the handle to publish.
+    ///
+    /// # Safety
+    /// As [`SymmetricMemory::register`]: the memory outlives this backend's use of it.
+    pub unsafe fn sym_register(
+        &self,
+        prefix: &str,
+        seq: u64,
+        ptr: u64,
+        bytes: u64,
+    ) -> Result<(Arc<SymSlot>, String)> {
+        // SAFETY: forwarded.
+        let mem = unsafe {
+            SymmetricMemory::register(self.context(), self.rank(), self.world(), ptr, bytes)
+        }
+        .map_err(|e| cuda_err(self.rank(), e))?;
+        self.sym_publish(mem, prefix, seq)
+    }
+
+    /// The handle of a part: `ipc:<hex>:<offset>` across processes, `local:<key>` within one
+    /// (found through the registry).
+    fn sym_publish(
+        &self,
+        mem: SymmetricMemory,
+        prefix: &str,
+        seq: u64,
+    ) -> Result<(Arc<SymSlot>, String)> {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         let rank = self.rank();
-        let mem = SymmetricMemory::alloc(self.context(), rank, self.world(), bytes)
-            .map_err(|e| cuda_err(rank, e))?;
         let handle = if self.is_multi_process() {
             format!(
-                "ipc:{}",
-                mem.export_handle().map_err(|e| cuda_err(rank, e))?.to_hex()
+                "ipc:{}:{}",
+                mem.export_handle().map_err(|e| cuda_err(rank, e))?.to_hex(),
+                mem.offset()
             )
         } else {
             let key = format!(
@@ -105,10 +137,14 @@ impl CudaBackend {
                 rank,
                 reason: format!("mapping rank {q}'s symmetric memory: {reason}"),
             };
-            if let Some(hexs) = text.strip_prefix("ipc:") {
+            if let Some(rest) = text.strip_prefix("ipc:") {
+                let (hexs, offset) = rest.split_once(':').unwrap_or((rest, "0"));
+                let offset: u64 = offset
+                    .parse()
+                    .map_err(|_| opened(format!("bad offset {offset:?}")))?;
                 let h = IpcHandle::from_hex(hexs).map_err(|e| opened(e.to_string()))?;
                 sym_lock(slot)
-                    .open_ipc(q, &h)
+                    .open_ipc(q, &h, offset)
                     .map_err(|e| opened(e.to_string()))?;
             } else if let Some(key) = text.strip_prefix("local:") {
                 let peer = guard(registry())

@@ -15,9 +15,11 @@ use crate::backend::symmetric::{sym_lock, SymSlot};
 /// [`SymmetricTensor::view_mut`]; [`Comm::allreduce_symmetric`] then reduces it in place
 /// with no copy-in and no copy-out, at any size.
 ///
-/// Lifetime: the memory belongs to the communicator. Dropping the tensor ends this rank's
-/// use of it; the memory of every rank is returned at the collective teardown
-/// ([`Comm::shutdown`], or drop), after every peer closed its mapping. Allocate symmetric
+/// Lifetime: the memory belongs to the communicator (or, registered with
+/// [`Comm::register_symmetric`], to the caller, who keeps it allocated until the
+/// communicator's shutdown). Dropping the tensor ends this rank's use of it; the memory of
+/// every rank is returned at the collective teardown ([`Comm::shutdown`], or drop), after
+/// every peer closed its mapping. Allocate symmetric
 /// tensors once and reuse them (as with torch's symmetric memory or NCCL windows).
 pub struct SymmetricTensor<T> {
     slice: Option<CudaSlice<T>>,
@@ -91,10 +93,47 @@ struct SymMeta {
 
 impl Comm {
     /// Allocates a symmetric tensor of `len` elements of `T` (zeroed), collectively: every
-    /// rank must call it, in the same order relative to its other symmetric allocations,
-    /// with the same `len` and `T` (a mismatch is an error on every rank). Bounded by the
-    /// communicator's timeout. cuda backend only.
+    /// rank must call it, in the same order relative to its other symmetric allocations and
+    /// registrations, with the same `len` and `T` (a mismatch is an error on every rank).
+    /// Bounded by the communicator's timeout. cuda backend only.
     pub fn alloc_symmetric<T: Element>(&self, len: usize) -> Result<SymmetricTensor<T>> {
+        self.symmetric_collective::<T>(len, |b, seq, bytes| b.sym_alloc(&self.prefix, seq, bytes))
+    }
+
+    /// Registers `len` elements of the caller's device memory at `ptr` as a symmetric tensor
+    /// (zero-copy allreduce on memory inc did not allocate, e.g. a PyTorch tensor or a
+    /// CUDA-graph buffer), collectively like [`Comm::alloc_symmetric`]: every rank registers
+    /// its own buffer of the same length and type. Across processes the buffer is shared as
+    /// its allocation's CUDA IPC handle plus the offset, so it must come from `cuMemAlloc`
+    /// (PyTorch's caching allocator, `cudaMalloc`); memory from a stream-ordered pool
+    /// (`cuMemAllocAsync`, cudarc's default allocation on recent GPUs) has no IPC handle and
+    /// is refused with a clear error on every rank. `ptr` must be 16-byte aligned. A rank
+    /// that never registers makes the others fail within the timeout. The returned tensor
+    /// aliases the caller's memory (its views read and write it); inc never frees it.
+    ///
+    /// # Safety
+    /// `[ptr, ptr + len * size_of::<T>())` is device memory of this rank's GPU that stays
+    /// allocated until this communicator's shutdown (peers map it until then), and nothing
+    /// else writes it while an allreduce on the tensor runs.
+    pub unsafe fn register_symmetric<T: Element>(
+        &self,
+        ptr: u64,
+        len: usize,
+    ) -> Result<SymmetricTensor<T>> {
+        self.symmetric_collective::<T>(len, |b, seq, bytes| {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { b.sym_register(&self.prefix, seq, ptr, bytes) }
+        })
+    }
+
+    /// The collective part of a symmetric allocation or registration: the local step
+    /// (`local`), an all-gather of (bytes, dtype, handle or error), mapping every peer, and
+    /// an all-gather of the mapping outcome.
+    fn symmetric_collective<T: Element>(
+        &self,
+        len: usize,
+        local: impl FnOnce(&CudaBackend, u64, u64) -> Result<(Arc<SymSlot>, String)>,
+    ) -> Result<SymmetricTensor<T>> {
         self.check_poison()?;
         let b = self.cuda()?;
         let rank = self.rank;
@@ -109,7 +148,7 @@ impl Comm {
                 reason: "a symmetric tensor needs at least one element".into(),
             })
         } else {
-            b.sym_alloc(&self.prefix, seq, bytes)
+            local(b, seq, bytes)
         };
         let meta = SymMeta {
             bytes,
@@ -132,14 +171,14 @@ impl Comm {
             if let Some(e) = &m.error {
                 return Err(CommError::Rendezvous {
                     rank,
-                    reason: format!("symmetric allocation {seq}: rank {q} failed: {e}"),
+                    reason: format!("symmetric tensor {seq}: rank {q} failed: {e}"),
                 });
             }
             if m.bytes != bytes || m.dtype != T::DTYPE.name() {
                 return Err(CommError::Rendezvous {
                     rank,
                     reason: format!(
-                        "symmetric allocation {seq}: rank {q} asked for {} bytes of {}, rank {rank} for {bytes} bytes of {} (every rank must allocate the same tensors in the same order)",
+                        "symmetric tensor {seq}: rank {q} has {} bytes of {}, rank {rank} {bytes} bytes of {} (every rank must allocate or register the same tensors in the same order)",
                         m.bytes,
                         m.dtype,
                         T::DTYPE.name()
@@ -157,9 +196,9 @@ impl Comm {
         opened?;
         rendezvous::check_opened(rank, &all?)?;
         let base = sym_lock(&slot).base();
-        // SAFETY: base is a live cuMemAlloc allocation of at least len * size_of::<T>()
-        // bytes (zeroed, so valid for T: bf16/f16/f32) on this rank's device; the tensor
-        // never frees it (Drop leaks the slice; the backend frees at teardown).
+        // SAFETY: base is live device memory of at least len * size_of::<T>() bytes on this
+        // rank's device (ours, zeroed; or the caller's registered memory, valid per
+        // register_symmetric's contract); the tensor never frees it (Drop leaks the slice).
         let slice = unsafe { b.stream().upgrade_device_ptr::<T>(base, len) };
         Ok(SymmetricTensor {
             slice: Some(slice),

@@ -746,7 +746,9 @@ fn rank_main<T: Element + DeviceRepr + ValidAsZeroBits>(
 fn inc_fit(comm: &Comm, which: Which, bytes: u64, dtype: DType) -> Result<Path, String> {
     let path = match which {
         Which::Path(p) | Which::Symmetric(Some(p)) => p,
-        Which::Auto | Which::Symmetric(None) => comm.select_algo(bytes, dtype).path,
+        Which::Auto | Which::Symmetric(None) | Which::Registered => {
+            comm.select_algo(bytes, dtype).path
+        }
     };
     comm.check_path(path, bytes, dtype)
         .map(|()| path)
@@ -757,7 +759,9 @@ fn inc_fit(comm: &Comm, which: Which, bytes: u64, dtype: DType) -> Result<Path, 
                 .fallback
                 .map_or_else(|| e.to_string(), |f| f.to_string());
             match which {
-                Which::Auto | Which::Symmetric(None) => format!("auto takes {path}: {why}"),
+                Which::Auto | Which::Symmetric(None) | Which::Registered => {
+                    format!("auto takes {path}: {why}")
+                }
                 Which::Path(_) | Which::Symmetric(Some(_)) => why,
             }
         })
@@ -879,6 +883,7 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
                 comm.alloc_symmetric::<T>(max_elems.max(1))
                     .map_err(|e| format!("symmetric tensor of {max_bytes} B: {e}"))?,
             ),
+            Which::Registered => Some(registered::<T>(comm, max_elems.max(1))?),
             _ => None,
         });
     }
@@ -915,7 +920,12 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
                                     &mut Bufs::Sym(t, n),
                                     col.mode,
                                 ),
-                                (Which::Symmetric(_), _) => {
+                                (Which::Registered, Some(Some(t))) => st.point(
+                                    Target::IncSym { comm, path: None },
+                                    &mut Bufs::Sym(t, n),
+                                    col.mode,
+                                ),
+                                (Which::Symmetric(_) | Which::Registered, _) => {
                                     Err("no symmetric tensor for this column".to_string())
                                 }
                                 (which, _) => st.point(
@@ -931,7 +941,10 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
                                 ),
                             };
                             let mut s = gathered(ctrl, &format!("p{si}/{ci}"), r, col, bytes)?;
-                            if matches!(spec.which, Which::Auto | Which::Symmetric(None)) {
+                            if matches!(
+                                spec.which,
+                                Which::Auto | Which::Symmetric(None) | Which::Registered
+                            ) {
                                 s.path = Some(path.name().to_string());
                             }
                             s
@@ -1039,6 +1052,26 @@ fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
         series,
         notes,
     }))
+}
+
+/// A `cuMemAlloc` buffer of `len` elements (64 bytes into its allocation) registered as a
+/// symmetric tensor. The allocation is never freed: peers map it until the communicator's
+/// shutdown, which comes after this bench run (the process exits soon after).
+fn registered<T: Element + DeviceRepr>(
+    comm: &Comm,
+    len: usize,
+) -> Result<SymmetricTensor<T>, String> {
+    let ctx = comm.cuda_context().ok_or("no CUDA context")?;
+    ctx.bind_to_thread()
+        .map_err(|e| format!("cuCtxSetCurrent: {e}"))?;
+    let bytes = len * std::mem::size_of::<T>() + 64;
+    // SAFETY: the context is current (bound above).
+    let raw = unsafe { cudarc::driver::result::malloc_sync(bytes) }
+        .map_err(|e| format!("cuMemAlloc of {bytes} B: {e}"))?;
+    // SAFETY: [raw + 64, raw + bytes) is a live cuMemAlloc allocation of this device, never
+    // freed (see above), written only through the tensor.
+    unsafe { comm.register_symmetric::<T>(raw + 64, len) }
+        .map_err(|e| format!("registering {bytes} B: {e}"))
 }
 
 fn na_sample(why: &str) -> Sample {

@@ -103,7 +103,7 @@ pub(crate) fn count_wrong<T: Element>(out: &[T], table: &[T], rep: usize) -> u64
 pub(crate) fn series_opts(plan: &Plan, spec: &SeriesSpec) -> CommOptions {
     let mut o = plan.opts.clone();
     o.algo = match spec.which {
-        Which::Auto | Which::Symmetric(_) => AlgoChoice::Auto,
+        Which::Auto | Which::Symmetric(_) | Which::Registered => AlgoChoice::Auto,
         Which::Path(p) => AlgoChoice::Force(p),
     };
     o
@@ -229,7 +229,9 @@ fn fits(comm: &Comm, spec: &SeriesSpec, bytes: u64, dtype: DType) -> Result<Path
             Ok(sel.path)
         }
         Which::Path(p) if sel.path == p => Ok(p),
-        Which::Symmetric(_) => Err("symmetric tensors need the cuda backend".into()),
+        Which::Symmetric(_) | Which::Registered => {
+            Err("symmetric tensors need the cuda backend".into())
+        }
         _ => Err(why()),
     }
 }
