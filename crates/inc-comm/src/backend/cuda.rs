@@ -16,139 +16,36 @@
 //! `cuDeviceCanAccessPeer` says yes, count as linked (P2P over PCIe included; NVLink
 //! counts through NVML are not read here). Every rank computes the whole mesh from the
 //! gathered PCI bus ids, so all ranks send the same one.
+//!
+//! Modules: [`device`] (discovery, bus ids, shared kernels, error mapping), [`slots`]
+//! (the in-process buffer registry, the event pool, the kernel check); this file holds the
+//! backend itself: buffers, peers, capacity and launch.
 
-use std::collections::HashMap;
+mod device;
+mod slots;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+use cudarc::driver::{CudaContext, CudaStream};
 use inc_cuda::{CallOptions, CudaError, IpcHandle, Kernels, PeerBuffers, RawCall};
 use inc_sim::{Algo, DType, ReduceOp};
 use inc_store::Handshake;
 use inc_topo::{NvlMesh, TopologyClass};
 
+pub use self::device::{cuda_err, device_count};
+use self::device::{device_by_bus_id, drv, hex, pci_bus_id, shared_kernels};
+pub(super) use self::slots::lock;
+pub use self::slots::EventPool;
+pub(crate) use self::slots::KernelCheck;
+use self::slots::{registry, Slot};
 use crate::error::{CommError, Result};
 use crate::options::CommOptions;
 use crate::select::Capacity;
 
 /// Default bytes of one parity half on the cuda backend.
 pub const DEFAULT_CUDA_BUFFER_BYTES: u64 = 64 << 20;
-
-/// Whether a CUDA driver is present and has at least one device (cached; never panics).
-pub fn device_count() -> usize {
-    static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| {
-        if !inc_cuda::sys::driver_present() {
-            return 0;
-        }
-        CudaContext::device_count()
-            .ok()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0)
-    })
-}
-
-/// Maps an inc-cuda error of rank `rank` to a [`CommError`].
-pub fn cuda_err(rank: usize, e: CudaError) -> CommError {
-    match e {
-        CudaError::NoDriver | CudaError::NoNvrtc => CommError::BackendUnavailable {
-            backend: "cuda".into(),
-            reason: e.to_string(),
-        },
-        CudaError::TooLarge {
-            bytes, capacity, ..
-        } => CommError::TooLarge {
-            rank,
-            bytes,
-            max: capacity,
-        },
-        CudaError::InvalidArgument(reason) => CommError::InvalidArgument { rank, reason },
-        CudaError::Kernel(rec) => {
-            crate::backend::sim::sim_err(rank, inc_sim::SimError::Protocol(rec))
-        }
-        CudaError::Poisoned(rec) => CommError::Poisoned {
-            rank,
-            cause: Box::new(crate::backend::sim::sim_err(
-                rank,
-                inc_sim::SimError::Protocol(rec),
-            )),
-        },
-        other => CommError::Backend {
-            rank,
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn drv(rank: usize, what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> CommError + '_ {
-    move |e| CommError::Backend {
-        rank,
-        reason: format!("{what}: {e}"),
-    }
-}
-
-/// A rank's buffers, shared with the peers of this process that map them (they keep them
-/// alive until their own communicator is gone).
-type Slot = Mutex<PeerBuffers>;
-
-fn registry() -> &'static Mutex<HashMap<String, Weak<Slot>>> {
-    static REG: OnceLock<Mutex<HashMap<String, Weak<Slot>>>> = OnceLock::new();
-    REG.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-pub(super) fn lock(slot: &Slot) -> MutexGuard<'_, PeerBuffers> {
-    slot.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Reusable CUDA events of one rank (a [`Work`](crate::Work) borrows one and gives it back
-/// when dropped, so steady-state calls create none).
-#[derive(Default)]
-pub struct EventPool {
-    free: Mutex<Vec<CudaEvent>>,
-}
-
-impl EventPool {
-    /// An event of `ctx` (reused when one is free).
-    pub fn take(
-        &self,
-        ctx: &Arc<CudaContext>,
-    ) -> std::result::Result<CudaEvent, cudarc::driver::DriverError> {
-        let reused = self.free.lock().ok().and_then(|mut v| v.pop());
-        match reused {
-            Some(e) => Ok(e),
-            None => ctx.new_event(None),
-        }
-    }
-
-    /// Returns an event to the pool.
-    pub fn give(&self, e: CudaEvent) {
-        if let Ok(mut v) = self.free.lock() {
-            if v.len() < 64 {
-                v.push(e);
-            }
-        }
-    }
-}
-
-/// What [`Work::wait`](crate::Work::wait) of a kernel call reads after the event.
-pub(crate) struct KernelCheck {
-    pub(crate) rank: usize,
-    pub(crate) bufs: Arc<Slot>,
-    pub(crate) timeout_ms: u64,
-}
-
-impl KernelCheck {
-    /// The error the kernels recorded for this rank, as a typed error.
-    pub(crate) fn error(&self) -> Option<CommError> {
-        let rec = lock(&self.bufs).read_error()?;
-        Some(
-            crate::backend::sim::sim_err(self.rank, inc_sim::SimError::Protocol(rec))
-                .with_timeout_ms(self.timeout_ms),
-        )
-    }
-}
-
 /// One rank of the cuda backend.
 pub struct CudaBackend {
     rank: usize,
@@ -182,55 +79,6 @@ impl std::fmt::Debug for CudaBackend {
             .finish()
     }
 }
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn pci_bus_id(rank: usize, dev: cudarc::driver::sys::CUdevice) -> Result<String> {
-    let mut buf = [0 as std::ffi::c_char; 64];
-    // SAFETY: the driver is loaded (a context exists); buf is writable for its length.
-    let r = unsafe { cudarc::driver::sys::cuDeviceGetPCIBusId(buf.as_mut_ptr(), 64, dev) };
-    r.result().map_err(drv(rank, "cuDeviceGetPCIBusId"))?;
-    let bytes: Vec<u8> = buf
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    Ok(String::from_utf8_lossy(&bytes).to_ascii_lowercase())
-}
-
-fn device_by_bus_id(bus: &str) -> Option<cudarc::driver::sys::CUdevice> {
-    let c = std::ffi::CString::new(bus).ok()?;
-    let mut dev: cudarc::driver::sys::CUdevice = 0;
-    // SAFETY: the driver is loaded; c is a NUL-terminated string; dev a valid out pointer.
-    let r = unsafe { cudarc::driver::sys::cuDeviceGetByPCIBusId(&mut dev, c.as_ptr()) };
-    r.result().ok().map(|_| dev)
-}
-
-/// The kernels of device `ordinal`, shared by every communicator of this process on it.
-///
-/// Sharing is required, not an optimisation: kernel modules are loaded at an instance's
-/// first use, and a module load in a context waits for that context's running kernels. Two
-/// virtual ranks on one device with a `Kernels` each deadlock on their first call: rank 0's
-/// kernel spins for rank 1, whose launch waits for its own module load, which waits for
-/// rank 0's kernel (seen on an H200 as a timeout on the first call). With one `Kernels`, an
-/// instance is loaded once, by the first rank that needs it, before its kernel runs.
-fn shared_kernels(
-    ordinal: usize,
-    ctx: &Arc<CudaContext>,
-) -> std::result::Result<Arc<Kernels>, CudaError> {
-    static KERNELS: OnceLock<Mutex<HashMap<usize, Weak<Kernels>>>> = OnceLock::new();
-    let map = KERNELS.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut g = map.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(k) = g.get(&ordinal).and_then(Weak::upgrade) {
-        return Ok(k);
-    }
-    let k = Arc::new(Kernels::load(ctx)?);
-    g.insert(ordinal, Arc::downgrade(&k));
-    Ok(k)
-}
-
 impl CudaBackend {
     /// Opens device `ordinal`, compiles (or loads from cache) the kernels, creates the
     /// communicator's stream. Errors are clear when there is no driver, no such device or
@@ -646,87 +494,5 @@ impl Drop for CudaBackend {
     fn drop(&mut self) {
         self.all_opened();
         let _ = self.stream.synchronize();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_map_to_typed_comm_errors() {
-        let rec = inc_sim::ErrorRecord {
-            code: inc_sim::ERR_TIMEOUT,
-            rank: 1,
-            block: 0,
-            peer: 2,
-            phase: 1,
-            _pad: 0,
-            expected: 5,
-            seen: 4,
-        };
-        assert!(matches!(
-            cuda_err(1, CudaError::Kernel(rec)),
-            CommError::Timeout {
-                rank: 1,
-                peer: Some(2),
-                ..
-            }
-        ));
-        let mism = inc_sim::ErrorRecord {
-            code: inc_sim::ERR_CALL_MISMATCH,
-            ..rec
-        };
-        assert!(matches!(
-            cuda_err(0, CudaError::Kernel(mism)),
-            CommError::CallMismatch {
-                rank: 0,
-                peer: 2,
-                ..
-            }
-        ));
-        assert!(matches!(
-            cuda_err(0, CudaError::Poisoned(mism)),
-            CommError::Poisoned { rank: 0, .. }
-        ));
-        assert!(matches!(
-            cuda_err(0, CudaError::NoDriver),
-            CommError::BackendUnavailable { .. }
-        ));
-        assert!(matches!(
-            cuda_err(
-                3,
-                CudaError::TooLarge {
-                    algo: Algo::OneShot,
-                    bytes: 10,
-                    needed: 16,
-                    capacity: 8
-                }
-            ),
-            CommError::TooLarge {
-                rank: 3,
-                bytes: 10,
-                max: 8
-            }
-        ));
-        let t = cuda_err(1, CudaError::Kernel(rec)).with_timeout_ms(250);
-        assert!(matches!(
-            t,
-            CommError::Timeout {
-                timeout_ms: 250,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn device_count_without_driver_is_zero_not_a_panic() {
-        if inc_cuda::sys::driver_present() {
-            eprintln!("skip: a CUDA driver is present");
-            return;
-        }
-        assert_eq!(device_count(), 0);
-        let e = CudaBackend::new(0, 1, 0, &CommOptions::default(), false).unwrap_err();
-        assert!(matches!(e, CommError::BackendUnavailable { .. }), "{e}");
     }
 }
