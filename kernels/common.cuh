@@ -1,9 +1,9 @@
 // inc kernels: shared definitions (signal pad layout, flag barrier, chunk I/O, folds).
 //
 // Compiled at run time by NVRTC (crates/inc-cuda/src/source.rs concatenates proto.cuh,
-// common.cuh, one_shot.cu, two_shot.cu, hcm.cu, push_one_shot.cu and instances.cu). No CUDA headers are included: the
-// 16-bit conversions are done here by hand (bf16 by bit arithmetic, f16 by PTX cvt), so the
-// same code runs on sm_70 and newer without cuda_bf16.h.
+// common.cuh, one_shot.cu, two_shot.cu, hcm.cu, push_one_shot.cu and instances.cu). No CUDA
+// headers are included: the 16-bit conversions are done here by hand (bf16 by bit
+// arithmetic, f16 by PTX cvt), so the same code runs on sm_70 and newer without cuda_bf16.h.
 //
 // Every protocol constant is generated into proto.cuh from inc-proto (the one source of
 // them); nothing here restates one.

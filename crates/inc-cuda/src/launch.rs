@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn kernel_args_layout_matches_the_cuda_struct() {
-        // offsets of IncArgs fields (common.cuh), computed by hand
+        // offsets of IncArgs fields (kernels/proto.cuh static_asserts them), by hand
         let a = KernelArgs::default();
         let base = &a as *const KernelArgs as usize;
         assert_eq!(&a.input as *const u64 as usize - base, 128);
