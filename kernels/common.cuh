@@ -1,90 +1,22 @@
 // inc kernels: shared definitions (signal pad layout, flag barrier, chunk I/O, folds).
 //
-// Compiled at run time by NVRTC (crates/inc-cuda/src/source.rs concatenates common.cuh,
-// one_shot.cu, two_shot.cu, hcm.cu and instances.cu). No CUDA headers are included: the
-// 16-bit conversions are done here by hand (bf16 by bit arithmetic, f16 by PTX cvt), so the
-// same code runs on sm_70 and newer without cuda_bf16.h.
+// Compiled at run time by NVRTC (crates/inc-cuda/src/source.rs concatenates proto.cuh,
+// common.cuh, one_shot.cu, two_shot.cu, hcm.cu, push_one_shot.cu and instances.cu). No CUDA
+// headers are included: the 16-bit conversions are done here by hand (bf16 by bit
+// arithmetic, f16 by PTX cvt), so the same code runs on sm_70 and newer without cuda_bf16.h.
 //
-// Every layout constant here must match docs/PROTOCOL.md and inc-sim's PadLayout; the
-// Rust side checks the constants by parsing this file (source.rs tests).
+// Every protocol constant is generated into proto.cuh from inc-proto (the one source of
+// them); nothing here restates one.
 
-typedef unsigned long long u64;
-typedef unsigned int u32;
-typedef unsigned short u16;
-
-#define INC_MAX_RANKS 8
-#define INC_MAX_BLOCKS 128
-#define INC_MAX_THREADS 512
-
-// Signal pad layout (bytes). Epoch and abort share one aligned 64-bit word, so the
-// prologue reads both with one load.
-#define INC_PAD_EPOCH 0
-#define INC_PAD_ABORT 4
-#define INC_PAD_DONE 8
-#define INC_PAD_ERROR 16
-#define INC_PAD_START 64
-#define INC_FLAG_ARRAY_BYTES (2 * INC_MAX_BLOCKS * INC_MAX_RANKS * 8)
-#define INC_PAD_MID (INC_PAD_START + INC_FLAG_ARRAY_BYTES)
-#define INC_PAD_END (INC_PAD_MID + INC_FLAG_ARRAY_BYTES)
-
-// Push one-shot (LL) region (after the two parity halves; inc_sim::PushLayout):
-// hdr[2][INC_MAX_RANKS] 16-byte lines at 0, slot[2][INC_MAX_RANKS] from INC_PUSH_SLOTS.
-#define INC_PUSH_HDR 0
-#define INC_PUSH_SLOTS 256
+// Layout constants, limits, error codes, flag bits and the IncErrorRecord / IncArgs structs
+// come from proto.cuh (generated from inc-proto by `cargo xtask codegen`), which NVRTC
+// compiles just before this file.
 
 // Waits: the clock, the abort word and the error rules are looked at every
 // INC_SPIN_CHECK + 1 spins; the mapped host word (PCIe) only after INC_HOST_POLL_NS of
 // waiting (the host's abort normally reaches the device abort word through a memset).
 #define INC_SPIN_CHECK 255u
 #define INC_HOST_POLL_NS 100000ull
-
-// Host block (pinned, mapped): abort word at 0, error record mirror at 8.
-#define INC_HOST_ABORT 0
-#define INC_HOST_ERROR 8
-
-// Error codes.
-#define INC_ERR_TIMEOUT 1
-#define INC_ERR_SEQ_MISMATCH 2
-#define INC_ERR_CALL_MISMATCH 3
-#define INC_ERR_PEER_ABORT 4
-
-// IncArgs.flags bits.
-#define INC_FLAG_ZERO_COPY 1u
-#define INC_FLAG_IO_ALIGNED 2u
-#define INC_FLAG_ZC_PUSH 4u
-
-struct IncErrorRecord {
-    u32 code;
-    u32 rank;
-    u32 block;
-    u32 peer;
-    u32 phase;
-    u32 pad_;
-    u64 expected;
-    u64 seen;
-};
-
-// Kernel argument block, passed by value (mirrors crates/inc-cuda/src/launch.rs KernelArgs).
-struct IncArgs {
-    u64 pad[INC_MAX_RANKS];   // signal pad of every rank (own included), device addresses
-    u64 data[INC_MAX_RANKS];  // data area of every rank
-    u64 input;                // user input (device address)
-    u64 output;               // user output (may equal input)
-    u64 count;                // elements
-    u64 half_bytes;           // bytes of one parity half of the data area
-    u64 zc_offset;            // zero-copy: byte offset of the input inside the data area
-    u64 timeout_ns;           // per wait
-    u64 host;                 // mapped host block (abort word + error mirror), 0 = none
-    u32 rank;
-    u32 world;
-    u32 sig;                  // call signature (FNV-1a of algo, dtype, op, count)
-    u32 flags;                // INC_FLAG_*
-    u32 hcm[4];               // hcm: n0, n1, n2, relay
-    float scale;              // avg: 1/world (f32); else 1
-    u32 push_slot;            // push one-shot: bytes of one slot of the push region
-    u64 sym[INC_MAX_RANKS];   // zero-copy two-shot, push form: every rank's symmetric tensor
-};
-
 
 // ----- memory-model primitives (system scope) -------------------------------------------
 

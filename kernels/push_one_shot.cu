@@ -7,7 +7,7 @@
 //
 // Push region of a rank (device address = data + 2 * half_bytes; inc_sim::PushLayout):
 //   hdr[2][INC_MAX_RANKS] lines {sig, e, sig, e} at INC_PUSH_HDR,
-//   slot[p][s] at INC_PUSH_SLOTS + (p * INC_MAX_RANKS + s) * push_slot.
+//   slot[p][s] at INC_PUSH_SLOTS + (p * INC_MAX_RANKS + s) * push_slot_bytes.
 // Line h of a slot carries payload bytes [8h, 8h + 8) of the writer's input. Each 8-byte
 // half {data word, tag} must arrive whole (8-byte single-copy atomicity, as NCCL's LL relies
 // on; tools/litmus checks it on the GPU); the reader checks the tag of both halves.
@@ -127,7 +127,7 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
     v0.y = 0u;
     if (first < lines) v0 = inc_load8<DT>(a, first, nbytes);
     if (!inc_prologue(a, &s_fail, &s_e, k)) return;
-    const u64 slot = (u64)a.push_slot;
+    const u64 slot = (u64)a.push_slot_bytes;
     const u64 push = 2u * a.half_bytes;  // offset of the push region in every data area
     const u64 own = a.data[a.rank] + push;
     const u32 tag = k.e;

@@ -49,3 +49,12 @@ impl SimError {
         }
     }
 }
+
+impl From<inc_proto::ParseError> for SimError {
+    fn from(e: inc_proto::ParseError) -> Self {
+        SimError::Parse {
+            what: e.what,
+            value: e.value,
+        }
+    }
+}

@@ -2,8 +2,8 @@
 //! interleavings), its race/deadlock checker, and a CPU data backend.
 //!
 //! - [`types`]: the workspace's shared vocabulary ([`DType`], [`ReduceOp`], [`Algo`],
-//!   [`call_sig`], [`PadLayout`] byte offsets, `ERR_*` codes, [`ErrorRecord`]), used by
-//!   inc-cuda, inc-comm and the kernels.
+//!   [`call_sig`], [`PadLayout`] byte offsets, `ERR_*` codes, [`ErrorRecord`]), defined in
+//!   inc-proto (the one source of protocol constants) and re-exported here.
 //! - [`program`]: every algorithm's protocol as a list of [`program::Step`]s;
 //!   `program::inc::*` is PROTOCOL.md v1 (the kernels mark `// STEP <algo> <n> <Name>`,
 //!   compared against [`program::step_names`]; the zero-copy two-shot for symmetric

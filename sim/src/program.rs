@@ -523,6 +523,15 @@ mod tests {
     }
 
     #[test]
+    fn programs_match_inc_proto_step_lists() {
+        for a in Algo::ALL {
+            assert_eq!(step_names(a), inc_proto::step_names(a), "{a}");
+        }
+        assert_eq!(two_shot_zc_step_names(), inc_proto::steps::TWO_SHOT_ZC);
+        assert_eq!(two_shot_zcp_step_names(), inc_proto::steps::TWO_SHOT_ZCP);
+    }
+
+    #[test]
     fn push_program_matches_the_push_step_names() {
         assert_eq!(step_names(Algo::PushOneShot), crate::push::PUSH_STEP_NAMES);
     }

@@ -1,5 +1,7 @@
 //! `cargo xtask`: developer tasks that need more than cargo.
 //!
+//! - `cargo xtask codegen`: write kernels/proto.cuh from inc-proto's constants (a test of
+//!   inc-proto fails while the committed header is stale).
 //! - `cargo xtask gpu-test [--bundle-only DIR]`: build the GPU test binaries here and
 //!   bundle them with a run script for a GPU machine (the device tool).
 //! - `cargo xtask bench [DIR]`: build `inc` in release and bundle the GPU bench script.
@@ -8,10 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod codegen;
 mod gpu_test;
 mod util;
 
 const USAGE: &str = "usage: cargo xtask <command>
+  codegen                        write kernels/proto.cuh from inc-proto
   gpu-test [--bundle-only DIR]   build GPU test binaries and bundle them (default bundle/gpu-test)
   bench [DIR]                    build inc (release) and bundle the GPU bench (default bundle/bench)";
 
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
             (Some("--bundle-only"), Some(dir)) => gpu_test::gpu_test(Some(PathBuf::from(dir))),
             _ => Err(USAGE.to_string()),
         },
+        Some("codegen") => codegen::codegen(),
         Some("bench") => bench::bench(args.get(1).map(PathBuf::from)),
         Some("-h") | Some("--help") | Some("help") => {
             println!("{USAGE}");

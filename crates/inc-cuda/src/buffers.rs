@@ -12,18 +12,18 @@ use cudarc::driver::{CudaContext, CudaStream};
 use crate::error::{drv, CudaError, Result};
 use crate::proto::{ErrorRecord, PadLayout, MAX_RANKS};
 use crate::sys;
-use inc_sim::push::PushLayout;
+use inc_proto::push::PushLayout;
 
 /// Default bytes of one parity half (2 x 10 MiB in all, like the seed's buffer).
 pub const DEFAULT_HALF_BYTES: u64 = 10 << 20;
 
 /// Default bytes of one push one-shot (LL) slot: twice the largest push call
-/// ([`inc_sim::push::DEFAULT_PUSH_MAX_BYTES`], 256 KiB), since every 16-byte line carries 8
+/// ([`inc_proto::push::DEFAULT_PUSH_MAX_BYTES`], 256 KiB), since every 16-byte line carries 8
 /// payload bytes; the push region takes 256 B + 2 x 8 x 512 KiB = 8 MiB per rank.
-pub const DEFAULT_PUSH_SLOT_BYTES: u64 = inc_sim::push::DEFAULT_PUSH_SLOT_BYTES as u64;
+pub const DEFAULT_PUSH_SLOT_BYTES: u64 = inc_proto::push::DEFAULT_PUSH_SLOT_BYTES as u64;
 
 /// Bytes of the pinned host block: abort word (u32) + padding + error record mirror.
-const HOST_BLOCK_BYTES: usize = 8 + crate::proto::ERROR_RECORD_BYTES;
+const HOST_BLOCK_BYTES: usize = inc_proto::HOST_BLOCK_BYTES;
 
 /// A CUDA IPC memory handle (64 opaque bytes) for a peer process.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -486,7 +486,7 @@ impl PeerBuffers {
     }
 
     /// The `i`-th 32-bit word of the pinned host block (0: abort word, 2..: the error
-    /// mirror, `INC_HOST_ERROR` = byte 8 in kernels/common.cuh), as an atomic shared with
+    /// mirror, `INC_HOST_ERROR` = byte 8 in kernels/proto.cuh), as an atomic shared with
     /// the GPU and the other threads of this process.
     fn host_word(&self, i: usize) -> &AtomicU32 {
         const WORDS: usize = HOST_BLOCK_BYTES / 4;
@@ -501,7 +501,7 @@ impl PeerBuffers {
     /// kernel writes the fields, fences (system scope), then the code: the code is read
     /// first with acquire, then the fields.
     fn mirror(&self) -> Option<ErrorRecord> {
-        const BASE: usize = 2; // byte 8 = INC_HOST_ERROR
+        const BASE: usize = inc_proto::HOST_ERROR / 4; // INC_HOST_ERROR
         let code = self.host_word(BASE).load(Ordering::Acquire);
         if code == 0 {
             return None;

@@ -705,7 +705,7 @@ impl Kernels {
             host: bufs.host_block(),
             rank: bufs.rank() as u32,
             world,
-            sig: inc_sim::push::push_call_sig(dtype, op, count),
+            sig: inc_proto::push::push_call_sig(dtype, op, count),
             flags,
             hcm: [0; 4],
             scale: if op == ReduceOp::Avg {

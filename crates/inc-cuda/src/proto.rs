@@ -1,69 +1,29 @@
 //! Protocol vocabulary (PROTOCOL.md v1) that inc-cuda needs: data types, ops, algorithms,
 //! the call signature, the signal-pad layout, error codes and [`ErrorRecord`].
 //!
-//! The shared names come from inc-sim (the simulator that checks the same protocol); this
-//! module adds the few inc-cuda-only helpers.
+//! Everything comes from inc-proto, the one source of protocol constants (the kernels'
+//! kernels/proto.cuh is generated from it); this module adds the u64 forms inc-cuda's size
+//! arithmetic uses.
 
-pub use inc_sim::{
-    abort_word, call_sig, error_code_name, flag_word, Algo, DType, ErrorRecord, PadLayout,
-    ReduceOp, ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS,
-    MAX_RANKS,
+pub use inc_proto::{
+    abort_word, call_sig, error_code_name, error_record_from_le_bytes, flag_word, Algo, DType,
+    ErrorRecord, PadLayout, ReduceOp, ERROR_RECORD_BYTES, ERR_CALL_MISMATCH, ERR_PEER_ABORT,
+    ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS, MAX_RANKS, PAD_PROBE, ZERO_COPY_SIG,
 };
 
 /// Bytes of one data chunk (one 128-bit load/store), as u64 for size arithmetic.
-pub const CHUNK_BYTES: u64 = inc_sim::CHUNK_BYTES as u64;
-
-/// Probe words (inc-cuda only, in the pad's reserved tail after the flags): one u64 per
-/// writer rank, used to confirm peer mappings with a real write/read at init.
-pub const PAD_PROBE: usize = PadLayout::USED;
-
-const _: () = assert!(PAD_PROBE + 8 * MAX_RANKS <= PadLayout::PAD_BYTES);
-
-/// XORed into the call signature of a zero-copy two-shot (symmetric tensors), so that a
-/// rank making it while a peer makes the copy-in two-shot of the same size is a call
-/// mismatch, not a silent mix of two protocols.
-pub const ZERO_COPY_SIG: u32 = 0x5a5a_0000;
-
-/// Bytes of an [`ErrorRecord`] on the device.
-pub const ERROR_RECORD_BYTES: usize = 40;
-
-const _: () = assert!(std::mem::size_of::<ErrorRecord>() == ERROR_RECORD_BYTES);
+pub const CHUNK_BYTES: u64 = inc_proto::CHUNK_BYTES as u64;
 
 /// Name used in kernel entry points and `// STEP` markers (`one_shot`, `two_shot`, `hcm`,
-/// `push_one_shot`).
+/// `push_one_shot`): [`Algo::kernel_name`].
 pub const fn kernel_name(algo: Algo) -> &'static str {
-    match algo {
-        Algo::OneShot => "one_shot",
-        Algo::TwoShot => "two_shot",
-        Algo::Hcm => "hcm",
-        Algo::PushOneShot => "push_one_shot",
-    }
+    algo.kernel_name()
 }
 
-/// Decode an [`ErrorRecord`] from the little-endian bytes of the device struct.
-pub fn error_record_from_le_bytes(b: &[u8; ERROR_RECORD_BYTES]) -> ErrorRecord {
-    let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    let u64_at = |o: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[o..o + 8]);
-        u64::from_le_bytes(w)
-    };
-    ErrorRecord {
-        code: u32_at(0),
-        rank: u32_at(4),
-        block: u32_at(8),
-        peer: u32_at(12),
-        phase: u32_at(16),
-        _pad: u32_at(20),
-        expected: u64_at(24),
-        seen: u64_at(32),
-    }
-}
-
-/// PROTOCOL.md step names of the `inc` program of `algo`, from inc-sim (the kernels' `// STEP`
-/// markers must list exactly these).
+/// PROTOCOL.md step names of the `inc` program of `algo`, from inc-proto (the kernels'
+/// `// STEP` markers must list exactly these; inc-sim's tests hold its programs to them).
 pub fn step_names(algo: Algo) -> Vec<&'static str> {
-    inc_sim::program::step_names(algo)
+    inc_proto::step_names(algo).to_vec()
 }
 
 #[cfg(test)]

@@ -1,0 +1,68 @@
+//! The kernel ABI: the argument block every inc kernel takes by value ([`KernelArgs`],
+//! `IncArgs` in the generated kernels/proto.cuh), its `FLAG_*` bits, the threads per block
+//! and the mapped host block's offsets.
+
+use crate::types::{ERROR_RECORD_BYTES, MAX_RANKS};
+
+/// Threads per block of every inc kernel (`__launch_bounds__` in the sources).
+pub const MAX_THREADS: u32 = 512;
+
+/// `IncArgs` of kernels/proto.cuh, passed by value (288 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KernelArgs {
+    /// Signal pad of every rank (own included).
+    pub pad: [u64; MAX_RANKS],
+    /// Data area of every rank.
+    pub data: [u64; MAX_RANKS],
+    /// User input.
+    pub input: u64,
+    /// User output (may equal input).
+    pub output: u64,
+    /// Elements.
+    pub count: u64,
+    /// Bytes of one parity half.
+    pub half_bytes: u64,
+    /// Zero-copy: offset of the input inside the data area.
+    pub zc_offset: u64,
+    /// Per-wait timeout in nanoseconds.
+    pub timeout_ns: u64,
+    /// Mapped host block (abort word + error mirror), 0 = none.
+    pub host: u64,
+    /// This rank.
+    pub rank: u32,
+    /// World size.
+    pub world: u32,
+    /// Call signature.
+    pub sig: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// hcm: n0, n1, n2, relay.
+    pub hcm: [u32; 4],
+    /// avg: 1/world; else 1.
+    pub scale: f32,
+    /// Push one-shot: bytes of one slot of the push region (0 for other algorithms).
+    pub push_slot_bytes: u32,
+    /// Zero-copy two-shot, push form ([`FLAG_ZC_PUSH`]): every rank's symmetric tensor.
+    pub sym: [u64; MAX_RANKS],
+}
+
+/// Bytes of [`KernelArgs`] (the kernels `static_assert` the same size).
+pub const KERNEL_ARGS_BYTES: usize = 288;
+
+const _: () = assert!(std::mem::size_of::<KernelArgs>() == KERNEL_ARGS_BYTES);
+
+/// The input already lives in the symmetric buffer (no copy-in, end barrier).
+pub const FLAG_ZERO_COPY: u32 = 1;
+/// Input and output are 16-byte aligned (128-bit user I/O).
+pub const FLAG_IO_ALIGNED: u32 = 2;
+/// With [`FLAG_ZERO_COPY`] on a two-shot: the push form (scatter into the owners' receive
+/// areas, all-gather by stores into every rank's symmetric tensor, `KernelArgs::sym`).
+pub const FLAG_ZC_PUSH: u32 = 4;
+
+/// Offset of the abort word (u32) in the pinned, mapped host block.
+pub const HOST_ABORT: usize = 0;
+/// Offset of the error record mirror in the host block.
+pub const HOST_ERROR: usize = 8;
+/// Bytes of the host block: abort word (u32) + padding + error record mirror.
+pub const HOST_BLOCK_BYTES: usize = HOST_ERROR + ERROR_RECORD_BYTES;

@@ -1,0 +1,70 @@
+//! The step names of every `inc` program, in order (PROTOCOL.md). The kernels mark each
+//! step `// STEP <kernel> <n> <Name>` and inc-cuda's tests compare the markers with these
+//! lists; inc-sim's tests compare them with its programs (`inc_sim::program`), which are
+//! the protocol as data.
+
+use crate::types::Algo;
+
+/// One-shot (pull): copy in, start barrier, read and reduce every peer.
+pub const ONE_SHOT: &[&str] = &[
+    "Prologue",
+    "CopyIn",
+    "Barrier",
+    "ReduceAll",
+    "EndBarrier",
+    "Epilogue",
+];
+
+/// Two-shot (push): scatter into the owners, barrier, reduce the slice, barrier, gather.
+pub const TWO_SHOT: &[&str] = &[
+    "Prologue",
+    "Scatter",
+    "Barrier",
+    "ReduceSlice",
+    "Barrier",
+    "Gather",
+    "Epilogue",
+];
+
+/// Hybrid cube mesh (8 ranks).
+pub const HCM: &[&str] = &[
+    "Prologue",
+    "CopyIn",
+    "Barrier",
+    "QuadReduce",
+    "Barrier",
+    "RelayReduce",
+    "Epilogue",
+];
+
+/// Push one-shot, LL protocol ([`crate::push::PUSH_STEP_NAMES`]).
+pub const PUSH_ONE_SHOT: &[&str] = &crate::push::PUSH_STEP_NAMES;
+
+/// Zero-copy two-shot on symmetric tensors, pull form (kernel variant `two_shot_zc`).
+pub const TWO_SHOT_ZC: &[&str] = &[
+    "Prologue",
+    "Barrier",
+    "ReduceStore",
+    "EndBarrier",
+    "Epilogue",
+];
+
+/// Zero-copy two-shot on symmetric tensors, push form (kernel variant `two_shot_zcp`).
+pub const TWO_SHOT_ZCP: &[&str] = &[
+    "Prologue",
+    "Scatter",
+    "Barrier",
+    "ReduceStore",
+    "EndBarrier",
+    "Epilogue",
+];
+
+/// The step names of the `inc` program of `algo`.
+pub const fn step_names(algo: Algo) -> &'static [&'static str] {
+    match algo {
+        Algo::OneShot => ONE_SHOT,
+        Algo::TwoShot => TWO_SHOT,
+        Algo::Hcm => HCM,
+        Algo::PushOneShot => PUSH_ONE_SHOT,
+    }
+}
