@@ -50,6 +50,7 @@ pub mod buffers;
 pub mod cache;
 pub mod compile;
 pub mod error;
+pub mod ipc;
 pub mod kernels;
 pub mod launch;
 pub mod proto;
