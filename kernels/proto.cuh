@@ -58,62 +58,37 @@ typedef unsigned short u16;
 
 // First failure seen on a rank (inc_proto::ErrorRecord).
 struct IncErrorRecord {
-    u32 code;                 // INC_ERR_*; 0 = no error
-    u32 rank;                 // rank that saw the failure
-    u32 block;                // block that saw it
-    u32 peer;                 // peer rank involved
-    u32 phase;                // step index of the program
-    u32 pad_;                 // keeps expected 8-byte aligned
-    u64 expected;             // flag value waited for
-    u64 seen;                 // flag value last seen
+    u32 code;                 // @0   INC_ERR_*; 0 = no error
+    u32 rank;                 // @4   rank that saw the failure
+    u32 block;                // @8   block that saw it
+    u32 peer;                 // @12  peer rank involved
+    u32 phase;                // @16  step index of the program
+    u32 pad_;                 // @20  keeps expected 8-byte aligned
+    u64 expected;             // @24  flag value waited for
+    u64 seen;                 // @32  flag value last seen
 };
 static_assert(sizeof(IncErrorRecord) == 40, "IncErrorRecord must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, code) == 0, "IncErrorRecord.code must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, rank) == 4, "IncErrorRecord.rank must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, block) == 8, "IncErrorRecord.block must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, peer) == 12, "IncErrorRecord.peer must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, phase) == 16, "IncErrorRecord.phase must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, pad_) == 20, "IncErrorRecord.pad_ must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, expected) == 24, "IncErrorRecord.expected must match inc_proto::ErrorRecord");
-static_assert(__builtin_offsetof(IncErrorRecord, seen) == 32, "IncErrorRecord.seen must match inc_proto::ErrorRecord");
 
 // Kernel argument block, passed by value (inc_proto::KernelArgs).
 struct IncArgs {
-    u64 pad[8];               // signal pad of every rank (own included)
-    u64 data[8];              // data area of every rank
-    u64 input;                // user input (device address)
-    u64 output;               // user output (may equal input)
-    u64 count;                // elements
-    u64 half_bytes;           // bytes of one parity half of the data area
-    u64 zc_offset;            // zero-copy: byte offset of the input inside the data area
-    u64 timeout_ns;           // per wait
-    u64 host;                 // mapped host block (abort word + error mirror), 0 = none
-    u32 rank;                 // this rank
-    u32 world;                // world size
-    u32 sig;                  // call signature (FNV-1a of algo, dtype, op, count)
-    u32 flags;                // INC_FLAG_*
-    u32 hcm[4];               // hcm: n0, n1, n2, relay
-    float scale;              // avg: 1/world (f32); else 1
-    u32 push_slot_bytes;      // push one-shot: bytes of one slot of the push region
-    u64 sym[8];               // zero-copy two-shot, push form: every rank's symmetric tensor
+    u64 pad[8];               // @0   signal pad of every rank (own included)
+    u64 data[8];              // @64  data area of every rank
+    u64 input;                // @128 user input (device address)
+    u64 output;               // @136 user output (may equal input)
+    u64 count;                // @144 elements
+    u64 half_bytes;           // @152 bytes of one parity half of the data area
+    u64 zc_offset;            // @160 zero-copy: byte offset of the input inside the data area
+    u64 timeout_ns;           // @168 per wait
+    u64 host;                 // @176 mapped host block (abort word + error mirror), 0 = none
+    u32 rank;                 // @184 this rank
+    u32 world;                // @188 world size
+    u32 sig;                  // @192 call signature (FNV-1a of algo, dtype, op, count)
+    u32 flags;                // @196 INC_FLAG_*
+    u32 hcm[4];               // @200 hcm: n0, n1, n2, relay
+    float scale;              // @216 avg: 1/world (f32); else 1
+    u32 push_slot_bytes;      // @220 push one-shot: bytes of one slot of the push region
+    u64 sym[8];               // @224 zero-copy two-shot, push form: every rank's symmetric tensor
 };
 static_assert(sizeof(IncArgs) == 288, "IncArgs must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, pad) == 0, "IncArgs.pad must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, data) == 64, "IncArgs.data must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, input) == 128, "IncArgs.input must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, output) == 136, "IncArgs.output must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, count) == 144, "IncArgs.count must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, half_bytes) == 152, "IncArgs.half_bytes must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, zc_offset) == 160, "IncArgs.zc_offset must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, timeout_ns) == 168, "IncArgs.timeout_ns must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, host) == 176, "IncArgs.host must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, rank) == 184, "IncArgs.rank must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, world) == 188, "IncArgs.world must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, sig) == 192, "IncArgs.sig must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, flags) == 196, "IncArgs.flags must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, hcm) == 200, "IncArgs.hcm must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, scale) == 216, "IncArgs.scale must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, push_slot_bytes) == 220, "IncArgs.push_slot_bytes must match inc_proto::KernelArgs");
-static_assert(__builtin_offsetof(IncArgs, sym) == 224, "IncArgs.sym must match inc_proto::KernelArgs");
 
 #endif // INC_PROTO_CUH
