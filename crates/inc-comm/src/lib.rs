@@ -189,7 +189,7 @@ pub use comm::{Comm, SymmetricTensor, TorchrunEnv};
 pub use counters::CommStats;
 pub use element::Element;
 pub use error::{CommError, ErrorSource, Result};
-pub use inc_sim::{Algo, DType, ReduceOp};
+pub use inc_proto::{Algo, DType, ReduceOp};
 pub use options::{
     AlgoChoice, AlgoPath, BackendKind, CommOptions, SimTopology, DEFAULT_TIMEOUT_MS, MAX_BLOCKS,
     MAX_BUFFER_BYTES,
