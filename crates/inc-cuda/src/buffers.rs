@@ -19,7 +19,7 @@ use inc_proto::push::PushLayout;
 pub const DEFAULT_HALF_BYTES: u64 = 10 << 20;
 
 /// Default bytes of one push one-shot (LL) slot: twice the largest push call
-/// ([`inc_proto::push::DEFAULT_PUSH_MAX_BYTES`], 256 KiB), since every 16-byte line carries 8
+/// ([`inc_proto::push::PUSH_CAPACITY_BYTES`], 256 KiB), since every 16-byte line carries 8
 /// payload bytes; the push region takes 256 B + 2 x 8 x 512 KiB = 8 MiB per rank.
 pub const DEFAULT_PUSH_SLOT_BYTES: u64 = inc_proto::push::DEFAULT_PUSH_SLOT_BYTES as u64;
 

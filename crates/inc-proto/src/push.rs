@@ -22,11 +22,11 @@ pub const LINE_BYTES_PER_CHUNK: usize = 2 * LINE_BYTES;
 
 /// Default payload capacity (bytes of one rank's input) of a push call on the GPU: 256 KiB
 /// (LL beats one-shot up to there at world 2 on H200s; docs/PERFORMANCE.md).
-pub const DEFAULT_PUSH_MAX_BYTES: usize = 256 << 10;
+pub const PUSH_CAPACITY_BYTES: usize = 256 << 10;
 
 /// Default slot size on the GPU: twice the payload (every data word travels with a tag),
 /// 512 KiB; the push region is then `2 * MAX_RANKS * 512 KiB + 256` bytes (8 MiB + 256).
-pub const DEFAULT_PUSH_SLOT_BYTES: usize = 2 * DEFAULT_PUSH_MAX_BYTES;
+pub const DEFAULT_PUSH_SLOT_BYTES: usize = 2 * PUSH_CAPACITY_BYTES;
 
 /// Byte offsets of the push region (after the two parity halves of the data area; see
 /// PROTOCOL.md "push one-shot" / "Memory"). Zero-initialised before the handle is
@@ -89,7 +89,7 @@ impl PushLayout {
 
 const _: () = assert!(PushLayout::hdr(1, MAX_RANKS - 1) + LINE_BYTES <= PushLayout::HEADER_BYTES);
 const _: () =
-    assert!(PushLayout::slot_bytes_for(DEFAULT_PUSH_MAX_BYTES) == DEFAULT_PUSH_SLOT_BYTES);
+    assert!(PushLayout::slot_bytes_for(PUSH_CAPACITY_BYTES) == DEFAULT_PUSH_SLOT_BYTES);
 
 /// The call signature of a push one-shot call: [`crate::call_sig`] with algo code
 /// [`PUSH_ALGO_CODE`] (same FNV-1a over `[3, dtype, op, count LE]`).
