@@ -21,7 +21,8 @@ pub const LINE_BYTES: usize = 16;
 pub const LINE_BYTES_PER_CHUNK: usize = 2 * LINE_BYTES;
 
 /// Default payload capacity (bytes of one rank's input) of a push call on the GPU: 256 KiB
-/// (LL beats one-shot up to there at world 2 on H200s; docs/PERFORMANCE.md).
+/// (LL beats one-shot up to there at world 2 on H200s; docs/PERFORMANCE.md). The buffer's
+/// capacity, not `auto`'s threshold (inc-comm's `default_push_max_bytes`, per world).
 pub const PUSH_CAPACITY_BYTES: usize = 256 << 10;
 
 /// Default slot size on the GPU: twice the payload (every data word travels with a tag),
