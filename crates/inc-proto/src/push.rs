@@ -89,8 +89,7 @@ impl PushLayout {
 }
 
 const _: () = assert!(PushLayout::hdr(1, MAX_RANKS - 1) + LINE_BYTES <= PushLayout::HEADER_BYTES);
-const _: () =
-    assert!(PushLayout::slot_bytes_for(PUSH_CAPACITY_BYTES) == DEFAULT_PUSH_SLOT_BYTES);
+const _: () = assert!(PushLayout::slot_bytes_for(PUSH_CAPACITY_BYTES) == DEFAULT_PUSH_SLOT_BYTES);
 
 /// The call signature of a push one-shot call: [`crate::call_sig`] with algo code
 /// [`PUSH_ALGO_CODE`] (same FNV-1a over `[3, dtype, op, count LE]`).
