@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `INC_BACKEND` | `auto`, `cuda` or `sim` | `auto` (cuda when a GPU is there) |
 //! | `INC_ALGO` | `auto`, `push-one-shot`, `one-shot`, `two-shot`, `hcm` or `nccl` | `auto` |
-//! | `INC_PUSH_MAX_BYTES` | largest push-one-shot call (capped by the one-shot limit) | 32 KiB |
+//! | `INC_PUSH_MAX_BYTES` | largest push-one-shot call (capped by the one-shot limit) | 256 KiB at 2 ranks, 128 KiB at 3-4, 32 KiB above |
 //! | `INC_ONE_SHOT_MAX_BYTES` | largest one-shot call | per topology and world |
 //! | `INC_TWO_SHOT_MAX_BYTES` | largest two-shot call | the buffer capacity |
 //! | `INC_HCM_MAX_BYTES` | largest hybrid-cube-mesh call | 256 KiB |
@@ -14,6 +14,12 @@
 //! | `INC_TUNE_FILE` | autotune table (JSON, see [`TuneTable`](crate::TuneTable)) | none |
 //! | `INC_SIM_SHM` | `1`: sim regions in /dev/shm even in one process | `0` |
 //! | `INC_ALLOW_SHARED_DEVICE` | `1`: several ranks may drive one device (virtual ranks; tests) | `0` |
+//!
+//! Read by inc-cuda (the kernels) on the cuda backend: `INC_CACHE_DIR` (compiled-kernel
+//! cache folder; default `$XDG_CACHE_HOME/inc` or `~/.cache/inc`), `INC_KERNEL_WARM`
+//! (`default`, `all` or `off`: what compiles in the background after init), `INC_PDL`
+//! (`0` turns off programmatic dependent launch; on by default on sm_90+ with one rank per
+//! device).
 //!
 //! `INC_ALGO=hcm` runs on a hybrid cube mesh of 8 and also on a fully connected group of
 //! exactly 8 (NVSwitch: every cube mesh is a subgraph), there with the canonical DGX-1
