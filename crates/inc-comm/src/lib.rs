@@ -109,7 +109,7 @@
 //! let mut t = comm.alloc_symmetric::<half::bf16>(1 << 24)?;
 //! let host = vec![half::bf16::ONE; 1 << 24];
 //! stream
-//!     .memcpy_htod(&host, &mut t.view_mut()?)
+//!     .memcpy_htod(&host, &mut t.view_mut())
 //!     .expect("upload"); // or write it with your own kernels
 //! comm.allreduce_symmetric(&mut t, .., ReduceOp::Sum, &stream)?.wait()?;
 //! comm.allreduce_symmetric(&mut t, ..4096, ReduceOp::Sum, &stream)?.wait()?; // a prefix

@@ -576,13 +576,13 @@ fn gpu_symmetric_tensors_zero_copy() {
             let mut t = c.alloc_symmetric::<T>(total).unwrap();
             let mut host = vec![sentinel; total];
             host[lo..lo + n].copy_from_slice(&ins[c.rank()]);
-            s.memcpy_htod(&host, &mut t.view_mut().unwrap()).unwrap();
+            s.memcpy_htod(&host, &mut t.view_mut()).unwrap();
             let w = match path {
                 Some(p) => c.allreduce_symmetric_using(p, &mut t, lo..lo + n, ReduceOp::Sum, &s),
                 None => c.allreduce_symmetric(&mut t, lo..lo + n, ReduceOp::Sum, &s),
             };
             w.unwrap().wait().unwrap();
-            s.clone_dtoh(&t.view().unwrap()).unwrap()
+            s.clone_dtoh(&t.view()).unwrap()
         });
         for (rank, out) in outs.iter().enumerate() {
             let got: &[u8] = bytemuck::cast_slice(&out[lo..lo + n]);

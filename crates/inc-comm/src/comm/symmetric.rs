@@ -1,6 +1,7 @@
 //! Symmetric tensors: device memory every rank of a communicator can read and write, so an
 //! allreduce on it needs no copy-in or copy-out (the zero-copy two-shot of PROTOCOL.md).
 
+use std::mem::ManuallyDrop;
 use std::ops::{Bound, RangeBounds};
 
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtrMut};
@@ -22,7 +23,8 @@ use crate::backend::symmetric::{sym_lock, SymSlot};
 /// every peer closed its mapping. Allocate symmetric
 /// tensors once and reuse them (as with torch's symmetric memory or NCCL windows).
 pub struct SymmetricTensor<T> {
-    slice: Option<CudaSlice<T>>,
+    /// Never freed by cudarc: taken and leaked in `Drop`.
+    slice: ManuallyDrop<CudaSlice<T>>,
     slot: Arc<SymSlot>,
     comm: String,
     len: usize,
@@ -40,9 +42,9 @@ impl<T> std::fmt::Debug for SymmetricTensor<T> {
 impl<T> Drop for SymmetricTensor<T> {
     fn drop(&mut self) {
         // The memory is the communicator's (freed at teardown): never let cudarc free it.
-        if let Some(s) = self.slice.take() {
-            let _ = s.leak();
-        }
+        // SAFETY: the slice is taken once, here, and never used again.
+        let s = unsafe { ManuallyDrop::take(&mut self.slice) };
+        let _ = s.leak();
     }
 }
 
@@ -58,27 +60,13 @@ impl<T: Element> SymmetricTensor<T> {
     }
 
     /// The tensor as a cudarc view (read it, copy it out, pass it to your kernels).
-    pub fn view(&self) -> Result<CudaView<'_, T>> {
-        Ok(self.slice()?.slice(..))
+    pub fn view(&self) -> CudaView<'_, T> {
+        self.slice.slice(..)
     }
 
     /// The tensor as a mutable cudarc view (write it: copies, your kernels).
-    pub fn view_mut(&mut self) -> Result<CudaViewMut<'_, T>> {
-        match self.slice.as_mut() {
-            Some(s) => Ok(s.slice_mut(..)),
-            None => Err(gone()),
-        }
-    }
-
-    fn slice(&self) -> Result<&CudaSlice<T>> {
-        self.slice.as_ref().ok_or_else(gone)
-    }
-}
-
-fn gone() -> CommError {
-    CommError::Backend {
-        rank: 0,
-        reason: "symmetric tensor without its memory".into(),
+    pub fn view_mut(&mut self) -> CudaViewMut<'_, T> {
+        self.slice.slice_mut(..)
     }
 }
 
@@ -201,7 +189,7 @@ impl Comm {
         // register_symmetric's contract); the tensor never frees it (Drop leaks the slice).
         let slice = unsafe { b.stream().upgrade_device_ptr::<T>(base, len) };
         Ok(SymmetricTensor {
-            slice: Some(slice),
+            slice: ManuallyDrop::new(slice),
             slot,
             comm: self.prefix.clone(),
             len,
@@ -277,7 +265,7 @@ impl Comm {
             });
         }
         let n = hi - lo;
-        let slice = tensor.slice.as_mut().ok_or_else(gone)?;
+        let slice = &mut *tensor.slice;
         self.check_stream(b, stream, &[slice.stream().context()])?;
         let bytes = self.bytes(n, dtype)?;
         let sel = self.selection(path, bytes, dtype)?;

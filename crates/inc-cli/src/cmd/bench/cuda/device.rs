@@ -74,10 +74,10 @@ pub(super) enum Bufs<'a, T> {
 
 impl<T: Element + DeviceRepr> Bufs<'_, T> {
     /// (input, output, elements).
-    pub(super) fn raw(&self, stream: &CudaStream) -> Result<(u64, u64, usize), String> {
-        Ok(match self {
+    pub(super) fn raw(&self, stream: &CudaStream) -> (u64, u64, usize) {
+        match self {
             Bufs::Sym(t, n) => {
-                let v = t.view().map_err(|e| e.to_string())?;
+                let v = t.view();
                 let p = v.device_ptr(stream).0;
                 (p, p, *n)
             }
@@ -92,7 +92,7 @@ impl<T: Element + DeviceRepr> Bufs<'_, T> {
                 output,
                 count,
             } => (*input, *output, *count),
-        })
+        }
     }
 }
 
@@ -117,7 +117,7 @@ pub(super) fn enqueue<T: Element + DeviceRepr>(
         .map(Some)
         .map_err(|e| e.to_string()),
         (Target::Nccl(n), b) => {
-            let (ip, op_, count) = b.raw(stream)?;
+            let (ip, op_, count) = b.raw(stream);
             // SAFETY: both addresses hold `count` elements of T on this rank's device
             // (slices or NCCL windows owned by the caller), which outlive every use: the
             // bench synchronises the stream before releasing them.
