@@ -267,31 +267,14 @@ impl PeerBuffers {
     }
 
     fn check_peer_slot(&self, peer: usize) -> Result<()> {
-        if peer >= self.world || peer == self.rank {
-            return Err(CudaError::InvalidArgument(format!(
-                "peer {peer} invalid for rank {} of {}",
-                self.rank, self.world
-            )));
-        }
-        if self.peers.get(peer).copied().flatten().is_some() {
-            return Err(CudaError::InvalidArgument(format!(
-                "peer {peer} already mapped"
-            )));
-        }
-        Ok(())
+        let mapped = self.peers.get(peer).copied().flatten().is_some();
+        crate::ipc::check_peer(self.rank, self.world, peer, mapped)
     }
 
     /// Map peer `peer`'s allocation from another process through its IPC handle.
     pub fn open_ipc(&mut self, peer: usize, handle: &IpcHandle) -> Result<()> {
         self.check_peer_slot(peer)?;
-        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
-        // SAFETY: context current; the driver validates the handle.
-        let p =
-            unsafe { sys::ipc_open_mem_handle(&handle.0) }.map_err(|e| CudaError::PeerAccess {
-                rank: self.rank,
-                peer,
-                reason: format!("cuIpcOpenMemHandle: {e}"),
-            })?;
+        let p = crate::ipc::open(&self.ctx, self.rank, peer, handle, "")?;
         if let Some(slot) = self.peers.get_mut(peer) {
             *slot = Some(Mapping {
                 base: p,

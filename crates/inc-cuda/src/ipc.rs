@@ -1,7 +1,44 @@
 //! [`IpcHandle`]: a CUDA IPC memory handle as the rendezvous carries it (bytes or hex).
 
-use crate::error::{CudaError, Result};
+use cudarc::driver::sys::CUdeviceptr;
+use cudarc::driver::CudaContext;
+
+use crate::error::{drv, CudaError, Result};
 use crate::sys;
+
+/// Checks that rank `rank` of `world` may map `peer` (another rank, in range) whose slot is
+/// not `mapped` yet. Shared by [`crate::PeerBuffers`] and [`crate::SymmetricMemory`].
+pub(crate) fn check_peer(rank: usize, world: usize, peer: usize, mapped: bool) -> Result<()> {
+    if peer >= world || peer == rank {
+        return Err(CudaError::InvalidArgument(format!(
+            "peer {peer} invalid for rank {rank} of {world}"
+        )));
+    }
+    if mapped {
+        return Err(CudaError::InvalidArgument(format!(
+            "peer {peer} already mapped"
+        )));
+    }
+    Ok(())
+}
+
+/// Opens `peer`'s IPC `handle` in `ctx` (bound here); `what` qualifies the error
+/// (e.g. `" (symmetric memory)"`). Returns the mapped base address, to close once.
+pub(crate) fn open(
+    ctx: &CudaContext,
+    rank: usize,
+    peer: usize,
+    handle: &IpcHandle,
+    what: &str,
+) -> Result<CUdeviceptr> {
+    ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+    // SAFETY: context current; the driver validates the handle.
+    unsafe { sys::ipc_open_mem_handle(&handle.0) }.map_err(|e| CudaError::PeerAccess {
+        rank,
+        peer,
+        reason: format!("cuIpcOpenMemHandle{what}: {e}"),
+    })
+}
 
 /// A CUDA IPC memory handle (64 opaque bytes) for a peer process.
 #[derive(Clone, Copy, PartialEq, Eq)]
