@@ -273,12 +273,10 @@ pub fn kernel_steps_named(name: &str) -> Result<Vec<String>, String> {
     kernel_variant_steps(name, name)
 }
 
-/// Step names of program `variant` marked in kernel file `<file>.cu` (a file holds its
+/// Step names of program `variant` marked in kernel file `<stem>.cu` (a file holds its
 /// algorithm's program and variants named `<file>_<suffix>`, e.g. `two_shot_zc`), checked
 /// to be numbered 0, 1, 2, ...
-pub fn kernel_variant_steps(file: &str, variant: &str) -> Result<Vec<String>, String> {
-    let name = variant;
-    let stem = file;
+pub fn kernel_variant_steps(stem: &str, variant: &str) -> Result<Vec<String>, String> {
     let file = format!("{stem}.cu");
     let text = FILES
         .iter()
@@ -287,12 +285,14 @@ pub fn kernel_variant_steps(file: &str, variant: &str) -> Result<Vec<String>, St
         .ok_or_else(|| format!("no kernel file {file}"))?;
     let markers = parse_markers(text)?;
     let mut names = Vec::new();
+    // The file's own program and its variants (`<stem>_<suffix>`) other than `variant` are
+    // skipped; any other algorithm's marker is an error.
     let variant_prefix = format!("{stem}_");
     let own = markers
         .iter()
-        .filter(|m| m.algo == name || (m.algo != stem && !m.algo.starts_with(&variant_prefix)));
+        .filter(|m| m.algo == variant || (m.algo != stem && !m.algo.starts_with(&variant_prefix)));
     for (i, m) in own.enumerate() {
-        if m.algo != name {
+        if m.algo != variant {
             return Err(format!("{file}: marker for {} inside {file}", m.algo));
         }
         if m.index != i {
