@@ -19,7 +19,9 @@
 //! cache folder; default `$XDG_CACHE_HOME/inc` or `~/.cache/inc`), `INC_KERNEL_WARM`
 //! (`default`, `all` or `off`: what compiles in the background after init), `INC_PDL`
 //! (`0` turns off programmatic dependent launch; on by default on sm_90+ with one rank per
-//! device).
+//! device), `INC_KERNEL_DIR` (a folder whose `kernels/` file names replace the embedded
+//! kernel sources: kernel experiments on a GPU host without a rebuild; the cache key follows
+//! the text).
 //!
 //! `INC_ALGO=hcm` runs on a hybrid cube mesh of 8 and also on a fully connected group of
 //! exactly 8 (NVSwitch: every cube mesh is a subgraph), there with the canonical DGX-1

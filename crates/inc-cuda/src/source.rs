@@ -22,9 +22,33 @@ pub const FILES: [(&str, &str); 7] = [
     ),
 ];
 
+/// The kernel files in use: [`FILES`], or, when `INC_KERNEL_DIR` names a folder, each file
+/// of that name found there instead (kernel experiments on a GPU host without a rebuild;
+/// a file missing there keeps its embedded text). Read once per process.
+pub fn files() -> &'static [(&'static str, &'static str)] {
+    static F: std::sync::OnceLock<Vec<(&'static str, &'static str)>> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::var_os("INC_KERNEL_DIR").map(std::path::PathBuf::from);
+        files_in(dir.as_deref())
+    })
+}
+
+/// [`FILES`] with each file found in `dir` replaced by its text there.
+fn files_in(dir: Option<&std::path::Path>) -> Vec<(&'static str, &'static str)> {
+    FILES
+        .iter()
+        .map(|&(name, text)| {
+            let over = dir.and_then(|d| std::fs::read_to_string(d.join(name)).ok());
+            // Leaked once per process and file (callers keep the result for the process's
+            // life): the program text lives as long as the process, like the embedded one.
+            (name, over.map_or(text, |t| &*Box::leak(t.into_boxed_str())))
+        })
+        .collect()
+}
+
 /// The whole NVRTC program: every file behind a `#line 1 "kernels/<file>"` directive.
 pub fn assemble() -> String {
-    assemble_from(&FILES)
+    assemble_from(files())
 }
 
 /// [`assemble`] over any file list (tests use it with synthetic files).
@@ -52,7 +76,7 @@ pub const INSTANCES_FILE: &str = "instances.cu";
 /// `INC_ENTRY` calls, so they cannot drift from the whole-program build. An error names
 /// what could not be found (callers fall back to the whole program).
 pub fn instance_source(algo: Algo, dtype: DType, op: ReduceOp) -> Result<String, String> {
-    instance_source_from(&FILES, algo, dtype, op)
+    instance_source_from(files(), algo, dtype, op)
 }
 
 /// [`instance_source`] over any file list (the last file holding the entry macros is
@@ -598,5 +622,22 @@ mod tests {
         assert_ne!(a, cache_file_name("src", (9, 0), 13000, (12, 8)));
         assert!(a.ends_with("-sm_90-drv13000-nvrtc13.0.cubin"), "{a}");
         assert_eq!(fnv64(b""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn kernel_dir_replaces_only_the_files_it_holds() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("common.cuh"), "// variant\n").unwrap();
+        let f = files_in(Some(d.path()));
+        assert_eq!(f.len(), FILES.len());
+        for ((n, t), (en, et)) in f.iter().zip(FILES.iter()) {
+            assert_eq!(n, en);
+            if *n == "common.cuh" {
+                assert_eq!(*t, "// variant\n");
+            } else {
+                assert_eq!(t, et);
+            }
+        }
+        assert_eq!(files_in(None), FILES.to_vec());
     }
 }
