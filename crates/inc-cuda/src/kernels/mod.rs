@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cudarc::driver::sys::CUdevice_attribute as Attr;
 use cudarc::driver::{
@@ -248,11 +248,26 @@ impl std::fmt::Debug for Kernels {
     }
 }
 
+/// Longest wait of a dropped [`Kernels`] for its warming thread's compile in flight.
+pub const WARM_STOP_WAIT: Duration = Duration::from_secs(10);
+
 impl Drop for Kernels {
     fn drop(&mut self) {
         // The warming thread finishes its current compile (which still lands in the disk
-        // cache) and stops; it is not joined, so dropping never waits for NVRTC.
+        // cache) and stops. Wait for it (bounded): a process that exits while that thread is
+        // inside NVRTC runs NVRTC's static destructors under it and aborts ("free(): invalid
+        // size" at the exit of a bench rank, GPU run 15b).
         self.cancel.store(true, Ordering::Relaxed);
+        let h = lock(&self.warm_thread).take();
+        if let Some(h) = h {
+            let deadline = Instant::now() + WARM_STOP_WAIT;
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
     }
 }
 
