@@ -301,7 +301,11 @@ pub(super) fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
     notes.push(format!(
         "inc device memory per rank and communicator: {:.1} MiB (signal pad, two symmetric \
          halves, push region; INC_BUFFER_BYTES sets a half)",
-        sync.device_bytes() as f64 / (1 << 20) as f64
+        // the measured communicator's (the line-up communicator has a small buffer)
+        comms
+            .first()
+            .map_or(sync.device_bytes(), Comm::device_bytes) as f64
+            / (1 << 20) as f64
     ));
     if series.iter().any(|s| s.name == FLOOR) {
         notes.push(format!(
