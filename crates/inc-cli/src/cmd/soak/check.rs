@@ -350,6 +350,7 @@ mod tests {
             batch_calls: 64,
             full_every: 1,
             graphs: false,
+            symmetric: false,
         };
         let b = planner.batch(0, 0, 64, |_, _, _| true);
         for c in &b.calls {
@@ -401,6 +402,7 @@ mod tests {
             batch_calls: 100,
             full_every: 1,
             graphs: false,
+            symmetric: false,
         };
         let b = planner.batch(0, 0, 100, |_, _, _| true);
         let good = arena_of(&reference, &b);
@@ -460,6 +462,7 @@ mod tests {
             batch_calls: 77,
             full_every: 1,
             graphs: false,
+            symmetric: false,
         };
         let b = planner.batch(0, 0, 77, |_, _, _| true);
         let mut out = arena_of(&reference, &b);

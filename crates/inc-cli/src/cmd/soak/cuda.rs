@@ -8,7 +8,9 @@
 //! it in its output region (in place, a device-to-device copy); then an event, and on a
 //! second stream one download of the batch's arena into pinned memory. Per call the host
 //! does what a user's call does (the allreduce enqueue, plus a device copy when in place)
-//! and nothing else; the check of batch k runs on the host while batch k+1 runs on the GPU.
+//! and nothing else. A zero-copy call copies its input into this rank's symmetric tensor
+//! of its dtype (allocated once, collectively), reduces it there in place and copies the
+//! result out into its output region, all on the call stream; the check of batch k runs on the host while batch k+1 runs on the GPU.
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use cudarc::driver::{
     PinnedHostSlice,
 };
 use half::{bf16, f16};
-use inc_comm::{BackendKind, Comm, DType, Element, Work};
+use inc_comm::{BackendKind, Comm, DType, Element, SymmetricTensor, Work};
 
 use super::check::pattern;
 use super::plan::{Batch, Call, Geometry};
@@ -51,7 +53,30 @@ pub struct CudaExec<'a> {
     copies: Arc<CudaStream>,
     /// This rank's pattern per dtype (in `DType::ALL` order).
     patterns: Vec<CudaSlice<u8>>,
+    /// The symmetric tensors of the zero-copy calls, one per dtype.
+    sym: Sym,
     slots: Vec<Slot>,
+}
+
+/// One symmetric tensor per dtype, each large enough for the largest call at any start
+/// shift (a call's input is copied in, reduced in place, and copied out to the arena).
+struct Sym {
+    bf16: SymmetricTensor<bf16>,
+    f16: SymmetricTensor<f16>,
+    f32: SymmetricTensor<f32>,
+}
+
+impl Sym {
+    /// Collective: every rank allocates the same three tensors in the same order.
+    fn new(comm: &Comm, geo: &Geometry) -> Result<Self, String> {
+        let len = |d: DType| geo.max_count(d) + 16;
+        let e = |e: inc_comm::CommError| format!("symmetric tensor: {e}");
+        Ok(Self {
+            bf16: comm.alloc_symmetric(len(DType::Bf16)).map_err(e)?,
+            f16: comm.alloc_symmetric(len(DType::F16)).map_err(e)?,
+            f32: comm.alloc_symmetric(len(DType::F32)).map_err(e)?,
+        })
+    }
 }
 
 impl<'a> CudaExec<'a> {
@@ -100,6 +125,7 @@ impl<'a> CudaExec<'a> {
                 graph: None,
             });
         }
+        let sym = Sym::new(comm, geo)?;
         calls.synchronize().map_err(cu("synchronize"))?;
         Ok(Self {
             comm,
@@ -107,6 +133,7 @@ impl<'a> CudaExec<'a> {
             calls,
             copies,
             patterns,
+            sym,
             slots,
         })
     }
@@ -119,6 +146,7 @@ fn enqueue<T: Element>(
     stream: &Arc<CudaStream>,
     pattern: &CudaSlice<u8>,
     arena: &mut CudaSlice<u8>,
+    sym: &mut SymmetricTensor<T>,
     c: &Call,
 ) -> Result<Work, String> {
     let es = c.dtype.size();
@@ -133,7 +161,31 @@ fn enqueue<T: Element>(
         .ok_or("output outside the arena")?;
     // SAFETY: as above (`out_off` is a multiple of the element size).
     let mut output = unsafe { out_bytes.transmute_mut::<T>(c.n) }.ok_or("output view")?;
-    let work = if c.in_place {
+    let work = if c.zero_copy {
+        let range = c.out_shift..c.out_shift + c.n;
+        {
+            let mut v = sym.view_mut();
+            let mut dst = v
+                .try_slice_mut(range.clone())
+                .ok_or("call outside the symmetric tensor")?;
+            stream
+                .memcpy_dtod(&input, &mut dst)
+                .map_err(cu("symmetric input copy"))?;
+        }
+        let w = match c.path {
+            Some(p) => comm.allreduce_symmetric_using(p, sym, range.clone(), c.op, stream),
+            None => comm.allreduce_symmetric(sym, range.clone(), c.op, stream),
+        }
+        .map_err(|e| format!("{}: {e}", c.describe()))?;
+        let v = sym.view();
+        let src = v
+            .try_slice(range)
+            .ok_or("call outside the symmetric tensor")?;
+        stream
+            .memcpy_dtod(&src, &mut output)
+            .map_err(cu("symmetric output copy"))?;
+        Ok(w)
+    } else if c.in_place {
         stream
             .memcpy_dtod(&input, &mut output)
             .map_err(cu("in-place input copy"))?;
@@ -156,10 +208,11 @@ impl CudaExec<'_> {
         for c in &batch.calls {
             let d = DType::ALL.iter().position(|d| *d == c.dtype).unwrap_or(0);
             let pattern = self.patterns.get(d).ok_or("no pattern")?;
+            let (comm, st, a, sym) = (self.comm, &self.calls, &mut s.arena, &mut self.sym);
             let w = match c.dtype {
-                DType::Bf16 => enqueue::<bf16>(self.comm, &self.calls, pattern, &mut s.arena, c),
-                DType::F16 => enqueue::<f16>(self.comm, &self.calls, pattern, &mut s.arena, c),
-                DType::F32 => enqueue::<f32>(self.comm, &self.calls, pattern, &mut s.arena, c),
+                DType::Bf16 => enqueue(comm, st, pattern, a, &mut sym.bf16, c),
+                DType::F16 => enqueue(comm, st, pattern, a, &mut sym.f16, c),
+                DType::F32 => enqueue(comm, st, pattern, a, &mut sym.f32, c),
             }?;
             s.works.push(w);
         }

@@ -35,7 +35,9 @@ pub const ABOUT: &str = "\
 Many back-to-back allreduces, every one checked. Calls mix sizes (1 element .. --max-bytes, \
 log-uniform, odd sizes), dtypes (bf16/f16/f32), ops (sum/avg/min/max), paths (auto and every \
 intra-node path the group allows, forced), in place and out of place, aligned and misaligned \
-buffers; batches alternate eager and captured into one CUDA graph (cuda backend).
+buffers, and (cuda backend) a quarter of the calls on symmetric tensors (zero-copy: \
+Comm::allreduce_symmetric, unaligned starts included); batches alternate eager and captured \
+into one CUDA graph (cuda backend).
 
 Inputs: one pattern per rank and dtype, uploaded once; each call reads a slice of it, so its \
 expected result is a slice of a reference table computed once on the CPU (inc-sim's rank-order \
@@ -120,6 +122,7 @@ fn soak_rank(
                 batch_calls: args.batch,
                 full_every: args.full_every,
                 graphs: cuda,
+                symmetric: cuda,
             },
             reference,
             exchange: Exchange::new(store, prefix, rank, comm.world(), comm.timeout()),

@@ -78,6 +78,11 @@ pub struct Call {
     /// In place (the input is first copied into the output region) or out of place
     /// (the input is read straight from the pattern).
     pub in_place: bool,
+    /// On a symmetric tensor (cuda): the input is copied into the rank's symmetric tensor
+    /// at `out_shift` elements, reduced there in place (`Comm::allreduce_symmetric`: the
+    /// zero-copy two-shot at its sizes; a shifted start takes the copy-in path), and copied
+    /// out into the output region. Overrides `in_place`.
+    pub zero_copy: bool,
     /// First input element: rank r's input is its pattern's elements `in_off..in_off + n`.
     pub in_off: usize,
     /// Elements the output starts after its 256-byte aligned region start (0: aligned).
@@ -102,7 +107,9 @@ impl Call {
             self.op,
             self.n,
             self.path.map_or("auto", |p| p.name()),
-            if self.in_place {
+            if self.zero_copy {
+                "zero-copy (symmetric tensor)"
+            } else if self.in_place {
                 "in place"
             } else {
                 "out of place"
@@ -151,6 +158,7 @@ pub fn draw(seed: u64, index: u64, paths: &[Path], geo: &Geometry) -> Call {
         path,
         n,
         in_place: (g >> 52) % 4 == 0,
+        zero_copy: (g >> 56) % 4 == 0,
         in_off,
         out_shift,
         out_off: 0,
@@ -187,6 +195,8 @@ pub struct Planner {
     pub full_every: u64,
     /// Whether batches alternate eager / graph (cuda backend).
     pub graphs: bool,
+    /// Whether calls may be on symmetric tensors (cuda backend); else none is.
+    pub symmetric: bool,
 }
 
 impl Planner {
@@ -211,6 +221,7 @@ impl Planner {
         let mut index = first;
         while index < total && calls.len() < self.batch_calls.max(1) {
             let mut c = draw(self.seed, index, &self.paths, &self.geo);
+            c.zero_copy &= self.symmetric;
             if let Some(p) = c.path {
                 if !can(p, c.bytes() as u64, c.dtype) {
                     c.path = None;
@@ -253,6 +264,7 @@ impl Planner {
                         path: Some(p),
                         n,
                         in_place: false,
+                        zero_copy: false,
                         in_off: 0,
                         out_shift: 0,
                         out_off: used,
@@ -299,6 +311,7 @@ mod tests {
             batch_calls: batch,
             full_every: 4,
             graphs: true,
+            symmetric: true,
         }
     }
 
@@ -308,6 +321,7 @@ mod tests {
         let paths = [Path::PushOneShot, Path::OneShot, Path::TwoShot];
         let (mut dt, mut ops, mut ps) = ([0; 3], [0; 4], [0; 4]);
         let (mut ones, mut maxes, mut inplace, mut shifted, mut odd_in) = (0, 0, 0, 0, 0);
+        let (mut zc, mut zc_shifted) = (0, 0);
         for i in 0..20_000 {
             let c = draw(3, i, &paths, &geo);
             assert_eq!(c.index, i);
@@ -324,6 +338,8 @@ mod tests {
             inplace += usize::from(c.in_place);
             shifted += usize::from(c.out_shift != 0);
             odd_in += usize::from((c.in_off * c.dtype.size()) % 16 != 0);
+            zc += usize::from(c.zero_copy);
+            zc_shifted += usize::from(c.zero_copy && c.out_shift != 0);
         }
         assert!(dt.iter().all(|&x| x > 6000), "{dt:?}");
         assert!(ops.iter().all(|&x| x > 4500), "{ops:?}");
@@ -333,12 +349,31 @@ mod tests {
         assert!((4000..6000).contains(&inplace), "{inplace}");
         assert!((4000..6000).contains(&shifted), "{shifted}");
         assert!(odd_in > 2000, "{odd_in}");
+        // a quarter on symmetric tensors, a quarter of those at an unaligned start
+        assert!((4000..6000).contains(&zc), "{zc}");
+        assert!(zc_shifted > 800, "{zc_shifted}");
         // the same seed and index give the same call; another seed another sequence
         assert_eq!(draw(3, 5, &paths, &geo), draw(3, 5, &paths, &geo));
         let same = (0..100)
             .filter(|&i| draw(3, i, &paths, &geo) == draw(4, i, &paths, &geo))
             .count();
         assert!(same < 10, "{same}");
+    }
+
+    #[test]
+    fn no_symmetric_calls_without_symmetric_tensors() {
+        let mut p = planner(vec![Path::OneShot], 1 << 16, 512);
+        assert!(p
+            .batch(0, 0, 512, |_, _, _| true)
+            .calls
+            .iter()
+            .any(|c| c.zero_copy));
+        p.symmetric = false;
+        assert!(!p
+            .batch(0, 0, 512, |_, _, _| true)
+            .calls
+            .iter()
+            .any(|c| c.zero_copy));
     }
 
     #[test]
