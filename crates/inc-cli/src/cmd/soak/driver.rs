@@ -17,6 +17,7 @@ pub struct Totals {
     calls: u64,
     graph_calls: u64,
     in_place: u64,
+    zero_copy: u64,
     forced: u64,
     bytes: u64,
     checked: Checked,
@@ -148,8 +149,10 @@ impl Soak<'_> {
                 t.graph_calls += if b.graph { b.calls.len() as u64 } else { 0 };
                 for c in &b.calls {
                     // host calls on a forced path (sim) are out of place
-                    t.in_place +=
-                        u64::from(c.in_place && (self.planner.graphs || c.path.is_none()));
+                    t.in_place += u64::from(
+                        !c.zero_copy && c.in_place && (self.planner.graphs || c.path.is_none()),
+                    );
+                    t.zero_copy += u64::from(c.zero_copy);
                     t.forced += u64::from(c.path.is_some());
                     t.bytes += c.bytes() as u64;
                 }
@@ -200,7 +203,7 @@ pub fn summary(rank: usize, world: usize, args: &Args, t: &Totals) -> String {
     let pct = |a: u64, b: u64| 100.0 * a as f64 / (b.max(1)) as f64;
     let verdict = if t.passed() { "PASS" } else { "FAIL" };
     let mut s = format!(
-        "rank {rank}: {verdict}: {} calls in {:.1} s = {:.0} calls/s ({:.2} GB/s of outputs); {} in CUDA graphs, {} eager, {} in place, {} on a forced path (+{} warm-up calls)\n",
+        "rank {rank}: {verdict}: {} calls in {:.1} s = {:.0} calls/s ({:.2} GB/s of outputs); {} in CUDA graphs, {} eager, {} in place, {} zero-copy, {} on a forced path (+{} warm-up calls)\n",
         t.calls,
         t.secs,
         t.calls as f64 / t.secs.max(1e-9),
@@ -208,6 +211,7 @@ pub fn summary(rank: usize, world: usize, args: &Args, t: &Totals) -> String {
         t.graph_calls,
         t.calls - t.graph_calls,
         t.in_place,
+        t.zero_copy,
         t.forced,
         t.warm_up_calls,
     );

@@ -56,8 +56,8 @@ pub struct Args {
     /// Allreduce calls in all (every rank makes the same calls).
     #[arg(long, default_value_t = 100_000)]
     pub calls: u64,
-    /// Largest call in bytes per rank.
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Largest call in bytes per rank (`1048576`, `256K`, `64M`, `1G`).
+    #[arg(long, default_value = "1M", value_parser = parse_max_bytes)]
     pub max_bytes: usize,
     /// Seed of the call sequence and of the inputs.
     #[arg(long, default_value_t = 1)]
@@ -242,6 +242,11 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+fn parse_max_bytes(s: &str) -> Result<usize, String> {
+    let b = super::bench::sizes::parse_size(s)?;
+    usize::try_from(b).map_err(|_| format!("{s}: too large for this machine"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +291,8 @@ mod tests {
         assert!(parse(&["--full-every", "0"]).is_err());
         assert!(parse(&["--calls", "-3"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+        assert_eq!(parse(&["--max-bytes", "64K"]).unwrap().max_bytes, 64 << 10);
+        assert_eq!(parse(&["--max-bytes", "4096"]).unwrap().max_bytes, 4096);
+        assert!(parse(&["--max-bytes", "4Q"]).is_err());
     }
 }
