@@ -389,23 +389,28 @@ __device__ __forceinline__ void inc_pdl_launch() {
 #endif
 }
 
-// PROLOGUE. Returns false when the whole block must exit (comm aborted). One 64-bit local
-// load gives the epoch (low word) and the abort word (high word).
+// PROLOGUE. Returns false when the whole block must exit (comm aborted). Thread 0 reads
+// this block's epoch word and the abort word (local memory, never PCIe).
 __device__ bool inc_prologue(const IncArgs& a, volatile int* s_fail, volatile u32* s_e,
                              IncCall& k) {
     if (threadIdx.x == 0) {
         *s_fail = 0;
-        u64 ea;
-        asm volatile("ld.relaxed.sys.global.u64 %0, [%1];"
-                     : "=l"(ea)
-                     : "l"(a.pad[a.rank] + INC_PAD_EPOCH)
+        // This block's epoch word and the abort word: two independent loads in flight
+        // together (PROTOCOL.md "Kernel prologue / epilogue").
+        u32 ep, w;
+        asm volatile("ld.relaxed.sys.global.u32 %0, [%1];"
+                     : "=r"(ep)
+                     : "l"(a.pad[a.rank] + INC_PAD_EPOCHS + 4u * blockIdx.x)
                      : "memory");
-        const u32 w = (u32)(ea >> 32);
+        asm volatile("ld.relaxed.sys.global.u32 %0, [%1];"
+                     : "=r"(w)
+                     : "l"(a.pad[a.rank] + INC_PAD_ABORT)
+                     : "memory");
         if (w != 0u) {
             *s_fail = 2;
             if (blockIdx.x == 0) inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, 0, 0, w);
         }
-        *s_e = (u32)ea + 1u;
+        *s_e = ep + 1u;
     }
     __syncthreads();
     inc_pdl_launch();
@@ -463,21 +468,18 @@ __device__ __forceinline__ u32 inc_others(const IncArgs& a) {
     return ((1u << a.world) - 1u) & ~(1u << a.rank);
 }
 
-// EPILOGUE: the last block to finish publishes the epoch (a grid of one block writes it
-// directly: no atomic, no fence; the next kernel on the stream reads it).
+// EPILOGUE (no atomic, no fence: 0.2-0.34 us less per multi-block call than the old
+// done counter, 2x H200 run 17).
 __device__ void inc_epilogue(const IncArgs& a, const IncCall& k) {
     __syncthreads();
-    if (gridDim.x == 1) {
-        if (threadIdx.x == 0) *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
-        return;
-    }
-    // No fence: only the next kernel on this stream reads `done` and the epoch, and the
-    // kernel boundary orders them.
-    if (threadIdx.x == 0) {
-        unsigned int* done = reinterpret_cast<unsigned int*>(a.pad[a.rank] + INC_PAD_DONE);
-        if (atomicAdd(done, 1u) == gridDim.x - 1u) {
-            *reinterpret_cast<volatile u32*>(done) = 0u;
-            *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
+    // Every block advances its own epoch word; block 0 also those of the blocks this call
+    // did not launch. No counter joins the blocks: a block reads only its own word, and the
+    // next kernel on this stream reads any word only after this one completed.
+    const u64 ep = a.pad[a.rank] + INC_PAD_EPOCHS;
+    if (threadIdx.x == 0) *reinterpret_cast<volatile u32*>(ep + 4u * blockIdx.x) = k.e;
+    if (blockIdx.x == 0) {
+        for (u32 t = gridDim.x + threadIdx.x; t < INC_MAX_BLOCKS; t += blockDim.x) {
+            *reinterpret_cast<volatile u32*>(ep + 4u * t) = k.e;
         }
     }
 }

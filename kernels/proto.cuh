@@ -17,17 +17,16 @@ typedef unsigned short u16;
 #define INC_MAX_THREADS 512 // threads per block
 #define INC_CHUNK_BYTES 16 // one 128-bit load/store
 
-// Signal pad layout (bytes). Epoch and abort share one aligned 64-bit word, so the
-// prologue reads both with one load. Flag arrays are [2][INC_MAX_BLOCKS][INC_MAX_RANKS] u64.
-#define INC_PAD_EPOCH 0
-#define INC_PAD_ABORT 4
-#define INC_PAD_DONE 8
+// Signal pad layout (bytes). Flag arrays are [2][INC_MAX_BLOCKS][INC_MAX_RANKS] u64;
+// INC_PAD_EPOCHS is [INC_MAX_BLOCKS] u32 (block b's last completed epoch).
+#define INC_PAD_ABORT 0
 #define INC_PAD_ERROR 16 // IncErrorRecord
 #define INC_PAD_START 64
 #define INC_FLAG_ARRAY_BYTES 16384
 #define INC_PAD_MID 16448
 #define INC_PAD_END 32832
-#define INC_PAD_USED 49216
+#define INC_PAD_EPOCHS 49216
+#define INC_PAD_USED 49728
 #define INC_PAD_BYTES 65536 // data follows the pad
 
 // Push one-shot (LL) region (after the two parity halves; inc_proto::push::PushLayout):

@@ -49,7 +49,7 @@ impl PeerSet {
 /// One step of a block's program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Step {
-    /// Exit at once if aborted; read the epoch (`e = epoch + 1`).
+    /// Exit at once if aborted; read this block's epoch word (`e = epochs[b] + 1`).
     Prologue,
     /// Copy my chunks of the input into my own symmetric buffer.
     CopyIn,
@@ -93,7 +93,7 @@ pub enum Step {
     /// push (LL): wait for every peer's header line of call `e` and compare its signature
     /// (mismatch detection).
     HdrCheck,
-    /// Count finished blocks; the last one advances the epoch.
+    /// Advance this block's epoch word (block 0 also those of blocks not launched).
     Epilogue,
 }
 

@@ -191,6 +191,43 @@ fn back_to_back_calls_with_random_delays() {
     }
 }
 
+/// PROTOCOL.md "Kernel prologue / epilogue": every block advances its own epoch word and
+/// block 0 those of the blocks not launched, so after every call all MAX_BLOCKS words hold
+/// its epoch whatever the grid of this call and the previous ones (a grid that grows
+/// finds its new blocks' words current).
+#[test]
+fn every_block_epoch_word_holds_the_last_epoch_whatever_the_grids() {
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 2,
+        timeout: Duration::from_secs(20),
+    };
+    let world = 2;
+    let ranks = comm(world, 8192, cfg, false);
+    let mut rng = Rng(99);
+    let mut calls: Vec<Call> = Vec::new();
+    for (i, blocks) in [3usize, 1, 5, 2, 7, 1].into_iter().enumerate() {
+        let algo = if i % 2 == 0 {
+            Algo::OneShot
+        } else {
+            Algo::TwoShot
+        };
+        let inputs = (0..world)
+            .map(|_| random_input(&mut rng, DType::F32, 300))
+            .collect();
+        calls.push((algo, DType::F32, ReduceOp::Sum, blocks, inputs));
+    }
+    for per_rank in run_all(&ranks, &calls, Some(5)) {
+        for r in per_rank {
+            r.unwrap();
+        }
+    }
+    for rank in &ranks {
+        let words = rank.epoch_words().unwrap();
+        assert!(words.iter().all(|&w| w == calls.len() as u32), "{words:?}");
+    }
+}
+
 #[test]
 fn a_rank_that_never_calls_makes_the_others_time_out() {
     let cfg = CpuConfig {

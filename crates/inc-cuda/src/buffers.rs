@@ -534,12 +534,13 @@ impl PeerBuffers {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// This rank's completed epoch (number of finished calls), read from the device pad.
+    /// This rank's completed epoch (number of finished calls), read from the device pad
+    /// (block 0's word: after a call every block's word holds its epoch).
     pub fn epoch(&self) -> Result<u32> {
         self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
         let mut b = [0u8; 4];
         // SAFETY: the epoch word is inside our pad.
-        unsafe { sys::copy_dtoh(&mut b, self.base + PadLayout::EPOCH as u64) }
+        unsafe { sys::copy_dtoh(&mut b, self.base + PadLayout::epoch(0) as u64) }
             .map_err(drv("cuMemcpyDtoH"))?;
         Ok(u32::from_le_bytes(b))
     }

@@ -80,13 +80,13 @@ mod tests {
 
     #[test]
     fn pad_layout_matches_protocol() {
-        // epoch and abort share one aligned u64 (the kernels' prologue reads both at once)
-        assert_eq!(PadLayout::EPOCH, 0);
-        assert_eq!(PadLayout::ABORT, 4);
+        assert_eq!(PadLayout::ABORT, 0);
         let flags = 2 * MAX_BLOCKS * MAX_RANKS * 8;
         assert_eq!(PadLayout::MID, 64 + flags);
         assert_eq!(PadLayout::END, 64 + 2 * flags);
-        assert_eq!(PadLayout::USED, 64 + 3 * flags);
+        // one epoch word per block after the flags
+        assert_eq!(PadLayout::EPOCHS, 64 + 3 * flags);
+        assert_eq!(PadLayout::USED, 64 + 3 * flags + 4 * MAX_BLOCKS);
         assert_eq!(PadLayout::PAD_BYTES % 4096, 0);
     }
 }

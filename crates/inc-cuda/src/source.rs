@@ -459,8 +459,10 @@ mod tests {
     fn kernel_constants_match_the_protocol() {
         assert_eq!(define_value("INC_MAX_RANKS"), Some(MAX_RANKS as i64));
         assert_eq!(define_value("INC_MAX_BLOCKS"), Some(MAX_BLOCKS as i64));
-        assert_eq!(define_value("INC_PAD_EPOCH"), Some(PadLayout::EPOCH as i64));
-        assert_eq!(define_value("INC_PAD_DONE"), Some(PadLayout::DONE as i64));
+        assert_eq!(
+            define_value("INC_PAD_EPOCHS"),
+            Some(PadLayout::EPOCHS as i64)
+        );
         assert_eq!(define_value("INC_PAD_ABORT"), Some(PadLayout::ABORT as i64));
         assert_eq!(define_value("INC_PAD_ERROR"), Some(PadLayout::ERROR as i64));
         assert_eq!(define_value("INC_PAD_START"), Some(PadLayout::START as i64));

@@ -221,12 +221,10 @@ pub fn header() -> String {
         "one 128-bit load/store",
     );
     o.push_str(
-        "\n// Signal pad layout (bytes). Epoch and abort share one aligned 64-bit word, so the\n\
-         // prologue reads both with one load. Flag arrays are [2][INC_MAX_BLOCKS][INC_MAX_RANKS] u64.\n",
+        "\n// Signal pad layout (bytes). Flag arrays are [2][INC_MAX_BLOCKS][INC_MAX_RANKS] u64;\n\
+         // INC_PAD_EPOCHS is [INC_MAX_BLOCKS] u32 (block b's last completed epoch).\n",
     );
-    define(&mut o, "INC_PAD_EPOCH", PadLayout::EPOCH, "");
     define(&mut o, "INC_PAD_ABORT", PadLayout::ABORT, "");
-    define(&mut o, "INC_PAD_DONE", PadLayout::DONE, "");
     define(&mut o, "INC_PAD_ERROR", PadLayout::ERROR, "IncErrorRecord");
     define(&mut o, "INC_PAD_START", PadLayout::START, "");
     define(
@@ -237,6 +235,7 @@ pub fn header() -> String {
     );
     define(&mut o, "INC_PAD_MID", PadLayout::MID, "");
     define(&mut o, "INC_PAD_END", PadLayout::END, "");
+    define(&mut o, "INC_PAD_EPOCHS", PadLayout::EPOCHS, "");
     define(&mut o, "INC_PAD_USED", PadLayout::USED, "");
     define(
         &mut o,
@@ -331,7 +330,7 @@ mod tests {
     fn header_has_the_names_the_kernels_use() {
         let h = header();
         for name in [
-            "#define INC_PAD_EPOCH 0",
+            "#define INC_PAD_EPOCHS 49216",
             "#define INC_MAX_BLOCKS 128",
             "#define INC_FLAG_ZERO_COPY 1u",
             "#define INC_PUSH_SLOTS 256",

@@ -253,25 +253,20 @@ impl BarrierKind {
 /// Byte offsets inside one rank's signal pad (PROTOCOL.md "Memory of one rank").
 ///
 /// ```text
-/// 0     epoch  u32        4 abort u32        8 done u32
-///       (epoch and abort share one aligned u64: the prologue reads both in one load)
+/// 0     abort  u32
 /// 16    error  ErrorRecord (40 bytes: code, rank, block, peer, phase u32; pad; expected, seen u64)
 /// 64    start  [2][MAX_BLOCKS][MAX_RANKS] u64   (16 KiB each at MAX_BLOCKS = 128)
 /// 16448 mid    [2][MAX_BLOCKS][MAX_RANKS] u64
 /// 32832 end    [2][MAX_BLOCKS][MAX_RANKS] u64
-/// 49216 end of flags; the pad is PAD_BYTES = 65536 bytes, data follows
+/// 49216 epochs [MAX_BLOCKS] u32                 (block b's last completed epoch)
+/// 49728 end of fields; the pad is PAD_BYTES = 65536 bytes, data follows
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PadLayout;
 
 impl PadLayout {
-    /// `epoch: u32`, this rank's last completed epoch.
-    pub const EPOCH: usize = 0;
-    /// `abort: u32`, 0 or `(1<<31)|((rank & 0x7f_ffff)<<8)|reason` ([`abort_word`]). It
-    /// follows `epoch` in the same aligned 8 bytes, so one 64-bit load reads both.
-    pub const ABORT: usize = 4;
-    /// `done: u32`, blocks of the current call that finished.
-    pub const DONE: usize = 8;
+    /// `abort: u32`, 0 or `(1<<31)|((rank & 0x7f_ffff)<<8)|reason` ([`abort_word`]).
+    pub const ABORT: usize = 0;
     /// The [`ErrorRecord`].
     pub const ERROR: usize = 16;
     /// Offset of `ErrorRecord::code` (u32).
@@ -296,10 +291,20 @@ impl PadLayout {
     pub const MID: usize = Self::START + Self::FLAG_ARRAY_BYTES;
     /// The end flags.
     pub const END: usize = Self::MID + Self::FLAG_ARRAY_BYTES;
+    /// `epochs: [u32; MAX_BLOCKS]`: `epochs[b]` is the last epoch that block b of this rank
+    /// completed. Each block reads and writes only its own word (block 0 also writes the
+    /// words of the blocks a call did not launch), so no counter joins the blocks at the end
+    /// of a call; after every call all words hold its epoch.
+    pub const EPOCHS: usize = Self::END + Self::FLAG_ARRAY_BYTES;
     /// Bytes used by the pad fields.
-    pub const USED: usize = Self::END + Self::FLAG_ARRAY_BYTES;
+    pub const USED: usize = Self::EPOCHS + MAX_BLOCKS * 4;
     /// Bytes reserved for the pad (data starts here; a multiple of 4096).
     pub const PAD_BYTES: usize = 65536;
+
+    /// Byte offset of block `block`'s epoch word.
+    pub const fn epoch(block: usize) -> usize {
+        Self::EPOCHS + block * 4
+    }
 
     /// Byte offset of the flag written by rank `src` into slot `[parity][block][src]` of
     /// flag array `kind`. Arguments out of range are clamped by the caller; this function
@@ -316,7 +321,6 @@ impl PadLayout {
 
 const _: () = assert!(PadLayout::USED <= PadLayout::PAD_BYTES);
 const _: () = assert!(PadLayout::PAD_BYTES % 4096 == 0);
-const _: () = assert!(PadLayout::EPOCH % 8 == 0 && PadLayout::ABORT == PadLayout::EPOCH + 4);
 
 /// Mask of the rank field of the abort word (23 bits; bit 31 is the "set" bit).
 pub const ABORT_RANK_MASK: u32 = 0x7f_ffff;
@@ -500,17 +504,16 @@ mod tests {
         assert_eq!(PadLayout::FLAG_ARRAY_BYTES, 16384);
         assert_eq!(PadLayout::MID, 16448);
         assert_eq!(PadLayout::END, 32832);
-        assert_eq!(PadLayout::USED, 49216);
+        assert_eq!(PadLayout::EPOCHS, 49216);
+        assert_eq!(PadLayout::USED, 49728);
         assert_eq!(PadLayout::PAD_BYTES, 65536);
-        assert_eq!(
-            (PadLayout::EPOCH, PadLayout::ABORT, PadLayout::DONE),
-            (0, 4, 8)
-        );
+        assert_eq!(PadLayout::ABORT, 0);
         assert_eq!(PadLayout::flag(BarrierKind::Mid, 0, 0, 0), PadLayout::MID);
         assert_eq!(
             PadLayout::flag(BarrierKind::End, 1, MAX_BLOCKS - 1, MAX_RANKS - 1) + 8,
-            PadLayout::USED
+            PadLayout::EPOCHS
         );
+        assert_eq!(PadLayout::epoch(MAX_BLOCKS - 1) + 4, PadLayout::USED);
         assert_eq!(PadLayout::ERROR_SEEN + 8, PadLayout::ERROR + 40);
         assert_eq!(flag_epoch(flag_word(7, 0xdead_beef)), 7);
         assert_eq!(flag_sig(flag_word(7, 0xdead_beef)), 0xdead_beef);

@@ -368,16 +368,7 @@ impl CallCtx<'_> {
                         self.barrier(b, phase, BarrierKind::End, PeerSet::Others)?;
                     }
                 }
-                Step::Epilogue => {
-                    let own = self.me.own();
-                    let done = own.u32_at(PadLayout::DONE).map_err(|_| Failed)?;
-                    if done.fetch_add(1, Ordering::AcqRel) as usize == self.grid - 1 {
-                        done.store(0, Ordering::Relaxed);
-                        own.u32_at(PadLayout::EPOCH)
-                            .map_err(|_| Failed)?
-                            .store(self.epoch, Ordering::Release);
-                    }
-                }
+                Step::Epilogue => self.advance_epoch(b)?,
             }
         }
         Ok(out)

@@ -85,6 +85,27 @@ struct CallCtx<'a> {
     sym: Option<symmetric::Sym<'a>>,
 }
 
+impl CallCtx<'_> {
+    /// EPILOGUE of block `b`: its own epoch word = e; block 0 also the words of the blocks
+    /// this call did not launch (no counter joins the blocks).
+    fn advance_epoch(&self, b: usize) -> Result<(), Failed> {
+        let own = self.me.own();
+        let set = |w: usize| -> Result<(), Failed> {
+            own.u32_at(PadLayout::epoch(w))
+                .map_err(|_| Failed)?
+                .store(self.epoch, Ordering::Release);
+            Ok(())
+        };
+        set(b)?;
+        if b == 0 {
+            for w in self.grid..MAX_BLOCKS {
+                set(w)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Output chunks `(index, bytes)` produced by a block.
 type Chunks = Vec<(usize, [u8; CHUNK_BYTES])>;
 
@@ -265,6 +286,28 @@ impl CpuRank {
         &self.regions[self.rank]
     }
 
+    /// The epoch of this rank's next call: block 0's epoch word + 1 (after every call all
+    /// `MAX_BLOCKS` words hold its epoch; PROTOCOL.md "Kernel prologue / epilogue").
+    fn next_epoch(&self) -> Result<u32, SimError> {
+        Ok(self
+            .own()
+            .u32_at(PadLayout::epoch(0))?
+            .load(Ordering::Acquire)
+            .wrapping_add(1))
+    }
+
+    /// Every block's epoch word (tests: they all hold the last call's epoch).
+    pub fn epoch_words(&self) -> Result<Vec<u32>, SimError> {
+        (0..MAX_BLOCKS)
+            .map(|b| {
+                Ok(self
+                    .own()
+                    .u32_at(PadLayout::epoch(b))?
+                    .load(Ordering::Acquire))
+            })
+            .collect()
+    }
+
     fn region(&self, r: usize) -> Result<&Region, SimError> {
         self.regions
             .get(r)
@@ -318,11 +361,7 @@ impl CpuRank {
         if self.is_aborted() {
             return Err(self.poisoned_error());
         }
-        let own = self.own();
-        let epoch = own
-            .u32_at(PadLayout::EPOCH)?
-            .load(Ordering::Acquire)
-            .wrapping_add(1);
+        let epoch = self.next_epoch()?;
         let count = (input.len() / dtype.size()) as u64;
         let chunks = input.len().div_ceil(CHUNK_BYTES);
         let ctx = CallCtx {

@@ -129,11 +129,7 @@ impl CpuRank {
         if input.is_empty() {
             return Ok(Vec::new());
         }
-        let epoch = self
-            .own()
-            .u32_at(PadLayout::EPOCH)?
-            .load(Ordering::Acquire)
-            .wrapping_add(1);
+        let epoch = self.next_epoch()?;
         let count = (input.len() / dtype.size()) as u64;
         let chunks = input.len().div_ceil(CHUNK_BYTES);
         let ctx = CallCtx {
@@ -290,13 +286,7 @@ impl CallCtx<'_> {
         }
 
         // STEP 4 Epilogue
-        let done = own.u32_at(PadLayout::DONE).map_err(|_| Failed)?;
-        if done.fetch_add(1, Ordering::AcqRel) as usize == self.grid - 1 {
-            done.store(0, Ordering::Relaxed);
-            own.u32_at(PadLayout::EPOCH)
-                .map_err(|_| Failed)?
-                .store(e, Ordering::Release);
-        }
+        self.advance_epoch(b)?;
         Ok(out)
     }
 

@@ -12,13 +12,12 @@
 //! barriers' `Release`/`Acquire` flags order them, exactly as in the other algorithms.
 //! A partial tail chunk reads and writes its in-range bytes only.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{check_call_shape, chunk_of, decode, fold, CallCtx, CpuRank, Failed, Region};
 use crate::error::SimError;
 use crate::program::ZcForm;
-use crate::types::{call_sig, Algo, DType, PadLayout, ReduceOp, CHUNK_BYTES};
+use crate::types::{call_sig, Algo, DType, ReduceOp, CHUNK_BYTES};
 
 /// The symmetric tensors of one zero-copy call: `tensors[q]` is rank q's, the tensor at
 /// byte `offset` of each region's data area, `bytes` long.
@@ -105,11 +104,7 @@ impl CpuRank {
         if self.is_aborted() {
             return Err(self.poisoned_error());
         }
-        let epoch = self
-            .own()
-            .u32_at(PadLayout::EPOCH)?
-            .load(Ordering::Acquire)
-            .wrapping_add(1);
+        let epoch = self.next_epoch()?;
         let count = (bytes / dtype.size()) as u64;
         let ctx = CallCtx {
             me: self,
