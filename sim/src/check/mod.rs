@@ -9,12 +9,11 @@
 //! replayable [`Decision`] list; the first of each kind is shrunk to a short run (see the
 //! crate docs, "Minimal traces").
 //!
-//! Layout: `config` (the scenario), `report` (violations, decisions, reports), `chooser`
-//! (how each step is picked), `run` (one schedule's execution: `run::steps`,
-//! `run::calls`, `run::verdict`), `shrink`; this file runs the schedules and holds the
+//! Layout: `config` (the scenario), `report` (violations, decisions, reports), `run` (one
+//! schedule's execution: `run::steps`, `run::calls`, `run::verdict`), `shrink`; how each
+//! step is picked lives in [`crate::sched`]; this file runs the schedules and holds the
 //! data tags and values every run checks.
 
-mod chooser;
 mod config;
 mod report;
 mod run;
@@ -25,8 +24,7 @@ mod tests;
 use crate::error::SimError;
 use crate::types::Algo;
 
-pub(crate) use chooser::Rng;
-use chooser::{chooser_for, Chooser, Dfs};
+use crate::sched::{chooser_for, Chooser, Dfs};
 pub use config::{Fault, RandomMode, Scheduler, SimConfig, Weakening};
 pub use report::{
     format_schedule, parse_schedule, Decision, Report, Shrink, Violation, ViolationKind,

@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use super::chooser::Chooser;
 use super::run::Run;
 use super::{Decision, Shrink, Violation, ViolationKind};
+use crate::sched::Chooser;
 
 /// Replays `script` stopping at the first violation of `kind`; returns it (its
 /// `schedule` = the decisions actually taken up to it).

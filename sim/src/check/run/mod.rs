@@ -11,11 +11,11 @@ use crate::program::{self, PeerSet, Protocol, Step, ZcForm, CUBE_MESH_8};
 use crate::sched::Event as SchedEvent;
 use crate::types::{call_sig, Algo, BarrierKind, DType, ReduceOp, CHUNK_BYTES, ERR_PEER_ABORT};
 
-use super::chooser::{Chooser, Menu, Pick};
 use super::{
     describe_tag, fold_over, input_value, mix, tag, Decision, Fault, SimConfig, Violation,
     ViolationKind, Weakening, WHAT_INPUT, WHAT_PARTIAL, WHAT_REDUCED,
 };
+use crate::sched::{Chooser, Menu, Pick};
 
 /// A simulated block's state (shared with the push checker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

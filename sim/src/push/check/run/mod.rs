@@ -6,8 +6,9 @@ mod calls;
 mod steps;
 mod verdict;
 
-use crate::check::{BState, CallOutcome, Rng};
+use crate::check::{BState, CallOutcome};
 use crate::model::Memory;
+use crate::sched::Rng;
 use crate::sched::{Event, Pct, Strategy};
 use crate::types::{DType, ReduceOp, CHUNK_BYTES};
 use crate::{Violation, ViolationKind};
