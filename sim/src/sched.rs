@@ -32,7 +32,7 @@
 //! can overtake the data before it). Buffers add no steps of their own to `k` beyond the
 //! landings every schedule has anyway.
 
-use crate::check::{Decision, RandomMode, Scheduler, SimConfig};
+use crate::check::{Decision, RandomMode, Scheduler, Setup};
 
 /// Something that can happen now, per virtual thread (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +148,7 @@ impl Strategy for Pct {
 // ---------------------------------------------------------------- the checker's chooser
 
 /// The chooser of schedule seed `s` under `cfg`'s scheduler (`pct_steps`: PCT's `k`).
-pub(crate) fn chooser_for(cfg: &SimConfig, s: u64, dfs: &mut Dfs, pct_steps: u64) -> Chooser {
+pub(crate) fn chooser_for(cfg: &Setup, s: u64, dfs: &mut Dfs, pct_steps: u64) -> Chooser {
     match cfg.scheduler {
         Scheduler::Random => match cfg.random {
             RandomMode::Walk => Chooser::Random(Rng::new(s)),

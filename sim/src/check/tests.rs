@@ -1,6 +1,7 @@
 //! Unit tests of the checker's internals.
 
-use super::run::replay_pick;
+use super::engine::replay_pick;
+use super::oracle::*;
 use super::shrink::units;
 use super::*;
 use crate::program::Protocol;
