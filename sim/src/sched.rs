@@ -7,9 +7,8 @@
 //! store buffer that has a store able to land ([`Event::Land`]). A [`Strategy`] picks
 //! one; for a `Land` it then picks which of that buffer's landable stores lands
 //! ([`Strategy::pick_store`]), and it picks the value of every load that may read one of
-//! several writes ([`Strategy::value`]). The pull checker ([`crate::check()`]) drives
-//! [`Pct`] through this trait; the push checker can adopt it the same way (its action
-//! list is already `(block, None | Some(store))`).
+//! several writes ([`Strategy::value`]). The checker ([`crate::check()`], every protocol
+//! family) drives [`Pct`] through this trait.
 //!
 //! ## PCT on a weak memory model
 //!

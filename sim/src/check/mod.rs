@@ -1,5 +1,8 @@
-//! The checker: executes a protocol's step lists for every rank and block under a
-//! scheduler and the weak-memory [`model`](crate::model), and checks every run.
+//! The checker: one engine executes a protocol family's steps for every rank and block
+//! under a scheduler ([`crate::sched`]) and the weak-memory [`model`](crate::model), and
+//! checks every run. The families: the barrier (pull) protocols of [`SimConfig`]
+//! ([`check()`]) and the LL push one-shot ([`crate::push::check_push`]; [`check()`]
+//! dispatches `Algo::PushOneShot` to it).
 //!
 //! Checks: results equal the reference fold (exactly); no block reads peer data that is
 //! not the current call's (`stale-read`, from data tags, even when values match); no
@@ -11,7 +14,7 @@
 //!
 //! Layout: `config` (the pull scenario), `report` (violations, decisions, reports),
 //! `oracle` (data tags and values, the verdict on every call), `engine` (one schedule of
-//! any protocol family: the [`engine::Family`] trait and the run), `shrink`, one module
+//! any protocol family: the `engine::Family` trait and the run), `shrink`, one module
 //! per protocol family: `pull` (the barrier protocols) and `push` (the LL push one-shot);
 //! how each step is picked lives in [`crate::sched`]. This file runs the schedules.
 
@@ -19,6 +22,7 @@ mod config;
 mod engine;
 mod oracle;
 mod pull;
+pub(crate) mod push;
 mod report;
 mod shrink;
 #[cfg(test)]
@@ -29,10 +33,8 @@ use crate::sched::{chooser_for, Chooser, Dfs};
 use crate::types::Algo;
 
 pub use config::{Fault, RandomMode, Scheduler, SimConfig, Weakening};
-pub(crate) use engine::BState;
 pub(crate) use engine::Setup;
 use engine::{Family, Run};
-pub(crate) use oracle::{mix, tag, CallOutcome};
 use pull::Pull;
 pub use report::{
     format_schedule, parse_schedule, Decision, Report, Shrink, Violation, ViolationKind,
@@ -47,7 +49,7 @@ const KEEP: usize = 64;
 /// same kind of violation.
 pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimError> {
     if cfg.algo == Algo::PushOneShot {
-        return crate::push::check_push(&crate::push::PushConfig::from_sim(cfg)?, schedules, seed);
+        return push::check_push(&push::PushConfig::from_sim(cfg)?, schedules, seed);
     }
     cfg.validate()?;
     let (fam, set) = Pull::new(cfg)?;
@@ -58,6 +60,9 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
 /// its violations (seed 0, not shrunk). Replaying a violation's schedule shows the same
 /// kind of violation with the same trace.
 pub fn replay(cfg: &SimConfig, schedule: &[Decision]) -> Result<Report, SimError> {
+    if cfg.algo == Algo::PushOneShot {
+        return push::replay_push(&push::PushConfig::from_sim(cfg)?, schedule);
+    }
     cfg.validate()?;
     let (fam, set) = Pull::new(cfg)?;
     Ok(replay_family(fam, set, schedule))

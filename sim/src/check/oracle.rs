@@ -85,9 +85,9 @@ impl CallOutcome {
     }
 }
 
-/// What the injected fault makes of one call ([`Family::expect`]).
+/// What the injected fault makes of one call ([`Family::fate`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Expect {
+pub(crate) enum Fate {
     /// Not affected: it must complete with the reference result.
     Clean,
     /// A rank it depends on is dead: it must not complete.
@@ -105,8 +105,8 @@ impl<F: Family> Run<F> {
         };
         let res = std::mem::replace(res, CallOutcome::Err(0));
         match &res {
-            CallOutcome::Ok(out) => match self.fam.expect(k) {
-                Expect::Clean => {
+            CallOutcome::Ok(out) => match self.fam.fate(k) {
+                Fate::Clean => {
                     if let Some((c, v, want)) = out
                         .iter()
                         .enumerate()
@@ -122,12 +122,12 @@ impl<F: Family> Run<F> {
                         );
                     }
                 }
-                Expect::Dead => self.violation(
+                Fate::Dead => self.violation(
                     ViolationKind::Timeout,
                     format!("r{r} call {k} completed although a rank it depends on is dead"),
                     None,
                 ),
-                Expect::Disagree => self.violation(
+                Fate::Disagree => self.violation(
                     ViolationKind::SeqMismatch,
                     format!("r{r} call {k} completed a call the ranks disagree on, undetected"),
                     None,

@@ -23,7 +23,7 @@ use crate::program::Protocol;
 use crate::sched::{Chooser, Event as SchedEvent, Menu, Pick};
 use crate::types::Algo;
 
-use super::oracle::{CallOutcome, Expect};
+use super::oracle::{CallOutcome, Fate};
 use super::{Decision, RandomMode, Scheduler, Violation, ViolationKind};
 pub(crate) use trace::Ev;
 use trace::Event;
@@ -63,7 +63,7 @@ pub(crate) trait Family: Clone + Sized {
     /// Reference value of chunk c of call k on rank r.
     fn reference(&self, r: usize, k: usize, c: usize) -> u64;
     /// What the injected fault makes of call k.
-    fn expect(&self, k: usize) -> Expect;
+    fn fate(&self, k: usize) -> Fate;
     /// Whether call k may end with error `code` (under the injected fault).
     fn error_expected(&self, k: usize, code: u32) -> bool;
 
@@ -335,6 +335,12 @@ impl<F: Family> Run<F> {
         let c = ((idx / t) * st.grid.max(1) + b) * t + idx % t;
         (c < chunks && b < st.grid).then_some(c)
     }
+    /// The j-th peer of r (the ranks other than r, ascending), if any.
+    pub(crate) fn peer(&self, r: usize, j: usize) -> Option<usize> {
+        let q = if j < r { j } else { j + 1 };
+        (q < self.set.world).then_some(q)
+    }
+
     /// Executes the schedule; returns the violations found.
     pub(crate) fn execute(&mut self) -> Vec<Violation> {
         let mut actions = std::mem::take(&mut self.actions);

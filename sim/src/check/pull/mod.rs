@@ -15,7 +15,7 @@
 mod steps;
 
 use super::engine::{Family, Run, Setup, Watch};
-use super::oracle::{fold_over, input_value, mix, Expect};
+use super::oracle::{fold_over, input_value, mix, Fate};
 use super::{Fault, SimConfig, Weakening};
 use crate::error::SimError;
 use crate::program::{self, PeerSet, Protocol, Step, ZcForm, CUBE_MESH_8};
@@ -360,12 +360,12 @@ impl Family for Pull<'_> {
             _ => fold_over((0..w).map(inp)),
         }
     }
-    fn expect(&self, k: usize) -> Expect {
+    fn fate(&self, k: usize) -> Fate {
         match self.cfg.fault {
-            Some(Fault::Kill { call, .. }) if k >= call => Expect::Dead,
-            Some(Fault::Mismatch { call, .. }) if k >= call => Expect::Disagree,
-            Some(Fault::EpochSkew { .. }) => Expect::Disagree,
-            _ => Expect::Clean,
+            Some(Fault::Kill { call, .. }) if k >= call => Fate::Dead,
+            Some(Fault::Mismatch { call, .. }) if k >= call => Fate::Disagree,
+            Some(Fault::EpochSkew { .. }) => Fate::Disagree,
+            _ => Fate::Clean,
         }
     }
     /// A rank still in an earlier (matched) call may see the abort word of a faster rank
