@@ -16,21 +16,25 @@
 //!   does and does not capture.
 //! - [`check()`]: runs N schedules (seeded PCT — the default —, uniform random walk,
 //!   exhaustive bounded-depth, adversarial slow rank / stalled block) of a [`SimConfig`]
-//!   and checks each run: exact results vs the
+//!   on the one checker engine (the barrier protocols and the LL push protocol are its two
+//!   protocol families) and checks each run: exact results vs the
 //!   reference fold order (`wrong-result`), data tags on every peer read (`stale-read`),
 //!   `deadlock`, `seq-mismatch` (injected mismatched calls / epoch skew must be detected),
 //!   `timeout` (a killed rank must make all others stop with an error; the simulated timeout
 //!   fires only when nothing else can move, plus a step budget against livelock).
 //! - [`sched`]: scheduling strategies behind a small trait ([`sched::Strategy`]: pick one
-//!   of the enabled events, one per block and per block's store buffer) and PCT
-//!   ([`sched::Pct`]), the default of [`Scheduler::Random`] ([`RandomMode`]).
+//!   of the enabled events, one per block and per block's store buffer), PCT
+//!   ([`sched::Pct`]), the default of [`Scheduler::Random`] ([`RandomMode`]), and the
+//!   chooser every checker run consults (walk, adversarial, exhaustive, replay).
 //! - [`push`]: the push one-shot, LL protocol (NCCL low-latency style, PROTOCOL.md "push
 //!   one-shot"): its region layout ([`push::PushLayout`]: header lines and two parity
 //!   buffers of `{data, epoch}` tagged lines), step names, and its checker
-//!   [`push::check_push`] (also reached through [`check()`] with `Algo::PushOneShot`;
-//!   PCT by default there too): clean over world 2..8, varying sizes, v1 calls in between, 8-byte halves landing
-//!   separately, kill/mismatch/skew faults; one buffer instead of two, a skipped header
-//!   check, 4-byte (not 8-byte) atomicity and a one-tag-per-line reader are each caught.
+//!   [`push::check_push`] (the checker engine's push family, also reached through
+//!   [`check()`] with `Algo::PushOneShot`; PCT by default; violations replay with
+//!   [`push::replay_push`] and are shrunk): clean over world 2..8, varying sizes, v1
+//!   calls in between, 8-byte halves landing separately, kill/mismatch/skew faults; one
+//!   buffer instead of two, a skipped header check, 4-byte (not 8-byte) atomicity and a
+//!   one-tag-per-line reader are each caught.
 //!   The CPU backend runs it too ([`cpu::CpuRank::push_allreduce`]).
 //! - [`cpu`]: the same inc protocol on real f32/f16/bf16 data, one thread per block, real
 //!   `AtomicU64` flags (Release/Acquire), wall-clock bounded waits and the abort word;
@@ -128,8 +132,8 @@
 //! Under the same budget the inc protocols stay clean: 2000 PCT schedules of one-shot
 //! (world 2), two-shot (world 3) and hcm (world 8), 3 calls with 2,1,3 blocks, at 4 KB and
 //! 64 KB (`... --test pct -- --ignored --nocapture inc_clean`: 1.4 billion steps, no
-//! violation, 13 minutes). The push one-shot has its own checker ([`push`]), which still
-//! draws uniform walks (it can adopt [`sched::Pct`] through [`sched::Strategy`]). From the
+//! violation, 13 minutes). The push one-shot is checked by the same engine, PCT by
+//! default too. From the
 //! command line: `inc sim --protocol seed --algo one-shot --world 2 --bytes 4096 --calls 2
 //! --schedules 2000 --seed 7` reports 1954 of 2000 schedules failing; with `--scheduler
 //! random` (the walk) 0 of 2000 (6.3 million steps).
@@ -170,13 +174,13 @@
 //! "can a poll change anything" answer is re-derived only when it acts, its rank starts or
 //! ends a call, or a write lands in its own flag/abort words.
 //!
-//! The push (LL) checker takes more steps per call (every 16-byte line is two separately
+//! The push (LL) family takes more steps per call (every 16-byte line is two separately
 //! landing halves, four per chunk per peer): world 8, 4 blocks, 256 B, 2 calls ran at
-//! about 100 schedules/s (1.9 M steps/s) on a loaded 2-core machine; its long run
-//! (`cargo test --release -p inc-sim --test push -- --ignored --nocapture`, 157,500
-//! schedules over worlds 2..8 with v1 calls mixed in) took under 4 minutes. It picks a
-//! landing by thread (O(threads) per step) and re-derives a block's "can it move" answer
-//! only when its rank's memory or state changed.
+//! about 120 schedules/s (2.2 M steps/s) on a loaded 2-core machine; a waiting block's
+//! answer is re-derived as above, a write landing anywhere in its own rank's memory
+//! counting as one it polls. Its long run (`cargo test --release -p inc-sim --test push --
+//! --ignored --nocapture`: 157,500 schedules over worlds 2..8 with v1 calls mixed in, and
+//! 24,500 under faults) is clean.
 //!
 //! Modelling choices: the seed's system-scope atomics are treated as acq_rel (what the
 //! hardware gives in practice and what the seed relies on), so the seed's only reported

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
-use inc_sim::push::{check::PushScheduler, check_push, PushConfig, PushFault, PushWeakening};
-use inc_sim::{Algo, DType, ReduceOp, SimError, ViolationKind, ERR_CALL_MISMATCH, ERR_TIMEOUT};
+use inc_sim::push::{check_push, replay_push, PushConfig, PushFault, PushScheduler, PushWeakening};
+use inc_sim::{
+    check, replay, Algo, DType, Protocol, ReduceOp, SimConfig, SimError, ViolationKind, Weakening,
+    ERR_CALL_MISMATCH, ERR_TIMEOUT,
+};
 
 fn clean(cfg: &PushConfig, schedules: u64, seed: u64) {
     let r = check_push(cfg, schedules, seed).unwrap();
@@ -168,6 +171,64 @@ fn weakened_push_protocols_are_caught() {
     cfg.fault = None;
     assert!(finds(&cfg, 300).is_empty());
     eprintln!("one buffer: {one:?}");
+}
+
+/// Push violations are shrunk like the pull family's: the first of each kind of a
+/// weakened protocol (the ones `weakened_push_protocols_are_caught` shows are caught) is
+/// replaced by a run no longer than the one the seed found, which replays to the same
+/// violation and trace; the seed alone finds and shrinks it again.
+#[test]
+fn push_violations_are_shrunk_and_replay() {
+    let mut shrunk_somewhere = false;
+    for w in [PushWeakening::SplitWords, PushWeakening::OneTagPerLine] {
+        let mut cfg = PushConfig::new(2, vec![32; 4]);
+        cfg.weaken = Some(w);
+        // Deterministic in the run budget, not cut by the clock on a loaded machine.
+        cfg.shrink_runs = 300;
+        cfg.shrink_time = Duration::from_secs(60);
+        let r = check_push(&cfg, 300, 1).unwrap();
+        let v = r
+            .violations
+            .iter()
+            .find(|v| v.kind == ViolationKind::StaleRead)
+            .unwrap_or_else(|| panic!("{w:?}: no stale read"));
+        let sh = v
+            .shrink
+            .as_ref()
+            .unwrap_or_else(|| panic!("{w:?}: not shrunk"));
+        assert!(v.events <= sh.original_events, "{w:?}");
+        assert!(v.schedule.len() <= sh.original_decisions, "{w:?}");
+        shrunk_somewhere |= v.events < sh.original_events;
+        assert!(v.trace.last().unwrap().contains("!! "), "{w:?}");
+        let again = replay_push(&cfg, &v.schedule).unwrap();
+        let x = again
+            .violations
+            .iter()
+            .find(|x| x.kind == v.kind)
+            .unwrap_or_else(|| panic!("{w:?}: replay lost the stale read"));
+        assert_eq!((&x.message, &x.trace), (&v.message, &v.trace), "{w:?}");
+        let b = check_push(&cfg, 1, v.seed).unwrap();
+        let y = b.violations.iter().find(|y| y.kind == v.kind).unwrap();
+        assert_eq!((&y.trace, &y.schedule), (&v.trace, &v.schedule), "{w:?}");
+        println!("{w:?}:\n{}", v.render());
+    }
+    // Through `check`/`replay` (what `inc sim` and `inc sim --replay` call): one buffer
+    // instead of two parities, 3 ranks, a longer run (a fast peer overtakes a call).
+    let mut c = SimConfig::new(Protocol::Inc, Algo::PushOneShot, 3, 48, 4);
+    c.weaken = Some(Weakening::NoRotation);
+    c.shrink_time = Duration::from_secs(60);
+    let r = check(&c, 300, 1).unwrap();
+    assert!(!r.violations.is_empty(), "one buffer must be caught");
+    for v in r.violations.iter().filter(|v| v.shrink.is_some()) {
+        let sh = v.shrink.as_ref().unwrap();
+        assert!(v.events <= sh.original_events, "{}", v.render());
+        shrunk_somewhere |= v.events < sh.original_events;
+        let again = replay(&c, &v.schedule).unwrap();
+        let x = again.violations.iter().find(|x| x.kind == v.kind).unwrap();
+        assert_eq!((&x.message, &x.trace), (&v.message, &v.trace));
+        println!("one buffer:\n{}", v.render());
+    }
+    assert!(shrunk_somewhere, "shrinking never removed an event");
 }
 
 #[test]

@@ -79,10 +79,6 @@ pub enum Scheduler {
 }
 
 /// How [`Scheduler::Random`] draws a schedule.
-///
-/// (A mode of `Random` rather than a `Scheduler` variant of its own so that the push
-/// checker, which maps every `Scheduler` variant, keeps compiling unchanged; it runs its
-/// own uniform walk for `Random` in either mode until it adopts [`crate::sched::Pct`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum RandomMode {
     /// PCT ([`crate::sched`]): random priorities per block and per store buffer,

@@ -1,5 +1,8 @@
-//! The checker: executes a protocol's step lists for every rank and block under a
-//! scheduler and the weak-memory [`model`](crate::model), and checks every run.
+//! The checker: one engine executes a protocol family's steps for every rank and block
+//! under a scheduler ([`crate::sched`]) and the weak-memory [`model`](crate::model), and
+//! checks every run. The families: the barrier (pull) protocols of [`SimConfig`]
+//! ([`check()`]) and the LL push one-shot ([`crate::push::check_push`]; [`check()`]
+//! dispatches `Algo::PushOneShot` to it).
 //!
 //! Checks: results equal the reference fold (exactly); no block reads peer data that is
 //! not the current call's (`stale-read`, from data tags, even when values match); no
@@ -9,30 +12,33 @@
 //! replayable [`Decision`] list; the first of each kind is shrunk to a short run (see the
 //! crate docs, "Minimal traces").
 //!
-//! Layout: `config` (the scenario), `report` (violations, decisions, reports), `chooser`
-//! (how each step is picked), `run` (one schedule's execution: `run::steps`,
-//! `run::calls`, `run::verdict`), `shrink`; this file runs the schedules and holds the
-//! data tags and values every run checks.
+//! Layout: `config` (the pull scenario), `report` (violations, decisions, reports),
+//! `oracle` (data tags and values, the verdict on every call), `engine` (one schedule of
+//! any protocol family: the `engine::Family` trait and the run), `shrink`, one module
+//! per protocol family: `pull` (the barrier protocols) and `push` (the LL push one-shot);
+//! how each step is picked lives in [`crate::sched`]. This file runs the schedules.
 
-mod chooser;
 mod config;
+mod engine;
+mod oracle;
+mod pull;
+pub(crate) mod push;
 mod report;
-mod run;
 mod shrink;
 #[cfg(test)]
 mod tests;
 
 use crate::error::SimError;
+use crate::sched::{chooser_for, Chooser, Dfs};
 use crate::types::Algo;
 
-pub(crate) use chooser::Rng;
-use chooser::{chooser_for, Chooser, Dfs};
 pub use config::{Fault, RandomMode, Scheduler, SimConfig, Weakening};
+pub(crate) use engine::Setup;
+use engine::{Family, Run};
+use pull::Pull;
 pub use report::{
     format_schedule, parse_schedule, Decision, Report, Shrink, Violation, ViolationKind,
 };
-use run::Run;
-pub(crate) use run::{BState, CallOutcome};
 use shrink::shrink;
 
 const KEEP: usize = 64;
@@ -43,51 +49,67 @@ const KEEP: usize = 64;
 /// same kind of violation.
 pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimError> {
     if cfg.algo == Algo::PushOneShot {
-        return crate::push::check_push(&crate::push::PushConfig::from_sim(cfg)?, schedules, seed);
+        return push::check_push(&push::PushConfig::from_sim(cfg)?, schedules, seed);
     }
     cfg.validate()?;
-    let mut report = Report {
-        protocol: cfg.protocol,
-        algo: cfg.algo,
-        world: cfg.world,
+    let (fam, set) = Pull::new(cfg)?;
+    Ok(check_family(fam, set, schedules, seed))
+}
+
+/// Runs one schedule of `cfg` given as decisions (a [`Violation::schedule`]) and reports
+/// its violations (seed 0, not shrunk). Replaying a violation's schedule shows the same
+/// kind of violation with the same trace.
+pub fn replay(cfg: &SimConfig, schedule: &[Decision]) -> Result<Report, SimError> {
+    if cfg.algo == Algo::PushOneShot {
+        return push::replay_push(&push::PushConfig::from_sim(cfg)?, schedule);
+    }
+    cfg.validate()?;
+    let (fam, set) = Pull::new(cfg)?;
+    Ok(replay_family(fam, set, schedule))
+}
+
+fn report(set: &Setup) -> Report {
+    Report {
+        protocol: set.protocol,
+        algo: set.algo,
+        world: set.world,
         schedules: 0,
         failing_schedules: 0,
         violations: Vec::new(),
         steps: 0,
-    };
+    }
+}
+
+/// [`check`] of any family.
+fn check_family<F: Family>(fam: F, set: Setup, schedules: u64, seed: u64) -> Report {
+    let mut report = report(&set);
     let mut dfs = Dfs::default();
-    let mut run = Run::new(cfg);
-    let mut shrinker: Option<Run> = None;
-    let pct_steps = if cfg.scheduler == Scheduler::Random
-        && matches!(cfg.random, RandomMode::Pct { .. })
-        && schedules > 0
-    {
+    let exhaustive = matches!(set.scheduler, Scheduler::Exhaustive { .. });
+    let pct = set.scheduler == Scheduler::Random && matches!(set.random, RandomMode::Pct { .. });
+    let mut run = Run::new(fam, set);
+    let mut shrinker: Option<Run<F>> = None;
+    let pct_steps = if pct && schedules > 0 {
         pct_steps(&mut run)
     } else {
         0
     };
     for i in 0..schedules {
         let s = seed.wrapping_add(i);
-        run.begin(chooser_for(cfg, s, &mut dfs, pct_steps), None);
+        run.begin(chooser_for(&run.set, s, &mut dfs, pct_steps), None);
         let found = run.execute();
         report.steps += run.steps;
         report.schedules += 1;
-        let tag = if matches!(cfg.scheduler, Scheduler::Exhaustive { .. }) {
-            i
-        } else {
-            s
-        };
         if !found.is_empty() {
             report.failing_schedules += 1;
         }
         for mut v in found {
-            v.seed = tag;
+            v.seed = if exhaustive { i } else { s };
             if report.violations.len() >= KEEP {
                 continue;
             }
             let first = !report.violations.iter().any(|w| w.kind == v.kind);
-            if first && cfg.shrink_runs > 0 {
-                let sh = shrinker.get_or_insert_with(|| Run::new(cfg));
+            if first && run.set.shrink_runs > 0 {
+                let sh = shrinker.get_or_insert_with(|| Run::new(run.fam.clone(), run.set.clone()));
                 shrink(sh, &mut v);
             }
             report.violations.push(v);
@@ -98,13 +120,13 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
             }
         }
     }
-    Ok(report)
+    report
 }
 
 /// PCT's `k` for a configuration: the length of one deterministic schedule (always the
 /// lowest enabled action: blocks in order, stores only when no block can move), so a
 /// seed's schedule does not depend on which schedules ran before it.
-fn pct_steps(run: &mut Run) -> u64 {
+fn pct_steps<F: Family>(run: &mut Run<F>) -> u64 {
     run.begin(
         Chooser::Replay {
             script: Vec::new(),
@@ -116,12 +138,10 @@ fn pct_steps(run: &mut Run) -> u64 {
     run.steps.max(1)
 }
 
-/// Runs one schedule of `cfg` given as decisions (a [`Violation::schedule`]) and reports
-/// its violations (seed 0, not shrunk). Replaying a violation's schedule shows the same
-/// kind of violation with the same trace.
-pub fn replay(cfg: &SimConfig, schedule: &[Decision]) -> Result<Report, SimError> {
-    cfg.validate()?;
-    let mut run = Run::new(cfg);
+/// [`replay`] of any family.
+fn replay_family<F: Family>(fam: F, set: Setup, schedule: &[Decision]) -> Report {
+    let mut report = report(&set);
+    let mut run = Run::new(fam, set);
     run.begin(
         Chooser::Replay {
             script: schedule.to_vec(),
@@ -129,62 +149,9 @@ pub fn replay(cfg: &SimConfig, schedule: &[Decision]) -> Result<Report, SimError
         },
         None,
     );
-    let violations = run.execute();
-    Ok(Report {
-        protocol: cfg.protocol,
-        algo: cfg.algo,
-        world: cfg.world,
-        schedules: 1,
-        failing_schedules: u64::from(!violations.is_empty()),
-        violations,
-        steps: run.steps,
-    })
-}
-
-// ---------------------------------------------------------------- data tags and values
-
-const WHAT_INPUT: u64 = 1;
-const WHAT_REDUCED: u64 = 2;
-const WHAT_PARTIAL: u64 = 3;
-
-/// A value's provenance: who wrote it in which call, and what (`WHAT_*` of the checker).
-pub(crate) fn tag(rank: usize, call: usize, what: u64) -> u64 {
-    ((rank as u64 + 1) << 40) | ((call as u64 + 1) << 8) | what
-}
-
-fn describe_tag(t: u64) -> String {
-    if t == 0 {
-        return "initial zero (never written)".into();
-    }
-    let rank = (t >> 40).wrapping_sub(1);
-    let call = ((t >> 8) & 0xffff_ffff).wrapping_sub(1);
-    let what = match t & 0xff {
-        WHAT_INPUT => "input",
-        WHAT_REDUCED => "reduced",
-        WHAT_PARTIAL => "partial",
-        _ => "?",
-    };
-    format!("r{rank} call {call} {what}")
-}
-
-fn input_value(rank: usize, call: usize, chunk: usize) -> u64 {
-    let mut z = ((rank as u64) << 48) ^ ((call as u64) << 24) ^ chunk as u64;
-    z = (z ^ (z >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z ^ (z >> 29)
-}
-
-/// Order-sensitive fold: a different summation order gives a different value.
-pub(crate) fn mix(acc: u64, x: u64) -> u64 {
-    (acc.rotate_left(7) ^ x).wrapping_mul(0x0100_0000_01B3)
-}
-
-fn fold_over(vals: impl Iterator<Item = u64>) -> u64 {
-    let mut acc = None;
-    for v in vals {
-        acc = Some(match acc {
-            None => v,
-            Some(a) => mix(a, v),
-        });
-    }
-    acc.unwrap_or(0)
+    report.violations = run.execute();
+    report.schedules = 1;
+    report.failing_schedules = u64::from(!report.violations.is_empty());
+    report.steps = run.steps;
+    report
 }

@@ -170,22 +170,6 @@ pub struct Violation {
 }
 
 impl Violation {
-    /// A violation without a replayable schedule (the push checker's; see
-    /// [`crate::push::check_push`]).
-    pub(crate) fn unreplayable(kind: ViolationKind, message: String, trace: Vec<String>) -> Self {
-        let events = trace.len();
-        Violation {
-            kind,
-            message,
-            seed: 0,
-            trace,
-            schedule: Vec::new(),
-            shrink: None,
-            events,
-            focus: None,
-        }
-    }
-
     /// The trace as one printable block.
     pub fn render(&self) -> String {
         let mut s = format!("{}: {}\n", self.kind.name(), self.message);

@@ -3,13 +3,17 @@
 
 use std::time::Instant;
 
-use super::chooser::Chooser;
-use super::run::Run;
+use super::engine::{Family, Run};
 use super::{Decision, Shrink, Violation, ViolationKind};
+use crate::sched::Chooser;
 
 /// Replays `script` stopping at the first violation of `kind`; returns it (its
 /// `schedule` = the decisions actually taken up to it).
-fn attempt(run: &mut Run, script: Vec<Decision>, kind: ViolationKind) -> Option<Violation> {
+fn attempt<F: Family>(
+    run: &mut Run<F>,
+    script: Vec<Decision>,
+    kind: ViolationKind,
+) -> Option<Violation> {
     run.begin(Chooser::Replay { script, pos: 0 }, Some(kind));
     run.execute().into_iter().find(|v| v.kind == kind)
 }
@@ -30,8 +34,8 @@ pub(super) fn units(script: &[Decision]) -> Vec<(usize, usize)> {
 /// the chunk size down to one), then the stale-value picks, keeping a change only when the
 /// replay still shows the same kind of violation with no more trace events and fewer
 /// decisions. Bounded by `shrink_runs` replays and `shrink_time`.
-pub(super) fn shrink(run: &mut Run, v: &mut Violation) {
-    let cfg = run.cfg;
+pub(super) fn shrink<F: Family>(run: &mut Run<F>, v: &mut Violation) {
+    let (shrink_runs, shrink_time) = (run.set.shrink_runs, run.set.shrink_time);
     let kind = v.kind;
     let t0 = Instant::now();
     let mut runs = 1usize;
@@ -40,7 +44,7 @@ pub(super) fn shrink(run: &mut Run, v: &mut Violation) {
         return;
     };
     let original = (v.events, v.schedule.len());
-    let budget_left = |runs: usize| runs < cfg.shrink_runs && t0.elapsed() < cfg.shrink_time;
+    let budget_left = |runs: usize| runs < shrink_runs && t0.elapsed() < shrink_time;
     let better = |c: &Violation, b: &Violation| {
         c.events < b.events || (c.events == b.events && c.schedule.len() < b.schedule.len())
     };

@@ -1,10 +1,11 @@
 //! Unit tests of the checker's internals.
 
-use super::chooser::{Chooser, Dfs};
-use super::run::replay_pick;
+use super::engine::replay_pick;
+use super::oracle::*;
 use super::shrink::units;
 use super::*;
 use crate::program::Protocol;
+use crate::sched::{Chooser, Dfs};
 
 #[test]
 fn mix_is_order_sensitive() {

@@ -21,8 +21,8 @@
 //!
 //! Not captured: load buffering (a load reading a write that is later in the same thread's
 //! causal future), out-of-thin-air values, mixed-size accesses and tearing (every
-//! location is one whole word: the barrier checker models a 16-byte chunk as one word,
-//! the push (LL) checker models each 8-byte `{data, tag}` half as one word and lands the
+//! location is one whole word: the checker's pull family models a 16-byte chunk as one
+//! word, its push (LL) family models each 8-byte `{data, tag}` half as one word and lands the
 //! halves of a 16-byte store separately), scopes other than `.sys`, and caches that are
 //! non-coherent across *blocks* of one GPU beyond what `.nc` expresses.
 //!

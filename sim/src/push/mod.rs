@@ -1,8 +1,8 @@
 //! The push one-shot for small messages, LL protocol (NCCL "low latency" style;
 //! PROTOCOL.md "push one-shot"): the shared layout, line and tag helpers and the step list
-//! (defined in inc-proto, re-exported here),
-//! the protocol checker ([`check_push`]); the CPU data path is
-//! [`crate::cpu::CpuRank::push_allreduce`].
+//! (defined in inc-proto, re-exported here), the protocol checker ([`check_push`],
+//! [`replay_push`]: the push family of the checker engine, [`check`](mod@crate::check));
+//! the CPU data path is [`crate::cpu::CpuRank::push_allreduce`].
 //!
 //! Every 8 bytes of a receive slot carry 4 bytes of data and the call's 32-bit epoch as
 //! a tag (`{data, e}`), so the data carries its own readiness: a writer stores its chunks
@@ -26,8 +26,8 @@
 //! # Ok::<(), inc_sim::SimError>(())
 //! ```
 
-pub mod check;
-
-pub use check::{check_push, PushConfig, PushFault, PushWeakening};
+pub use crate::check::push::{
+    check_push, replay_push, PushConfig, PushFault, PushScheduler, PushWeakening,
+};
 
 pub use inc_proto::push::*;

@@ -1,6 +1,8 @@
 //! The push checker's scenario: [`PushConfig`], injected [`PushFault`]s, protocol
 //! [`PushWeakening`]s and the [`PushScheduler`] choice.
 
+use std::time::Duration;
+
 use crate::error::SimError;
 use crate::types::{CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
 
@@ -72,8 +74,9 @@ pub enum PushWeakening {
 /// How push schedules are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum PushScheduler {
-    /// Seeded uniform random walk over the enabled actions and random allowed (possibly
-    /// stale) load values.
+    /// Seeded uniform random walk over the enabled actions (each landable store counted
+    /// alone) and random allowed (possibly stale) load values; what
+    /// [`crate::RandomMode::Walk`] selects.
     Random,
     /// PCT ([`crate::sched::Pct`]): random priorities per block and per store buffer,
     /// `depth - 1` priority change points; what [`crate::RandomMode::Pct`] selects.
@@ -85,6 +88,12 @@ pub enum PushScheduler {
     Adversarial {
         /// The rank that lags.
         slow_rank: usize,
+    },
+    /// Every interleaving and value choice among the first `depth` choice points
+    /// ([`crate::Scheduler::Exhaustive`]).
+    Exhaustive {
+        /// Choice points that branch.
+        depth: usize,
     },
 }
 
@@ -111,6 +120,11 @@ pub struct PushConfig {
     pub scheduler: PushScheduler,
     /// Step budget of one schedule (exceeding it is a `timeout` violation).
     pub max_steps: usize,
+    /// Replays the shrinker may spend on the first violation of each kind (0 = do not
+    /// shrink), as [`crate::SimConfig::shrink_runs`].
+    pub shrink_runs: usize,
+    /// Wall-clock bound of shrinking one violation, as [`crate::SimConfig::shrink_time`].
+    pub shrink_time: Duration,
 }
 
 impl PushConfig {
@@ -129,13 +143,16 @@ impl PushConfig {
                 depth: crate::RandomMode::PCT_DEPTH,
             },
             max_steps: 400_000,
+            shrink_runs: 2_000,
+            shrink_time: Duration::from_secs(2),
         }
     }
 
     /// The push scenario of a [`crate::SimConfig`] with `algo = PushOneShot` (what
     /// [`crate::check()`] runs): `calls` calls of `bytes` each; `Mismatch` becomes one chunk
-    /// more; `NoRotation` becomes [`PushWeakening::OneBuffer`]. The seed protocol, the
-    /// exhaustive scheduler, zero-copy and `RelaxedFlags` have no push counterpart (error).
+    /// more; `NoRotation` becomes [`PushWeakening::OneBuffer`]. The seed protocol,
+    /// zero-copy and the barrier weakenings have no push counterpart (error); the
+    /// adversarial scheduler's stalled block is ignored.
     pub fn from_sim(cfg: &crate::SimConfig) -> Result<Self, SimError> {
         use crate::{Fault, Scheduler, Weakening};
         let no = |what: &str| Err(SimError::Config(format!("push-one-shot has no {what}")));
@@ -151,7 +168,7 @@ impl PushConfig {
                 crate::RandomMode::Pct { depth } => PushScheduler::Pct { depth },
             },
             Scheduler::Adversarial { slow_rank, .. } => PushScheduler::Adversarial { slow_rank },
-            Scheduler::Exhaustive { .. } => return no("exhaustive scheduler (use random)"),
+            Scheduler::Exhaustive { depth } => PushScheduler::Exhaustive { depth },
         };
         let weaken = match cfg.weaken {
             None => None,
@@ -187,6 +204,8 @@ impl PushConfig {
             weaken,
             scheduler,
             max_steps: cfg.max_steps,
+            shrink_runs: cfg.shrink_runs,
+            shrink_time: cfg.shrink_time,
         })
     }
 
