@@ -17,7 +17,7 @@
 //! counts through NVML are not read here). Every rank computes the whole mesh from the
 //! gathered PCI bus ids, so all ranks send the same one.
 //!
-//! Modules: [`device`] (discovery, bus ids, shared kernels, error mapping), [`slots`]
+//! Modules: [`device`] (discovery, shared kernels, error mapping), [`slots`]
 //! (the in-process buffer registry, the event pool, the kernel check); this file holds the
 //! backend itself: buffers, peers, capacity and launch.
 
@@ -35,7 +35,7 @@ use inc_store::Handshake;
 use inc_topo::{NvlMesh, TopologyClass};
 
 pub use self::device::{cuda_err, device_count};
-use self::device::{device_by_bus_id, drv, hex, pci_bus_id, shared_kernels};
+use self::device::{drv, hex, shared_kernels};
 pub(super) use self::slots::lock;
 pub use self::slots::EventPool;
 pub(crate) use self::slots::KernelCheck;
@@ -105,7 +105,8 @@ impl CudaBackend {
         let ctx = inc_cuda::open_device(ordinal).map_err(|e| cuda_err(rank, e))?;
         let kernels = shared_kernels(ordinal, &ctx).map_err(|e| cuda_err(rank, e))?;
         let stream = ctx.new_stream().map_err(drv(rank, "cuStreamCreate"))?;
-        let bus_id = pci_bus_id(rank, ctx.cu_device())?;
+        let bus_id =
+            inc_cuda::sys::pci_bus_id(ctx.cu_device()).map_err(drv(rank, "cuDeviceGetPCIBusId"))?;
         let uuid = ctx
             .uuid()
             .map(|u| hex(&u.bytes.map(|c| c as u8)))
@@ -205,9 +206,9 @@ impl CudaBackend {
 
     /// The mesh all ranks agree on, from the gathered handshakes (see the module docs).
     pub fn mesh(&self, all: &[Handshake]) -> Result<NvlMesh> {
-        let devs: Vec<Option<cudarc::driver::sys::CUdevice>> = all
+        let devs: Vec<Option<_>> = all
             .iter()
-            .map(|h| device_by_bus_id(&h.pci_bus_id))
+            .map(|h| inc_cuda::sys::device_by_pci_bus_id(&h.pci_bus_id))
             .collect();
         let keys: Vec<&str> = all.iter().map(crate::rendezvous::device_key).collect();
         NvlMesh::from_fn(all.len(), |i, j| {

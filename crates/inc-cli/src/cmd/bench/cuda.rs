@@ -106,12 +106,8 @@ fn driver_version() -> String {
     let kmod = std::fs::read_to_string("/proc/driver/nvidia/version")
         .ok()
         .and_then(|t| parse_nvrm(&t));
-    let mut v: std::ffi::c_int = 0;
-    // SAFETY: only reached when the driver loaded and reported a device; v is a valid
-    // out pointer.
-    let ok = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }
-        == cudarc::driver::sys::CUresult::CUDA_SUCCESS;
-    let api = ok.then(|| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
+    let api = inc_cuda::sys::driver_api_version()
+        .map(|v| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
     match (kmod, api) {
         (Some(k), Some(a)) => format!("{k} ({a})"),
         (Some(k), None) => k,

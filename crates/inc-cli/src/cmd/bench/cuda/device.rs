@@ -145,13 +145,10 @@ pub(super) fn upload<T: DeviceRepr>(
 
 /// Sets `bytes` bytes at `dst` to 0xFF (NaN in bf16, f16 and f32) on `stream`.
 pub(super) fn poison(dst: u64, bytes: usize, stream: &CudaStream) -> Result<(), String> {
-    // SAFETY: dst is a device buffer of at least `bytes` bytes on stream's device.
-    let r = unsafe { cudarc::driver::sys::cuMemsetD8Async(dst, 0xFF, bytes, stream.cu_stream()) };
-    if r == cudarc::driver::sys::CUresult::CUDA_SUCCESS {
-        Ok(())
-    } else {
-        Err(format!("cuMemsetD8Async: {r:?}"))
-    }
+    // SAFETY: dst is a device buffer of at least `bytes` bytes on stream's device, which
+    // stays allocated until the stream is synchronised.
+    unsafe { inc_cuda::sys::memset_d8_async(dst, 0xFF, bytes, stream.cu_stream()) }
+        .map_err(|e| format!("cuMemsetD8Async: {:?}", e.0))
 }
 
 /// Copies `dst.len()` elements at `src` back and waits for them.
