@@ -19,7 +19,7 @@
 //!   for threads, the launch's TCP store for processes); the reported time is the median.
 //! * **NCCL** (`--compare nccl`): `nccl` = inc's NCCL path (`Path::Nccl`) on the same
 //!   buffers; `nccl-symm` = NCCL on window-registered symmetric buffers (NCCL >= 2.27,
-//!   [`super::nccl_raw`]). With virtual ranks (more ranks than GPUs: they share a GPU,
+//!   [`inc_comm::nccl::NcclComm`]). With virtual ranks (more ranks than GPUs: they share a GPU,
 //!   `allow_shared_device`) NCCL cannot run: both are n/a, and NCCL with ONE rank on GPU 0
 //!   is measured instead as a floor (`nccl-w1`, `nccl-symm-w1`).
 //!
