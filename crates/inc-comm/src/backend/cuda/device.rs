@@ -173,7 +173,18 @@ mod tests {
             return;
         }
         assert_eq!(device_count(), 0);
-        let e = CudaBackend::new(0, 1, 0, &CommOptions::default(), false).unwrap_err();
+        let store: std::sync::Arc<dyn inc_store::Store> =
+            std::sync::Arc::new(inc_store::MemStore::new());
+        let setup = crate::backend::Setup {
+            rank: 0,
+            world: 1,
+            device: 0,
+            opts: &CommOptions::default(),
+            multi_process: false,
+            store: &store,
+            prefix: "t",
+        };
+        let e = CudaBackend::new(&setup).unwrap_err();
         assert!(matches!(e, CommError::BackendUnavailable { .. }), "{e}");
     }
 }
