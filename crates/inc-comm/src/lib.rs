@@ -44,7 +44,9 @@
 //!   when the driver loads and reports a device ([`cuda_available`]), else `sim`.
 //! * **NCCL fallback** ([`nccl`]): through cudarc's dynamically loaded `nccl`, created on
 //!   first use; used when no intra-node path fits and for `INC_ALGO=nccl`. Without
-//!   libnccl the NCCL path returns [`CommError::Nccl`] and the others work.
+//!   libnccl the NCCL path returns [`CommError::Nccl`] and the others work. The module's
+//!   [`nccl::NcclComm`] is inc's one wrapper of raw NCCL calls (`inc bench` drives its
+//!   NCCL columns, symmetric windows included, through it too).
 //! * **Demo**: [`demo`], the checked all-paths run behind `inc demo` (inc-cli; its
 //!   `inc launch -n N -- CMD` launcher lives there too).
 //!

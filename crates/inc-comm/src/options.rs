@@ -8,7 +8,7 @@
 //! | `INC_ONE_SHOT_MAX_BYTES` | largest one-shot call | per topology and world |
 //! | `INC_TWO_SHOT_MAX_BYTES` | largest two-shot call | the buffer capacity |
 //! | `INC_HCM_MAX_BYTES` | largest hybrid-cube-mesh call | 256 KiB |
-//! | `INC_TIMEOUT_MS` | every wait (rendezvous and in-call) | 30000 |
+//! | `INC_TIMEOUT_MS` | every wait (rendezvous and in-call) | 30000 (`inc_cuda::DEFAULT_TIMEOUT`, the kernels' default too) |
 //! | `INC_BUFFER_BYTES` | bytes of one parity half of the symmetric buffer | 64 MiB cuda, 4 MiB sim |
 //! | `INC_BLOCKS` | blocks (CUDA) / worker lanes (sim) per call | backend default |
 //! | `INC_TUNE_FILE` | autotune table (JSON, see [`TuneTable`](crate::TuneTable)) | none |
@@ -289,7 +289,7 @@ impl Default for CommOptions {
             one_shot_max_bytes: None,
             two_shot_max_bytes: None,
             hcm_max_bytes: None,
-            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+            timeout: inc_cuda::DEFAULT_TIMEOUT,
             buffer_bytes: None,
             blocks: None,
             tune_file: None,
@@ -300,8 +300,9 @@ impl Default for CommOptions {
     }
 }
 
-/// Default timeout of every wait.
-pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Default timeout of every wait, in ms: inc-cuda's [`inc_cuda::DEFAULT_TIMEOUT`] (30 s),
+/// one number for the library and the kernels' direct API.
+pub const DEFAULT_TIMEOUT_MS: u64 = inc_cuda::DEFAULT_TIMEOUT.as_millis() as u64;
 /// Largest accepted `INC_BUFFER_BYTES` (a parity half): 4 GiB.
 pub const MAX_BUFFER_BYTES: u64 = 4 << 30;
 /// Largest accepted `INC_BLOCKS`.

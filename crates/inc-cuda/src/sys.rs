@@ -27,6 +27,54 @@ pub fn nvrtc_present() -> bool {
     unsafe { nsys::is_culib_present() }
 }
 
+/// libcuda is loaded (checked once per process): the safe wrappers below may call it;
+/// otherwise `CUDA_ERROR_NOT_INITIALIZED` instead of cudarc's panic on a missing library.
+fn loaded() -> Result<(), DriverError> {
+    static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *PRESENT.get_or_init(driver_present) {
+        Ok(())
+    } else {
+        Err(DriverError(dsys::CUresult::CUDA_ERROR_NOT_INITIALIZED))
+    }
+}
+
+/// The driver API version (cuDriverGetVersion, e.g. 13000), or `None` when libcuda cannot
+/// be loaded or does not answer. Never panics.
+pub fn driver_api_version() -> Option<i32> {
+    loaded().ok()?;
+    // SAFETY: libcuda is loaded (checked just above).
+    unsafe { driver_version() }.ok()
+}
+
+/// The PCI bus id of device `dev` (cuDeviceGetPCIBusId), lowercased: `0000:3b:00.0`.
+/// Errors when libcuda is missing or not initialised, or `dev` is not a device.
+pub fn pci_bus_id(dev: CUdevice) -> Result<String, DriverError> {
+    loaded()?;
+    let mut buf = [0 as c_char; 64];
+    let len = c_int::try_from(buf.len()).unwrap_or(c_int::MAX);
+    // SAFETY: libcuda is loaded (checked above); buf is writable for `len` bytes and the
+    // driver writes at most that many, NUL included; the driver validates `dev`.
+    check(unsafe { dsys::cuDeviceGetPCIBusId(buf.as_mut_ptr(), len, dev) })?;
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).to_ascii_lowercase())
+}
+
+/// The device with PCI bus id `bus` (cuDeviceGetByPCIBusId), or `None` when the driver
+/// knows no such device (or libcuda is missing or not initialised).
+pub fn device_by_pci_bus_id(bus: &str) -> Option<CUdevice> {
+    loaded().ok()?;
+    let c = CString::new(bus).ok()?;
+    let mut dev: CUdevice = 0;
+    // SAFETY: libcuda is loaded (checked above); c is a NUL-terminated string that
+    // outlives the call; dev is a valid out pointer.
+    check(unsafe { dsys::cuDeviceGetByPCIBusId(&mut dev, c.as_ptr()) }).ok()?;
+    Some(dev)
+}
+
 /// Driver version as reported by cuDriverGetVersion (e.g. 13000).
 ///
 /// # Safety
@@ -138,6 +186,21 @@ pub unsafe fn mem_free(ptr: CUdeviceptr) -> Result<(), DriverError> {
 pub unsafe fn memset_d8(ptr: CUdeviceptr, value: u8, bytes: usize) -> Result<(), DriverError> {
     // SAFETY: contract from the caller.
     check(unsafe { dsys::cuMemsetD8_v2(ptr, value, bytes) })
+}
+
+/// Asynchronous memset of `bytes` bytes at `ptr` on `stream`.
+///
+/// # Safety
+/// `[ptr, ptr+bytes)` must be device memory reachable from `stream`'s context and stay
+/// allocated until the stream reaches the memset; `stream` must be live.
+pub unsafe fn memset_d8_async(
+    ptr: CUdeviceptr,
+    value: u8,
+    bytes: usize,
+    stream: CUstream,
+) -> Result<(), DriverError> {
+    // SAFETY: contract from the caller.
+    check(unsafe { dsys::cuMemsetD8Async(ptr, value, bytes, stream) })
 }
 
 /// Synchronous memset of `words` 32-bit words at `ptr` (4-byte aligned).

@@ -25,7 +25,6 @@ use inc_comm::{AlgoPath as Path, BackendKind, CommOptions, DType, ReduceOp};
 
 pub(crate) mod cuda;
 pub(crate) mod measure;
-mod nccl_raw;
 pub(crate) mod plot;
 pub(crate) mod report;
 pub(crate) mod sizes;

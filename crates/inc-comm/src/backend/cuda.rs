@@ -8,7 +8,7 @@
 //!   the handle is `local:<pid>:<key>`, found through an in-process registry and mapped
 //!   with [`PeerBuffers::map_local`] (peer access between devices, plain pointers on one).
 //! * Several ranks on one device ("virtual ranks", only with
-//!   [`CommOptions::allow_shared_device`]): every rank declares how many ranks share a
+//!   [`CommOptions::allow_shared_device`](crate::CommOptions::allow_shared_device)): every rank declares how many ranks share a
 //!   device ([`PeerBuffers::set_ranks_on_device`], the largest count in the group, so the
 //!   launch plan is the same on every rank) so that all their blocks are co-resident.
 //!
@@ -17,32 +17,41 @@
 //! counts through NVML are not read here). Every rank computes the whole mesh from the
 //! gathered PCI bus ids, so all ranks send the same one.
 //!
-//! Modules: [`device`] (discovery, bus ids, shared kernels, error mapping), [`slots`]
-//! (the in-process buffer registry, the event pool, the kernel check); this file holds the
-//! backend itself: buffers, peers, capacity and launch.
+//! Modules: [`device`] (discovery, shared kernels, error mapping; PCI bus ids come from
+//! `inc_cuda::sys`), [`slots`] (the in-process buffer registry, the event pool, the kernel
+//! check), [`calls`] (the calls: stream order, the kernel launch — two-shot in pieces
+//! above the buffer — or NCCL, its event, host staging, the NCCL communicator); this file
+//! holds the backend itself (device, buffers, peers, capacity) and its [`Backend`]
+//! implementation.
 
+mod calls;
 mod device;
 mod slots;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use cudarc::driver::{CudaContext, CudaStream};
-use inc_cuda::{CallOptions, CudaError, IpcHandle, Kernels, PeerBuffers, RawCall};
+use inc_cuda::{CudaError, IpcHandle, Kernels, PeerBuffers};
 use inc_sim::{Algo, DType, ReduceOp};
-use inc_store::Handshake;
+use inc_store::{Handshake, Store};
 use inc_topo::{NvlMesh, TopologyClass};
 
+pub(crate) use self::calls::Staging;
 pub use self::device::{cuda_err, device_count};
-use self::device::{device_by_bus_id, drv, hex, pci_bus_id, shared_kernels};
+use self::device::{drv, hex, shared_kernels};
 pub(super) use self::slots::lock;
 pub use self::slots::EventPool;
 pub(crate) use self::slots::KernelCheck;
 use self::slots::{registry, Slot};
+use super::symmetric::SymSlot;
+use super::{Backend, CallState, DeviceCall, Identity, Poison, Setup};
 use crate::error::{CommError, Result};
-use crate::options::CommOptions;
+use crate::nccl::Nccl;
+use crate::options::{AlgoPath, BackendKind};
 use crate::select::Capacity;
+use crate::work::Work;
 
 /// Default bytes of one parity half on the cuda backend.
 pub const DEFAULT_CUDA_BUFFER_BYTES: u64 = 64 << 20;
@@ -67,6 +76,12 @@ pub struct CudaBackend {
     events: Arc<EventPool>,
     /// Symmetric tensors' memory (own and same-process peers'), kept until teardown.
     pub(super) sym: super::symmetric::SymState,
+    /// The communicator's store and key prefix (the NCCL communicator meets there).
+    store: Arc<dyn Store>,
+    prefix: String,
+    /// The NCCL communicator, created on first use; its outcome is kept. Every use of it
+    /// (calls, error queries) holds its lock.
+    nccl: OnceLock<std::result::Result<Arc<Mutex<Nccl>>, CommError>>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -80,16 +95,18 @@ impl std::fmt::Debug for CudaBackend {
     }
 }
 impl CudaBackend {
-    /// Opens device `ordinal`, compiles (or loads from cache) the kernels, creates the
-    /// communicator's stream. Errors are clear when there is no driver, no such device or
-    /// no NVRTC.
-    pub fn new(
-        rank: usize,
-        world: usize,
-        ordinal: usize,
-        opts: &CommOptions,
-        multi_process: bool,
-    ) -> Result<Self> {
+    /// Opens device `setup.device`, compiles (or loads from cache) the kernels, creates
+    /// the communicator's stream. Errors are clear when there is no driver, no such device
+    /// or no NVRTC.
+    pub(crate) fn new(setup: &Setup<'_>) -> Result<Self> {
+        let Setup {
+            rank,
+            world,
+            device: ordinal,
+            opts,
+            multi_process,
+            ..
+        } = *setup;
         if !inc_cuda::sys::driver_present() {
             return Err(cuda_err(rank, CudaError::NoDriver));
         }
@@ -105,7 +122,8 @@ impl CudaBackend {
         let ctx = inc_cuda::open_device(ordinal).map_err(|e| cuda_err(rank, e))?;
         let kernels = shared_kernels(ordinal, &ctx).map_err(|e| cuda_err(rank, e))?;
         let stream = ctx.new_stream().map_err(drv(rank, "cuStreamCreate"))?;
-        let bus_id = pci_bus_id(rank, ctx.cu_device())?;
+        let bus_id =
+            inc_cuda::sys::pci_bus_id(ctx.cu_device()).map_err(drv(rank, "cuDeviceGetPCIBusId"))?;
         let uuid = ctx
             .uuid()
             .map(|u| hex(&u.bytes.map(|c| c as u8)))
@@ -130,6 +148,9 @@ impl CudaBackend {
             multi_process,
             events: Arc::new(EventPool::default()),
             sym: Default::default(),
+            store: setup.store.clone(),
+            prefix: setup.prefix.to_string(),
+            nccl: OnceLock::new(),
         })
     }
 
@@ -158,56 +179,20 @@ impl CudaBackend {
         self.call_timeout
     }
 
-    /// PCI bus id of the device (published in the handshake).
-    pub fn bus_id(&self) -> &str {
-        &self.bus_id
-    }
-    /// Device uuid in hex (distinct devices are checked on it).
-    pub fn uuid(&self) -> &str {
-        &self.uuid
-    }
     /// Bytes of one parity half.
     pub fn buffer_bytes(&self) -> u64 {
         self.half_bytes.div_ceil(16) * 16
-    }
-    /// Bytes of the signal pad.
-    pub fn signal_bytes(&self) -> u64 {
-        inc_sim::PadLayout::PAD_BYTES as u64
-    }
-    /// Device memory of this rank's symmetric allocation: signal pad, two parity halves
-    /// and the push one-shot (LL) region.
-    pub fn device_bytes(&self) -> u64 {
-        let push =
-            inc_sim::push::PushLayout::region_bytes(inc_cuda::DEFAULT_PUSH_SLOT_BYTES as usize)
-                as u64;
-        self.signal_bytes() + 2 * self.buffer_bytes() + push
-    }
-    /// Blocks requested per call (0 = chosen per call).
-    pub fn blocks(&self) -> u32 {
-        self.blocks.unwrap_or(0)
     }
     /// The device's context.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
-    /// The communicator's own stream.
-    pub fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
-    }
-    /// Ranks sharing the busiest device of the group (1 = a GPU per rank).
-    pub fn ranks_on_device(&self) -> usize {
-        self.ranks_on_device
-    }
-    /// The event pool.
-    pub fn events(&self) -> &Arc<EventPool> {
-        &self.events
-    }
 
     /// The mesh all ranks agree on, from the gathered handshakes (see the module docs).
-    pub fn mesh(&self, all: &[Handshake]) -> Result<NvlMesh> {
-        let devs: Vec<Option<cudarc::driver::sys::CUdevice>> = all
+    fn peer_mesh(&self, all: &[Handshake]) -> Result<NvlMesh> {
+        let devs: Vec<Option<_>> = all
             .iter()
-            .map(|h| device_by_bus_id(&h.pci_bus_id))
+            .map(|h| inc_cuda::sys::device_by_pci_bus_id(&h.pci_bus_id))
             .collect();
         let keys: Vec<&str> = all.iter().map(crate::rendezvous::device_key).collect();
         NvlMesh::from_fn(all.len(), |i, j| {
@@ -237,7 +222,7 @@ impl CudaBackend {
 
     /// Allocates this rank's symmetric buffer and returns its handle: `ipc:<hex>` across
     /// processes, `local:<pid>:<key>` within one.
-    pub fn allocate(&mut self, comm_prefix: &str, ranks_on_device: usize) -> Result<Vec<Vec<u8>>> {
+    fn alloc_buffers(&mut self, comm_prefix: &str, ranks_on_device: usize) -> Result<Vec<Vec<u8>>> {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         let mut bufs = PeerBuffers::new(&self.ctx, self.rank, self.world, self.half_bytes)
             .map_err(|e| cuda_err(self.rank, e))?;
@@ -278,8 +263,8 @@ impl CudaBackend {
 
     /// Maps every peer's buffer, sets the hcm row when the group has an hcm table (a hybrid
     /// cube mesh of 8, or a fully connected 8 with the canonical table),
-    /// and checks every mapping with a real read/write (`verify_peers`).
-    pub fn open_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
+    /// (the check of every mapping with a real read/write follows: `verify_peers`).
+    fn map_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
         let own = self.own()?.clone();
         let rank = self.rank;
         for (q, hs) in handles.iter().enumerate() {
@@ -343,15 +328,8 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Confirms every mapping with a real read and write (after every rank mapped).
-    pub fn verify(&self) -> Result<()> {
-        lock(self.own()?)
-            .verify_peers()
-            .map_err(|e| cuda_err(self.rank, e))
-    }
-
     /// Every rank has mapped every buffer: drop this rank's registry entry.
-    pub fn all_opened(&mut self) {
+    fn unregister(&mut self) {
         if let Some(key) = self.own_key.take() {
             if let Ok(mut reg) = registry().lock() {
                 reg.remove(&key);
@@ -360,7 +338,7 @@ impl CudaBackend {
     }
 
     /// What each algorithm's buffers hold, in bytes (the smallest over the dtypes).
-    pub fn capacity(&self) -> Capacity {
+    fn buffer_capacity(&self) -> Capacity {
         let half = self.buffer_bytes();
         let cap = |a: Algo| {
             DType::ALL
@@ -377,92 +355,82 @@ impl CudaBackend {
             push_one_shot: cap(Algo::PushOneShot),
         }
     }
+}
 
-    /// Enqueues one kernel allreduce on `stream`. A two-shot call larger than the
-    /// symmetric buffer holds runs as consecutive calls on pieces of at most the buffer's
-    /// capacity (whole 16-byte chunks, so every piece keeps the tensor's alignment); every
-    /// rank cuts the same pieces.
-    ///
-    /// # Safety
-    /// `input`/`output` are device addresses of `count` elements of `dtype` on this
-    /// device, valid until the call completes on `stream`.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn launch(
-        &self,
-        stream: &CudaStream,
-        algo: Algo,
-        dtype: DType,
-        op: ReduceOp,
-        input: u64,
-        output: u64,
-        count: u64,
-    ) -> Result<()> {
-        let piece = match algo {
-            Algo::TwoShot => {
-                let lanes = inc_cuda::launch::lanes(dtype);
-                let max = inc_cuda::launch::max_count(algo, dtype, self.buffer_bytes());
-                (max / lanes * lanes).max(lanes)
-            }
-            _ => count.max(1),
-        };
-        let own = lock(self.own()?);
-        let es = dtype.size() as u64;
-        let mut done = 0u64;
-        loop {
-            let n = (count - done).min(piece);
-            let call = RawCall {
-                algo,
-                dtype,
-                op,
-                input: input + done * es,
-                output: output + done * es,
-                count: n,
-                options: CallOptions {
-                    blocks: self.blocks,
-                    timeout: self.call_timeout,
-                },
-            };
-            // SAFETY: forwarded from this function's contract; the piece lies inside the
-            // caller's `count` elements.
-            unsafe { self.kernels.allreduce_raw(&own, stream, &call) }
-                .map_err(|e| cuda_err(self.rank, e))?;
-            done += n;
-            if done >= count {
-                break;
+impl Backend for CudaBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cuda
+    }
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The PCI bus id and uuid of the device (distinct devices are checked on them).
+    fn identity(&self) -> Identity {
+        Identity {
+            device_id: self.bus_id.clone(),
+            uuid: self.uuid.clone(),
+            buffer_bytes: self.buffer_bytes(),
+            signal_bytes: inc_sim::PadLayout::PAD_BYTES as u64,
+            blocks: self.blocks.unwrap_or(0),
+            handshake: inc_store::Backend::Cuda,
+        }
+    }
+
+    fn mesh(&self, peers: &[Handshake]) -> Result<NvlMesh> {
+        self.peer_mesh(peers)
+    }
+
+    fn allocate(&mut self, prefix: &str, ranks_on_device: usize) -> Result<Vec<Vec<u8>>> {
+        self.alloc_buffers(prefix, ranks_on_device)
+    }
+
+    /// Maps every peer's buffer, then confirms every mapping with a real read and write.
+    fn open_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
+        self.map_peers(handles, class)?;
+        lock(self.own()?)
+            .verify_peers()
+            .map_err(|e| cuda_err(self.rank, e))
+    }
+
+    fn all_opened(&mut self) {
+        self.unregister();
+    }
+
+    fn capacity(&self) -> Capacity {
+        self.buffer_capacity()
+    }
+
+    fn abort(&self) {
+        if let Some(o) = &self.own {
+            lock(o).abort();
+        }
+    }
+
+    /// A kernel's error in the host mirror (one atomic load when there is none), then
+    /// NCCL's asynchronous error.
+    fn pending_error(&self) -> Option<CommError> {
+        if self.own.as_ref().is_some_and(|o| lock(o).error_recorded()) {
+            if let Some(e) = self.read_error() {
+                return Some(e);
             }
         }
-        Ok(())
+        self.nccl_error()
     }
 
-    /// The check a [`Work`](crate::Work) runs after its event.
-    pub(crate) fn kernel_check(&self) -> Result<KernelCheck> {
-        Ok(KernelCheck {
-            rank: self.rank,
-            bufs: self.own()?.clone(),
-            timeout_ms: u64::try_from(self.call_timeout.as_millis()).unwrap_or(u64::MAX),
-        })
-    }
-
-    /// Whether a kernel recorded an error in the host mirror (one atomic load; checked at
-    /// the entry of every call, so a failure of a call whose `Work` was dropped is seen).
-    pub fn error_recorded(&self) -> bool {
-        self.own.as_ref().is_some_and(|o| lock(o).error_recorded())
-    }
-
-    /// The error the kernels recorded (after the stream completed), typed.
-    pub fn read_error(&self) -> Option<CommError> {
+    fn read_error(&self) -> Option<CommError> {
         self.kernel_check().ok().and_then(|k| k.error())
     }
 
-    /// Whether peers of other processes import this rank's buffer through CUDA IPC (its
-    /// teardown must then be collective: see [`Comm::shutdown`](crate::Comm::shutdown)).
-    pub fn exports_ipc(&self) -> bool {
+    /// Peers of other processes import this rank's buffer through CUDA IPC.
+    fn exports_ipc(&self) -> bool {
         self.multi_process && self.own.is_some()
     }
 
-    /// Teardown, step 1 (before the barrier): waits for this rank's work and closes every
-    /// mapping of a peer's buffer (IPC handles closed; same-process references dropped).
-    pub fn close_imports(&mut self) -> Result<()> {
+    /// Waits for this rank's work, closes every mapping of a peer's buffer (IPC handles
+    /// closed; same-process references dropped).
+    fn close_imports(&mut self) -> Result<()> {
         let _ = self.stream.synchronize();
         self.peers.clear();
         self.sym.close_imports(self.rank)?;
@@ -472,27 +440,112 @@ impl CudaBackend {
         }
     }
 
-    /// Teardown when the barrier failed (a peer is dead or late): this rank's buffer is
-    /// never freed, since a live peer may still map it (freeing memory another process
-    /// maps is undefined in CUDA). Leaks one allocation; bounded and safe.
-    pub fn leak_own(&mut self) {
+    /// Never frees this rank's buffer (freeing memory another process maps is undefined
+    /// in CUDA): leaks one allocation; bounded and safe.
+    fn leak_own(&mut self) {
         self.sym.leak_own();
         if let Some(o) = self.own.take() {
             std::mem::forget(o);
         }
     }
 
-    /// Raises the abort word: this and every peer's pending and later kernels stop.
-    pub fn abort(&self) {
-        if let Some(o) = &self.own {
-            lock(o).abort();
+    fn has_nccl(&self) -> bool {
+        true
+    }
+
+    fn start_nccl(&self) -> Result<()> {
+        self.nccl().map(|_| ())
+    }
+
+    fn check_nccl(&self) -> Result<()> {
+        if let Some(Err(e)) = self.nccl.get() {
+            return Err(e.clone());
         }
+        if self.ranks_on_device > 1 {
+            return Err(CommError::Unsupported {
+                rank: self.rank,
+                reason: "NCCL needs a GPU per rank; this group has virtual ranks".into(),
+            });
+        }
+        crate::nccl::probe()
+            .map(|_| ())
+            .map_err(|reason| CommError::Nccl {
+                rank: self.rank,
+                reason,
+            })
+    }
+
+    /// Through the device staging buffers (see [`CudaBackend::stage`]).
+    fn allreduce_host(
+        &self,
+        st: &mut CallState,
+        poison: &Poison,
+        path: AlgoPath,
+        dtype: DType,
+        op: ReduceOp,
+        src: Option<&[u8]>,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        self.stage(st, poison, path, dtype, op, src, dst)
+    }
+
+    fn context(&self) -> Result<&Arc<CudaContext>> {
+        Ok(&self.ctx)
+    }
+
+    fn stream(&self) -> Result<&Arc<CudaStream>> {
+        Ok(&self.stream)
+    }
+
+    unsafe fn enqueue(
+        &self,
+        st: &mut CallState,
+        poison: &Poison,
+        call: &DeviceCall<'_>,
+    ) -> Result<Work> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.enqueue_call(&mut st.order, poison, call) }
+    }
+
+    /// Signal pad, two parity halves and the push one-shot (LL) region.
+    fn device_bytes(&self) -> u64 {
+        let push =
+            inc_sim::push::PushLayout::region_bytes(inc_cuda::DEFAULT_PUSH_SLOT_BYTES as usize)
+                as u64;
+        inc_sim::PadLayout::PAD_BYTES as u64 + 2 * self.buffer_bytes() + push
+    }
+
+    fn ranks_on_device(&self) -> usize {
+        self.ranks_on_device
+    }
+
+    fn sym_alloc(&self, prefix: &str, seq: u64, bytes: u64) -> Result<(Arc<SymSlot>, String)> {
+        self.alloc_part(prefix, seq, bytes)
+    }
+
+    unsafe fn sym_register(
+        &self,
+        prefix: &str,
+        seq: u64,
+        ptr: u64,
+        bytes: u64,
+    ) -> Result<(Arc<SymSlot>, String)> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.register_part(prefix, seq, ptr, bytes) }
+    }
+
+    fn sym_open(&self, slot: &Arc<SymSlot>, handles: &[String]) -> Result<()> {
+        self.open_parts(slot, handles)
+    }
+
+    fn sym_opened(&self, handle: &str) {
+        self.part_opened(handle);
     }
 }
 
 impl Drop for CudaBackend {
     fn drop(&mut self) {
-        self.all_opened();
+        self.unregister();
         let _ = self.stream.synchronize();
     }
 }

@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use inc_sim::cpu::{CpuConfig, CpuRank, Region, RegionLayout};
 use inc_sim::{Algo, DType, ReduceOp, SimError};
-use inc_topo::TopologyClass;
+use inc_store::Handshake;
+use inc_topo::{NvlMesh, TopologyClass};
 
+use super::{Backend, CallState, Identity, Poison};
 use crate::error::{CommError, Result};
-use crate::options::CommOptions;
+use crate::options::{AlgoPath, BackendKind, CommOptions, SimTopology};
 use crate::select::Capacity;
 
 /// Default bytes of one parity half on the sim backend.
@@ -91,6 +93,7 @@ pub struct SimBackend {
     shm_name: Option<String>,
     cpu: Option<CpuRank>,
     timeout_ms: u64,
+    topology: Option<SimTopology>,
 }
 
 impl std::fmt::Debug for SimBackend {
@@ -152,31 +155,12 @@ impl SimBackend {
             shm_name: None,
             cpu: None,
             timeout_ms: u64::try_from(opts.timeout.as_millis()).unwrap_or(u64::MAX),
+            topology: opts.sim_topology,
         })
     }
 
-    /// Device id published in the handshake (distinct devices are checked on it).
-    pub fn device_id(&self) -> String {
-        format!("sim-device-{}", self.device)
-    }
-
-    /// Bytes of one parity half.
-    pub fn buffer_bytes(&self) -> u64 {
-        self.layout.half_bytes as u64
-    }
-
-    /// Bytes of the signal pad.
-    pub fn signal_bytes(&self) -> u64 {
-        inc_sim::PadLayout::PAD_BYTES as u64
-    }
-
-    /// Blocks per call.
-    pub fn blocks(&self) -> u32 {
-        u32::try_from(self.cfg.blocks).unwrap_or(u32::MAX)
-    }
-
     /// Creates this rank's region and returns its handle(s).
-    pub fn allocate(&mut self, comm_prefix: &str) -> Result<Vec<Vec<u8>>> {
+    fn create_region(&mut self, comm_prefix: &str) -> Result<Vec<Vec<u8>>> {
         let serial = next_serial();
         let pid = std::process::id();
         let tag = sanitize(&comm_prefix.replace('/', "-"));
@@ -225,7 +209,7 @@ impl SimBackend {
     }
 
     /// Maps every peer's region and builds the CPU rank.
-    pub fn open_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
+    fn map_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
         let mut regions = Vec::with_capacity(self.world);
         for (r, hs) in handles.iter().enumerate() {
             if r == self.rank {
@@ -256,23 +240,10 @@ impl SimBackend {
         Ok(())
     }
 
-    /// Every rank has mapped every region: unlink the shm file (the mappings stay valid).
-    pub fn all_opened(&mut self) {
+    /// Unlinks the shm file once every rank mapped it (the mappings stay valid).
+    fn unlink(&mut self) {
         if let Some(name) = self.shm_name.take() {
             let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(name));
-        }
-    }
-
-    /// What each algorithm's buffers hold.
-    pub fn capacity(&self) -> Capacity {
-        match &self.cpu {
-            Some(c) => Capacity {
-                one_shot: c.max_bytes(Algo::OneShot) as u64,
-                two_shot: c.max_bytes(Algo::TwoShot) as u64,
-                hcm: c.max_bytes(Algo::Hcm) as u64,
-                push_one_shot: c.max_bytes(Algo::PushOneShot) as u64,
-            },
-            None => Capacity::default(),
         }
     }
 
@@ -288,7 +259,7 @@ impl SimBackend {
     }
 
     /// Out-of-place allreduce of native-endian bytes.
-    pub fn allreduce(
+    fn allreduce(
         &self,
         algo: Algo,
         dtype: DType,
@@ -302,7 +273,7 @@ impl SimBackend {
     }
 
     /// In-place allreduce of native-endian bytes.
-    pub fn allreduce_in_place(
+    fn allreduce_in_place(
         &self,
         algo: Algo,
         dtype: DType,
@@ -313,18 +284,92 @@ impl SimBackend {
         cpu.allreduce_in_place(algo, dtype, op, self.cfg.blocks, data)
             .map_err(|e| self.fix(sim_err(self.rank, e)))
     }
+}
+
+impl Backend for SimBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sim
+    }
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            device_id: format!("sim-device-{}", self.device),
+            uuid: String::new(),
+            buffer_bytes: self.layout.half_bytes as u64,
+            signal_bytes: inc_sim::PadLayout::PAD_BYTES as u64,
+            blocks: u32::try_from(self.cfg.blocks).unwrap_or(u32::MAX),
+            handshake: inc_store::Backend::Sim,
+        }
+    }
+
+    /// The simulated topology of the options (fully connected by default).
+    fn mesh(&self, _peers: &[Handshake]) -> Result<NvlMesh> {
+        crate::topo::sim_mesh(self.topology, self.world)
+    }
+
+    fn allocate(&mut self, prefix: &str, _ranks_on_device: usize) -> Result<Vec<Vec<u8>>> {
+        self.create_region(prefix)
+    }
+
+    fn open_peers(&mut self, handles: &[Vec<Vec<u8>>], class: &TopologyClass) -> Result<()> {
+        self.map_peers(handles, class)
+    }
+
+    fn all_opened(&mut self) {
+        self.unlink();
+    }
+
+    fn capacity(&self) -> Capacity {
+        match &self.cpu {
+            Some(c) => Capacity {
+                one_shot: c.max_bytes(Algo::OneShot) as u64,
+                two_shot: c.max_bytes(Algo::TwoShot) as u64,
+                hcm: c.max_bytes(Algo::Hcm) as u64,
+                push_one_shot: c.max_bytes(Algo::PushOneShot) as u64,
+            },
+            None => Capacity::default(),
+        }
+    }
 
     /// Raises the abort word on every rank (peers' pending and later calls fail fast).
-    pub fn abort(&self) {
+    fn abort(&self) {
         if let Some(c) = &self.cpu {
             c.abort();
+        }
+    }
+
+    /// The CPU data path: the call has finished when it returns (no NCCL: the selector's
+    /// NCCL choice never reaches here).
+    fn allreduce_host(
+        &self,
+        _st: &mut CallState,
+        _poison: &Poison,
+        path: AlgoPath,
+        dtype: DType,
+        op: ReduceOp,
+        src: Option<&[u8]>,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        let Some(algo) = path.algo() else {
+            return Err(CommError::Unsupported {
+                rank: self.rank,
+                reason: "no path".into(),
+            });
+        };
+        match src {
+            Some(src) => self.allreduce(algo, dtype, op, src, dst),
+            None => self.allreduce_in_place(algo, dtype, op, dst),
         }
     }
 }
 
 impl Drop for SimBackend {
     fn drop(&mut self) {
-        self.all_opened();
+        self.unlink();
         if !self.own_handle.is_empty() && !self.shm {
             if let Ok(mut reg) = registry().lock() {
                 let key = String::from_utf8_lossy(&self.own_handle);

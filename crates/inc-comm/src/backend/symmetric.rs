@@ -64,10 +64,15 @@ impl SymState {
 impl CudaBackend {
     /// Allocates this rank's part (`bytes`, rounded up to 16) of symmetric tensor number
     /// `seq` of the communicator `prefix`; returns it and the handle to publish.
-    pub fn sym_alloc(&self, prefix: &str, seq: u64, bytes: u64) -> Result<(Arc<SymSlot>, String)> {
+    pub(crate) fn alloc_part(
+        &self,
+        prefix: &str,
+        seq: u64,
+        bytes: u64,
+    ) -> Result<(Arc<SymSlot>, String)> {
         let mem = SymmetricMemory::alloc(self.context(), self.rank(), self.world(), bytes)
             .map_err(|e| cuda_err(self.rank(), e))?;
-        self.sym_publish(mem, prefix, seq)
+        self.publish_part(mem, prefix, seq)
     }
 
     /// Registers `bytes` of the caller's memory at `ptr` as this rank's part of symmetric
@@ -75,7 +80,7 @@ impl CudaBackend {
     ///
     /// # Safety
     /// As [`SymmetricMemory::register`]: the memory outlives this backend's use of it.
-    pub unsafe fn sym_register(
+    pub(crate) unsafe fn register_part(
         &self,
         prefix: &str,
         seq: u64,
@@ -87,12 +92,12 @@ impl CudaBackend {
             SymmetricMemory::register(self.context(), self.rank(), self.world(), ptr, bytes)
         }
         .map_err(|e| cuda_err(self.rank(), e))?;
-        self.sym_publish(mem, prefix, seq)
+        self.publish_part(mem, prefix, seq)
     }
 
     /// The handle of a part: `ipc:<hex>:<offset>` across processes, `local:<key>` within one
     /// (found through the registry).
-    fn sym_publish(
+    fn publish_part(
         &self,
         mem: SymmetricMemory,
         prefix: &str,
@@ -125,9 +130,9 @@ impl CudaBackend {
         Ok((slot, handle))
     }
 
-    /// Maps every peer's part (`handles[q]` as [`CudaBackend::sym_alloc`] returned it on
+    /// Maps every peer's part (`handles[q]` as [`CudaBackend::alloc_part`] returned it on
     /// rank q); same-process parts are kept alive by this backend until teardown.
-    pub fn sym_open(&self, slot: &Arc<SymSlot>, handles: &[String]) -> Result<()> {
+    pub(crate) fn open_parts(&self, slot: &Arc<SymSlot>, handles: &[String]) -> Result<()> {
         let rank = self.rank();
         for (q, text) in handles.iter().enumerate() {
             if q == rank {
@@ -171,7 +176,7 @@ impl CudaBackend {
     }
 
     /// Every rank mapped symmetric tensor `handle`: drop its registry entry.
-    pub fn sym_opened(&self, handle: &str) {
+    pub(crate) fn part_opened(&self, handle: &str) {
         if let Some(key) = handle.strip_prefix("local:") {
             guard(registry()).remove(key);
         }

@@ -1,135 +1,26 @@
-//! Calls on device buffers: validation, stream order, the kernel and NCCL paths, events.
+//! Calls on device buffers: validation, then [`Backend::enqueue`] (stream order, the
+//! kernel or NCCL path, the event).
+//!
+//! [`Backend::enqueue`]: crate::backend::Backend::enqueue
 
 use super::*;
-use crate::backend::symmetric::SymSlot;
-use inc_sim::Algo;
 
 impl Comm {
-    /// The NCCL communicator, created collectively on first use (every rank must reach
-    /// its first NCCL call); the outcome, communicator or error, is kept.
-    pub(super) fn nccl_comm(&self) -> Result<Arc<Mutex<Nccl>>> {
-        let Backend::Cuda(b) = &self.backend else {
-            return Err(CommError::Unsupported {
-                rank: self.rank,
-                reason: "the nccl path needs the cuda backend".into(),
-            });
-        };
-        self.nccl
-            .get_or_init(|| {
-                Nccl::create(
-                    &*self.store,
-                    &self.prefix,
-                    self.rank,
-                    self.world,
-                    b.context(),
-                    b.ranks_on_device() > 1,
-                    self.opts.timeout,
-                )
-                .map(|n| Arc::new(Mutex::new(n)))
-            })
-            .clone()
-    }
-
-    /// Enqueues one call on the cuda backend and records its event (not while `stream`
-    /// is being captured into a graph).
-    ///
-    /// # Safety
-    /// `input`/`output` are device addresses of `count` elements of `dtype` on this
-    /// communicator's device, valid until the call completes on `stream`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn enqueue(
-        &self,
-        order: &mut StreamOrder,
-        b: &CudaBackend,
-        path: AlgoPath,
-        dtype: DType,
-        op: ReduceOp,
-        input: u64,
-        output: u64,
-        count: usize,
-        stream: &Arc<CudaStream>,
-        symmetric: Option<(&SymSlot, u64)>,
-    ) -> Result<Work> {
-        // Calls run in call order whatever their streams (see crate::order).
-        let capture = StreamOrder::capture_of(self.rank, stream)?;
-        order.before(self.rank, stream, capture)?;
-        let check = match (path.algo(), symmetric) {
-            (Some(Algo::TwoShot), Some((slot, offset))) => {
-                // SAFETY: forwarded from this function's contract; the slot is this
-                // backend's (kept until teardown).
-                unsafe { b.launch_symmetric(stream, slot, dtype, op, offset, count as u64) }?;
-                Checker::Kernel(b.kernel_check()?)
-            }
-            (Some(algo), _) => {
-                // SAFETY: forwarded from this function's contract.
-                unsafe { b.launch(stream, algo, dtype, op, input, output, count as u64) }?;
-                Checker::Kernel(b.kernel_check()?)
-            }
-            (None, _) => {
-                let n = self.nccl_comm()?;
-                {
-                    let g = crate::nccl::lock(&n, self.rank)?;
-                    // SAFETY: forwarded from this function's contract.
-                    unsafe { g.all_reduce_raw(input, output, count, dtype, op, stream) }?;
-                }
-                Checker::Nccl(n)
-            }
-        };
-        order.after(stream, capture);
-        if capture.is_some() {
-            return Ok(Work {
-                state: WorkState::Captured,
-            });
-        }
-        let ev = b
-            .events()
-            .take(b.context())
-            .map_err(|e| CommError::Backend {
-                rank: self.rank,
-                reason: format!("cuEventCreate: {e}"),
-            })?;
-        if let Err(e) = ev.record(stream) {
-            b.events().give(ev);
-            return Err(CommError::Backend {
-                rank: self.rank,
-                reason: format!("cuEventRecord: {e}"),
-            });
-        }
-        Ok(Work {
-            state: WorkState::Cuda(CudaWork {
-                event: Some(ev),
-                pool: b.events().clone(),
-                check,
-                poison: self.poison.clone(),
-                rank: self.rank,
-                timeout: self.opts.timeout,
-            }),
-        })
-    }
-
-    pub(super) fn cuda(&self) -> Result<&CudaBackend> {
-        match &self.backend {
-            Backend::Cuda(b) => Ok(b),
-            Backend::Sim(_) => Err(CommError::Unsupported {
-                rank: self.rank,
-                reason: "device buffers need the cuda backend (use allreduce_host on sim)".into(),
-            }),
-        }
-    }
-
+    /// Checks that `stream` and the buffers' contexts (`dev`) are on this rank's device
+    /// (`ctx`).
     pub(super) fn check_stream(
         &self,
-        b: &CudaBackend,
+        ctx: &CudaContext,
         stream: &CudaStream,
         dev: &[&Arc<CudaContext>],
     ) -> Result<()> {
-        let mine = b.context().cu_device();
+        let mine = ctx.cu_device();
         if stream.context().cu_device() != mine || dev.iter().any(|c| c.cu_device() != mine) {
             return Err(CommError::InvalidArgument {
                 rank: self.rank,
                 reason: format!(
                     "the stream and buffers must be on this rank's device (ordinal {})",
-                    b.context().ordinal()
+                    ctx.ordinal()
                 ),
             });
         }
@@ -198,7 +89,7 @@ impl Comm {
         let dtype = T::DTYPE;
         let mut st = self.lock_call()?;
         self.check_entry()?;
-        let b = self.cuda()?;
+        let ctx = self.backend.context()?;
         let n = output.len();
         match input {
             Some(i) => {
@@ -206,88 +97,60 @@ impl Comm {
                     return Err(self.len_mismatch(i.len(), n));
                 }
                 self.check_stream(
-                    b,
+                    ctx,
                     stream,
                     &[i.stream().context(), output.stream().context()],
                 )?;
             }
-            None => self.check_stream(b, stream, &[output.stream().context()])?,
+            None => self.check_stream(ctx, stream, &[output.stream().context()])?,
         }
         let bytes = self.bytes(n, dtype)?;
         let sel = self.selection(path, bytes, dtype)?;
         let (op_ptr, _go) = output.device_ptr_mut(stream);
-        let res = match input {
+        let (ip, _gi) = match input {
             Some(i) => {
-                let (ip, _gi) = i.device_ptr(stream);
-                // SAFETY: both buffers hold n elements of T (dtype) on this device (their
-                // DeviceSlice lengths) and stay borrowed for the call; cudarc's guards
-                // order later uses after it.
-                unsafe {
-                    self.enqueue(
-                        &mut st.order,
-                        b,
-                        sel.path,
-                        dtype,
-                        op,
-                        ip,
-                        op_ptr,
-                        n,
-                        stream,
-                        None,
-                    )
-                }
+                let (p, g) = i.device_ptr(stream);
+                (p, Some(g))
             }
-            // SAFETY: as above, in place.
-            None => unsafe {
-                self.enqueue(
-                    &mut st.order,
-                    b,
-                    sel.path,
-                    dtype,
-                    op,
-                    op_ptr,
-                    op_ptr,
-                    n,
-                    stream,
-                    None,
-                )
-            },
+            None => (op_ptr, None),
         };
+        let call = DeviceCall {
+            path: sel.path,
+            dtype,
+            op,
+            input: ip,
+            output: op_ptr,
+            count: n,
+            stream,
+            symmetric: None,
+        };
+        // SAFETY: both buffers (one, in place) hold n elements of T (dtype) on this device
+        // (their DeviceSlice lengths) and stay borrowed for the call; cudarc's guards
+        // order later uses after it.
+        let res = unsafe { self.backend.enqueue(&mut st, &self.poison, &call) };
         self.settle(sel.path, bytes, res)
     }
 
     /// The device's CUDA context (cuda backend; `None` on sim). Allocate buffers for
     /// [`Comm::allreduce`] through it or through [`Comm::stream`].
     pub fn cuda_context(&self) -> Option<&Arc<CudaContext>> {
-        match &self.backend {
-            Backend::Cuda(b) => Some(b.context()),
-            Backend::Sim(_) => None,
-        }
+        self.backend.context().ok()
     }
 
     /// The communicator's own stream on its device (cuda backend; `None` on sim).
     pub fn stream(&self) -> Option<&Arc<CudaStream>> {
-        match &self.backend {
-            Backend::Cuda(b) => Some(b.stream()),
-            Backend::Sim(_) => None,
-        }
+        self.backend.stream().ok()
     }
 
     /// Device memory this communicator allocated on its GPU (signal pad, two parity halves
     /// of the symmetric buffer, push region), in bytes; 0 on the sim backend.
     pub fn device_bytes(&self) -> u64 {
-        match &self.backend {
-            Backend::Cuda(b) => b.device_bytes(),
-            Backend::Sim(_) => 0,
-        }
+        self.backend.device_bytes()
     }
 
     /// Ranks that share the busiest device of this group (1: a GPU per rank; more:
     /// virtual ranks, see [`CommOptions::allow_shared_device`]).
     pub fn ranks_on_device(&self) -> usize {
-        match &self.backend {
-            Backend::Cuda(b) => b.ranks_on_device(),
-            Backend::Sim(_) => 1,
-        }
+        self.backend.ranks_on_device()
     }
 }

@@ -1,6 +1,7 @@
 //! How a communicator comes to be: torchrun variables, rendezvous through a store, threads.
 
 use super::*;
+use crate::backend::Setup;
 
 /// torchrun's variables, read by [`Comm::from_env`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,18 +208,18 @@ impl Comm {
             Some(p) => TuneTable::load(p).map(Some),
             None => Ok(None),
         };
-        let backend: Result<Backend> = match kind {
-            BackendKind::Sim => {
-                SimBackend::new(rank, world, device, &opts, multi_process || opts.sim_shm)
-                    .map(Backend::Sim)
-            }
-            BackendKind::Cuda => CudaBackend::new(rank, world, device, &opts, multi_process)
-                .map(|b| Backend::Cuda(Box::new(b))),
-            BackendKind::Auto => Err(CommError::Backend {
+        let backend = crate::backend::create(
+            kind,
+            Setup {
                 rank,
-                reason: "backend not resolved".into(),
-            }),
-        };
+                world,
+                device,
+                opts: &opts,
+                multi_process,
+                store: &store,
+                prefix: &prefix,
+            },
+        );
         let t_backend = started.elapsed();
         let local_error = match (&backend, &tune) {
             (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
@@ -259,49 +260,29 @@ impl Comm {
         };
 
         // Step 2: one host, distinct devices.
-        let (bus_id, uuid, buffer_bytes, signal_bytes, blocks, hs_backend) = match &backend {
-            Backend::Sim(b) => (
-                b.device_id(),
-                String::new(),
-                b.buffer_bytes(),
-                b.signal_bytes(),
-                b.blocks(),
-                inc_store::Backend::Sim,
-            ),
-            Backend::Cuda(b) => (
-                b.bus_id().to_string(),
-                b.uuid().to_string(),
-                b.buffer_bytes(),
-                b.signal_bytes(),
-                b.blocks(),
-                inc_store::Backend::Cuda,
-            ),
-        };
+        let id = backend.identity();
         let hs1 = Handshake {
             rank: u32::try_from(rank).unwrap_or(u32::MAX),
             world: u32::try_from(world).unwrap_or(u32::MAX),
-            backend: hs_backend,
+            backend: id.handshake,
             topology_class: 0,
             hostname: rendezvous::hostname(),
-            pci_bus_id: bus_id,
-            device_uuid: uuid,
+            pci_bus_id: id.device_id,
+            device_uuid: id.uuid,
             mesh: Vec::new(),
             ipc_handles: Vec::new(),
-            buffer_bytes,
-            signal_bytes,
-            blocks,
+            buffer_bytes: id.buffer_bytes,
+            signal_bytes: id.signal_bytes,
+            blocks: id.blocks,
         };
         let all1 = rdv.exchange("hs1", &hs1)?;
         rendezvous::check_devices(rank, &all1, opts.allow_shared_device)?;
         let ranks_on_device = rendezvous::max_ranks_per_device(&all1);
 
         // Topology and buffers; a failure goes to the peers in step 3.
-        let local = Self::local_topology(&backend, &opts, world, &all1).and_then(|mesh| {
+        let local = backend.mesh(&all1).and_then(|mesh| {
             let class = crate::topo::classify(&mesh);
-            let handles = match &mut backend {
-                Backend::Sim(b) => b.allocate(&prefix)?,
-                Backend::Cuda(b) => b.allocate(&prefix, ranks_on_device)?,
-            };
+            let handles = backend.allocate(&prefix, ranks_on_device)?;
             Ok((mesh, class, handles))
         });
         let mut hs2 = Handshake {
@@ -330,10 +311,7 @@ impl Comm {
         let (mesh, class, handles) = rendezvous::check_buffers(rank, &all2)?;
 
         // Step 4: map the peers' buffers; all ranks must succeed.
-        let opened = match &mut backend {
-            Backend::Sim(b) => b.open_peers(&handles, &class),
-            Backend::Cuda(b) => b.open_peers(&handles, &class).and_then(|()| b.verify()),
-        };
+        let opened = backend.open_peers(&handles, &class);
         let msg = Opened {
             error: opened.as_ref().err().map(|e| e.to_string()),
         };
@@ -341,16 +319,8 @@ impl Comm {
         let all4 = rdv.gather_json("opened", &msg)?;
         opened?;
         rendezvous::check_opened(rank, &all4)?;
-        let capacity = match &mut backend {
-            Backend::Sim(b) => {
-                b.all_opened();
-                b.capacity()
-            }
-            Backend::Cuda(b) => {
-                b.all_opened();
-                b.capacity()
-            }
-        };
+        backend.all_opened();
+        let capacity = backend.capacity();
         let selector = Selector::new(world, class, &opts, capacity, tune);
         info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -369,7 +339,6 @@ impl Comm {
             backend,
             counters: Counters::default(),
             poison: Arc::new(OnceLock::new()),
-            nccl: OnceLock::new(),
             call: Mutex::new(CallState::default()),
             store,
             shut_down: false,
@@ -378,24 +347,12 @@ impl Comm {
         // INC_ALGO=nccl: create the NCCL communicator now (collective). A failure is kept
         // and returned by NCCL calls; the communicator itself is fine.
         if comm.opts.algo == crate::options::AlgoChoice::Force(AlgoPath::Nccl)
-            && matches!(comm.backend, Backend::Cuda(_))
+            && comm.backend.has_nccl()
         {
-            if let Err(e) = comm.nccl_comm() {
+            if let Err(e) = comm.backend.start_nccl() {
                 warn!(error = %e, "INC_ALGO=nccl but NCCL is unusable");
             }
         }
         Ok(comm)
-    }
-
-    pub(super) fn local_topology(
-        backend: &Backend,
-        opts: &CommOptions,
-        world: usize,
-        _peers: &[Handshake],
-    ) -> Result<NvlMesh> {
-        match backend {
-            Backend::Sim(_) => crate::topo::sim_mesh(opts.sim_topology, world),
-            Backend::Cuda(b) => b.mesh(_peers),
-        }
     }
 }

@@ -1,16 +1,16 @@
 //! [`Comm`]: one rank of an intra-node allreduce communicator.
 //!
 //! Split by concern: `init` (torchrun environment, rendezvous, the three ways in), `host`
-//! (calls on host slices and their staging), `device` (calls on device buffers, stream
-//! order, the NCCL path); this module holds the communicator, its health (poison, abort,
-//! shutdown, the per-call checks) and selection.
+//! (calls on host slices), `device` (calls on device buffers), `symmetric` (symmetric
+//! tensors); this module holds the communicator, its health (poison, abort, shutdown, the
+//! per-call checks) and selection. What differs between the sim and cuda backends is
+//! behind [`Backend`](crate::backend::Backend): nothing here asks which one it holds.
 
 mod device;
 mod host;
 mod init;
 mod symmetric;
 
-use host::Staging;
 pub use init::TorchrunEnv;
 pub use symmetric::SymmetricTensor;
 
@@ -21,46 +21,17 @@ use inc_store::{Handshake, MemStore, Store, TcpStore};
 use inc_topo::{NvlMesh, TopologyClass};
 use tracing::{debug, info, info_span, warn};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaContext, CudaStream, DevicePtr, DevicePtrMut};
 
-use crate::backend::cuda::CudaBackend;
-use crate::backend::sim::SimBackend;
+use crate::backend::{Backend, CallState, DeviceCall};
 use crate::counters::{CommStats, Counters};
 use crate::element::Element;
 use crate::error::{CommError, Result};
-use crate::nccl::Nccl;
 use crate::options::{AlgoPath, BackendKind, CommOptions};
-use crate::order::StreamOrder;
 use crate::rendezvous::{self, Meta, Opened, Rdv, FAILED_CLASS};
 use crate::select::{bytes_of, Fallback, Selection, Selector, TuneTable};
-use crate::work::{Checker, CudaWork, Work, WorkState};
+use crate::work::Work;
 use crate::{DType, ReduceOp};
-
-// The sim backend is the larger one; boxing the cuda one keeps the enum lean, and a
-// Comm holds exactly one backend, so the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Backend {
-    Sim(SimBackend),
-    Cuda(Box<CudaBackend>),
-}
-
-impl Backend {
-    fn kind(&self) -> BackendKind {
-        match self {
-            Backend::Sim(_) => BackendKind::Sim,
-            Backend::Cuda(_) => BackendKind::Cuda,
-        }
-    }
-}
-
-/// What the calls of one communicator share, under its call lock.
-#[derive(Default)]
-pub(crate) struct CallState {
-    /// The previous call's stream and event (cuda backend).
-    order: StreamOrder,
-    /// Device staging buffers of the host calls (cuda backend), kept and grown as needed.
-    staging: Staging,
-}
 
 /// One rank of an allreduce communicator (a GPU, or a CPU-simulated device).
 ///
@@ -76,12 +47,9 @@ pub struct Comm {
     prefix: String,
     mesh: NvlMesh,
     selector: Selector,
-    backend: Backend,
+    backend: Box<dyn Backend>,
     counters: Counters,
     poison: Arc<OnceLock<CommError>>,
-    /// The NCCL communicator (cuda backend), created on first use; its outcome is kept.
-    /// Every use of it (calls, error queries) holds its lock.
-    nccl: OnceLock<std::result::Result<Arc<Mutex<Nccl>>, CommError>>,
     /// Serialises calls of one communicator (they must be ordered anyway), with the state
     /// they share.
     call: Mutex<CallState>,
@@ -109,8 +77,7 @@ impl Drop for Comm {
         // Only a buffer imported by other processes needs the collective order; within
         // one process the mappings hold references and a barrier here could stall a
         // thread that drops several communicators in turn.
-        let ipc = matches!(&self.backend, Backend::Cuda(b) if b.exports_ipc());
-        if ipc {
+        if self.backend.exports_ipc() {
             if let Err(e) = self.teardown() {
                 warn!(rank = self.rank, error = %e, "teardown at drop");
             }
@@ -195,10 +162,7 @@ impl Comm {
         }
         self.shut_down = true;
         let rank = self.rank;
-        let closed = match &mut self.backend {
-            Backend::Cuda(b) => b.close_imports(),
-            Backend::Sim(_) => Ok(()),
-        };
+        let closed = self.backend.close_imports();
         let msg = match &closed {
             Ok(()) => b"closed".to_vec(),
             Err(e) => format!("rank {rank}: {e}").into_bytes(),
@@ -212,13 +176,9 @@ impl Comm {
             self.opts.timeout,
         )
         .map_err(|e| crate::rendezvous::store_err(rank, "shutdown", e));
-        if met.is_err() {
-            if let Backend::Cuda(b) = &mut self.backend {
-                if b.exports_ipc() {
-                    warn!(rank, "shutdown barrier failed: leaking this rank's buffer");
-                    b.leak_own();
-                }
-            }
+        if met.is_err() && self.backend.exports_ipc() {
+            warn!(rank, "shutdown barrier failed: leaking this rank's buffer");
+            self.backend.leak_own();
         }
         met?;
         closed
@@ -228,10 +188,7 @@ impl Comm {
     /// fail fast (use when this rank gives up, e.g. on its own error).
     pub fn abort(&self, reason: &str) {
         warn!(rank = self.rank, reason, "aborting communicator");
-        match &self.backend {
-            Backend::Sim(b) => b.abort(),
-            Backend::Cuda(b) => b.abort(),
-        }
+        self.backend.abort();
         let _ = self.poison.set(CommError::PeerAborted {
             rank: self.rank,
             peer: self.rank,
@@ -244,26 +201,10 @@ impl Comm {
     /// (and poisons the communicator) instead of letting this call run on aborted buffers.
     fn check_entry(&self) -> Result<()> {
         self.check_poison()?;
-        if let Backend::Cuda(b) = &self.backend {
-            if b.error_recorded() {
-                if let Some(e) = b.read_error() {
-                    return Err(self.fail(e));
-                }
-            }
-            if let Some(Ok(n)) = self.nccl.get() {
-                let err = match n.lock() {
-                    Ok(n) => n.async_error(),
-                    Err(_) => Some(CommError::Nccl {
-                        rank: self.rank,
-                        reason: "nccl lock poisoned".into(),
-                    }),
-                };
-                if let Some(e) = err {
-                    return Err(self.fail(e));
-                }
-            }
+        match self.backend.pending_error() {
+            Some(e) => Err(self.fail(e)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn check_poison(&self) -> Result<()> {
@@ -304,7 +245,7 @@ impl Comm {
     fn choose(&self, bytes: u64, dtype: DType) -> Result<Selection> {
         let sel = self.selector.select(bytes, dtype);
         debug!(bytes, dtype = dtype.name(), path = %sel.path, "algorithm");
-        if sel.path == AlgoPath::Nccl && matches!(self.backend, Backend::Sim(_)) {
+        if sel.path == AlgoPath::Nccl && !self.backend.has_nccl() {
             return Err(match &sel.fallback {
                 Some(Fallback::TooLarge { max, .. }) => CommError::TooLarge {
                     rank: self.rank,
@@ -313,7 +254,10 @@ impl Comm {
                 },
                 Some(f) => CommError::Unsupported {
                     rank: self.rank,
-                    reason: format!("{f}; the sim backend has no NCCL fallback"),
+                    reason: format!(
+                        "{f}; the {} backend has no NCCL fallback",
+                        self.backend.kind().name()
+                    ),
                 },
                 None => CommError::Unsupported {
                     rank: self.rank,
@@ -361,10 +305,8 @@ impl Comm {
     /// the kernels' typed error (which poisons the communicator), or the poison already
     /// set. `Ok` on the sim backend, whose calls report their errors directly.
     pub fn check(&self) -> Result<()> {
-        if let Backend::Cuda(b) = &self.backend {
-            if let Some(e) = b.read_error() {
-                return Err(self.fail(e));
-            }
+        if let Some(e) = self.backend.read_error() {
+            return Err(self.fail(e));
         }
         self.check_poison()
     }
@@ -373,30 +315,7 @@ impl Comm {
     /// NCCL needs the cuda backend, libnccl, and a GPU per rank.
     pub fn check_path(&self, path: AlgoPath, bytes: u64, dtype: DType) -> Result<()> {
         if path == AlgoPath::Nccl {
-            return match &self.backend {
-                Backend::Sim(_) => Err(CommError::Unsupported {
-                    rank: self.rank,
-                    reason: "the nccl path needs the cuda backend".into(),
-                }),
-                Backend::Cuda(b) => {
-                    if let Some(Err(e)) = self.nccl.get() {
-                        return Err(e.clone());
-                    }
-                    if b.ranks_on_device() > 1 {
-                        return Err(CommError::Unsupported {
-                            rank: self.rank,
-                            reason: "NCCL needs a GPU per rank; this group has virtual ranks"
-                                .into(),
-                        });
-                    }
-                    crate::nccl::probe()
-                        .map(|_| ())
-                        .map_err(|reason| CommError::Nccl {
-                            rank: self.rank,
-                            reason,
-                        })
-                }
-            };
+            return self.backend.check_nccl();
         }
         let _ = dtype;
         self.selector.can_run(path, bytes).map_err(|reason| {
@@ -479,6 +398,38 @@ mod tests {
             }
         });
         assert_eq!(comms[0].stats().push_one_shot, 1);
+    }
+
+    /// The capabilities only the cuda backend has answer on sim through the trait's
+    /// defaults, with the messages the sim backend has always given.
+    #[test]
+    fn cuda_only_capabilities_on_sim() {
+        let comms = Comm::init_threads(&[0], sim_opts()).unwrap();
+        let c = &comms[0];
+        assert_eq!(c.backend(), BackendKind::Sim);
+        assert!(c.stream().is_none() && c.cuda_context().is_none());
+        assert_eq!((c.device_bytes(), c.ranks_on_device()), (0, 1));
+        assert!(c.check().is_ok());
+        let reason = |e: CommError| match e {
+            CommError::Unsupported { rank: 0, reason } => reason,
+            other => panic!("{other}"),
+        };
+        let e = c.check_path(AlgoPath::Nccl, 16, DType::F32).unwrap_err();
+        assert_eq!(reason(e), "the nccl path needs the cuda backend");
+        let e = c.alloc_symmetric::<f32>(4).unwrap_err();
+        assert_eq!(
+            reason(e),
+            "device buffers need the cuda backend (use allreduce_host on sim)"
+        );
+        let forced = CommOptions {
+            algo: crate::options::AlgoChoice::Force(AlgoPath::Nccl),
+            ..sim_opts()
+        };
+        let comms = Comm::init_threads(&[0], forced).unwrap();
+        let e = comms[0]
+            .allreduce_host(&mut [1.0f32; 4], ReduceOp::Sum)
+            .unwrap_err();
+        assert_eq!(reason(e), "INC_ALGO=nccl needs the cuda backend");
     }
 
     #[test]

@@ -120,10 +120,13 @@ impl Comm {
     fn symmetric_collective<T: Element>(
         &self,
         len: usize,
-        local: impl FnOnce(&CudaBackend, u64, u64) -> Result<(Arc<SymSlot>, String)>,
+        local: impl FnOnce(&dyn Backend, u64, u64) -> Result<(Arc<SymSlot>, String)>,
     ) -> Result<SymmetricTensor<T>> {
         self.check_poison()?;
-        let b = self.cuda()?;
+        // Device memory: an Unsupported error on a backend without it, before any
+        // rendezvous step.
+        let stream = self.backend.stream()?;
+        let b = &*self.backend;
         let rank = self.rank;
         let bytes = self.bytes(len, T::DTYPE)?;
         let seq = self
@@ -187,7 +190,7 @@ impl Comm {
         // SAFETY: base is live device memory of at least len * size_of::<T>() bytes on this
         // rank's device (ours, zeroed; or the caller's registered memory, valid per
         // register_symmetric's contract); the tensor never frees it (Drop leaks the slice).
-        let slice = unsafe { b.stream().upgrade_device_ptr::<T>(base, len) };
+        let slice = unsafe { stream.upgrade_device_ptr::<T>(base, len) };
         Ok(SymmetricTensor {
             slice: ManuallyDrop::new(slice),
             slot,
@@ -237,7 +240,7 @@ impl Comm {
         let dtype = T::DTYPE;
         let mut st = self.lock_call()?;
         self.check_entry()?;
-        let b = self.cuda()?;
+        let ctx = self.backend.context()?;
         if tensor.comm != self.prefix {
             return Err(CommError::InvalidArgument {
                 rank: self.rank,
@@ -266,30 +269,26 @@ impl Comm {
         }
         let n = hi - lo;
         let slice = &mut *tensor.slice;
-        self.check_stream(b, stream, &[slice.stream().context()])?;
+        self.check_stream(ctx, stream, &[slice.stream().context()])?;
         let bytes = self.bytes(n, dtype)?;
         let sel = self.selection(path, bytes, dtype)?;
         let es = dtype.size() as u64;
         let offset = lo as u64 * es;
         let (base, _g) = slice.device_ptr_mut(stream);
         let ptr = base + offset;
-        let zero_copy = (offset % 16 == 0).then_some((&*tensor.slot, offset));
-        // SAFETY: [ptr, ptr + n elements) lies in the tensor (range checked), which stays
-        // borrowed for the call; the symmetric memory lives until teardown.
-        let res = unsafe {
-            self.enqueue(
-                &mut st.order,
-                b,
-                sel.path,
-                dtype,
-                op,
-                ptr,
-                ptr,
-                n,
-                stream,
-                zero_copy,
-            )
+        let call = DeviceCall {
+            path: sel.path,
+            dtype,
+            op,
+            input: ptr,
+            output: ptr,
+            count: n,
+            stream,
+            symmetric: (offset % 16 == 0).then_some((&*tensor.slot, offset)),
         };
+        // SAFETY: [ptr, ptr + n elements) lies in the tensor (range checked), which stays
+        // borrowed for the call; the symmetric memory (this backend's) lives until teardown.
+        let res = unsafe { self.backend.enqueue(&mut st, &self.poison, &call) };
         self.settle(sel.path, bytes, res)
     }
 }

@@ -33,8 +33,10 @@ mod prepare;
 /// Every rank's (pad, data) base addresses, indexed by rank.
 type PeerAddresses = ([u64; MAX_RANKS], [u64; MAX_RANKS]);
 
-/// Default per-wait timeout of a kernel spin.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default per-wait timeout of a kernel spin: 30 s, also inc-comm's default timeout of
+/// every wait (`INC_TIMEOUT_MS`, `inc_comm::DEFAULT_TIMEOUT_MS`), long enough for a peer
+/// that compiles its kernel at first use.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where compiled kernels are cached.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,7 +92,7 @@ impl Element for half::bf16 {
 pub struct CallOptions {
     /// Force a block count (must be equal on every rank); `None` = from size and device.
     pub blocks: Option<u32>,
-    /// Per-wait timeout (default 10 s).
+    /// Per-wait timeout (default [`DEFAULT_TIMEOUT`], 30 s).
     pub timeout: Duration,
 }
 

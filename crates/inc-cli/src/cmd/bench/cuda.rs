@@ -19,7 +19,7 @@
 //!   for threads, the launch's TCP store for processes); the reported time is the median.
 //! * **NCCL** (`--compare nccl`): `nccl` = inc's NCCL path (`Path::Nccl`) on the same
 //!   buffers; `nccl-symm` = NCCL on window-registered symmetric buffers (NCCL >= 2.27,
-//!   [`super::nccl_raw`]). With virtual ranks (more ranks than GPUs: they share a GPU,
+//!   [`inc_comm::nccl::NcclComm`]). With virtual ranks (more ranks than GPUs: they share a GPU,
 //!   `allow_shared_device`) NCCL cannot run: both are n/a, and NCCL with ONE rank on GPU 0
 //!   is measured instead as a floor (`nccl-w1`, `nccl-symm-w1`).
 //!
@@ -106,12 +106,8 @@ fn driver_version() -> String {
     let kmod = std::fs::read_to_string("/proc/driver/nvidia/version")
         .ok()
         .and_then(|t| parse_nvrm(&t));
-    let mut v: std::ffi::c_int = 0;
-    // SAFETY: only reached when the driver loaded and reported a device; v is a valid
-    // out pointer.
-    let ok = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }
-        == cudarc::driver::sys::CUresult::CUDA_SUCCESS;
-    let api = ok.then(|| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
+    let api = inc_cuda::sys::driver_api_version()
+        .map(|v| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
     match (kmod, api) {
         (Some(k), Some(a)) => format!("{k} ({a})"),
         (Some(k), None) => k,

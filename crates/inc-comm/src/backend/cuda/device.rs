@@ -1,5 +1,5 @@
-//! Device discovery and identity: the device count, PCI bus ids, the kernels shared per
-//! device, and the mapping of inc-cuda's errors to [`CommError`].
+//! Device discovery: the device count, the kernels shared per device, and the mapping of
+//! inc-cuda's errors to [`CommError`] (PCI bus ids come from `inc_cuda::sys`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use cudarc::driver::CudaContext;
 use inc_cuda::{CudaError, Kernels};
 
-use crate::error::{CommError, Result};
+use crate::error::CommError;
 
 /// Whether a CUDA driver is present and has at least one device (cached; never panics).
 pub fn device_count() -> usize {
@@ -67,27 +67,6 @@ pub(super) fn drv(
 
 pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub(super) fn pci_bus_id(rank: usize, dev: cudarc::driver::sys::CUdevice) -> Result<String> {
-    let mut buf = [0 as std::ffi::c_char; 64];
-    // SAFETY: the driver is loaded (a context exists); buf is writable for its length.
-    let r = unsafe { cudarc::driver::sys::cuDeviceGetPCIBusId(buf.as_mut_ptr(), 64, dev) };
-    r.result().map_err(drv(rank, "cuDeviceGetPCIBusId"))?;
-    let bytes: Vec<u8> = buf
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    Ok(String::from_utf8_lossy(&bytes).to_ascii_lowercase())
-}
-
-pub(super) fn device_by_bus_id(bus: &str) -> Option<cudarc::driver::sys::CUdevice> {
-    let c = std::ffi::CString::new(bus).ok()?;
-    let mut dev: cudarc::driver::sys::CUdevice = 0;
-    // SAFETY: the driver is loaded; c is a NUL-terminated string; dev a valid out pointer.
-    let r = unsafe { cudarc::driver::sys::cuDeviceGetByPCIBusId(&mut dev, c.as_ptr()) };
-    r.result().ok().map(|_| dev)
 }
 
 /// The kernels of device `ordinal`, shared by every communicator of this process on it.
@@ -194,7 +173,18 @@ mod tests {
             return;
         }
         assert_eq!(device_count(), 0);
-        let e = CudaBackend::new(0, 1, 0, &CommOptions::default(), false).unwrap_err();
+        let store: std::sync::Arc<dyn inc_store::Store> =
+            std::sync::Arc::new(inc_store::MemStore::new());
+        let setup = crate::backend::Setup {
+            rank: 0,
+            world: 1,
+            device: 0,
+            opts: &CommOptions::default(),
+            multi_process: false,
+            store: &store,
+            prefix: "t",
+        };
+        let e = CudaBackend::new(&setup).unwrap_err();
         assert!(matches!(e, CommError::BackendUnavailable { .. }), "{e}");
     }
 }

@@ -1,7 +1,6 @@
 //! The report's columns of a cuda run: inc specs per mode, NCCL beside them, and the
 //! world-1 floors with virtual ranks.
 
-use super::super::nccl_raw;
 use super::super::report::{Mode, Source};
 use super::super::Plan;
 
@@ -75,7 +74,7 @@ pub(crate) fn columns(plan: &Plan, virtual_ranks: bool, nccl: &Result<i32, Strin
             (false, Err(e)) => (ColKind::Na(e.clone()), ColKind::Na(e.clone())),
             (false, Ok(v)) => (
                 ColKind::Nccl,
-                nccl_raw::symm_unsupported(*v).map_or(ColKind::NcclSymm, ColKind::Na),
+                inc_comm::nccl::symm_unsupported(*v).map_or(ColKind::NcclSymm, ColKind::Na),
             ),
         };
         cols.push(col("nccl", mode, plain));
@@ -87,7 +86,7 @@ pub(crate) fn columns(plan: &Plan, virtual_ranks: bool, nccl: &Result<i32, Strin
                 Err(e) => (ColKind::Na(e.clone()), ColKind::Na(e.clone())),
                 Ok(v) => (
                     ColKind::Floor { symm: false },
-                    nccl_raw::symm_unsupported(*v)
+                    inc_comm::nccl::symm_unsupported(*v)
                         .map_or(ColKind::Floor { symm: true }, ColKind::Na),
                 ),
             };

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{CudaEvent, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use inc_comm::nccl::NcclComm;
 use inc_comm::{AlgoPath as Path, Comm, Element, ReduceOp, SymmetricTensor};
 use inc_store::Store;
-
-use super::super::nccl_raw::RawNccl;
 
 /// The control channel: all-gathers through a store, every wait bounded.
 pub(super) struct Ctrl {
@@ -55,7 +54,7 @@ pub(super) enum Target<'a> {
     /// An inc communicator in place on a symmetric tensor (zero-copy).
     IncSym { comm: &'a Comm, path: Option<Path> },
     /// The bench's own NCCL communicator.
-    Nccl(&'a RawNccl),
+    Nccl(&'a NcclComm),
 }
 
 /// The buffers of a call.
@@ -121,7 +120,8 @@ pub(super) fn enqueue<T: Element + DeviceRepr>(
             // SAFETY: both addresses hold `count` elements of T on this rank's device
             // (slices or NCCL windows owned by the caller), which outlive every use: the
             // bench synchronises the stream before releasing them.
-            unsafe { n.all_reduce(ip, op_, count, T::DTYPE, op, stream) }?;
+            unsafe { n.all_reduce(ip, op_, count, T::DTYPE, op, stream) }
+                .map_err(|e| e.to_string())?;
             Ok(None)
         }
         (Target::Inc { .. } | Target::IncSym { .. }, _) => {
@@ -145,13 +145,10 @@ pub(super) fn upload<T: DeviceRepr>(
 
 /// Sets `bytes` bytes at `dst` to 0xFF (NaN in bf16, f16 and f32) on `stream`.
 pub(super) fn poison(dst: u64, bytes: usize, stream: &CudaStream) -> Result<(), String> {
-    // SAFETY: dst is a device buffer of at least `bytes` bytes on stream's device.
-    let r = unsafe { cudarc::driver::sys::cuMemsetD8Async(dst, 0xFF, bytes, stream.cu_stream()) };
-    if r == cudarc::driver::sys::CUresult::CUDA_SUCCESS {
-        Ok(())
-    } else {
-        Err(format!("cuMemsetD8Async: {r:?}"))
-    }
+    // SAFETY: dst is a device buffer of at least `bytes` bytes on stream's device, which
+    // stays allocated until the stream is synchronised.
+    unsafe { inc_cuda::sys::memset_d8_async(dst, 0xFF, bytes, stream.cu_stream()) }
+        .map_err(|e| format!("cuMemsetD8Async: {:?}", e.0))
 }
 
 /// Copies `dst.len()` elements at `src` back and waits for them.

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, DeviceRepr, ValidAsZeroBits};
+use inc_comm::nccl::NcclComm;
 use inc_comm::Element;
 
 use super::super::measure::expected_table;
-use super::super::nccl_raw::RawNccl;
 use super::super::report::{median, Sample, Series};
 use super::super::Plan;
 use super::columns::{Col, ColKind};
@@ -34,7 +34,8 @@ pub(super) fn floors<T: Element + DeviceRepr + ValidAsZeroBits>(
             }
         }
     };
-    let raw = match RawNccl::create(0, 1, ctx, |m| Ok(vec![m.to_vec()])) {
+    let alone = |m: &[u8]| Ok(vec![m.to_vec()]);
+    let raw = match NcclComm::create(0, 1, ctx, None, alone, |e| e.to_string()) {
         Ok(r) => r,
         Err(e) => {
             set_all(series, None, &e);
@@ -46,7 +47,7 @@ pub(super) fn floors<T: Element + DeviceRepr + ValidAsZeroBits>(
         match raw.symmetric(max_bytes.max(1)) {
             Ok(s) => Some(s),
             Err(e) => {
-                set_all(series, Some(true), &e);
+                set_all(series, Some(true), &e.to_string());
                 None
             }
         }

@@ -4,10 +4,10 @@
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
+use inc_comm::nccl::{NcclComm, SymmetricWindows};
 use inc_comm::{AlgoPath as Path, Comm, DType, Element, ReduceOp, SymmetricTensor};
 
 use super::super::measure::expected_table;
-use super::super::nccl_raw::{self, RawNccl, SymmBuffers};
 use super::super::report::{median, Report, Sample, Series};
 use super::super::{Launch, Plan, Which};
 use super::columns::{columns, Col, ColKind, FLOOR, FLOOR_SYMM};
@@ -123,7 +123,8 @@ pub(super) fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
     }
     // nccl-symm: the bench's own NCCL communicator and registered windows (collective).
     let raw = if cols.iter().any(|c| c.kind == ColKind::NcclSymm) {
-        match RawNccl::create(rank, world, &ctx, |m| ctrl.gather("nccl-id", m)) {
+        let gather = |m: &[u8]| ctrl.gather("nccl-id", m);
+        match NcclComm::create(rank, world, &ctx, None, gather, |e| e.to_string()) {
             Ok(r) => Some(r),
             Err(e) => {
                 na(&mut cols, &ColKind::NcclSymm, &e);
@@ -134,9 +135,9 @@ pub(super) fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
         None
     };
     let max_usize = usize::try_from(max_bytes).map_err(|_| "size too large".to_string())?;
-    let symm: Option<SymmBuffers<'_>> = match &raw {
+    let symm: Option<SymmetricWindows<'_>> = match &raw {
         Some(r) => {
-            let s = r.symmetric(max_usize);
+            let s = r.symmetric(max_usize).map_err(|e| e.to_string());
             let verdict = ctrl.agree("nccl-symm", s.as_ref().map(|_| ()).map_err(Clone::clone));
             match (s, verdict) {
                 (Ok(s), Ok(())) => Some(s),
@@ -296,7 +297,7 @@ pub(super) fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
             .into(),
     );
     if let Ok(v) = &nccl_version {
-        notes.push(format!("NCCL {}", nccl_raw::version_text(*v)));
+        notes.push(format!("NCCL {}", inc_comm::nccl::version_text(*v)));
     }
     notes.push(format!(
         "inc device memory per rank and communicator: {:.1} MiB (signal pad, two symmetric \

@@ -1,5 +1,8 @@
-//! The NCCL fallback: `ncclAllReduce` through cudarc's `nccl` module (libnccl loaded at run
-//! time), for calls no intra-node algorithm can take and for `INC_ALGO=nccl`.
+//! NCCL, through cudarc's `nccl` module (libnccl loaded at run time): the one wrapper of
+//! inc's raw NCCL calls ([`NcclComm`], [`SymmetricWindows`]), used by the library's
+//! fallback (calls no intra-node algorithm can take, and `INC_ALGO=nccl`) and by `inc
+//! bench`'s NCCL columns (`nccl`, `nccl-symm` on window-registered buffers, the world-1
+//! floors).
 //!
 //! * **Loading.** cudarc's `dynamic-loading` finds libnccl on first use and *panics* when
 //!   it is missing. [`probe`] asks cudarc's fallible loader (`nccl::sys::is_culib_present`)
@@ -7,20 +10,27 @@
 //!   ...") and every other path keeps working. No `catch_unwind` is needed: after a
 //!   successful probe the symbols we use (`ncclGetVersion`, `ncclGetUniqueId`,
 //!   `ncclCommInitRank`, `ncclAllReduce`, `ncclCommGetAsyncError`, `ncclCommAbort`,
-//!   `ncclGetErrorString`) exist in every NCCL 2.x. cudarc looks for `libnccl.so` (and
-//!   `.so.12`, `.so.13`...) but not `libnccl.so.2`, the name pip's `nvidia-nccl-*` wheels
-//!   install: link `libnccl.so` to it in a folder on `LD_LIBRARY_PATH`.
-//! * **Creation** is collective and lazy (first NCCL call, or at init with
-//!   `INC_ALGO=nccl`): one all-gather through the store under the communicator's prefix
-//!   (`<prefix>/nccl`) carries rank 0's unique id and every rank's readiness, with the
-//!   communicator's timeout, so a rank without NCCL makes every rank fail with the same
-//!   error instead of hanging in `ncclCommInitRank`. The outcome (communicator or error)
-//!   is kept: later NCCL calls reuse it.
+//!   `ncclGetErrorString`) exist in every NCCL 2.x; the window calls (`ncclMemAlloc`,
+//!   `ncclCommWindowRegister`, ...) are only made on NCCL >= 2.27 ([`symm_unsupported`]).
+//!   cudarc looks for `libnccl.so` (and `.so.12`, `.so.13`...) but not `libnccl.so.2`, the
+//!   name pip's `nvidia-nccl-*` wheels install: link `libnccl.so` to it in a folder on
+//!   `LD_LIBRARY_PATH`.
+//! * **Creation** ([`NcclComm::create`]) is collective: one all-gather through the
+//!   caller's channel carries rank 0's unique id and every rank's readiness, so a rank
+//!   without NCCL makes every rank fail with the same error instead of hanging in
+//!   `ncclCommInitRank`. The library's fallback creates it lazily (first NCCL call, or at
+//!   init with `INC_ALGO=nccl`) through the store under the communicator's prefix
+//!   (`<prefix>/nccl`) with the communicator's timeout, and keeps the outcome
+//!   (communicator or error): later NCCL calls reuse it.
 //! * **Calls** take the caller's stream; NCCL's own asynchronous errors are read after the
 //!   call's event completes (`ncclCommGetAsyncError`), and at the entry of the next call;
-//!   every use of the NCCL communicator holds its lock.
+//!   every use of the library's NCCL communicator holds its lock.
 
-use std::ffi::{c_void, CStr};
+mod comm;
+
+pub use self::comm::{NcclComm, SymmetricWindows};
+
+use std::ffi::CStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,10 +44,56 @@ use crate::{DType, ReduceOp};
 /// Bytes of an NCCL unique id.
 pub const UNIQUE_ID_BYTES: usize = 128;
 
-fn nccl_err(rank: usize, what: &str, e: result::NcclError) -> CommError {
-    CommError::Nccl {
-        rank,
-        reason: format!("{what}: {}", error_text(e.0)),
+/// First NCCL version (`ncclGetVersion`'s code) with `ncclCommWindowRegister`.
+pub const SYMM_MIN_VERSION: i32 = 22700;
+
+/// Why an NCCL operation failed; its text is the one inc reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NcclError {
+    /// NCCL cannot be used here or by this group (no libnccl, too old, a rank that cannot
+    /// take part, a bad unique-id exchange): why, the same text on every rank.
+    #[error("{0}")]
+    Refused(String),
+    /// An NCCL call failed.
+    #[error("{call}: {text}")]
+    Call {
+        /// The call.
+        call: &'static str,
+        /// NCCL's result code and text.
+        text: String,
+    },
+    /// The CUDA driver call that an NCCL call needs first (binding the context) failed.
+    #[error("{call}: {text}")]
+    Cuda {
+        /// The driver call.
+        call: &'static str,
+        /// The driver's error.
+        text: String,
+    },
+}
+
+impl NcclError {
+    fn call(call: &'static str, code: sys::ncclResult_t) -> Self {
+        NcclError::Call {
+            call,
+            text: error_text(code),
+        }
+    }
+
+    /// As a [`CommError`] of `rank`: [`CommError::Backend`] for the CUDA call,
+    /// [`CommError::Nccl`] otherwise.
+    fn comm(self, rank: usize) -> CommError {
+        match self {
+            NcclError::Cuda { .. } => CommError::Backend {
+                rank,
+                reason: self.to_string(),
+            },
+            _ => CommError::Nccl {
+                rank,
+                reason: self.to_string(),
+            },
+        }
     }
 }
 
@@ -71,6 +127,26 @@ pub fn available() -> bool {
     probe().is_ok()
 }
 
+/// `22703` -> `2.27.3` (an NCCL version code as text).
+pub fn version_text(v: i32) -> String {
+    if v >= 10000 {
+        format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)
+    } else {
+        format!("{}.{}.{}", v / 1000, (v % 1000) / 100, v % 100)
+    }
+}
+
+/// Why symmetric windows ([`NcclComm::symmetric`]) cannot be used with NCCL version `v`,
+/// or `None` when they can.
+pub fn symm_unsupported(v: i32) -> Option<String> {
+    (v < SYMM_MIN_VERSION).then(|| {
+        format!(
+            "needs NCCL >= 2.27 (ncclCommWindowRegister); this libnccl is {}",
+            version_text(v)
+        )
+    })
+}
+
 /// The NCCL data type of a protocol dtype.
 pub fn nccl_dtype(d: DType) -> sys::ncclDataType_t {
     match d {
@@ -90,68 +166,19 @@ pub fn nccl_op(op: ReduceOp) -> sys::ncclRedOp_t {
     }
 }
 
-/// The gather message of NCCL creation: rank 0 sends `id:` + the 128-byte id, the others
-/// `ok`; any rank that cannot use NCCL sends `err:` + why.
-fn encode_ready(
-    rank: usize,
-    local: &std::result::Result<Option<[u8; UNIQUE_ID_BYTES]>, String>,
-) -> Vec<u8> {
-    match local {
-        Ok(Some(id)) => {
-            let mut v = b"id:".to_vec();
-            v.extend_from_slice(id);
-            v
-        }
-        Ok(None) => b"ok".to_vec(),
-        Err(e) => {
-            let mut v = format!("err:rank {rank}: {e}").into_bytes();
-            v.truncate(2048);
-            v
-        }
-    }
-}
-
 /// The agreed verdict of the creation gather: rank 0's unique id, or the first error (the
 /// same text on every rank).
 pub fn decode_ready(rank: usize, all: &[Vec<u8>]) -> Result<[u8; UNIQUE_ID_BYTES]> {
-    for m in all {
-        if let Some(e) = m.strip_prefix(b"err:") {
-            return Err(CommError::Nccl {
-                rank,
-                reason: String::from_utf8_lossy(e).into_owned(),
-            });
-        }
-    }
-    let first = all.first().ok_or_else(|| CommError::Nccl {
-        rank,
-        reason: "empty group".into(),
-    })?;
-    let id = first.strip_prefix(b"id:").ok_or_else(|| CommError::Nccl {
-        rank,
-        reason: "rank 0 sent no NCCL unique id".into(),
-    })?;
-    id.try_into().map_err(|_| CommError::Nccl {
-        rank,
-        reason: format!(
-            "rank 0 sent a unique id of {} bytes, want {UNIQUE_ID_BYTES}",
-            id.len()
-        ),
-    })
+    comm::agreed_id(all).map_err(|reason| CommError::Nccl { rank, reason })
 }
 
-/// One rank's NCCL communicator (created by [`Nccl::create`], aborted on drop).
+/// The library's NCCL communicator of one rank (created by [`Nccl::create`]): an
+/// [`NcclComm`] whose errors are [`CommError`]s naming the rank.
 pub(crate) struct Nccl {
-    comm: sys::ncclComm_t,
+    inner: NcclComm,
     rank: usize,
     world: usize,
-    ctx: Arc<CudaContext>,
 }
-
-// SAFETY: an ncclComm_t may be used from any thread as long as calls on it are not
-// concurrent. `Nccl` is deliberately not `Sync`: the owning Comm keeps it in a `Mutex`
-// (see [`lock`]), so every call on it (all-reduce, async-error query) is made under that
-// lock, whichever thread makes it.
-unsafe impl Send for Nccl {}
 
 /// Locks a shared NCCL communicator (every use of one holds this lock).
 pub(crate) fn lock(
@@ -189,50 +216,22 @@ impl Nccl {
     ) -> Result<Nccl> {
         let span = tracing::info_span!("inc.nccl.init", rank, world);
         let _g = span.enter();
-        let local: std::result::Result<Option<[u8; UNIQUE_ID_BYTES]>, String> = if shared_device {
-            Err("several ranks share one GPU (virtual ranks) and NCCL needs a GPU per rank".into())
-        } else {
-            probe().and_then(|_| {
-                if rank == 0 {
-                    let id = result::get_uniqueid()
-                        .map_err(|e| format!("ncclGetUniqueId: {}", error_text(e.0)))?;
-                    Ok(Some(id.internal.map(|c| c as u8)))
-                } else {
-                    Ok(None)
-                }
-            })
-        };
-        let msg = encode_ready(rank, &local);
-        let all = store_all_gather(store, &format!("{prefix}/nccl"), rank, world, &msg, timeout)
-            .map_err(|e| crate::rendezvous::store_err(rank, "nccl", e))?;
-        let id = decode_ready(rank, &all)?;
-        let id = sys::ncclUniqueId {
-            internal: id.map(|b| b as std::ffi::c_char),
-        };
-        let nranks = i32::try_from(world).map_err(|_| CommError::Nccl {
-            rank,
-            reason: "world too large".into(),
-        })?;
-        let me = i32::try_from(rank).map_err(|_| CommError::Nccl {
-            rank,
-            reason: "rank too large".into(),
-        })?;
-        ctx.bind_to_thread().map_err(|e| CommError::Backend {
-            rank,
-            reason: format!("cuCtxSetCurrent: {e}"),
-        })?;
-        let mut comm: sys::ncclComm_t = std::ptr::null_mut();
-        // SAFETY: comm is a valid out pointer; the id came from rank 0's ncclGetUniqueId;
-        // every rank got past the gather, so all of them call this now.
-        unsafe { result::comm_init_rank(&mut comm, nranks, id, me) }
-            .map_err(|e| nccl_err(rank, "ncclCommInitRank", e))?;
-        tracing::info!("nccl communicator ready");
-        Ok(Nccl {
-            comm,
+        let refusal = shared_device.then(|| {
+            "several ranks share one GPU (virtual ranks) and NCCL needs a GPU per rank".into()
+        });
+        let inner = NcclComm::create(
             rank,
             world,
-            ctx: ctx.clone(),
-        })
+            ctx,
+            refusal,
+            |msg| {
+                store_all_gather(store, &format!("{prefix}/nccl"), rank, world, msg, timeout)
+                    .map_err(|e| crate::rendezvous::store_err(rank, "nccl", e))
+            },
+            |e| e.comm(rank),
+        )?;
+        tracing::info!("nccl communicator ready");
+        Ok(Nccl { inner, rank, world })
     }
 
     /// Enqueues `ncclAllReduce` of `count` elements from `input` to `output` (may be equal)
@@ -250,54 +249,65 @@ impl Nccl {
         op: ReduceOp,
         stream: &CudaStream,
     ) -> Result<()> {
-        // SAFETY: the caller guarantees the addresses; the comm is live (owned by self).
+        // SAFETY: forwarded from this function's contract.
         unsafe {
-            result::all_reduce(
-                input as *const c_void,
-                output as *mut c_void,
-                count,
-                nccl_dtype(dtype),
-                nccl_op(op),
-                self.comm,
-                stream.cu_stream() as sys::cudaStream_t,
-            )
+            self.inner
+                .all_reduce(input, output, count, dtype, op, stream)
         }
-        .map(|_| ())
-        .map_err(|e| nccl_err(self.rank, "ncclAllReduce", e))
+        .map_err(|e| e.comm(self.rank))
     }
 
     /// NCCL's asynchronous error of this communicator, if any.
     pub fn async_error(&self) -> Option<CommError> {
-        let mut code = sys::ncclResult_t::ncclSuccess;
-        // SAFETY: the comm is live; code is a valid out pointer.
-        let r = unsafe { sys::ncclCommGetAsyncError(self.comm, &mut code) };
-        let code = if r != sys::ncclResult_t::ncclSuccess {
-            r
-        } else {
-            code
-        };
-        match code {
-            sys::ncclResult_t::ncclSuccess | sys::ncclResult_t::ncclInProgress => None,
-            c => Some(CommError::Nccl {
-                rank: self.rank,
-                reason: format!("asynchronous error: {}", error_text(c)),
-            }),
-        }
-    }
-}
-
-impl Drop for Nccl {
-    fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
-        // SAFETY: the comm was created by ncclCommInitRank and is released once, here.
-        // Abort (not destroy) never blocks on peers that may be gone.
-        let _ = unsafe { result::comm_abort(self.comm) };
+        self.inner.async_error().map(|e| e.comm(self.rank))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::comm::{agreed_id, encode_ready};
     use super::*;
+
+    #[test]
+    fn versions_and_symm_gate() {
+        assert_eq!(version_text(22703), "2.27.3");
+        assert_eq!(version_text(21805), "2.18.5");
+        assert_eq!(version_text(2708), "2.7.8");
+        assert!(symm_unsupported(22605).is_some_and(|s| s.contains("2.26.5")));
+        assert!(symm_unsupported(22700).is_none());
+        assert!(symm_unsupported(22803).is_none());
+    }
+
+    #[test]
+    fn id_exchange_agrees() {
+        let id = [9u8; UNIQUE_ID_BYTES];
+        let all = vec![encode_ready(0, &Ok(Some(id))), encode_ready(1, &Ok(None))];
+        assert_eq!(agreed_id(&all).unwrap(), id);
+        let bad = vec![
+            encode_ready(0, &Ok(Some(id))),
+            encode_ready(1, &Err("no lib".into())),
+        ];
+        assert_eq!(agreed_id(&bad).unwrap_err(), "rank 1: no lib");
+        assert!(agreed_id(&[b"ok".to_vec()]).is_err());
+        assert!(agreed_id(&[b"id:xx".to_vec()]).is_err());
+        assert!(agreed_id(&[]).is_err());
+    }
+
+    #[test]
+    fn errors_keep_their_text_and_variant() {
+        let e = NcclError::Call {
+            call: "ncclAllReduce",
+            text: "ncclSystemError (x)".into(),
+        };
+        assert_eq!(e.to_string(), "ncclAllReduce: ncclSystemError (x)");
+        assert!(matches!(e.comm(2), CommError::Nccl { rank: 2, .. }));
+        let c = NcclError::Cuda {
+            call: "cuCtxSetCurrent",
+            text: "boom".into(),
+        };
+        assert!(matches!(c.comm(1), CommError::Backend { rank: 1, .. }));
+        assert_eq!(NcclError::Refused("why".into()).to_string(), "why");
+    }
 
     #[test]
     fn ready_messages_agree() {
@@ -333,8 +343,10 @@ mod tests {
         struct Invalid;
         impl<T: ?Sized + Sync> AmbiguousIfSync<Invalid> for T {}
         let _ = <Nccl as AmbiguousIfSync<_>>::some_item;
+        let _ = <NcclComm as AmbiguousIfSync<_>>::some_item;
         fn is_send<T: Send>() {}
         is_send::<Nccl>();
+        is_send::<NcclComm>();
         fn is_sync<T: Sync>() {}
         is_sync::<std::sync::Mutex<Nccl>>();
     }
