@@ -92,6 +92,11 @@ pub const fn push_capacity(slot_bytes: u64) -> u64 {
     slot_bytes / 2
 }
 
+/// Threads per block of the push one-shot (LL): one 8-byte line per thread, blocks of 256
+/// (2x H200, graph, world 2, GPU run 19: 4 KiB 3.06 -> 2.90 us against blocks of 512,
+/// 8-128 KiB 0.02-0.08 less; blocks of 128 lose at 256 KiB, where the grid caps).
+pub const LL_THREADS: u32 = 256;
+
 /// Chunks per thread per iteration of the pull reductions (kernels: `inc_reduce`).
 pub const REDUCE_UNROLL: u64 = 2;
 
@@ -157,7 +162,7 @@ impl DeviceLimits {
 
 /// Choose the grid for `count` elements. `requested` forces a block count (checked).
 /// Auto: one block per `threads` chunks of the tensor (one-shot, two-shot; hcm: `threads` x
-/// [`REDUCE_UNROLL`] chunks), one block per `threads` 8-byte LL lines (push one-shot); at least 1, at
+/// [`REDUCE_UNROLL`] chunks), one block per [`LL_THREADS`] 8-byte LL lines (push one-shot, blocks of that size); at least 1, at
 /// most the co-resident limit (sized from the SM count).
 pub fn plan(
     algo: Algo,
@@ -191,6 +196,11 @@ pub fn plan(
     let c = chunks(dtype, count).ok_or_else(|| {
         CudaError::InvalidArgument(format!("{count} elements overflow u64 bytes"))
     })?;
+    let threads = if algo == Algo::PushOneShot {
+        LL_THREADS
+    } else {
+        threads
+    };
     let per_block = u64::from(threads);
     let want = match algo {
         // One block per `threads` chunks (8 KiB at 512 threads); two-shot too: every thread
@@ -311,8 +321,8 @@ mod tests {
                 .blocks,
             3
         );
-        // push one-shot: one 8-byte LL line per thread: 1 KiB -> 128 lines -> 1 block,
-        // 64 KiB -> 8192 lines -> 16 blocks
+        // push one-shot: one 8-byte LL line per thread, blocks of LL_THREADS: 1 KiB -> 128
+        // lines -> 1 block, 64 KiB -> 8192 lines -> 32 blocks of 256
         assert_eq!(
             plan(Algo::PushOneShot, DType::Bf16, 512, &H100, None)
                 .unwrap()
@@ -320,10 +330,11 @@ mod tests {
             1
         );
         assert_eq!(
-            plan(Algo::PushOneShot, DType::Bf16, 32 << 10, &H100, None)
-                .unwrap()
-                .blocks,
-            16
+            plan(Algo::PushOneShot, DType::Bf16, 32 << 10, &H100, None).unwrap(),
+            LaunchPlan {
+                blocks: 32,
+                threads: LL_THREADS
+            }
         );
         // huge: capped at MAX_BLOCKS (132 SMs x 2 = 264 co-resident)
         assert_eq!(

@@ -22,25 +22,13 @@ impl Kernels {
             ranks_on_device: bufs.ranks_on_device(),
         };
         let mut plan = launch::plan(algo, dtype, count, &limits, blocks)?;
-        // EXPERIMENT (GPU run 19; removed or made the rule after it): LL blocks of
-        // INC_LL_BLOCK_THREADS threads, as many as the lines need.
-        if let Some(t) = std::env::var("INC_LL_BLOCK_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|t| algo == Algo::PushOneShot && blocks.is_none() && (32..=512).contains(t))
-        {
-            let lines = launch::chunks(dtype, count).unwrap_or(0).saturating_mul(2);
-            let want = lines.div_ceil(u64::from(t)).max(1);
-            plan.blocks = u32::try_from(want.min(u64::from(limits.co_resident_blocks())))
-                .unwrap_or(1);
-            plan.threads = t;
-            return Ok(plan);
-        }
         if algo == Algo::PushOneShot && blocks.is_none() && plan.blocks == 1 {
             // A block just large enough for the LL lines of a small call (measured on 2
             // and 4 H200s: 0.05-0.1 us faster at 1-2 KiB, equal above).
             let lines = launch::chunks(dtype, count).unwrap_or(0).saturating_mul(2);
-            plan.threads = u32::try_from((lines.div_ceil(32) * 32).clamp(64, 512)).unwrap_or(512);
+            plan.threads =
+                u32::try_from((lines.div_ceil(32) * 32).clamp(64, u64::from(launch::LL_THREADS)))
+                    .unwrap_or(launch::LL_THREADS);
         }
         Ok(plan)
     }
