@@ -26,13 +26,14 @@ mod slots;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaContext, CudaStream};
 use inc_cuda::{CallOptions, CudaError, IpcHandle, Kernels, PeerBuffers, RawCall};
 use inc_sim::{Algo, DType, ReduceOp};
 use inc_store::Handshake;
 use inc_topo::{NvlMesh, TopologyClass};
+use tracing::info;
 
 pub use self::device::{cuda_err, device_count};
 use self::device::{device_by_bus_id, drv, hex, pci_bus_id, shared_kernels};
@@ -40,6 +41,7 @@ pub(super) use self::slots::lock;
 pub use self::slots::EventPool;
 pub(crate) use self::slots::KernelCheck;
 use self::slots::{registry, Slot};
+use super::ms;
 use crate::error::{CommError, Result};
 use crate::options::CommOptions;
 use crate::select::Capacity;
@@ -102,14 +104,26 @@ impl CudaBackend {
                 ),
             });
         }
+        let t = Instant::now();
         let ctx = inc_cuda::open_device(ordinal).map_err(|e| cuda_err(rank, e))?;
+        let t_ctx = t.elapsed();
         let kernels = shared_kernels(ordinal, &ctx).map_err(|e| cuda_err(rank, e))?;
+        let t_kernels = t.elapsed();
         let stream = ctx.new_stream().map_err(drv(rank, "cuStreamCreate"))?;
         let bus_id = pci_bus_id(rank, ctx.cu_device())?;
         let uuid = ctx
             .uuid()
             .map(|u| hex(&u.bytes.map(|c| c as u8)))
             .map_err(drv(rank, "cuDeviceGetUuid"))?;
+        info!(
+            rank,
+            device = ordinal,
+            context_ms = ms(t_ctx),
+            kernels_ms = ms(t_kernels - t_ctx),
+            stream_ids_ms = ms(t.elapsed() - t_kernels),
+            kernels = %kernels.describe_sources(),
+            "cuda backend created (primary context, Kernels::load, stream + bus id + uuid)"
+        );
         let half_bytes = opts.buffer_bytes.unwrap_or(DEFAULT_CUDA_BUFFER_BYTES);
         Ok(Self {
             rank,
@@ -424,14 +438,33 @@ impl CudaBackend {
             };
             // SAFETY: forwarded from this function's contract; the piece lies inside the
             // caller's `count` elements.
-            unsafe { self.kernels.allreduce_raw(&own, stream, &call) }
-                .map_err(|e| cuda_err(self.rank, e))?;
+            let r = unsafe { self.kernels.allreduce_raw(&own, stream, &call) };
+            self.log_kernel_loads();
+            r.map_err(|e| cuda_err(self.rank, e))?;
             done += n;
             if done >= count {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Logs (info) where each kernel instance loaded since the last call came from:
+    /// `embedded` (the CUBIN in the binary), `disk` (kernel cache), `compiled` (NVRTC) or
+    /// `shared` (another thread's compile); once per instance and process, by whichever
+    /// rank of the device loaded it. Cheap when nothing was loaded.
+    pub(crate) fn log_kernel_loads(&self) {
+        for r in self.kernels.take_load_reports() {
+            let (algo, dtype, op) = r.instance;
+            info!(
+                rank = self.rank,
+                kernel = %inc_cuda::source::entry_name(algo, dtype, op),
+                origin = r.origin.name(),
+                load_ms = ms(r.elapsed),
+                note = r.note.as_deref().unwrap_or(""),
+                "kernel loaded (first use of this instance)"
+            );
+        }
     }
 
     /// The check a [`Work`](crate::Work) runs after its event.

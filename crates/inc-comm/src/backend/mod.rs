@@ -16,3 +16,8 @@ pub fn cuda_available() -> bool {
 pub fn cuda_device_count() -> usize {
     cuda::device_count()
 }
+
+/// A duration in milliseconds with 0.1 ms resolution, for the init and kernel logs.
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
