@@ -24,7 +24,10 @@ fn committed_cubin_archives_are_fresh() {
         // GPU test bundle on another machine)
         let path = format!("{}/../../{name}", env!("CARGO_MANIFEST_DIR"));
         if let Ok(disk) = std::fs::read(&path) {
-            assert!(disk == bytes, "{name} changed after this test was built: rebuild");
+            assert!(
+                disk == bytes,
+                "{name} changed after this test was built: rebuild"
+            );
         }
         let a =
             Archive::parse(bytes).unwrap_or_else(|e| panic!("{name} is damaged ({e}): {}", fix()));
