@@ -17,7 +17,10 @@
 //!
 //! Read by inc-cuda (the kernels) on the cuda backend: `INC_CACHE_DIR` (compiled-kernel
 //! cache folder; default `$XDG_CACHE_HOME/inc` or `~/.cache/inc`), `INC_KERNEL_WARM`
-//! (`default`, `all` or `off`: what compiles in the background after init), `INC_PDL`
+//! (`default`, `all` or `off`: what compiles in the background after init; instances the
+//! embedded CUBINs cover are not compiled), `INC_EMBEDDED_CUBINS` (`0`: never use the
+//! CUBINs embedded in the binary, always the disk cache and NVRTC; default on: sm_90 and
+//! sm_80 devices take every kernel from the binary, and NVRTC is not loaded), `INC_PDL`
 //! (`0` turns off programmatic dependent launch; on by default on sm_90+ with one rank per
 //! device), `INC_KERNEL_DIR` (a folder whose `kernels/` file names replace the embedded
 //! kernel sources: kernel experiments on a GPU host without a rebuild; the cache key follows

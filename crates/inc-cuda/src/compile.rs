@@ -25,6 +25,20 @@ pub enum Origin {
     DiskCache,
     /// Another thread of this process was compiling it; this one waited for its bytes.
     Shared,
+    /// The CUBIN embedded in the binary for this program and arch ([`crate::embedded`]).
+    Embedded,
+}
+
+impl Origin {
+    /// Short name for logs: `compiled`, `disk`, `shared` or `embedded`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Compiled => "compiled",
+            Origin::DiskCache => "disk",
+            Origin::Shared => "shared",
+            Origin::Embedded => "embedded",
+        }
+    }
 }
 
 /// Longest wait for another process's compile of the same key before compiling anyway.
@@ -222,6 +236,19 @@ fn produce(job: &Job, fresh: bool, skip_busy: bool) -> Result<Option<Image>> {
         let _ = cache::write_atomic(p, &job.key, &bin);
     }
     Ok(Some((Arc::new(bin), Origin::Compiled)))
+}
+
+/// The version of the NVRTC this process loads (loading it): [`CudaError::NoNvrtc`] when
+/// libnvrtc cannot be loaded.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    if !sys::nvrtc_present() {
+        return Err(CudaError::NoNvrtc);
+    }
+    // SAFETY: libnvrtc is present (checked above).
+    unsafe { sys::nvrtc_version() }.map_err(|code| CudaError::Nvrtc {
+        op: "nvrtcVersion",
+        code,
+    })
 }
 
 /// NVRTC-compile `src` to a CUBIN for `arch`; errors carry the NVRTC log.

@@ -1,5 +1,7 @@
 //! inc-cuda: the GPU half of `inc`. Device buffers, CUDA IPC export/import and peer
-//! mapping ([`PeerBuffers`]), the NVRTC build of `kernels/*.cu` with an on-disk cache, and
+//! mapping ([`PeerBuffers`]), the kernels of `kernels/*.cu` (precompiled CUBINs embedded in
+//! the binary for sm_90 and sm_80, [`embedded`]; else the NVRTC build with an on-disk
+//! cache), and
 //! the allreduce kernel launches ([`Kernels`]): one-shot, two-shot, hybrid cube mesh and the
 //! barrier-free push one-shot ([`Kernels::push_allreduce`], `Algo::PushOneShot`; calls up to
 //! [`PeerBuffers::push_slot_bytes`], 256 KiB by default) for bf16/f16/f32 and
@@ -46,9 +48,11 @@
 //! [`PeerBuffers::map_local`] and [`PeerBuffers::set_ranks_on_device`] so that the launch
 //! plan keeps all W x G blocks co-resident.
 
+pub mod archive;
 pub mod buffers;
 pub mod cache;
 pub mod compile;
+pub mod embedded;
 pub mod error;
 pub mod ipc;
 pub mod kernels;
@@ -60,10 +64,11 @@ pub mod sys;
 
 pub use buffers::{IpcHandle, PeerBuffers, DEFAULT_HALF_BYTES, DEFAULT_PUSH_SLOT_BYTES};
 pub use compile::Origin;
+pub use embedded::Embedded;
 pub use error::{CudaError, Result};
 pub use kernels::{
     all_instances, default_cache_dir, open_device, CacheMode, CallOptions, Element, Instance,
-    Kernels, LoadOptions, RawCall, Warm, DEFAULT_TIMEOUT,
+    Kernels, LoadOptions, LoadReport, RawCall, Warm, DEFAULT_TIMEOUT,
 };
 pub use launch::{zero_copy_form, LaunchPlan, ZeroCopyForm, MAX_THREADS};
 pub use proto::{Algo, DType, ErrorRecord, ReduceOp};

@@ -186,8 +186,28 @@ pub fn compile_options(arch: &str) -> Vec<String> {
     ]
 }
 
-/// Cache file name of one compiled program: `label` (the entry name or `all`), a hash of
-/// the full program text and the compile options, the text length, arch, driver and NVRTC
+/// Key of one program: `inc-<label>-<hash>-<len>-sm_XY` with `label` the entry name (or
+/// `all`), a hash of the full program text and the compile options, the text length and
+/// the arch. Any kernel edit, option or arch change gives a new key. The embedded CUBINs
+/// are stored under it ([`crate::embedded`]); the disk cache adds driver and NVRTC versions
+/// ([`instance_cache_key`]).
+pub fn program_key(label: &str, source: &str, options: &[String], arch: (u32, u32)) -> String {
+    let mut text = Vec::with_capacity(source.len() + 256);
+    text.extend_from_slice(source.as_bytes());
+    for o in options {
+        text.push(0);
+        text.extend_from_slice(o.as_bytes());
+    }
+    format!(
+        "inc-{label}-{:016x}-{}-sm_{}{}",
+        fnv64(&text),
+        source.len(),
+        arch.0,
+        arch.1
+    )
+}
+
+/// Cache file name of one compiled program: [`program_key`] plus the driver and NVRTC
 /// versions. Any kernel edit, option, arch, driver or NVRTC change gives a new name.
 pub fn instance_cache_key(
     label: &str,
@@ -197,22 +217,62 @@ pub fn instance_cache_key(
     driver: i32,
     nvrtc: (i32, i32),
 ) -> String {
-    let mut text = Vec::with_capacity(source.len() + 256);
-    text.extend_from_slice(source.as_bytes());
-    for o in options {
-        text.push(0);
-        text.extend_from_slice(o.as_bytes());
-    }
     format!(
-        "inc-{label}-{:016x}-{}-sm_{}{}-drv{}-nvrtc{}.{}.cubin",
-        fnv64(&text),
-        source.len(),
-        arch.0,
-        arch.1,
+        "{}-drv{}-nvrtc{}.{}.cubin",
+        program_key(label, source, options, arch),
         driver,
         nvrtc.0,
         nvrtc.1
     )
+}
+
+/// One kernel program exactly as inc-cuda compiles it at run time for an instance and an
+/// arch: what `Kernels` hands to NVRTC (and keys its disk cache and embedded lookup by),
+/// and what `cargo xtask cubins` precompiles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    /// Entry name of the instance, or `all` (the whole program, when instances.cu no
+    /// longer has the macros [`instance_source`] relies on).
+    pub label: String,
+    /// The NVRTC program text.
+    pub source: String,
+    /// NVRTC options ([`compile_options`]).
+    pub options: Vec<String>,
+    /// Compute capability.
+    pub arch: (u32, u32),
+}
+
+impl Program {
+    /// The program of instance (`algo`, `dtype`, `op`) for `arch`.
+    pub fn new(algo: Algo, dtype: DType, op: ReduceOp, arch: (u32, u32)) -> Self {
+        let (label, source) = match instance_source(algo, dtype, op) {
+            Ok(s) => (entry_name(algo, dtype, op), s),
+            Err(_) => ("all".to_string(), assemble()),
+        };
+        Program {
+            label,
+            source,
+            options: compile_options(&format!("sm_{}{}", arch.0, arch.1)),
+            arch,
+        }
+    }
+
+    /// [`program_key`] of this program.
+    pub fn key(&self) -> String {
+        program_key(&self.label, &self.source, &self.options, self.arch)
+    }
+
+    /// [`instance_cache_key`] of this program.
+    pub fn cache_key(&self, driver: i32, nvrtc: (i32, i32)) -> String {
+        instance_cache_key(
+            &self.label,
+            &self.source,
+            &self.options,
+            self.arch,
+            driver,
+            nvrtc,
+        )
+    }
 }
 
 /// Entry-point name of one kernel: `inc_<algo>_<dtype>_<op>`.

@@ -276,9 +276,11 @@ fn gpu_device_and_compile_cache() {
     let Some(ctx) = gpu() else { return };
     let dir = std::env::temp_dir().join(format!("inc-cache-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // the NVRTC path: the embedded CUBINs are tested by gpu_embedded.rs
     let opts = inc_cuda::LoadOptions {
         cache: inc_cuda::CacheMode::Dir(dir.clone()),
         warm: inc_cuda::Warm::Off,
+        embedded: inc_cuda::Embedded::Off,
     };
     let load_all = |k: &Kernels| {
         for (a, d, o) in inc_cuda::all_instances() {

@@ -14,20 +14,20 @@
 //! GPU, as in gpu.rs), rank r launching with its own `Kernels` where the test has several.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
-use half::bf16;
 use inc_cuda::cache::{self, Lookup};
 use inc_cuda::{
-    open_device, Algo, CacheMode, CallOptions, DType, Kernels, LoadOptions, Origin, PeerBuffers,
-    RawCall, ReduceOp, Warm,
+    open_device, Algo, CacheMode, DType, Embedded, Kernels, LoadOptions, Origin, ReduceOp, Warm,
 };
 
 #[allow(dead_code)] // rng() is for the other GPU test files
 mod common;
 use common::gpu;
+#[path = "common/pair.rs"]
+mod pair;
+use pair::allreduce_check;
 
 fn fresh_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("inc-lazy-{name}-{}", std::process::id()));
@@ -35,98 +35,17 @@ fn fresh_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The NVRTC and disk-cache path (embedded CUBINs off: gpu_embedded.rs tests those).
 fn opts(dir: &Path, warm: Warm) -> LoadOptions {
     LoadOptions {
         cache: CacheMode::Dir(dir.to_path_buf()),
         warm,
+        embedded: Embedded::Off,
     }
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// Two virtual ranks on one GPU, mapped to each other.
-fn pair(ctx: &Arc<CudaContext>) -> (Vec<PeerBuffers>, Vec<Arc<CudaStream>>) {
-    let mut b0 = PeerBuffers::new(ctx, 0, 2, 1 << 20).unwrap();
-    let mut b1 = PeerBuffers::new(ctx, 1, 2, 1 << 20).unwrap();
-    b0.map_local(1, &b1).unwrap();
-    b1.map_local(0, &b0).unwrap();
-    for b in [&mut b0, &mut b1] {
-        b.set_ranks_on_device(2).unwrap();
-        b.verify_peers().unwrap();
-    }
-    let streams = (0..2).map(|_| ctx.new_stream().unwrap()).collect();
-    (vec![b0, b1], streams)
-}
-
-enum Buf {
-    H(CudaSlice<u16>),
-    F(CudaSlice<f32>),
-}
-
-/// One in-place sum allreduce of `n` elements over the pair, rank r launching with `ks[r]`;
-/// checks the exact result (small integers: exact in bf16 and f32).
-fn allreduce_check(ks: [&Kernels; 2], ctx: &Arc<CudaContext>, algo: Algo, d: DType) {
-    let (bufs, streams) = pair(ctx);
-    let n = 4099usize;
-    let val = |r: usize, i: usize| (i % 13) as f32 + r as f32;
-    let mut xs = Vec::new();
-    for r in 0..2 {
-        let v: Vec<f32> = (0..n).map(|i| val(r, i)).collect();
-        xs.push(match d {
-            DType::F32 => Buf::F(streams[r].clone_htod(&v).unwrap()),
-            DType::Bf16 => Buf::H(
-                streams[r]
-                    .clone_htod(
-                        &v.iter()
-                            .map(|x| bf16::from_f32(*x).to_bits())
-                            .collect::<Vec<_>>(),
-                    )
-                    .unwrap(),
-            ),
-            DType::F16 => panic!("f32 and bf16 only"),
-        });
-    }
-    for s in &streams {
-        s.synchronize().unwrap();
-    }
-    for r in 0..2 {
-        let s = &streams[r];
-        let p = match &xs[r] {
-            Buf::H(x) => x.device_ptr(s).0,
-            Buf::F(x) => x.device_ptr(s).0,
-        };
-        let call = RawCall {
-            algo,
-            dtype: d,
-            op: ReduceOp::Sum,
-            input: p,
-            output: p,
-            count: n as u64,
-            options: CallOptions::default(),
-        };
-        // SAFETY: xs[r] holds n elements and lives until the syncs below.
-        unsafe { ks[r].allreduce_raw(&bufs[r], s, &call) }.unwrap();
-    }
-    for s in &streams {
-        s.synchronize().unwrap();
-    }
-    for r in 0..2 {
-        bufs[r].check().unwrap();
-        let got: Vec<f32> = match &xs[r] {
-            Buf::F(x) => streams[r].clone_dtoh(x).unwrap(),
-            Buf::H(x) => streams[r]
-                .clone_dtoh(x)
-                .unwrap()
-                .iter()
-                .map(|b| bf16::from_bits(*b).to_f32())
-                .collect(),
-        };
-        for (i, g) in got.iter().enumerate() {
-            assert_eq!(*g, val(0, i) + val(1, i), "{algo} {d} rank {r} element {i}");
-        }
-    }
 }
 
 /// Cold numbers for the target: init, first bf16 sum instance, first allreduce;

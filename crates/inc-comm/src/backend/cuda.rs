@@ -30,13 +30,14 @@ mod slots;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaContext, CudaStream};
 use inc_cuda::{CudaError, IpcHandle, Kernels, PeerBuffers};
 use inc_sim::{Algo, DType, ReduceOp};
 use inc_store::{Handshake, Store};
 use inc_topo::{NvlMesh, TopologyClass};
+use tracing::info;
 
 pub(crate) use self::calls::Staging;
 pub use self::device::{cuda_err, device_count};
@@ -46,7 +47,7 @@ pub use self::slots::EventPool;
 pub(crate) use self::slots::KernelCheck;
 use self::slots::{registry, Slot};
 use super::symmetric::SymSlot;
-use super::{Backend, CallState, DeviceCall, Identity, Poison, Setup};
+use super::{ms, Backend, CallState, DeviceCall, Identity, Poison, Setup};
 use crate::error::{CommError, Result};
 use crate::nccl::Nccl;
 use crate::options::{AlgoPath, BackendKind};
@@ -119,8 +120,11 @@ impl CudaBackend {
                 ),
             });
         }
+        let t = Instant::now();
         let ctx = inc_cuda::open_device(ordinal).map_err(|e| cuda_err(rank, e))?;
+        let t_ctx = t.elapsed();
         let kernels = shared_kernels(ordinal, &ctx).map_err(|e| cuda_err(rank, e))?;
+        let t_kernels = t.elapsed();
         let stream = ctx.new_stream().map_err(drv(rank, "cuStreamCreate"))?;
         let bus_id =
             inc_cuda::sys::pci_bus_id(ctx.cu_device()).map_err(drv(rank, "cuDeviceGetPCIBusId"))?;
@@ -128,6 +132,15 @@ impl CudaBackend {
             .uuid()
             .map(|u| hex(&u.bytes.map(|c| c as u8)))
             .map_err(drv(rank, "cuDeviceGetUuid"))?;
+        info!(
+            rank,
+            device = ordinal,
+            context_ms = ms(t_ctx),
+            kernels_ms = ms(t_kernels - t_ctx),
+            stream_ids_ms = ms(t.elapsed() - t_kernels),
+            kernels = %kernels.describe_sources(),
+            "cuda backend created (primary context, Kernels::load, stream + bus id + uuid)"
+        );
         let half_bytes = opts.buffer_bytes.unwrap_or(DEFAULT_CUDA_BUFFER_BYTES);
         Ok(Self {
             rank,

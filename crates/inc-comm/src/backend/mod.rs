@@ -302,3 +302,8 @@ pub(crate) trait Backend: Send + Sync {
         let _ = handle;
     }
 }
+
+/// A duration in milliseconds with 0.1 ms resolution, for the init and kernel logs.
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}

@@ -204,10 +204,11 @@ impl CudaBackend {
             timeout: self.call_timeout(),
         };
         // SAFETY: forwarded; the memory lives until teardown (SymState).
-        unsafe {
+        let r = unsafe {
             self.kernels()
                 .allreduce_symmetric_raw(&own, &sym, stream, dtype, op, offset, count, options)
-        }
-        .map_err(|e| cuda_err(self.rank(), e))
+        };
+        self.log_kernel_loads();
+        r.map_err(|e| cuda_err(self.rank(), e))
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::backend::Setup;
+use crate::backend::ms;
 
 /// torchrun's variables, read by [`Comm::from_env`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +117,7 @@ impl Comm {
     /// from the environment).
     pub fn from_env_with(opts: CommOptions) -> Result<Comm> {
         let env = TorchrunEnv::from_lookup(|k| std::env::var(k).ok())?;
+        let t = Instant::now();
         let addr = format!("{}:{}", env.master_addr, env.master_port);
         let copts = inc_store::ClientOptions {
             connect_timeout: opts.timeout,
@@ -126,8 +128,18 @@ impl Comm {
             reason: format!("connecting to {addr}: {e}"),
             source: crate::error::ErrorSource::new(e),
         })?;
+        let t_store = t.elapsed();
         // Virtual ranks across processes: more local ranks than GPUs share them round-robin.
+        // The first device count loads libcuda and runs cuInit.
         let gpus = crate::backend::cuda_device_count();
+        info!(
+            rank = env.rank,
+            world = env.world,
+            store_connect_ms = ms(t_store),
+            cuda_init_ms = ms(t.elapsed() - t_store),
+            gpus,
+            "before rendezvous: TCP store connected, CUDA driver loaded and initialised (cuInit, device count)"
+        );
         let device = if opts.allow_shared_device
             && resolve_backend(opts.backend) == BackendKind::Cuda
             && gpus > 0
@@ -199,8 +211,15 @@ impl Comm {
         }
         let started = Instant::now();
         let prefix = rendezvous::comm_prefix(&*store, rank)?;
+        let t_prefix = started.elapsed();
         let kind = resolve_backend(opts.backend);
-        info!(backend = %kind, prefix = %prefix, "rendezvous starting");
+        info!(
+            backend = %kind,
+            prefix = %prefix,
+            prefix_ms = ms(t_prefix),
+            resolve_ms = ms(started.elapsed() - t_prefix),
+            "rendezvous starting (times: the store's comm prefix, backend resolution incl. a first cuInit)"
+        );
 
         // Local setup; a failure is reported to the peers in step 1 instead of leaving them
         // waiting.

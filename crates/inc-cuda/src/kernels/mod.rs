@@ -1,7 +1,7 @@
-//! `Kernels`: the NVRTC-compiled inc kernels of one device (each (algorithm, dtype, op)
-//! instance compiled alone on first use or by a background warming thread, cached on disk
-//! per instance: see `compile` and `cache`) and the allreduce launch with its host-side
-//! validation.
+//! `Kernels`: the inc kernels of one device (each (algorithm, dtype, op) instance taken
+//! from the CUBINs embedded in the binary, or compiled alone by NVRTC on first use or by a
+//! background warming thread and cached on disk per instance: see `load`, `embedded`,
+//! `compile` and `cache`) and the allreduce launch with its host-side validation.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,24 +10,24 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cudarc::driver::sys::CUdevice_attribute as Attr;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
 };
-use cudarc::nvrtc::Ptx;
 
 use crate::buffers::PeerBuffers;
-use crate::compile::{self, Job, Origin, Warmed};
+use crate::compile::{Origin, Warmed};
+use crate::embedded::Embedded;
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
     self, DeviceLimits, KernelArgs, LaunchPlan, ZeroCopyForm, FLAG_IO_ALIGNED, FLAG_ZC_PUSH,
-    FLAG_ZERO_COPY, MAX_THREADS,
+    FLAG_ZERO_COPY,
 };
 use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS, ZERO_COPY_SIG};
 use crate::symmetric::SymmetricMemory;
-use crate::{source, sys};
+use crate::sys;
 
 mod calls;
+mod load;
 mod prepare;
 
 /// Every rank's (pad, data) base addresses, indexed by rank.
@@ -203,6 +203,24 @@ pub struct LoadOptions {
     pub cache: CacheMode,
     /// Background warming.
     pub warm: Warm,
+    /// Whether to take images from the CUBINs embedded in the binary (default: on unless
+    /// `INC_EMBEDDED_CUBINS=0`).
+    pub embedded: Embedded,
+}
+
+/// How the first use of one instance got its kernel (see [`Kernels::take_load_reports`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The instance.
+    pub instance: Instance,
+    /// Where its image came from.
+    pub origin: Origin,
+    /// Time to get the image and load it into the context (waits for a warming compile
+    /// included).
+    pub elapsed: Duration,
+    /// Why the embedded image was not used although there is one (damaged, or rejected by
+    /// the driver), if so.
+    pub note: Option<String>,
 }
 
 /// One loaded instance.
@@ -219,23 +237,33 @@ struct Slot {
     loaded: OnceLock<Loaded>,
 }
 
-/// The kernels of one device. Each (algorithm, dtype, op) instance is compiled by NVRTC as
-/// its own small program when first needed ([`Kernels::function`]; every launch goes
-/// through it), cached on disk per instance, and shared with other threads and processes
-/// compiling the same instance at the same time. A background thread warms
-/// [`Warm::DEFAULT_LIST`] after [`Kernels::load`].
+/// The NVRTC version, or why NVRTC cannot be used (`None` = libnvrtc missing, `Some(code)`
+/// = nvrtcVersion failed); looked up once, at the first need.
+type NvrtcProbe = std::result::Result<(i32, i32), Option<i32>>;
+
+/// The kernels of one device. Each (algorithm, dtype, op) instance is loaded when first
+/// needed ([`Kernels::function`]; every launch goes through it): from the CUBINs embedded
+/// in the binary when the device's arch has them ([`crate::embedded`]), else compiled by
+/// NVRTC as its own small program, cached on disk per instance, and shared with other
+/// threads and processes compiling the same instance at the same time. A background thread
+/// warms [`Warm::DEFAULT_LIST`] (those not embedded) after [`Kernels::load`].
 pub struct Kernels {
     ctx: Arc<CudaContext>,
     slots: HashMap<Instance, Slot>,
     arch: (u32, u32),
     sm_count: u32,
     driver: i32,
-    nvrtc: (i32, i32),
+    nvrtc: OnceLock<NvrtcProbe>,
     dir: Option<PathBuf>,
-    options: Arc<Vec<String>>,
+    /// Take images from the embedded archive of `arch` (on, and one exists).
+    embedded: bool,
+    /// Set once the driver rejected an embedded image: later instances skip them.
+    embedded_rejected: AtomicBool,
     warmed: Warmed<Instance>,
     warm_thread: Mutex<Option<JoinHandle<()>>>,
     cancel: Arc<AtomicBool>,
+    reports: Mutex<Vec<LoadReport>>,
+    reports_pending: AtomicBool,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -244,7 +272,8 @@ impl std::fmt::Debug for Kernels {
             .field("arch", &self.arch)
             .field("sm_count", &self.sm_count)
             .field("driver", &self.driver)
-            .field("nvrtc", &self.nvrtc)
+            .field("nvrtc", &self.nvrtc.get())
+            .field("embedded", &self.embedded)
             .field("loaded", &self.loaded_instances())
             .finish()
     }
@@ -287,221 +316,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Kernels {
-    /// The kernels of `ctx`'s device with the default cache folder; compiles nothing now
-    /// (each instance compiles or loads from the cache at its first use) and starts the
-    /// background warming of `INC_KERNEL_WARM` (default: [`Warm::DEFAULT_LIST`]). Fails
-    /// early when the device is too old or NVRTC is missing.
-    pub fn load(ctx: &Arc<CudaContext>) -> Result<Self> {
-        Self::load_with(ctx, &CacheMode::Default)
-    }
-
-    /// [`Kernels::load`] with an explicit cache mode.
-    pub fn load_with(ctx: &Arc<CudaContext>, cache: &CacheMode) -> Result<Self> {
-        Self::load_opts(
-            ctx,
-            &LoadOptions {
-                cache: cache.clone(),
-                warm: Warm::FromEnv,
-            },
-        )
-    }
-
-    /// [`Kernels::load`] with explicit options.
-    pub fn load_opts(ctx: &Arc<CudaContext>, opts: &LoadOptions) -> Result<Self> {
-        let attr = |a: Attr, name: &'static str| -> Result<u32> {
-            let v = ctx.attribute(a).map_err(drv(name))?;
-            Ok(u32::try_from(v).unwrap_or(0))
-        };
-        let major = attr(
-            Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
-            "cuDeviceGetAttribute(cc major)",
-        )?;
-        let minor = attr(
-            Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
-            "cuDeviceGetAttribute(cc minor)",
-        )?;
-        let sm_count = attr(
-            Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-            "cuDeviceGetAttribute(SM count)",
-        )?;
-        if major < 7 {
-            return Err(CudaError::Unsupported(format!(
-                "compute capability {major}.{minor}: the inc kernels need sm_70 or newer (system-scope acquire/release)"
-            )));
-        }
-        let arch = (major, minor);
-        // SAFETY: libcuda is loaded (a context exists).
-        let driver = unsafe { sys::driver_version() }.map_err(drv("cuDriverGetVersion"))?;
-        if !sys::nvrtc_present() {
-            return Err(CudaError::NoNvrtc);
-        }
-        // SAFETY: libnvrtc is present (checked above).
-        let nvrtc = unsafe { sys::nvrtc_version() }.map_err(|code| CudaError::Nvrtc {
-            op: "nvrtcVersion",
-            code,
-        })?;
-        let k = Kernels {
-            ctx: ctx.clone(),
-            slots: all_instances()
-                .into_iter()
-                .map(|i| (i, Slot::default()))
-                .collect(),
-            arch,
-            sm_count,
-            driver,
-            nvrtc,
-            dir: opts.cache.dir(),
-            options: Arc::new(source::compile_options(&format!("sm_{major}{minor}"))),
-            warmed: Arc::default(),
-            warm_thread: Mutex::new(None),
-            cancel: Arc::default(),
-        };
-        k.warm(&opts.warm.instances());
-        Ok(k)
-    }
-
-    /// Start compiling `instances` (in order) on a background thread, unless one is still
-    /// running from an earlier call (then this does nothing). First use of an instance that
-    /// the thread is compiling waits for that compile instead of starting another.
-    pub fn warm(&self, instances: &[Instance]) {
-        let mut t = lock(&self.warm_thread);
-        if t.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
-        let jobs: Vec<(Instance, Job)> = instances
-            .iter()
-            .filter(|i| self.slots.get(i).is_some_and(|s| s.loaded.get().is_none()))
-            .map(|&i| (i, self.job(i)))
-            .collect();
-        if jobs.is_empty() {
-            return;
-        }
-        *t = compile::spawn_warm(jobs, self.warmed.clone(), self.cancel.clone());
-    }
-
-    /// Wait for the background warming thread (if any) to finish.
-    pub fn wait_warm(&self) {
-        let h = lock(&self.warm_thread).take();
-        if let Some(h) = h {
-            let _ = h.join();
-        }
-    }
-
-    /// The NVRTC program and cache key of `inst`: one instance alone, or the whole program
-    /// if instances.cu no longer has the macros this relies on.
-    fn job(&self, inst: Instance) -> Job {
-        let (algo, dtype, op) = inst;
-        let (label, src) = match source::instance_source(algo, dtype, op) {
-            Ok(s) => (source::entry_name(algo, dtype, op), s),
-            Err(_) => ("all".to_string(), source::assemble()),
-        };
-        let key = source::instance_cache_key(
-            &label,
-            &src,
-            &self.options,
-            self.arch,
-            self.driver,
-            self.nvrtc,
-        );
-        Job {
-            key,
-            source: Arc::new(src),
-            options: self.options.clone(),
-            arch: self.arch,
-            dir: self.dir.clone(),
-        }
-    }
-
-    /// The kernel of one instance, compiled (or loaded from the disk cache, or taken from
-    /// the warming thread) on first use; later calls return it at once.
-    pub fn function(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Result<&CudaFunction> {
-        Ok(&self.instance(algo, dtype, op)?.func)
-    }
-
-    /// Co-resident blocks per SM of one instance at [`MAX_THREADS`] threads (occupancy API);
-    /// compiles the instance on first use. Launch plans of that instance use it.
-    pub fn occupancy(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Result<u32> {
-        Ok(self.instance(algo, dtype, op)?.blocks_per_sm)
-    }
-
-    /// Where the loaded image of an instance came from (`None`: not loaded yet).
-    pub fn origin(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Option<Origin> {
-        self.slots
-            .get(&(algo, dtype, op))
-            .and_then(|s| s.loaded.get())
-            .map(|l| l.origin)
-    }
-
-    /// The instances loaded so far.
-    pub fn loaded_instances(&self) -> Vec<Instance> {
-        let mut v: Vec<Instance> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.loaded.get().is_some())
-            .map(|(i, _)| *i)
-            .collect();
-        v.sort_by_key(|(a, d, o)| (a.code(), d.code(), o.code()));
-        v
-    }
-
-    /// The cache file of an instance (`None` when the cache is off).
-    pub fn cache_path(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Option<PathBuf> {
-        let job = self.job((algo, dtype, op));
-        job.dir.map(|d| d.join(job.key))
-    }
-
-    fn instance(&self, algo: Algo, dtype: DType, op: ReduceOp) -> Result<&Loaded> {
-        let slot = self
-            .slots
-            .get(&(algo, dtype, op))
-            .ok_or_else(|| CudaError::Launch(format!("no kernel instance {algo} {dtype} {op}")))?;
-        if let Some(l) = slot.loaded.get() {
-            return Ok(l);
-        }
-        let _init = lock(&slot.init);
-        if let Some(l) = slot.loaded.get() {
-            return Ok(l);
-        }
-        let loaded = self.load_instance((algo, dtype, op))?;
-        Ok(slot.loaded.get_or_init(|| loaded))
-    }
-
-    /// Get the image (warmed, shared, cached or compiled), load it into the context, look up
-    /// the entry and its occupancy. A cached image the driver rejects is compiled afresh.
-    fn load_instance(&self, inst: Instance) -> Result<Loaded> {
-        let (algo, dtype, op) = inst;
-        let job = self.job(inst);
-        let warmed = lock(&self.warmed).remove(&inst);
-        let (bin, mut origin) = match warmed {
-            Some(img) => img,
-            None => compile::obtain(&job, false)?,
-        };
-        let module = match self.ctx.load_module(Ptx::from_binary(bin.to_vec())) {
-            Ok(m) => m,
-            Err(e) if origin == Origin::Compiled => return Err(drv("cuModuleLoadData")(e)),
-            Err(_) => {
-                // a checksum-valid file the driver rejects: compile afresh, overwrite it
-                let (bin, o) = compile::obtain(&job, true)?;
-                origin = o;
-                self.ctx
-                    .load_module(Ptx::from_binary(bin.to_vec()))
-                    .map_err(drv("cuModuleLoadData"))?
-            }
-        };
-        let func = module
-            .load_function(&source::entry_name(algo, dtype, op))
-            .map_err(drv("cuModuleGetFunction"))?;
-        // SAFETY: func is a live kernel of the module loaded above (its context is bound
-        // to this thread by load_module).
-        let blocks_per_sm = unsafe { sys::occupancy(func.cu_function(), MAX_THREADS) }
-            .map_err(drv("cuOccupancyMaxActiveBlocksPerMultiprocessor"))?;
-        Ok(Loaded {
-            func,
-            blocks_per_sm,
-            origin,
-        })
-    }
-
     /// Compute capability (major, minor).
     pub fn arch(&self) -> (u32, u32) {
         self.arch
@@ -527,6 +341,37 @@ impl Kernels {
             .filter_map(|s| s.loaded.get().map(|l| l.origin))
             .collect();
         !origins.is_empty() && origins.iter().all(|o| *o == Origin::DiskCache)
+    }
+    /// Whether instances are taken from the embedded CUBINs (enabled, and this binary has
+    /// an archive for the device's arch).
+    pub fn uses_embedded(&self) -> bool {
+        self.embedded
+    }
+    /// One line on where this device's kernels come from (embedded archive and its NVRTC
+    /// version, or why not), for logs.
+    pub fn describe_sources(&self) -> String {
+        if self.embedded {
+            crate::embedded::describe(self.arch)
+        } else if crate::embedded::archive(self.arch).is_some() {
+            "embedded CUBINs off (INC_EMBEDDED_CUBINS=0 or LoadOptions): NVRTC and disk cache"
+                .to_string()
+        } else {
+            format!(
+                "{}: NVRTC and disk cache",
+                crate::embedded::describe(self.arch)
+            )
+        }
+    }
+    /// The reports of the instances loaded since the last call (each instance's first use
+    /// is reported once, to one caller); cheap when there is none.
+    pub fn take_load_reports(&self) -> Vec<LoadReport> {
+        // a plain load first: every launch comes here, the swap only after a load
+        if !self.reports_pending.load(Ordering::Acquire)
+            || !self.reports_pending.swap(false, Ordering::AcqRel)
+        {
+            return Vec::new();
+        }
+        std::mem::take(&mut *lock(&self.reports))
     }
 }
 

@@ -274,14 +274,33 @@ impl CudaBackend {
             };
             // SAFETY: forwarded from this function's contract; the piece lies inside the
             // caller's `count` elements.
-            unsafe { self.kernels.allreduce_raw(&own, stream, &call) }
-                .map_err(|e| cuda_err(self.rank, e))?;
+            let r = unsafe { self.kernels.allreduce_raw(&own, stream, &call) };
+            self.log_kernel_loads();
+            r.map_err(|e| cuda_err(self.rank, e))?;
             done += n;
             if done >= count {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Logs (info) where each kernel instance loaded since the last call came from:
+    /// `embedded` (the CUBIN in the binary), `disk` (kernel cache), `compiled` (NVRTC) or
+    /// `shared` (another thread's compile); once per instance and process, by whichever
+    /// rank of the device loaded it. Cheap when nothing was loaded.
+    pub(crate) fn log_kernel_loads(&self) {
+        for r in self.kernels.take_load_reports() {
+            let (algo, dtype, op) = r.instance;
+            tracing::info!(
+                rank = self.rank,
+                kernel = %inc_cuda::source::entry_name(algo, dtype, op),
+                origin = r.origin.name(),
+                load_ms = super::super::ms(r.elapsed),
+                note = r.note.as_deref().unwrap_or(""),
+                "kernel loaded (first use of this instance)"
+            );
+        }
     }
 
     /// The check a [`Work`](crate::Work) runs after its event.
