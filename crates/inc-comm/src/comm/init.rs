@@ -1,8 +1,8 @@
 //! How a communicator comes to be: torchrun variables, rendezvous through a store, threads.
 
 use super::*;
-use crate::backend::Setup;
 use crate::backend::ms;
+use crate::backend::Setup;
 
 /// torchrun's variables, read by [`Comm::from_env`].
 #[derive(Debug, Clone, PartialEq, Eq)]

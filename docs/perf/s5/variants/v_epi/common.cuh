@@ -1,0 +1,479 @@
+// inc kernels: shared definitions (signal pad layout, flag barrier, chunk I/O, folds).
+//
+// Compiled at run time by NVRTC (crates/inc-cuda/src/source.rs concatenates proto.cuh,
+// common.cuh, one_shot.cu, two_shot.cu, hcm.cu, push_one_shot.cu and instances.cu). No CUDA
+// headers are included: the 16-bit conversions are done here by hand (bf16 by bit
+// arithmetic, f16 by PTX cvt), so the same code runs on sm_70 and newer without cuda_bf16.h.
+//
+// Every protocol constant is generated into proto.cuh from inc-proto (the one source of
+// them); nothing here restates one.
+
+// Layout constants, limits, error codes, flag bits and the IncErrorRecord / IncArgs structs
+// come from proto.cuh (generated from inc-proto by `cargo xtask codegen`), which NVRTC
+// compiles just before this file.
+
+// Waits: the clock, the abort word and the error rules are looked at every
+// INC_SPIN_CHECK + 1 spins; the mapped host word (PCIe) only after INC_HOST_POLL_NS of
+// waiting (the host's abort normally reaches the device abort word through a memset).
+#define INC_SPIN_CHECK 255u
+#define INC_HOST_POLL_NS 100000ull
+
+// ----- memory-model primitives (system scope) -------------------------------------------
+
+__device__ __forceinline__ void inc_st_release_sys(u64 addr, u64 v) {
+    asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(addr), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ u64 inc_ld_acquire_sys(u64 addr) {
+    u64 v;
+    asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(addr) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ u32 inc_ld_relaxed_sys_u32(u64 addr) {
+    u32 v;
+    asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(addr) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void inc_st_relaxed_sys_u32(u64 addr, u32 v) {
+    asm volatile("st.relaxed.sys.global.u32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ u64 inc_now_ns() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+// 128-bit load that bypasses L1 (peer and symmetric-buffer data). volatile keeps it after
+// the barrier that precedes it; no "memory" clobber, so independent loads stay in flight
+// together.
+__device__ __forceinline__ uint4 inc_ld_cg_v4(u64 addr) {
+    uint4 r;
+    asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(addr));
+    return r;
+}
+
+__device__ __forceinline__ void inc_st_v4(u64 addr, uint4 v) {
+    asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(addr), "r"(v.x), "r"(v.y),
+                 "r"(v.z), "r"(v.w)
+                 : "memory");
+}
+
+// ----- element conversions ---------------------------------------------------------------
+// DT: 0 = bf16, 1 = f16, 2 = f32. OP: 0 = sum, 1 = avg, 2 = min, 3 = max.
+
+__device__ __forceinline__ float inc_f16_to_f32(u32 h) {
+    float f;
+    unsigned short s = (unsigned short)h;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(s));
+    return f;
+}
+
+__device__ __forceinline__ u32 inc_f32_to_f16(float f) {
+    unsigned short s;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(s) : "f"(f));
+    return (u32)s;
+}
+
+// Round to nearest even; NaN stays NaN (quiet bit set), like half::bf16::from_f32.
+__device__ __forceinline__ u32 inc_f32_to_bf16(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+template <int DT>
+struct IncLanes {
+    static const int N = (DT == 2) ? 4 : 8;  // elements per 16-byte chunk
+    static const int ES = (DT == 2) ? 4 : 2; // bytes per element
+};
+
+template <int DT>
+__device__ __forceinline__ void inc_unpack(uint4 r, float (&f)[8]) {
+    u32 w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if (DT == 2) {
+            f[i] = __uint_as_float(w[i]);
+        } else if (DT == 0) {
+            f[2 * i] = __uint_as_float(w[i] << 16);
+            f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        } else {
+            f[2 * i] = inc_f16_to_f32(w[i] & 0xffffu);
+            f[2 * i + 1] = inc_f16_to_f32(w[i] >> 16);
+        }
+    }
+}
+
+template <int DT>
+__device__ __forceinline__ uint4 inc_pack(const float (&f)[8]) {
+    u32 w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if (DT == 2) {
+            w[i] = __float_as_uint(f[i]);
+        } else if (DT == 0) {
+            w[i] = inc_f32_to_bf16(f[2 * i]) | (inc_f32_to_bf16(f[2 * i + 1]) << 16);
+        } else {
+            w[i] = inc_f32_to_f16(f[2 * i]) | (inc_f32_to_f16(f[2 * i + 1]) << 16);
+        }
+    }
+    uint4 r;
+    r.x = w[0];
+    r.y = w[1];
+    r.z = w[2];
+    r.w = w[3];
+    return r;
+}
+
+template <int OP>
+__device__ __forceinline__ float inc_fold(float a, float b) {
+    if (OP == 2) return fminf(a, b);
+    if (OP == 3) return fmaxf(a, b);
+    return __fadd_rn(a, b);
+}
+
+// acc = fold(acc, v) lane-wise (first: acc = v).
+template <int DT, int OP>
+__device__ __forceinline__ void inc_fold_chunk(float (&acc)[8], uint4 raw, bool first) {
+    float v[8];
+    inc_unpack<DT>(raw, v);
+#pragma unroll
+    for (int i = 0; i < IncLanes<DT>::N; ++i) acc[i] = first ? v[i] : inc_fold<OP>(acc[i], v[i]);
+}
+
+template <int DT, int OP>
+__device__ __forceinline__ void inc_finish(float (&acc)[8], float scale) {
+    if (OP == 1) {
+#pragma unroll
+        for (int i = 0; i < IncLanes<DT>::N; ++i) acc[i] = __fmul_rn(acc[i], scale);
+    }
+}
+
+// ----- user tensor I/O (handles the partial tail chunk and unaligned tensors) ----------
+
+template <int DT>
+__device__ __forceinline__ uint4 inc_load_input(const IncArgs& a, u64 c, u64 nbytes) {
+    const u64 off = c * 16;
+    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 16 <= nbytes) {
+        return *reinterpret_cast<const uint4*>(a.input + off);
+    }
+    u32 w[4] = {0, 0, 0, 0};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < IncLanes<DT>::N; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                w[i] = *reinterpret_cast<const u32*>(a.input + b);
+            } else {
+                u32 h = *reinterpret_cast<const u16*>(a.input + b);
+                w[i / 2] |= h << ((i & 1) * 16);
+            }
+        }
+    }
+    uint4 r;
+    r.x = w[0];
+    r.y = w[1];
+    r.z = w[2];
+    r.w = w[3];
+    return r;
+}
+
+// Chunk c of a tensor at `base`: whole 16-byte store, or element by element for the
+// partial tail chunk and for unaligned tensors (bytes past `nbytes` are never written).
+template <int DT>
+__device__ __forceinline__ void inc_store_at(u64 base, bool aligned, u64 c, u64 nbytes, uint4 v) {
+    const u64 off = c * 16;
+    if (aligned && off + 16 <= nbytes) {
+        *reinterpret_cast<uint4*>(base + off) = v;
+        return;
+    }
+    u32 w[4] = {v.x, v.y, v.z, v.w};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < IncLanes<DT>::N; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                *reinterpret_cast<u32*>(base + b) = w[i];
+            } else {
+                *reinterpret_cast<u16*>(base + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
+            }
+        }
+    }
+}
+
+template <int DT>
+__device__ __forceinline__ void inc_store_output(const IncArgs& a, u64 c, u64 nbytes, uint4 v) {
+    inc_store_at<DT>(a.output, (a.flags & INC_FLAG_IO_ALIGNED) != 0, c, nbytes, v);
+}
+
+// First chunk >= lo owned by this thread under the grid-stride partition
+// (chunk c belongs to block (c / T) % G, thread c % T).
+__device__ __forceinline__ u64 inc_first_chunk(u64 lo) {
+    const u64 T = blockDim.x;
+    const u64 stride = (u64)gridDim.x * T;
+    const u64 mine = (u64)blockIdx.x * T + threadIdx.x;
+    if (lo <= mine) return mine;
+    return mine + ((lo - mine + stride - 1) / stride) * stride;
+}
+
+__device__ __forceinline__ u64 inc_stride() { return (u64)gridDim.x * blockDim.x; }
+
+// ----- unrolled data movement ------------------------------------------------------------
+// Each thread takes INC_UNROLL chunks (copies) or 2 chunks x W peers (reductions) per
+// iteration and issues every load before the first use, so it keeps several independent
+// 16-byte accesses in flight (one at a time caps an NVLink pull far below the link rate).
+#define INC_UNROLL 4
+
+// dst[c] = input[c] for my chunks c in [lo, hi) (dst: a symmetric-buffer address).
+template <int DT>
+__device__ __forceinline__ void inc_copy_in(const IncArgs& a, u64 dst, u64 lo, u64 hi,
+                                            u64 nbytes) {
+    const u64 S = inc_stride();
+    u64 c = inc_first_chunk(lo);
+    for (; c + (INC_UNROLL - 1) * S < hi; c += INC_UNROLL * S) {
+        uint4 v[INC_UNROLL];
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) v[u] = inc_load_input<DT>(a, c + u * S, nbytes);
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) inc_st_v4(dst + (c + u * S) * 16, v[u]);
+    }
+    for (; c < hi; c += S) inc_st_v4(dst + c * 16, inc_load_input<DT>(a, c, nbytes));
+}
+
+// out[c] = src[c] for my chunks c in [lo, hi) (src: a peer's symmetric buffer).
+template <int DT>
+__device__ __forceinline__ void inc_gather(const IncArgs& a, u64 src, u64 lo, u64 hi,
+                                           u64 nbytes) {
+    const u64 S = inc_stride();
+    u64 c = inc_first_chunk(lo);
+    for (; c + (INC_UNROLL - 1) * S < hi; c += INC_UNROLL * S) {
+        uint4 v[INC_UNROLL];
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) v[u] = inc_ld_cg_v4(src + (c + u * S) * 16);
+#pragma unroll
+        for (int u = 0; u < INC_UNROLL; ++u) inc_store_output<DT>(a, c + u * S, nbytes, v[u]);
+    }
+    for (; c < hi; c += S) inc_store_output<DT>(a, c, nbytes, inc_ld_cg_v4(src + c * 16));
+}
+
+template <int DT, int OP>
+__device__ __forceinline__ uint4 inc_fold_ranks(const IncArgs& a, const uint4 (&raw)[INC_MAX_RANKS]) {
+    float acc[8];
+#pragma unroll
+    for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+        if (q < a.world) inc_fold_chunk<DT, OP>(acc, raw[q], q == 0);
+    }
+    inc_finish<DT, OP>(acc, a.scale);
+    return inc_pack<DT>(acc);
+}
+
+// For my chunks c in [lo, hi): v = fold over ranks 0..W-1 (rank order, f32) of
+// data[q] + region + c*16; out[c] = v, and own[c] = v when own != 0. Two chunks per
+// iteration, all 2W loads in flight together.
+template <int DT, int OP>
+__device__ __forceinline__ void inc_reduce(const IncArgs& a, u64 region, u64 lo, u64 hi,
+                                           u64 nbytes, u64 own) {
+    const u64 S = inc_stride();
+    for (u64 c = inc_first_chunk(lo); c < hi; c += 2 * S) {
+        const bool two = c + S < hi;
+        uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
+#pragma unroll
+        for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+            if (q < a.world) {
+                r0[q] = inc_ld_cg_v4(a.data[q] + region + c * 16);
+                if (two) r1[q] = inc_ld_cg_v4(a.data[q] + region + (c + S) * 16);
+            }
+        }
+        const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+        if (own != 0) inc_st_v4(own + c * 16, v0);
+        inc_store_output<DT>(a, c, nbytes, v0);
+        if (two) {
+            const uint4 v1 = inc_fold_ranks<DT, OP>(a, r1);
+            if (own != 0) inc_st_v4(own + (c + S) * 16, v1);
+            inc_store_output<DT>(a, c + S, nbytes, v1);
+        }
+    }
+}
+
+// ----- per-call context, errors, barrier ---------------------------------------------------
+
+struct IncCall {
+    u32 e;       // epoch of this call
+    u32 p;       // parity
+    u64 flag;    // (e << 32) | sig
+    u64 region;  // offset of this call's region in every rank's data area
+};
+
+// Record the first error of this rank (pad + host mirror) and raise the abort word on every
+// rank's pad (own included).
+__device__ void inc_fail(const IncArgs& a, u32 code, u32 peer, u32 phase, u64 expected,
+                         u64 seen) {
+    const u64 rec = a.pad[a.rank] + INC_PAD_ERROR;
+    if (atomicCAS_system(reinterpret_cast<unsigned int*>(rec), 0u, code) == 0u) {
+        volatile IncErrorRecord* r = reinterpret_cast<volatile IncErrorRecord*>(rec);
+        r->rank = a.rank;
+        r->block = blockIdx.x;
+        r->peer = peer;
+        r->phase = phase;
+        r->expected = expected;
+        r->seen = seen;
+        if (a.host != 0) {
+            volatile IncErrorRecord* h =
+                reinterpret_cast<volatile IncErrorRecord*>(a.host + INC_HOST_ERROR);
+            h->rank = a.rank;
+            h->block = blockIdx.x;
+            h->peer = peer;
+            h->phase = phase;
+            h->expected = expected;
+            h->seen = seen;
+            __threadfence_system();
+            h->code = code;
+        }
+        __threadfence_system();
+    }
+    const u32 word = 0x80000000u | ((a.rank & 0x7fffffu) << 8) | (code & 0xffu);
+    for (u32 q = 0; q < a.world && q < INC_MAX_RANKS; ++q) {
+        const u64 ab = a.pad[q] + INC_PAD_ABORT;
+        if (inc_ld_relaxed_sys_u32(ab) == 0u) inc_st_relaxed_sys_u32(ab, word);
+    }
+}
+
+// The device abort word of this rank (local memory; never PCIe).
+__device__ __forceinline__ u32 inc_abort_seen(const IncArgs& a) {
+    return inc_ld_relaxed_sys_u32(a.pad[a.rank] + INC_PAD_ABORT);
+}
+
+// Slow path of every wait, run once per INC_SPIN_CHECK + 1 spins: abort word (device;
+// the mapped host word too once the wait is older than INC_HOST_POLL_NS) and deadline.
+// Returns 0 to keep waiting, else the error code it recorded.
+__device__ __forceinline__ u32 inc_wait_slow(const IncArgs& a, u64 t0, u32 peer, u32 phase,
+                                          u64 expected, u64 seen) {
+    u32 w = inc_abort_seen(a);
+    const u64 dt = inc_now_ns() - t0;
+    if (w == 0u && a.host != 0 && dt > INC_HOST_POLL_NS) {
+        w = inc_ld_relaxed_sys_u32(a.host + INC_HOST_ABORT);
+    }
+    if (w != 0u) {
+        inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, phase, expected, seen);
+        return INC_ERR_PEER_ABORT;
+    }
+    if (dt > a.timeout_ns) {
+        inc_fail(a, INC_ERR_TIMEOUT, peer, phase, expected, seen);
+        return INC_ERR_TIMEOUT;
+    }
+    return 0u;
+}
+
+// Programmatic dependent launch (sm_90+; no-ops when the launch did not ask for it): a
+// kernel may be scheduled while the previous kernel of its stream still runs, so every
+// entry point first waits for that kernel's completion and memory (inc_pdl_wait), and
+// every block lets the next kernel be scheduled once it passed its prologue
+// (inc_pdl_launch): the launch latency of call n+1 hides behind call n.
+__device__ __forceinline__ void inc_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void inc_pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// PROLOGUE. Returns false when the whole block must exit (comm aborted). One 64-bit local
+// load gives the epoch (low word) and the abort word (high word).
+__device__ bool inc_prologue(const IncArgs& a, volatile int* s_fail, volatile u32* s_e,
+                             IncCall& k) {
+    if (threadIdx.x == 0) {
+        *s_fail = 0;
+        u64 ea;
+        asm volatile("ld.relaxed.sys.global.u64 %0, [%1];"
+                     : "=l"(ea)
+                     : "l"(a.pad[a.rank] + INC_PAD_EPOCH)
+                     : "memory");
+        const u32 w = (u32)(ea >> 32);
+        if (w != 0u) {
+            *s_fail = 2;
+            if (blockIdx.x == 0) inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, 0, 0, w);
+        }
+        *s_e = (u32)ea + 1u;
+    }
+    __syncthreads();
+    inc_pdl_launch();
+    if (*s_fail != 0) return false;
+    k.e = *s_e;
+    k.p = k.e & 1u;
+    k.flag = ((u64)k.e << 32) | (u64)a.sig;
+    k.region = (a.flags & INC_FLAG_ZERO_COPY) ? a.zc_offset : (u64)k.p * a.half_bytes;
+    return true;
+}
+
+// Flag barrier over the ranks in `mask` (PROTOCOL.md "Barrier"). All threads of the block
+// call it. Returns false once this block has failed (then it must skip every later step).
+__device__ bool inc_barrier(const IncArgs& a, const IncCall& k, u32 kind_off, u32 mask,
+                            u32 phase, volatile int* s_fail) {
+    __syncthreads();
+    const u32 t = threadIdx.x;
+    const u32 n = __popc(mask);
+    if (t < n && *s_fail == 0) {
+        // peer = the t-th set bit of mask
+        u32 m = mask;
+        for (u32 i = 0; i < t; ++i) m &= m - 1u;
+        const u32 peer = __ffs(m) - 1u;
+        const u64 slot = kind_off + ((u64)(k.p * INC_MAX_BLOCKS + blockIdx.x) * INC_MAX_RANKS) * 8u;
+        inc_st_release_sys(a.pad[peer] + slot + (u64)a.rank * 8u, k.flag);
+        const u64 mine = a.pad[a.rank] + slot + (u64)peer * 8u;
+        const u64 t0 = inc_now_ns();
+        u32 it = 0;
+        // Spin on the flag alone; everything else every INC_SPIN_CHECK + 1 spins.
+        u64 v = inc_ld_acquire_sys(mine);
+        while (v != k.flag) {
+            const u32 ve = (u32)(v >> 32);
+            if (ve == k.e || (int)(ve - k.e) > 0) {
+                inc_fail(a, ve == k.e ? INC_ERR_CALL_MISMATCH : INC_ERR_SEQ_MISMATCH, peer,
+                         phase, k.flag, v);
+                *s_fail = 1;
+                break;
+            }
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                if (*s_fail != 0) break;
+                if (inc_wait_slow(a, t0, peer, phase, k.flag, v) != 0u) {
+                    *s_fail = 1;
+                    break;
+                }
+            }
+            v = inc_ld_acquire_sys(mine);
+        }
+    }
+    __syncthreads();
+    return *s_fail == 0;
+}
+
+// Bit mask of every rank except me.
+__device__ __forceinline__ u32 inc_others(const IncArgs& a) {
+    return ((1u << a.world) - 1u) & ~(1u << a.rank);
+}
+
+// EPILOGUE: the last block to finish publishes the epoch (a grid of one block writes it
+// directly: no atomic, no fence; the next kernel on the stream reads it).
+__device__ void inc_epilogue(const IncArgs& a, const IncCall& k) {
+    __syncthreads();
+    if (gridDim.x == 1) {
+        if (threadIdx.x == 0) *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
+        return;
+    }
+    // No fence: only the next kernel on this stream reads `done` and the epoch, and the
+    // kernel boundary orders them.
+    // MEASUREMENT VARIANT (unsafe: a late block could read the new epoch): every block
+    // writes the epoch, no atomic.
+    if (threadIdx.x == 0) *reinterpret_cast<volatile u32*>(a.pad[a.rank] + INC_PAD_EPOCH) = k.e;
+}
