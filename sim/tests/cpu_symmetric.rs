@@ -121,7 +121,8 @@ fn symmetric_two_shot_matches_reference_back_to_back() {
     let mut rng = Rng(0x5eed_2a11);
     for world in 1..=5usize {
         let Setup { ranks, tensors } = setup(world, Duration::from_secs(20));
-        let push_max = ranks[0].max_bytes(Algo::TwoShot);
+        let push_max = ranks[0].zero_copy_push_max_bytes();
+        assert!(push_max >= 2 * ranks[0].max_bytes(Algo::TwoShot));
         assert!(push_max >= 400, "push-form calls too small: {push_max}");
         let calls = calls(&mut rng, world, 24, push_max);
         assert!(calls.iter().any(|c| !c.copy_in && c.form == ZcForm::Push));
@@ -308,8 +309,8 @@ fn symmetric_bad_arguments_are_errors() {
         .allreduce_symmetric(&tensors, 0, AREA + 16, f, s, 1)
         .is_err());
     assert!(r.allreduce_symmetric(&tensors, 0, 64, f, s, 0).is_err());
-    // The push form's receive areas live in the comm's regions: its two-shot limit.
-    let over = r.max_bytes(Algo::TwoShot) + 16;
+    // The push form's receive areas live in the comm's regions: only they count.
+    let over = r.zero_copy_push_max_bytes() + 16;
     assert!(over <= AREA);
     assert!(r
         .allreduce_symmetric_form(ZcForm::Push, &tensors, 0, over, f, s, 1)

@@ -81,6 +81,14 @@ pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
     (usable / per_chunk) * lanes(dtype)
 }
 
+/// Most elements of `dtype` one piece of a zero-copy push-form call takes with parity halves
+/// of `half_bytes`: of a half it needs only the receive areas `R[0..W]` (W slices of
+/// `ceil(C / W)` chunks, at most `C + W - 1` chunks; the all-gather stores straight into the
+/// tensors), so twice what the copy-in two-shot's receive + gather areas allow.
+pub fn zero_copy_push_max_count(dtype: DType, half_bytes: u64) -> u64 {
+    (half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES) / CHUNK_BYTES) * lanes(dtype)
+}
+
 /// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot
 /// (every 16-byte LL line carries 8 payload bytes).
 pub fn push_max_count(dtype: DType, slot_bytes: u64) -> u64 {
@@ -288,6 +296,22 @@ mod tests {
             max_count(Algo::TwoShot, DType::Bf16, 10 << 20),
             ((10 << 20) - 128) / 32 * 8
         );
+    }
+
+    #[test]
+    fn zero_copy_push_pieces_fit_their_receive_areas() {
+        for half in [1u64 << 20, 64 << 20, (10 << 20) + 48] {
+            for d in [DType::Bf16, DType::F32] {
+                let n = zero_copy_push_max_count(d, half);
+                // twice the copy-in two-shot's piece, within one chunk per rank
+                assert!(n >= 2 * max_count(Algo::TwoShot, d, half));
+                let c = chunks(d, n).unwrap();
+                for w in 1..=MAX_RANKS as u64 {
+                    // the receive areas R[0..W] of one piece lie inside the half
+                    assert!(w * c.div_ceil(w) * CHUNK_BYTES <= half, "{half} {d:?} {w}");
+                }
+            }
+        }
     }
 
     #[test]

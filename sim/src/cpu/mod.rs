@@ -197,6 +197,13 @@ impl CpuRank {
         }
     }
 
+    /// Largest piece of a zero-copy push-form call (PROTOCOL.md "two-shot, zero-copy"): only
+    /// its receive areas `R[0..W]` (at most `C + W - 1` chunks) live in a parity half.
+    pub fn zero_copy_push_max_bytes(&self) -> usize {
+        let half = self.own().layout().half_bytes;
+        (half / CHUNK_BYTES).saturating_sub(self.world) * CHUNK_BYTES
+    }
+
     /// Raises the abort word on every rank's pad: every pending and later call fails.
     pub fn abort(&self) {
         let word = abort_word(self.rank as u32, ERR_PEER_ABORT);

@@ -83,11 +83,11 @@ impl CpuRank {
             )));
         }
         check_call_shape(dtype, blocks, &[])?;
-        if form == ZcForm::Push && bytes > self.max_bytes(Algo::TwoShot) {
+        if form == ZcForm::Push && bytes > self.zero_copy_push_max_bytes() {
             return Err(SimError::Config(format!(
                 "{bytes} bytes exceeds the push form's limit of {} bytes (its receive areas \
                  live in the comm's regions)",
-                self.max_bytes(Algo::TwoShot)
+                self.zero_copy_push_max_bytes()
             )));
         }
         for (q, t) in tensors.iter().enumerate() {

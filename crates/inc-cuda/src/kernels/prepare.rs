@@ -247,7 +247,15 @@ impl Kernels {
         }
         let tensors = sym.peer_bases()?;
         let (data, flags) = if form == ZeroCopyForm::Push {
-            launch::check_capacity(Algo::TwoShot, dtype, count, bufs.half_bytes())?;
+            let cap = launch::zero_copy_push_max_count(dtype, bufs.half_bytes());
+            if count > cap {
+                return Err(CudaError::TooLarge {
+                    algo: Algo::TwoShot,
+                    bytes,
+                    needed: launch::tensor_bytes(dtype, count).unwrap_or(u64::MAX),
+                    capacity: launch::tensor_bytes(dtype, cap).unwrap_or(u64::MAX),
+                });
+            }
             let (_, data) = bufs.addresses()?;
             (data, FLAG_ZERO_COPY | FLAG_IO_ALIGNED | FLAG_ZC_PUSH)
         } else {
