@@ -40,7 +40,7 @@ fn random_input(rng: &mut Rng, dtype: DType, count: usize) -> Vec<u8> {
 
 const GUARD: u8 = 0xab;
 const OFFSET: usize = 32;
-const AREA: usize = 4096;
+const AREA: usize = 8192;
 
 struct Setup {
     ranks: Vec<CpuRank>,

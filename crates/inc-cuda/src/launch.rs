@@ -81,12 +81,14 @@ pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
     (usable / per_chunk) * lanes(dtype)
 }
 
-/// Most elements of `dtype` one piece of a zero-copy push-form call takes with parity halves
-/// of `half_bytes`: of a half it needs only the receive areas `R[0..W]` (W slices of
-/// `ceil(C / W)` chunks, at most `C + W - 1` chunks; the all-gather stores straight into the
-/// tensors), so twice what the copy-in two-shot's receive + gather areas allow.
-pub fn zero_copy_push_max_count(dtype: DType, half_bytes: u64) -> u64 {
-    (half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES) / CHUNK_BYTES) * lanes(dtype)
+/// Most elements of `dtype` one piece of a zero-copy push-form call takes at `world` ranks
+/// with parity halves of `half_bytes`: of a half it needs only the receive areas `R[0..W]`
+/// (`W` slices of `ceil(C / W)` chunks; the all-gather stores straight into the tensors), so
+/// `C = floor(H / W) x W` chunks of the `H` a half holds: a whole half when `W` divides `H`
+/// (twice what the copy-in two-shot's receive + gather areas allow).
+pub fn zero_copy_push_max_count(dtype: DType, half_bytes: u64, world: usize) -> u64 {
+    let w = world.max(1) as u64;
+    (half_bytes / CHUNK_BYTES / w * w) * lanes(dtype)
 }
 
 /// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot
@@ -302,16 +304,20 @@ mod tests {
     fn zero_copy_push_pieces_fit_their_receive_areas() {
         for half in [1u64 << 20, 64 << 20, (10 << 20) + 48] {
             for d in [DType::Bf16, DType::F32] {
-                let n = zero_copy_push_max_count(d, half);
-                // twice the copy-in two-shot's piece, within one chunk per rank
-                assert!(n >= 2 * max_count(Algo::TwoShot, d, half));
-                let c = chunks(d, n).unwrap();
-                for w in 1..=MAX_RANKS as u64 {
+                for w in 1..=MAX_RANKS {
+                    let n = zero_copy_push_max_count(d, half, w);
+                    // about twice the copy-in two-shot's piece
+                    assert!(n >= 2 * max_count(Algo::TwoShot, d, half));
                     // the receive areas R[0..W] of one piece lie inside the half
+                    let c = chunks(d, n).unwrap();
+                    let w = w as u64;
                     assert!(w * c.div_ceil(w) * CHUNK_BYTES <= half, "{half} {d:?} {w}");
                 }
             }
         }
+        // a 64 MiB call at 2 or 4 ranks is one piece of the default 64 MiB halves
+        assert_eq!(zero_copy_push_max_count(DType::Bf16, 64 << 20, 2), 32 << 20);
+        assert_eq!(zero_copy_push_max_count(DType::F32, 64 << 20, 4), 16 << 20);
     }
 
     #[test]

@@ -198,10 +198,12 @@ impl CpuRank {
     }
 
     /// Largest piece of a zero-copy push-form call (PROTOCOL.md "two-shot, zero-copy"): only
-    /// its receive areas `R[0..W]` (at most `C + W - 1` chunks) live in a parity half.
+    /// its receive areas `R[0..W]` (`W x ceil(C / W)` chunks) live in a parity half, so
+    /// `floor(H / W) x W` of the `H` chunks a half holds.
     pub fn zero_copy_push_max_bytes(&self) -> usize {
         let half = self.own().layout().half_bytes;
-        (half / CHUNK_BYTES).saturating_sub(self.world) * CHUNK_BYTES
+        let w = self.world.max(1);
+        half / CHUNK_BYTES / w * w * CHUNK_BYTES
     }
 
     /// Raises the abort word on every rank's pad: every pending and later call fails.

@@ -176,7 +176,9 @@ impl Kernels {
         let form = launch::zero_copy_form(bufs.world(), bytes);
         let piece = if form == ZeroCopyForm::Push {
             let lanes = launch::lanes(dtype);
-            (launch::zero_copy_push_max_count(dtype, bufs.half_bytes()) / lanes * lanes).max(lanes)
+            (launch::zero_copy_push_max_count(dtype, bufs.half_bytes(), bufs.world()) / lanes
+                * lanes)
+                .max(lanes)
         } else {
             count
         };

@@ -247,7 +247,7 @@ impl Kernels {
         }
         let tensors = sym.peer_bases()?;
         let (data, flags) = if form == ZeroCopyForm::Push {
-            let cap = launch::zero_copy_push_max_count(dtype, bufs.half_bytes());
+            let cap = launch::zero_copy_push_max_count(dtype, bufs.half_bytes(), bufs.world());
             if count > cap {
                 return Err(CudaError::TooLarge {
                     algo: Algo::TwoShot,
