@@ -122,9 +122,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("inc_cuda_allreduce_raw", |b| {
         b.iter_custom(|iters| {
-            // SAFETY: as above.
             timed(iters, &s, || {
-                unsafe { k.allreduce_raw(&bufs, &s, &call) }.unwrap()
+                // SAFETY: as above.
+                unsafe { k.allreduce_raw(&bufs, &s, &call) }.unwrap();
             })
         })
     });
