@@ -603,7 +603,7 @@ fn gpu_symmetric_tensors_zero_copy() {
     for world in [2usize, 3, 4] {
         let comms = Comm::init_threads(&vec![0; world], opts(60_000)).unwrap();
         // the comm's buffer is 2 MiB a half: 3 MiB tensors exceed it
-        // pull form up to 2 MiB (3-4 ranks) / 8 MiB (2 ranks), push form (in pieces of
+        // pull form up to 2 MiB (3-4 ranks) / 4 MiB (2 ranks), push form (in pieces of
         // the 2 MiB halves) above: both forms run at every world
         for n_bytes in [4usize, 28, 16 << 10, 200_004, 3 << 20, (9 << 20) + 4] {
             for path in [Some(AlgoPath::TwoShot), None] {

@@ -21,10 +21,10 @@ pub enum ZeroCopyForm {
 
 /// Which zero-copy form a call of `bytes` per rank at `world` ranks runs. Measured on 2 and
 /// 4 H200s (graph, bf16; docs/PERFORMANCE.md): at 4 ranks pull 11.4 us / push 11.9 at
-/// 1 MiB, 27.1 / 25.5 at 4 MiB; at 2 ranks pull 18.2 / push 18.7 at 4 MiB, 56.4 / 53.8 at
-/// 16 MiB.
+/// 1 MiB, 27.1 / 25.5 at 4 MiB; at 2 ranks (GPU run 27, after the per-block epoch words)
+/// pull 31.4 / push 30.6 at 8 MiB, 4 MiB and below go to one-shot anyway.
 pub fn zero_copy_form(world: usize, bytes: u64) -> ZeroCopyForm {
-    let switch = if world <= 2 { 8 << 20 } else { 2 << 20 };
+    let switch = if world <= 2 { 4 << 20 } else { 2 << 20 };
     if bytes > switch {
         ZeroCopyForm::Push
     } else {
@@ -413,8 +413,8 @@ mod tests {
     #[test]
     fn zero_copy_form_switches_by_size_and_world() {
         assert_eq!(zero_copy_form(2, 4 << 20), ZeroCopyForm::Pull);
-        assert_eq!(zero_copy_form(2, 8 << 20), ZeroCopyForm::Pull);
-        assert_eq!(zero_copy_form(2, (8 << 20) + 16), ZeroCopyForm::Push);
+        assert_eq!(zero_copy_form(2, 4 << 20), ZeroCopyForm::Pull);
+        assert_eq!(zero_copy_form(2, (4 << 20) + 16), ZeroCopyForm::Push);
         assert_eq!(zero_copy_form(4, 1 << 20), ZeroCopyForm::Pull);
         assert_eq!(zero_copy_form(4, 4 << 20), ZeroCopyForm::Push);
         assert_eq!(zero_copy_form(3, 3 << 20), ZeroCopyForm::Push);
