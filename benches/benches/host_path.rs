@@ -83,39 +83,27 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let pdl = k.pdl(&bufs);
     let ev = ctx.new_event(None).unwrap();
+    let launch = || {
+        // SAFETY: f takes IncArgs; args point at live buffers (see above).
+        unsafe {
+            inc_cuda::sys::launch(
+                f.cu_function(),
+                plan.blocks,
+                plan.threads,
+                s.cu_stream(),
+                &args,
+                pdl,
+            )
+        }
+        .unwrap();
+    };
     g.bench_function("raw_launch", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, &s, || {
-                // SAFETY: f takes IncArgs; args point at live buffers (see above).
-                unsafe {
-                    inc_cuda::sys::launch(
-                        f.cu_function(),
-                        plan.blocks,
-                        plan.threads,
-                        s.cu_stream(),
-                        &args,
-                        pdl,
-                    )
-                }
-                .unwrap();
-            })
-        })
+        b.iter_custom(|iters| timed(iters, &s, launch))
     });
     g.bench_function("raw_launch_event", |b| {
         b.iter_custom(|iters| {
             timed(iters, &s, || {
-                // SAFETY: as above.
-                unsafe {
-                    inc_cuda::sys::launch(
-                        f.cu_function(),
-                        plan.blocks,
-                        plan.threads,
-                        s.cu_stream(),
-                        &args,
-                        pdl,
-                    )
-                }
-                .unwrap();
+                launch();
                 ev.record(&s).unwrap();
             })
         })
