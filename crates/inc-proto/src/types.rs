@@ -491,6 +491,40 @@ mod tests {
             call_sig(Algo::OneShot, DType::F32, ReduceOp::Sum, 8),
             call_sig(Algo::OneShot, DType::F32, ReduceOp::Max, 8)
         );
+        // counts that differ only above bit 32 still differ
+        assert_ne!(
+            call_sig(Algo::OneShot, DType::F32, ReduceOp::Sum, 1),
+            call_sig(Algo::OneShot, DType::F32, ReduceOp::Sum, 1 + (1u64 << 32))
+        );
+    }
+
+    #[test]
+    fn error_record_round_trips_through_bytes() {
+        let r = ErrorRecord {
+            code: ERR_TIMEOUT,
+            rank: 3,
+            block: 17,
+            peer: 5,
+            phase: 2,
+            _pad: 0,
+            expected: flag_word(9, 0xdead_beef),
+            seen: flag_word(8, 0xdead_beef),
+        };
+        let mut b = [0u8; ERROR_RECORD_BYTES];
+        b[0..4].copy_from_slice(&r.code.to_le_bytes());
+        b[4..8].copy_from_slice(&r.rank.to_le_bytes());
+        b[8..12].copy_from_slice(&r.block.to_le_bytes());
+        b[12..16].copy_from_slice(&r.peer.to_le_bytes());
+        b[16..20].copy_from_slice(&r.phase.to_le_bytes());
+        b[24..32].copy_from_slice(&r.expected.to_le_bytes());
+        b[32..40].copy_from_slice(&r.seen.to_le_bytes());
+        assert_eq!(error_record_from_le_bytes(&b), r);
+        let s = r.to_string();
+        assert!(
+            s.contains("timeout on rank 3 block 17 (peer 5, step 2)"),
+            "{s}"
+        );
+        assert!(s.contains("epoch 9"), "{s}");
     }
 
     #[test]
