@@ -84,11 +84,16 @@ impl Kernels {
         count: Option<u64>,
         options: CallOptions,
     ) -> Result<()> {
-        let n = checked_count(count, input.len(), output.len())?;
-        let (ip, _ri) = input.device_ptr(stream);
-        let (op_, _ro) = output.device_ptr_mut(stream);
-        // SAFETY: both slices hold at least n elements and are borrowed for this call.
-        unsafe { self.push_allreduce_raw(bufs, stream, T::DTYPE, op, ip, op_, n, options) }
+        self.allreduce(
+            bufs,
+            stream,
+            Algo::PushOneShot,
+            op,
+            input,
+            output,
+            count,
+            options,
+        )
     }
 
     /// Typed in-place push one-shot of the first `count` elements of `data` (`None` = all).
@@ -101,10 +106,7 @@ impl Kernels {
         count: Option<u64>,
         options: CallOptions,
     ) -> Result<()> {
-        let n = checked_count_in_place(count, data.len())?;
-        let (p, _r) = data.device_ptr_mut(stream);
-        // SAFETY: the slice holds at least n elements and is borrowed for this call.
-        unsafe { self.push_allreduce_raw(bufs, stream, T::DTYPE, op, p, p, n, options) }
+        self.allreduce_in_place(bufs, stream, Algo::PushOneShot, op, data, count, options)
     }
 
     /// Enqueue one allreduce on `stream` (asynchronous; graph-capturable: no sync, no
