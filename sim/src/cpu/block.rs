@@ -229,9 +229,18 @@ impl CallCtx<'_> {
         c: usize,
         ranks: impl Iterator<Item = usize>,
     ) -> Result<[f32; 8], Failed> {
+        self.fold_with(ranks, |r| self.load_chunk(r, c * CHUNK_BYTES))
+    }
+
+    /// Folds (f32, in the order of `ranks`) the chunk `load(r)` gives for every rank r.
+    pub(super) fn fold_with(
+        &self,
+        ranks: impl Iterator<Item = usize>,
+        mut load: impl FnMut(usize) -> Result<[u8; CHUNK_BYTES], Failed>,
+    ) -> Result<[f32; 8], Failed> {
         let mut acc: Option<[f32; 8]> = None;
         for r in ranks {
-            let v = decode(self.dtype, &self.load_chunk(r, c * CHUNK_BYTES)?);
+            let v = decode(self.dtype, &load(r)?);
             acc = Some(match acc {
                 None => v,
                 Some(mut a) => {
@@ -295,25 +304,14 @@ impl CallCtx<'_> {
                     // output and into every peer's G[c].
                     for c in self.my_chunks(b).filter(|c| c / slice == me) {
                         let j = c - me * slice;
-                        let mut acc: Option<[f32; 8]> = None;
-                        for s in 0..world {
-                            let raw = if s == me {
-                                chunk_of(self.input, c)
+                        let acc = self.fold_with(0..world, |s| {
+                            if s == me {
+                                Ok(chunk_of(self.input, c))
                             } else {
-                                self.load_chunk(me, (s * slice + j) * CHUNK_BYTES)?
-                            };
-                            let v = decode(self.dtype, &raw);
-                            acc = Some(match acc {
-                                None => v,
-                                Some(mut a) => {
-                                    for (x, y) in a.iter_mut().zip(v) {
-                                        *x = fold(self.op, *x, y);
-                                    }
-                                    a
-                                }
-                            });
-                        }
-                        let chunk = self.finish_chunk(acc.unwrap_or([0.0; 8]));
+                                self.load_chunk(me, (s * slice + j) * CHUNK_BYTES)
+                            }
+                        })?;
+                        let chunk = self.finish_chunk(acc);
                         for q in (0..world).filter(|&q| q != me) {
                             self.store_chunk(q, gather + c * CHUNK_BYTES, &chunk)?;
                         }

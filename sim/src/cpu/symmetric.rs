@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use super::{check_call_shape, chunk_of, decode, fold, CallCtx, CpuRank, Failed, Region};
+use super::{check_call_shape, chunk_of, CallCtx, CpuRank, Failed, Region};
 use crate::error::SimError;
 use crate::program::ZcForm;
 use crate::types::{call_sig, Algo, DType, ReduceOp, CHUNK_BYTES};
@@ -179,25 +179,14 @@ impl CallCtx<'_> {
             .my_chunks(b)
             .filter(|c| (c / slice).min(world - 1) == me)
         {
-            let mut acc: Option<[f32; 8]> = None;
-            for q in 0..world {
-                let raw = if sym.form == ZcForm::Push && q != me {
-                    self.load_chunk(me, (q * slice + c - me * slice) * CHUNK_BYTES)?
+            let acc = self.fold_with(0..world, |q| {
+                if sym.form == ZcForm::Push && q != me {
+                    self.load_chunk(me, (q * slice + c - me * slice) * CHUNK_BYTES)
                 } else {
-                    sym.load(q, c)?
-                };
-                let v = decode(self.dtype, &raw);
-                acc = Some(match acc {
-                    None => v,
-                    Some(mut a) => {
-                        for (x, y) in a.iter_mut().zip(v) {
-                            *x = fold(self.op, *x, y);
-                        }
-                        a
-                    }
-                });
-            }
-            let chunk = self.finish_chunk(acc.unwrap_or([0.0; 8]));
+                    sym.load(q, c)
+                }
+            })?;
+            let chunk = self.finish_chunk(acc);
             for q in 0..world {
                 sym.store(q, c, &chunk)?;
             }
