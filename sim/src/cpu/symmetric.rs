@@ -53,7 +53,7 @@ impl CpuRank {
     /// [`CpuRank::allreduce_symmetric`] in form `form`: [`ZcForm::Pull`] (program
     /// `inc::two_shot_zc`) or [`ZcForm::Push`] (`inc::two_shot_zcp`: the scatter fills
     /// the receive areas of the comm's own regions, so `bytes` is limited to
-    /// [`CpuRank::max_bytes`] of the two-shot). Every rank of a call must use the same form.
+    /// [`CpuRank::zero_copy_push_max_bytes`]). Every rank of a call must use the same form.
     #[allow(clippy::too_many_arguments)]
     pub fn allreduce_symmetric_form(
         &self,
