@@ -54,6 +54,9 @@ typedef unsigned short u16;
 #define INC_FLAG_ZERO_COPY 1u
 #define INC_FLAG_IO_ALIGNED 2u
 #define INC_FLAG_ZC_PUSH 4u
+#define INC_FLAG_DEFER_GATHER 8u
+#define INC_FLAG_PREV_GATHER 16u
+#define INC_COPY_THREADS 128u // threads per block copying out the previous piece
 
 // First failure seen on a rank (inc_proto::ErrorRecord).
 struct IncErrorRecord {
@@ -87,7 +90,8 @@ struct IncArgs {
     float scale;              // @216 avg: 1/world (f32); else 1
     u32 push_slot_bytes;      // @220 push one-shot: bytes of one slot of the push region
     u64 sym[8];               // @224 zero-copy two-shot, push form: every rank's symmetric tensor
+    u64 prev_count;           // @288 copy-in two-shot in pieces: elements of the previous piece
 };
-static_assert(sizeof(IncArgs) == 288, "IncArgs must match inc_proto::KernelArgs");
+static_assert(sizeof(IncArgs) == 296, "IncArgs must match inc_proto::KernelArgs");
 
 #endif // INC_PROTO_CUH

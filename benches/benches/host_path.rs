@@ -23,7 +23,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::{CudaContext, CudaStream, DevicePtr, DevicePtrMut};
 use half::bf16;
 use inc_comm::{BackendKind, Comm, CommOptions, ReduceOp};
-use inc_cuda::{CallOptions, Kernels, PeerBuffers, RawCall};
+use inc_cuda::{CallOptions, Kernels, PeerBuffers, Piece, RawCall};
 use inc_sim::{Algo, DType};
 
 const N: usize = 512; // 1 KiB of bf16
@@ -72,6 +72,7 @@ fn bench(c: &mut Criterion) {
         output: yp,
         count: N as u64,
         options: CallOptions::default(),
+        piece: Piece::WHOLE,
     };
     // first call compiles or loads the instance
     // SAFETY: xp/yp hold N bf16 on this device and outlive every call (synchronised below).

@@ -68,7 +68,7 @@ pub use embedded::Embedded;
 pub use error::{CudaError, Result};
 pub use kernels::{
     all_instances, default_cache_dir, open_device, CacheMode, CallOptions, Element, Instance,
-    Kernels, LoadOptions, LoadReport, RawCall, Warm, DEFAULT_TIMEOUT,
+    Kernels, LoadOptions, LoadReport, Piece, RawCall, Warm, DEFAULT_TIMEOUT,
 };
 pub use launch::{zero_copy_form, LaunchPlan, ZeroCopyForm, MAX_THREADS};
 pub use proto::{Algo, DType, ErrorRecord, ReduceOp};

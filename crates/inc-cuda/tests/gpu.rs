@@ -20,7 +20,8 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use half::{bf16, f16};
 use inc_cuda::proto::{ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_TIMEOUT};
 use inc_cuda::{
-    open_device, Algo, CallOptions, CudaError, DType, Kernels, PeerBuffers, RawCall, ReduceOp,
+    open_device, Algo, CallOptions, CudaError, DType, Kernels, PeerBuffers, Piece, RawCall,
+    ReduceOp,
 };
 
 mod common;
@@ -204,6 +205,7 @@ fn call(algo: Algo, dtype: DType, op: ReduceOp, input: u64, output: u64, count: 
         output,
         count,
         options: CallOptions::default(),
+        piece: Piece::WHOLE,
     }
 }
 

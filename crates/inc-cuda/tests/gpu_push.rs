@@ -15,7 +15,9 @@ use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptu
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use half::{bf16, f16};
 use inc_cuda::proto::{ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_TIMEOUT};
-use inc_cuda::{Algo, CallOptions, CudaError, DType, Kernels, PeerBuffers, RawCall, ReduceOp};
+use inc_cuda::{
+    Algo, CallOptions, CudaError, DType, Kernels, PeerBuffers, Piece, RawCall, ReduceOp,
+};
 
 mod common;
 use common::{gpu, rng};
@@ -623,6 +625,7 @@ fn latency_table(ctx: &Arc<CudaContext>, w: usize) {
                     output: outs[r].ptr(s),
                     count: n,
                     options: CallOptions::default(),
+                    piece: Piece::WHOLE,
                 };
                 // SAFETY: tensors outlive the graph.
                 unsafe { g.k.allreduce_raw(&g.bufs[r], s, &c) }.unwrap();
@@ -681,6 +684,7 @@ fn gpu_push_through_allreduce_raw_and_typed_api() {
             output: outs[r].ptr(s),
             count: n as u64,
             options: CallOptions::default(),
+            piece: Piece::WHOLE,
         };
         // SAFETY: tensors live until the sync.
         unsafe { g.k.allreduce_raw(&g.bufs[r], s, &c) }.unwrap();

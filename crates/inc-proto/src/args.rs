@@ -7,7 +7,7 @@ use crate::types::{ERROR_RECORD_BYTES, MAX_RANKS};
 /// Threads per block of every inc kernel (`__launch_bounds__` in the sources).
 pub const MAX_THREADS: u32 = 512;
 
-/// `IncArgs` of kernels/proto.cuh, passed by value (288 bytes).
+/// `IncArgs` of kernels/proto.cuh, passed by value (296 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct KernelArgs {
@@ -45,10 +45,13 @@ pub struct KernelArgs {
     pub push_slot_bytes: u32,
     /// Zero-copy two-shot, push form ([`FLAG_ZC_PUSH`]): every rank's symmetric tensor.
     pub sym: [u64; MAX_RANKS],
+    /// Copy-in two-shot in pieces ([`FLAG_PREV_GATHER`]): elements of the previous piece,
+    /// whose output ends where this piece's begins; 0 otherwise.
+    pub prev_count: u64,
 }
 
 /// Bytes of [`KernelArgs`] (the kernels `static_assert` the same size).
-pub const KERNEL_ARGS_BYTES: usize = 288;
+pub const KERNEL_ARGS_BYTES: usize = 296;
 
 const _: () = assert!(std::mem::size_of::<KernelArgs>() == KERNEL_ARGS_BYTES);
 
@@ -59,6 +62,15 @@ pub const FLAG_IO_ALIGNED: u32 = 2;
 /// With [`FLAG_ZERO_COPY`] on a two-shot: the push form (scatter into the owners' receive
 /// areas, all-gather by stores into every rank's symmetric tensor, `KernelArgs::sym`).
 pub const FLAG_ZC_PUSH: u32 = 4;
+/// Copy-in two-shot, a piece that is not the last of its call: skip the Gather step (the
+/// next piece runs it as its GatherPrev; PROTOCOL.md "Deferred gather").
+pub const FLAG_DEFER_GATHER: u32 = 8;
+/// Copy-in two-shot, a piece after the first of its call: the last [`COPY_THREADS`] threads
+/// of every block run the previous piece's Gather (`KernelArgs::prev_count`) while the
+/// others scatter; the chunk partition uses the other threads.
+pub const FLAG_PREV_GATHER: u32 = 16;
+/// Threads per block that copy out the previous piece under [`FLAG_PREV_GATHER`].
+pub const COPY_THREADS: u32 = 128;
 
 /// Offset of the abort word (u32) in the pinned, mapped host block.
 pub const HOST_ABORT: usize = 0;

@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use std::mem::offset_of;
 
 use crate::args::{
-    KernelArgs, FLAG_IO_ALIGNED, FLAG_ZC_PUSH, FLAG_ZERO_COPY, HOST_ABORT, HOST_BLOCK_BYTES,
-    HOST_ERROR, KERNEL_ARGS_BYTES, MAX_THREADS,
+    KernelArgs, COPY_THREADS, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH,
+    FLAG_ZERO_COPY, HOST_ABORT, HOST_BLOCK_BYTES, HOST_ERROR, KERNEL_ARGS_BYTES, MAX_THREADS,
 };
 use crate::push::{PushLayout, LINE_BYTES, PUSH_BUFFERS};
 use crate::types::{
@@ -140,6 +140,13 @@ pub fn kernel_args_fields() -> Vec<Field> {
             sym,
             MAX_RANKS,
             "zero-copy two-shot, push form: every rank's symmetric tensor"
+        ),
+        field!(
+            KernelArgs,
+            "u64",
+            prev_count,
+            0,
+            "copy-in two-shot in pieces: elements of the previous piece"
         ),
     ]
 }
@@ -281,6 +288,24 @@ pub fn header() -> String {
         "",
     );
     define(&mut o, "INC_FLAG_ZC_PUSH", format!("{FLAG_ZC_PUSH}u"), "");
+    define(
+        &mut o,
+        "INC_FLAG_DEFER_GATHER",
+        format!("{FLAG_DEFER_GATHER}u"),
+        "",
+    );
+    define(
+        &mut o,
+        "INC_FLAG_PREV_GATHER",
+        format!("{FLAG_PREV_GATHER}u"),
+        "",
+    );
+    define(
+        &mut o,
+        "INC_COPY_THREADS",
+        format!("{COPY_THREADS}u"),
+        "threads per block copying out the previous piece",
+    );
     o.push_str("\n// First failure seen on a rank (inc_proto::ErrorRecord).\n");
     structure(
         &mut o,
@@ -335,7 +360,8 @@ mod tests {
             "#define INC_FLAG_ZERO_COPY 1u",
             "#define INC_PUSH_SLOTS 256",
             "#define INC_HOST_ERROR 8",
-            "static_assert(sizeof(IncArgs) == 288",
+            "static_assert(sizeof(IncArgs) == 296",
+            "#define INC_FLAG_PREV_GATHER 16u",
             "u32 push_slot_bytes;",
             "u64 sym[8];",
         ] {

@@ -224,6 +224,7 @@ impl Kernels {
             output: op_,
             count: n,
             options,
+            piece: Piece::WHOLE,
         };
         // SAFETY: both slices hold at least n elements and are borrowed for this call; the
         // SyncOnDrop guards order later frees after the kernel on this stream.
@@ -252,6 +253,7 @@ impl Kernels {
             output: p,
             count: n,
             options,
+            piece: Piece::WHOLE,
         };
         // SAFETY: the slice holds at least n elements and is borrowed for this call.
         unsafe { self.allreduce_raw(bufs, stream, &call) }

@@ -19,8 +19,8 @@ use crate::compile::{Origin, Warmed};
 use crate::embedded::Embedded;
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
-    self, DeviceLimits, KernelArgs, LaunchPlan, ZeroCopyForm, FLAG_IO_ALIGNED, FLAG_ZC_PUSH,
-    FLAG_ZERO_COPY,
+    self, DeviceLimits, KernelArgs, LaunchPlan, ZeroCopyForm, COPY_THREADS, FLAG_DEFER_GATHER,
+    FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
 };
 use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS, ZERO_COPY_SIG};
 use crate::symmetric::SymmetricMemory;
@@ -122,6 +122,29 @@ pub struct RawCall {
     pub count: u64,
     /// Options.
     pub options: CallOptions,
+    /// Where this call sits in a copy-in two-shot cut in pieces ([`Piece::WHOLE`] for a
+    /// call of its own).
+    pub piece: Piece,
+}
+
+/// A copy-in two-shot piece's link to its neighbours (PROTOCOL.md "Deferred gather"): the
+/// pieces of one call are consecutive calls on consecutive parts of the input and output,
+/// all of the same size but the last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Piece {
+    /// Not the last piece: skip the Gather (the next piece runs it).
+    pub defer_gather: bool,
+    /// Not the first piece: the previous piece's elements (its output ends where this
+    /// piece's begins), whose Gather this piece runs beside its scatter; 0 for the first.
+    pub prev_count: u64,
+}
+
+impl Piece {
+    /// A call of its own (not in pieces).
+    pub const WHOLE: Piece = Piece {
+        defer_gather: false,
+        prev_count: 0,
+    };
 }
 
 /// One kernel instance: (algorithm, element type, reduction).

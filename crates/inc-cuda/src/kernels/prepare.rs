@@ -122,7 +122,9 @@ impl Kernels {
             },
             push_slot_bytes: 0,
             sym: [0; MAX_RANKS],
+            prev_count: 0,
         };
+        let args = piece_args(args, &plan, call)?;
         Ok((args, plan))
     }
 
@@ -212,6 +214,7 @@ impl Kernels {
             },
             push_slot_bytes: u32::try_from(slot).unwrap_or(u32::MAX),
             sym: [0; MAX_RANKS],
+            prev_count: 0,
         };
         Ok((args, plan))
     }
@@ -286,9 +289,54 @@ impl Kernels {
             },
             push_slot_bytes: 0,
             sym: tensors,
+            prev_count: 0,
         };
         Ok((args, plan))
     }
+}
+
+/// The flags and argument of a copy-in two-shot piece (PROTOCOL.md "Deferred gather");
+/// `args` unchanged for a whole call.
+fn piece_args(mut args: KernelArgs, plan: &LaunchPlan, call: &RawCall) -> Result<KernelArgs> {
+    let Piece {
+        defer_gather,
+        prev_count,
+    } = call.piece;
+    if !defer_gather && prev_count == 0 {
+        return Ok(args);
+    }
+    if call.algo != Algo::TwoShot || args.flags & FLAG_ZERO_COPY != 0 {
+        return Err(CudaError::InvalidArgument(format!(
+            "a deferred gather is for the copy-in two-shot in pieces, not {}{}",
+            call.algo,
+            if args.flags & FLAG_ZERO_COPY != 0 {
+                " (zero-copy)"
+            } else {
+                ""
+            }
+        )));
+    }
+    if plan.threads <= COPY_THREADS {
+        return Err(CudaError::InvalidArgument(format!(
+            "a piece after the first needs more than {COPY_THREADS} threads per block, the plan has {}",
+            plan.threads
+        )));
+    }
+    let prev_bytes = launch::tensor_bytes(call.dtype, prev_count).unwrap_or(u64::MAX);
+    if prev_count > 0 && (prev_bytes % 16 != 0 || call.output < prev_bytes) {
+        return Err(CudaError::InvalidArgument(format!(
+            "previous piece of {prev_count} elements ({prev_bytes} bytes) must be whole 16-byte chunks ending at the output {:#x}",
+            call.output
+        )));
+    }
+    if defer_gather {
+        args.flags |= FLAG_DEFER_GATHER;
+    }
+    if prev_count > 0 {
+        args.flags |= FLAG_PREV_GATHER;
+        args.prev_count = prev_count;
+    }
+    Ok(args)
 }
 
 /// The kernel's timeout in nanoseconds (saturating); zero is an error.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use half::bf16;
-use inc_cuda::{Algo, CallOptions, DType, Kernels, PeerBuffers, RawCall, ReduceOp};
+use inc_cuda::{Algo, CallOptions, DType, Kernels, PeerBuffers, Piece, RawCall, ReduceOp};
 
 /// Two virtual ranks on one GPU, mapped to each other.
 fn pair(ctx: &Arc<CudaContext>) -> (Vec<PeerBuffers>, Vec<Arc<CudaStream>>) {
@@ -67,6 +67,7 @@ pub fn allreduce_check(ks: [&Kernels; 2], ctx: &Arc<CudaContext>, algo: Algo, d:
             output: p,
             count: n as u64,
             options: CallOptions::default(),
+            piece: Piece::WHOLE,
         };
         // SAFETY: xs[r] holds n elements and lives until the syncs below.
         unsafe { ks[r].allreduce_raw(&bufs[r], s, &call) }.unwrap();

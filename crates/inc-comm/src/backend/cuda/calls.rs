@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
-use inc_cuda::{CallOptions, RawCall};
+use inc_cuda::{CallOptions, Piece, RawCall};
 use inc_sim::{Algo, DType, ReduceOp};
 
 use super::{cuda_err, lock, CudaBackend, KernelCheck};
@@ -271,6 +271,7 @@ impl CudaBackend {
                     blocks: self.blocks,
                     timeout: self.call_timeout,
                 },
+                piece: Piece::WHOLE,
             };
             // SAFETY: forwarded from this function's contract; the piece lies inside the
             // caller's `count` elements.
