@@ -197,6 +197,13 @@
 //! [`SimConfig::zc_form`] picks the form: pull (the default) or push
 //! ([`program::inc::two_shot_zcp`]: the tensor is a region of its own next to the parity
 //! halves, whose receive areas the scatter fills).
+//!
+//! The copy-in two-shot in pieces (PROTOCOL.md "Deferred gather") is
+//! [`SimConfig::deferred_gather`]: the calls are the pieces of one call, every one but the
+//! last skips its Gather, the next one's GatherPrev reads its gather area in the other
+//! parity half, and its output is read from there when its kernel completes. A GatherPrev
+//! of the current half ([`Weakening::GatherPrevSameParity`]) and a missing mid barrier are
+//! caught.
 
 pub mod check;
 pub mod cpu;

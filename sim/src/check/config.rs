@@ -53,6 +53,10 @@ pub enum Weakening {
     /// copy-in two-shot too): the start flag no longer publishes the scattered chunks, and
     /// an owner may store its result into my tensor before I read my chunk of its slice.
     ScatterAfterBarrier,
+    /// With [`SimConfig::deferred_gather`]: GatherPrev reads the gather area of the
+    /// current call's parity half instead of the other one (where the previous call's
+    /// reduced slices are).
+    GatherPrevSameParity,
 }
 
 /// How schedules are chosen.
@@ -132,6 +136,13 @@ pub struct SimConfig {
     /// its own, written and read back by the user as for the pull form, and the scatter
     /// fills the receive areas of the call's parity half).
     pub zc_form: ZcForm,
+    /// The copy-in two-shot as a call in pieces (PROTOCOL.md "Deferred gather"; inc
+    /// two-shot without `zero_copy` only): the `calls` calls are consecutive pieces, every
+    /// one but the last skips its Gather, and call k+1's GatherPrev reads call k's gather
+    /// area in the other parity half (with call k's layout and tags). So the oracle still
+    /// sees complete outputs, call k's output is read from its gather area when its kernel
+    /// completes (the earliest point the copy could run; GatherPrev is the latest).
+    pub deferred_gather: bool,
     /// Injected fault.
     pub fault: Option<Fault>,
     /// Scheduler.
@@ -165,6 +176,7 @@ impl SimConfig {
             hcm: None,
             zero_copy: false,
             zc_form: ZcForm::Pull,
+            deferred_gather: false,
             fault: None,
             weaken: None,
             scheduler: Scheduler::Random,
@@ -233,6 +245,19 @@ impl SimConfig {
                     " without zero_copy"
                 }
             ));
+        }
+        if self.deferred_gather
+            && (self.protocol != Protocol::Inc || self.algo != Algo::TwoShot || self.zero_copy)
+        {
+            return bad(format!(
+                "deferred gather needs the inc copy-in two-shot, not {} {}{}",
+                self.protocol,
+                self.algo,
+                if self.zero_copy { " zero-copy" } else { "" }
+            ));
+        }
+        if self.weaken == Some(Weakening::GatherPrevSameParity) && !self.deferred_gather {
+            return bad("the gather-prev-same-parity weakening needs deferred_gather".into());
         }
         if let Some(t) = &self.hcm {
             crate::cpu::validate_hcm(t)?;

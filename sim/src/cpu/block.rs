@@ -299,6 +299,10 @@ impl CallCtx<'_> {
                         }
                     }
                 }
+                Step::GatherPrev => {
+                    // The CPU backend runs no call in pieces (each call is a kernel of its
+                    // own, Gather included): there is never a previous piece to gather.
+                }
                 Step::ReduceSlice => {
                     // Fold my input and my own R[s] in rank order; the result goes to the
                     // output and into every peer's G[c].

@@ -330,10 +330,21 @@ impl<F: Family> Run<F> {
     /// The `idx`-th chunk of block b of rank r in its current call (grid-stride).
     pub(crate) fn nth_chunk(&self, r: usize, b: usize, idx: usize) -> Option<usize> {
         let st = self.ranks.get(r)?;
-        let chunks = self.fam.chunks(r, st.call);
+        self.nth_chunk_in(r, b, idx, self.fam.chunks(r, st.call))
+    }
+    /// The `idx`-th chunk of block b of rank r among `chunks` chunks, in the grid-stride
+    /// partition of its current call's grid.
+    pub(crate) fn nth_chunk_in(
+        &self,
+        r: usize,
+        b: usize,
+        idx: usize,
+        chunks: usize,
+    ) -> Option<usize> {
+        let grid = self.ranks.get(r)?.grid;
         let t = self.set.threads_per_block;
-        let c = ((idx / t) * st.grid.max(1) + b) * t + idx % t;
-        (c < chunks && b < st.grid).then_some(c)
+        let c = ((idx / t) * grid.max(1) + b) * t + idx % t;
+        (c < chunks && b < grid).then_some(c)
     }
     /// The j-th peer of r (the ranks other than r, ascending), if any.
     pub(crate) fn peer(&self, r: usize, j: usize) -> Option<usize> {

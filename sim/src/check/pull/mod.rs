@@ -10,8 +10,10 @@
 //! region after the abort word (its halves hold the receive areas).
 //!
 //! Layout: this file (steps, layout, the [`Family`] implementation and the reference),
-//! `steps` (executing each step, barriers, the zero-copy user's reads and writes).
+//! `steps` (executing each step, barriers, the zero-copy user's reads and writes),
+//! `deferred` (the deferred gather of a two-shot in pieces).
 
+mod deferred;
 mod steps;
 
 use super::engine::{Family, Run, Setup, Watch};
@@ -32,6 +34,7 @@ pub(crate) enum PullStep {
     Barrier { kind: BarrierKind, set: PeerSet },
     ReduceAll,
     Scatter,
+    GatherPrev,
     ReduceSlice,
     Gather,
     QuadReduce,
@@ -50,6 +53,7 @@ impl PullStep {
             Step::Barrier { kind, set } => PullStep::Barrier { kind, set },
             Step::ReduceAll => PullStep::ReduceAll,
             Step::Scatter => PullStep::Scatter,
+            Step::GatherPrev => PullStep::GatherPrev,
             Step::ReduceSlice => PullStep::ReduceSlice,
             Step::Gather => PullStep::Gather,
             Step::QuadReduce => PullStep::QuadReduce,
@@ -108,11 +112,18 @@ impl<'a> Pull<'a> {
         } else {
             program::steps(cfg.protocol, cfg.algo)
         };
+        if !cfg.deferred_gather {
+            // GatherPrev has nothing to do for a call of its own: leave it out, so the
+            // schedules (and traces) are those of the program without pieces.
+            src.retain(|&s| s != Step::GatherPrev);
+        }
         if cfg.weaken == Some(Weakening::ScatterAfterBarrier) {
-            // Swap the Scatter with the barrier that follows it.
+            // Move the Scatter past the barrier that follows it (and GatherPrev, if any).
             if let Some(i) = src.iter().position(|&s| s == Step::Scatter) {
-                if matches!(src.get(i + 1), Some(Step::Barrier { .. })) {
-                    src.swap(i, i + 1);
+                let next = src.iter().skip(i + 1).position(|&s| s != Step::GatherPrev);
+                let j = next.map_or(i, |d| i + 1 + d);
+                if matches!(src.get(j), Some(Step::Barrier { .. })) {
+                    src[i..=j].rotate_left(1);
                 }
             }
         }
@@ -166,6 +177,10 @@ impl<'a> Pull<'a> {
     /// The push form of the zero-copy two-shot ([`program::inc::two_shot_zcp`]).
     fn zcp(&self) -> bool {
         self.tensor_locs > 0
+    }
+    /// [`SimConfig::deferred_gather`]: call k skips its Gather (every call but the last).
+    fn defers_gather(&self, k: usize) -> bool {
+        self.cfg.deferred_gather && k + 1 < self.cfg.calls
     }
 
     // ---- location layout (module docs)
@@ -398,6 +413,9 @@ impl Family for Pull<'_> {
     fn kernel_done(run: &mut Run<Self>, r: usize) {
         if run.fam.zc_two_shot() {
             run.read_zc_output(r);
+        }
+        if run.fam.defers_gather(run.ranks[r].call) {
+            run.read_deferred_output(r);
         }
     }
     fn waits_on(run: &Run<Self>, i: usize) -> usize {

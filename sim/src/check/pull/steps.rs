@@ -1,5 +1,6 @@
-//! Executing one action of a pull-family block: every step, barriers (flags or the
-//! seed's semaphores) and the zero-copy user's writes and reads of its own tensor.
+//! Executing one action of a pull-family block: every step (the deferred gather's in
+//! `deferred`), barriers (flags or the seed's semaphores) and the zero-copy user's writes
+//! and reads of its own tensor.
 
 use super::{Pull, PullNote, PullStep};
 use crate::check::engine::Family;
@@ -16,7 +17,7 @@ impl Run<Pull<'_>> {
     }
     /// The parity half data goes to: none in the seed, the pull-form zero-copy variants
     /// and without rotation.
-    fn data_parity(&self, r: usize) -> usize {
+    pub(super) fn data_parity(&self, r: usize) -> usize {
         let c = self.fam.cfg;
         if self.is_seed()
             || (c.zero_copy && !self.fam.zcp())
@@ -28,14 +29,14 @@ impl Run<Pull<'_>> {
         }
     }
     /// Chunks per slice of rank r's current call (two-shot).
-    fn slice_len(&self, r: usize) -> usize {
+    pub(super) fn slice_len(&self, r: usize) -> usize {
         let k = self.ranks.get(r).map_or(0, |s| s.call);
         self.fam.count(r, k).1.div_ceil(self.set.world).max(1)
     }
     fn expected_tag(&self, q: usize, r: usize, what: u64) -> u64 {
         tag(q, self.ranks[r].call, what)
     }
-    fn set_out(&mut self, r: usize, c: usize, v: u64) {
+    pub(super) fn set_out(&mut self, r: usize, c: usize, v: u64) {
         if let Some(o) = self.ranks[r].out.get_mut(c) {
             *o = Some(v);
         }
@@ -70,11 +71,7 @@ impl Run<Pull<'_>> {
     /// reader ordered after every block of the kernel); each chunk must be the reduced
     /// value of this call, stored by the owner of its slice.
     pub(super) fn read_zc_output(&mut self, r: usize) {
-        let t0 = self.tid(r, 0);
-        for b in 1..self.max_g {
-            let t = self.tid(r, b);
-            self.mem.sync_threads(t0, t);
-        }
+        let t0 = self.after_kernel(r);
         let k = self.ranks[r].call;
         let chunks = self.fam.count(r, k).1;
         let s = self.slice_len(r);
@@ -90,6 +87,17 @@ impl Run<Pull<'_>> {
                 return;
             }
         }
+    }
+
+    /// A reader of rank r ordered after every block of its kernel (the user after the
+    /// kernel completed): block 0's thread, synced with every other block's.
+    pub(super) fn after_kernel(&mut self, r: usize) -> usize {
+        let t0 = self.tid(r, 0);
+        for b in 1..self.max_g {
+            let t = self.tid(r, b);
+            self.mem.sync_threads(t0, t);
+        }
+        t0
     }
 
     /// Loads data word (rank q, region, chunk c) for block i and checks its tag.
@@ -237,6 +245,8 @@ impl Run<Pull<'_>> {
                     .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
                 self.set_out(r, c, v);
             }
+            PullStep::Gather if self.fam.defers_gather(k) => self.next_step(i),
+            PullStep::GatherPrev => self.gather_prev(i),
             PullStep::Gather => {
                 // out[c] = the owner's reduced chunk c for my chunks c of every slice q != r:
                 // inc from my own G[c], the seed from the owner's buffer.
@@ -306,9 +316,21 @@ impl Run<Pull<'_>> {
     /// `keep`; advances the cursor past it. None when the block has no more.
     fn next_chunk_where(&mut self, i: usize, keep: impl Fn(usize) -> bool) -> Option<usize> {
         let r = i / self.max_g;
+        let chunks = self.fam.count(r, self.ranks[r].call).1;
+        self.next_chunk_in(i, chunks, keep)
+    }
+
+    /// [`Self::next_chunk_where`] among `chunks` chunks (another call's count).
+    pub(super) fn next_chunk_in(
+        &mut self,
+        i: usize,
+        chunks: usize,
+        keep: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let r = i / self.max_g;
         let b = i % self.max_g;
         loop {
-            let c = self.nth_chunk(r, b, self.blocks[i].cursor)?;
+            let c = self.nth_chunk_in(r, b, self.blocks[i].cursor, chunks)?;
             self.blocks[i].cursor += 1;
             if keep(c) {
                 return Some(c);

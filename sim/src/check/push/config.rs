@@ -162,6 +162,9 @@ impl PushConfig {
         if cfg.zero_copy {
             return no("zero-copy variant");
         }
+        if cfg.deferred_gather {
+            return no("deferred gather (a two-shot in pieces)");
+        }
         let scheduler = match cfg.scheduler {
             Scheduler::Random => match cfg.random {
                 crate::RandomMode::Walk => PushScheduler::Random,
@@ -178,6 +181,9 @@ impl PushConfig {
             Some(Weakening::NoEndBarrier) => return no("no-end-barrier weakening"),
             Some(Weakening::NoStartBarrier) => return no("no-start-barrier weakening"),
             Some(Weakening::ScatterAfterBarrier) => return no("scatter-after-barrier weakening"),
+            Some(Weakening::GatherPrevSameParity) => {
+                return no("gather-prev-same-parity weakening")
+            }
         };
         let fault = cfg.fault.map(|f| match f {
             Fault::Kill { rank, call } => PushFault::Kill { rank, call },

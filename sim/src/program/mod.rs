@@ -65,12 +65,19 @@ pub enum Step {
     /// two-shot (inc, push form): store my chunks of every peer q's slice into that
     /// peer's receive area `R[me]` (plain remote stores; copy-in fused with the transfer).
     Scatter,
+    /// two-shot (inc, push form), a call in pieces only (flag PREV_GATHER): the previous
+    /// piece's deferred [`Step::Gather`], from my own gather area `G` of the other parity
+    /// half with the previous piece's layout into the previous piece's output (local reads,
+    /// before the start barrier). Nothing to do for a call of its own.
+    GatherPrev,
     /// two-shot: reduce my slice. inc: fold my input and my own receive areas `R[s]` in
     /// rank order, write the output and store the result into every peer's gather area
     /// `G`. seed: fold every peer's buffer and write the result in place in my own buffer.
     ReduceSlice,
     /// two-shot: copy the other slices out. inc: from my own gather area `G` (local
-    /// reads); seed: from each owner's buffer (peer reads).
+    /// reads; skipped by every piece but the last of a call in pieces, flag DEFER_GATHER:
+    /// the next piece's [`Step::GatherPrev`] does it); seed: from each owner's buffer (peer
+    /// reads).
     Gather,
     /// hcm: `partial[c] = fold over quad(r)`.
     QuadReduce,
@@ -104,6 +111,7 @@ impl Step {
             Step::Prologue => "Prologue",
             Step::CopyIn => "CopyIn",
             Step::Scatter => "Scatter",
+            Step::GatherPrev => "GatherPrev",
             Step::Barrier { .. } => "Barrier",
             Step::ReduceAll => "ReduceAll",
             Step::ReduceSlice => "ReduceSlice",
@@ -151,10 +159,13 @@ pub mod inc {
     /// PROTOCOL.md "two-shot", push form (kernel `kernels/two_shot.cu`): scatter by
     /// remote stores, reduce my slice locally, store it into every peer's gather area,
     /// gather locally. No copy-in and no end barrier (the parity halves stand in for it).
+    /// A call in pieces defers each piece's Gather to the next piece's GatherPrev
+    /// (PROTOCOL.md "Deferred gather"; a no-op for a call of its own).
     pub fn two_shot() -> Vec<Step> {
         vec![
             Step::Prologue,
             Step::Scatter,
+            Step::GatherPrev,
             Step::Barrier {
                 kind: BarrierKind::Start,
                 set: PeerSet::Others,
@@ -432,126 +443,4 @@ pub fn two_shot_zc_step_names() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inc_names_match_protocol_md() {
-        assert_eq!(
-            step_names(Algo::OneShot),
-            [
-                "Prologue",
-                "CopyIn",
-                "Barrier",
-                "ReduceAll",
-                "EndBarrier",
-                "Epilogue"
-            ]
-        );
-        assert_eq!(
-            step_names(Algo::TwoShot),
-            [
-                "Prologue",
-                "Scatter",
-                "Barrier",
-                "ReduceSlice",
-                "Barrier",
-                "Gather",
-                "Epilogue"
-            ]
-        );
-        assert_eq!(
-            step_names(Algo::Hcm),
-            [
-                "Prologue",
-                "CopyIn",
-                "Barrier",
-                "QuadReduce",
-                "Barrier",
-                "RelayReduce",
-                "Epilogue"
-            ]
-        );
-    }
-
-    #[test]
-    fn two_shot_zc_names_match_protocol_md() {
-        assert_eq!(
-            two_shot_zc_step_names(),
-            [
-                "Prologue",
-                "Barrier",
-                "ReduceStore",
-                "EndBarrier",
-                "Epilogue"
-            ]
-        );
-        assert_eq!(
-            zero_copy_steps(Protocol::Inc, Algo::TwoShot),
-            inc::two_shot_zc()
-        );
-        assert_eq!(
-            zero_copy_steps(Protocol::Inc, Algo::OneShot),
-            inc::one_shot()
-        );
-        assert!(zero_copy_steps(Protocol::Inc, Algo::Hcm).is_empty());
-        assert!(zero_copy_steps(Protocol::Seed, Algo::TwoShot).is_empty());
-    }
-
-    #[test]
-    fn two_shot_zcp_names_match_protocol_md() {
-        assert_eq!(
-            two_shot_zcp_step_names(),
-            [
-                "Prologue",
-                "Scatter",
-                "Barrier",
-                "ReduceStore",
-                "EndBarrier",
-                "Epilogue"
-            ]
-        );
-        assert_eq!(ZcForm::Push.steps(), inc::two_shot_zcp());
-        assert_eq!(ZcForm::default().steps(), inc::two_shot_zc());
-        assert_eq!(
-            inc::two_shot_zcp()[2],
-            Step::Barrier {
-                kind: BarrierKind::Start,
-                set: PeerSet::Others
-            }
-        );
-    }
-
-    #[test]
-    fn programs_match_inc_proto_step_lists() {
-        for a in Algo::ALL {
-            assert_eq!(step_names(a), inc_proto::step_names(a), "{a}");
-        }
-        assert_eq!(two_shot_zc_step_names(), inc_proto::steps::TWO_SHOT_ZC);
-        assert_eq!(two_shot_zcp_step_names(), inc_proto::steps::TWO_SHOT_ZCP);
-    }
-
-    #[test]
-    fn push_program_matches_the_push_step_names() {
-        assert_eq!(step_names(Algo::PushOneShot), crate::push::PUSH_STEP_NAMES);
-    }
-
-    #[test]
-    fn seed_has_no_end_barrier() {
-        for a in Algo::ALL {
-            assert!(!seed_steps(a).contains(&Step::EndBarrier));
-        }
-        fn seed_steps(a: Algo) -> Vec<Step> {
-            steps(Protocol::Seed, a)
-        }
-    }
-
-    #[test]
-    fn peer_sets() {
-        assert_eq!(PeerSet::Others.members(1, 3, None), [0, 2]);
-        assert_eq!(PeerSet::All.members(1, 3, None), [0, 1, 2]);
-        let row = [1, 2, 3, 4];
-        assert_eq!(PeerSet::Quad.members(0, 8, Some(&row)), [1, 2, 3]);
-        assert_eq!(PeerSet::Relay.members(0, 8, Some(&row)), [4]);
-    }
-}
+mod tests;
