@@ -214,17 +214,23 @@ __device__ __forceinline__ void inc_store_output(const IncArgs& a, u64 c, u64 nb
     inc_store_at<DT>(a.output, (a.flags & INC_FLAG_IO_ALIGNED) != 0, c, nbytes, v);
 }
 
-// First chunk >= lo owned by this thread under the grid-stride partition
-// (chunk c belongs to block (c / T) % G, thread c % T).
-__device__ __forceinline__ u64 inc_first_chunk(u64 lo) {
+// First chunk >= lo owned by this thread under the grid-stride partition over the first
+// G blocks (chunk c belongs to block (c / T) % G, thread c % T; the copy-in two-shot with
+// INC_FLAG_PREV_GATHER partitions over its G' blocks that are not copy blocks, every
+// other kernel over G = gridDim.x).
+__device__ __forceinline__ u64 inc_first_chunk_g(u64 lo, u32 G) {
     const u64 T = blockDim.x;
-    const u64 stride = (u64)gridDim.x * T;
+    const u64 stride = (u64)G * T;
     const u64 mine = (u64)blockIdx.x * T + threadIdx.x;
     if (lo <= mine) return mine;
     return mine + ((lo - mine + stride - 1) / stride) * stride;
 }
 
-__device__ __forceinline__ u64 inc_stride() { return (u64)gridDim.x * blockDim.x; }
+__device__ __forceinline__ u64 inc_first_chunk(u64 lo) { return inc_first_chunk_g(lo, gridDim.x); }
+
+__device__ __forceinline__ u64 inc_stride_g(u32 G) { return (u64)G * blockDim.x; }
+
+__device__ __forceinline__ u64 inc_stride() { return inc_stride_g(gridDim.x); }
 
 // ----- unrolled data movement ------------------------------------------------------------
 // Each thread takes INC_UNROLL chunks (copies) or 2 chunks x W peers (reductions) per
@@ -232,12 +238,13 @@ __device__ __forceinline__ u64 inc_stride() { return (u64)gridDim.x * blockDim.x
 // 16-byte accesses in flight (one at a time caps an NVLink pull far below the link rate).
 #define INC_UNROLL 4
 
-// dst[c] = input[c] for my chunks c in [lo, hi) (dst: a symmetric-buffer address).
+// dst[c] = input[c] for my chunks c in [lo, hi) (dst: a symmetric-buffer address), under
+// the partition over G blocks.
 template <int DT>
-__device__ __forceinline__ void inc_copy_in(const IncArgs& a, u64 dst, u64 lo, u64 hi,
-                                            u64 nbytes) {
-    const u64 S = inc_stride();
-    u64 c = inc_first_chunk(lo);
+__device__ __forceinline__ void inc_copy_in_g(const IncArgs& a, u64 dst, u64 lo, u64 hi,
+                                              u64 nbytes, u32 G) {
+    const u64 S = inc_stride_g(G);
+    u64 c = inc_first_chunk_g(lo, G);
     for (; c + (INC_UNROLL - 1) * S < hi; c += INC_UNROLL * S) {
         uint4 v[INC_UNROLL];
 #pragma unroll
@@ -248,20 +255,34 @@ __device__ __forceinline__ void inc_copy_in(const IncArgs& a, u64 dst, u64 lo, u
     for (; c < hi; c += S) inc_st_v4(dst + c * 16, inc_load_input<DT>(a, c, nbytes));
 }
 
-// out[c] = src[c] for my chunks c in [lo, hi) (src: a peer's symmetric buffer).
 template <int DT>
-__device__ __forceinline__ void inc_gather(const IncArgs& a, u64 src, u64 lo, u64 hi,
-                                           u64 nbytes) {
-    const u64 S = inc_stride();
-    u64 c = inc_first_chunk(lo);
+__device__ __forceinline__ void inc_copy_in(const IncArgs& a, u64 dst, u64 lo, u64 hi,
+                                            u64 nbytes) {
+    inc_copy_in_g<DT>(a, dst, lo, hi, nbytes, gridDim.x);
+}
+
+// out[c] = src[c] for chunks c = first, first + S, ... below hi (out: `nbytes` bytes at
+// `dst`; src: a symmetric-buffer address).
+template <int DT>
+__device__ __forceinline__ void inc_copy_out(u64 src, u64 dst, bool aligned, u64 first, u64 S,
+                                             u64 hi, u64 nbytes) {
+    u64 c = first;
     for (; c + (INC_UNROLL - 1) * S < hi; c += INC_UNROLL * S) {
         uint4 v[INC_UNROLL];
 #pragma unroll
         for (int u = 0; u < INC_UNROLL; ++u) v[u] = inc_ld_cg_v4(src + (c + u * S) * 16);
 #pragma unroll
-        for (int u = 0; u < INC_UNROLL; ++u) inc_store_output<DT>(a, c + u * S, nbytes, v[u]);
+        for (int u = 0; u < INC_UNROLL; ++u) inc_store_at<DT>(dst, aligned, c + u * S, nbytes, v[u]);
     }
-    for (; c < hi; c += S) inc_store_output<DT>(a, c, nbytes, inc_ld_cg_v4(src + c * 16));
+    for (; c < hi; c += S) inc_store_at<DT>(dst, aligned, c, nbytes, inc_ld_cg_v4(src + c * 16));
+}
+
+// out[c] = src[c] for my chunks c in [lo, hi) under the partition over G blocks.
+template <int DT>
+__device__ __forceinline__ void inc_gather_g(const IncArgs& a, u64 src, u64 lo, u64 hi,
+                                             u64 nbytes, u32 G) {
+    inc_copy_out<DT>(src, a.output, (a.flags & INC_FLAG_IO_ALIGNED) != 0,
+                     inc_first_chunk_g(lo, G), inc_stride_g(G), hi, nbytes);
 }
 
 template <int DT, int OP>

@@ -56,7 +56,7 @@ typedef unsigned short u16;
 #define INC_FLAG_ZC_PUSH 4u
 #define INC_FLAG_DEFER_GATHER 8u
 #define INC_FLAG_PREV_GATHER 16u
-#define INC_COPY_THREADS 128u // threads per block copying out the previous piece
+#define INC_COPY_BLOCK_DIV 8u // one block in this many copies out the previous piece
 
 // First failure seen on a rank (inc_proto::ErrorRecord).
 struct IncErrorRecord {

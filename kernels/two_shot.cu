@@ -152,6 +152,69 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
     inc_epilogue(a, k);
 }
 
+// The previous piece's Gather (PROTOCOL.md "Deferred gather"; it ran with
+// INC_FLAG_DEFER_GATHER): its G area in half `pp` (the other half: consecutive kernels,
+// consecutive epochs) into its output, which ends where this piece's begins; the chunks
+// of every slice but mine, thread `idx` of `n` taking every n-th chunk. Local reads and
+// writes.
+template <int DT>
+__device__ __forceinline__ void inc_gather_prev(const IncArgs& a, u32 pp, u64 idx, u64 n) {
+    const u64 pbytes = a.prev_count * (u64)IncLanes<DT>::ES;
+    const u64 pchunks = (pbytes + 15) / 16;
+    const u64 pslice = (pchunks + a.world - 1) / a.world;
+    const u64 src = a.data[a.rank] + (u64)pp * a.half_bytes + (u64)a.world * pslice * 16u;
+    const u64 dst = a.output - pbytes;
+    const bool aligned = (a.flags & INC_FLAG_IO_ALIGNED) != 0;
+    const u64 mlo = (u64)a.rank * pslice < pchunks ? (u64)a.rank * pslice : pchunks;
+    const u64 mhi = mlo + pslice < pchunks ? mlo + pslice : pchunks;
+    inc_copy_out<DT>(src, dst, aligned, idx, n, mlo, pbytes);            // slices before mine
+    inc_copy_out<DT>(src, dst, aligned, mhi + idx, n, pchunks, pbytes);  // and after it
+}
+
+// A copy block of a piece after the first (the last gridDim.x / INC_COPY_BLOCK_DIV blocks):
+// its own epoch word as a prologue would read it, its share of the previous piece's
+// Gather, then the epoch into its word (release: the blocks that move this piece acquire
+// it before their mid flags), and exit. It never waits.
+template <int DT>
+__device__ void inc_two_shot_copy_block(const IncArgs& a, u32 G, u32 ncopy) {
+    __shared__ volatile u32 s_e;
+    const u64 word = a.pad[a.rank] + INC_PAD_EPOCHS + 4u * blockIdx.x;
+    if (threadIdx.x == 0) s_e = inc_ld_relaxed_sys_u32(word) + 1u;
+    __syncthreads();
+    inc_pdl_launch();
+    const u32 e = s_e;
+    inc_gather_prev<DT>(a, (e & 1u) ^ 1u, (u64)(blockIdx.x - G) * blockDim.x + threadIdx.x,
+                        (u64)ncopy * blockDim.x);
+    __syncthreads();
+    if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(word), "r"(e) : "memory");
+}
+
+// Before its mid flag, a block that moves the piece waits until every copy block stored
+// this call's epoch (thread t < ncopy watches copy block G + t; bounded like every wait).
+// Returns false once this block has failed.
+__device__ bool inc_wait_copies(const IncArgs& a, const IncCall& k, u32 G, u32 ncopy,
+                                volatile int* s_fail) {
+    __syncthreads();
+    if (threadIdx.x < ncopy && *s_fail == 0) {
+        const u64 word = a.pad[a.rank] + INC_PAD_EPOCHS + 4u * (G + threadIdx.x);
+        const u64 t0 = inc_now_ns();
+        u32 it = 0, v;
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(word) : "memory");
+        while (v != k.e) {
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                if (*s_fail != 0) break;
+                if (inc_wait_slow(a, t0, a.rank, 4, k.e, v) != 0u) {
+                    *s_fail = 1;
+                    break;
+                }
+            }
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(word) : "memory");
+        }
+    }
+    __syncthreads();
+    return *s_fail == 0;
+}
+
 template <int DT, int OP>
 __device__ void inc_two_shot(const IncArgs& a) {
     if (a.flags & INC_FLAG_ZERO_COPY) {
@@ -160,6 +223,15 @@ __device__ void inc_two_shot(const IncArgs& a) {
         } else {
             inc_two_shot_zc<DT, OP>(a);
         }
+        return;
+    }
+    // A piece after the first: the last G / INC_COPY_BLOCK_DIV blocks copy out the previous
+    // piece; the other G' blocks partition this piece's chunks (every rank alike).
+    const bool prev = (a.flags & INC_FLAG_PREV_GATHER) != 0;
+    const u32 ncopy = prev ? gridDim.x / INC_COPY_BLOCK_DIV : 0u;
+    const u32 G = gridDim.x - ncopy;
+    if (blockIdx.x >= G) {
+        inc_two_shot_copy_block<DT>(a, G, ncopy);
         return;
     }
     __shared__ volatile int s_fail;
@@ -172,7 +244,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
     const u64 slice = (chunks + a.world - 1) / a.world;
     const u64 gather = (u64)a.world * slice * 16u;
     const u64 own = a.data[a.rank] + k.region;
-    const u64 S = inc_stride();
+    const u64 S = inc_stride_g(G);
 
     // STEP two_shot 1 Scatter
     // Peers in rotated order (r+1, r+2, ...): at any time every rank receives from one
@@ -183,7 +255,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
         const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
         // chunk c of slice q -> peer q's R[me][c - lo]
         const u64 dst = a.data[q] + k.region + (u64)a.rank * slice * 16u - lo * 16u;
-        if (lo < hi) inc_copy_in<DT>(a, dst, lo, hi, nbytes);
+        if (lo < hi) inc_copy_in_g<DT>(a, dst, lo, hi, nbytes, G);
     }
 
     // STEP two_shot 2 Barrier
@@ -193,7 +265,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
         // out[c] = v, and v into every peer's G[c].
         const u64 lo = (u64)a.rank * slice;
         const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
-        for (u64 c = inc_first_chunk(lo); c < hi; c += 2 * S) {
+        for (u64 c = inc_first_chunk_g(lo, G); c < hi; c += 2 * S) {
             const bool two = c + S < hi;
             uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
 #pragma unroll
@@ -224,19 +296,32 @@ __device__ void inc_two_shot(const IncArgs& a) {
             if (two) inc_store_output<DT>(a, c + S, nbytes, v1);
         }
 
-        // STEP two_shot 4 Barrier
-        if (inc_barrier(a, k, INC_PAD_MID, inc_others(a), 4, &s_fail)) {
-            // The owners stored every other slice here: local reads.
-            // STEP two_shot 5 Gather
+        // STEP two_shot 4 GatherPrev
+        // A piece after the first: the copy blocks' share of the previous piece's Gather
+        // happens before my mid flag (or, without copy blocks, this block's own share).
+        bool ok = true;
+        if (ncopy > 0) {
+            ok = inc_wait_copies(a, k, G, ncopy, &s_fail);
+        } else if (prev) {
+            inc_gather_prev<DT>(a, k.p ^ 1u, (u64)blockIdx.x * blockDim.x + threadIdx.x,
+                                (u64)G * blockDim.x);
+        }
+
+        // STEP two_shot 5 Barrier
+        if (ok && inc_barrier(a, k, INC_PAD_MID, inc_others(a), 5, &s_fail) &&
+            (a.flags & INC_FLAG_DEFER_GATHER) == 0) {
+            // The owners stored every other slice here: local reads. (A piece that is not
+            // the last leaves this to the next piece's GatherPrev.)
+            // STEP two_shot 6 Gather
             for (u32 q = 0; q < a.world; ++q) {
                 if (q == a.rank) continue;
                 const u64 qlo = (u64)q * slice;
                 const u64 qhi = (qlo + slice < chunks) ? qlo + slice : chunks;
-                if (qlo < qhi) inc_gather<DT>(a, own + gather, qlo, qhi, nbytes);
+                if (qlo < qhi) inc_gather_g<DT>(a, own + gather, qlo, qhi, nbytes, G);
             }
         }
     }
 
-    // STEP two_shot 6 Epilogue
+    // STEP two_shot 7 Epilogue
     inc_epilogue(a, k);
 }

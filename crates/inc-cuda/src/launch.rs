@@ -5,8 +5,8 @@ use crate::error::{CudaError, Result};
 use crate::proto::{Algo, DType, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
 
 pub use inc_proto::{
-    KernelArgs, COPY_THREADS, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH,
-    FLAG_ZERO_COPY, MAX_THREADS,
+    KernelArgs, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
+    MAX_THREADS,
 };
 
 /// The two forms of the zero-copy two-shot (symmetric tensors; PROTOCOL.md "two-shot,

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::mem::offset_of;
 
 use crate::args::{
-    KernelArgs, COPY_THREADS, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH,
+    KernelArgs, COPY_BLOCK_DIV, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH,
     FLAG_ZERO_COPY, HOST_ABORT, HOST_BLOCK_BYTES, HOST_ERROR, KERNEL_ARGS_BYTES, MAX_THREADS,
 };
 use crate::push::{PushLayout, LINE_BYTES, PUSH_BUFFERS};
@@ -302,9 +302,9 @@ pub fn header() -> String {
     );
     define(
         &mut o,
-        "INC_COPY_THREADS",
-        format!("{COPY_THREADS}u"),
-        "threads per block copying out the previous piece",
+        "INC_COPY_BLOCK_DIV",
+        format!("{COPY_BLOCK_DIV}u"),
+        "one block in this many copies out the previous piece",
     );
     o.push_str("\n// First failure seen on a rank (inc_proto::ErrorRecord).\n");
     structure(

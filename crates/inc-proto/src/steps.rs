@@ -15,14 +15,15 @@ pub const ONE_SHOT: &[&str] = &[
     "Epilogue",
 ];
 
-/// Two-shot (push): scatter into the owners (beside it, in pieces, the previous piece's
-/// deferred gather), barrier, reduce the slice, barrier, gather (deferred in pieces).
+/// Two-shot (push): scatter into the owners, barrier, reduce the slice, (in pieces: the
+/// previous piece's deferred gather, done before the mid flag), barrier, gather (deferred
+/// in pieces).
 pub const TWO_SHOT: &[&str] = &[
     "Prologue",
     "Scatter",
-    "GatherPrev",
     "Barrier",
     "ReduceSlice",
+    "GatherPrev",
     "Barrier",
     "Gather",
     "Epilogue",

@@ -165,12 +165,12 @@ pub mod inc {
         vec![
             Step::Prologue,
             Step::Scatter,
-            Step::GatherPrev,
             Step::Barrier {
                 kind: BarrierKind::Start,
                 set: PeerSet::Others,
             },
             Step::ReduceSlice,
+            Step::GatherPrev,
             Step::Barrier {
                 kind: BarrierKind::Mid,
                 set: PeerSet::Others,

@@ -19,8 +19,8 @@ use crate::compile::{Origin, Warmed};
 use crate::embedded::Embedded;
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
-    self, DeviceLimits, KernelArgs, LaunchPlan, ZeroCopyForm, COPY_THREADS, FLAG_DEFER_GATHER,
-    FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
+    self, DeviceLimits, KernelArgs, LaunchPlan, ZeroCopyForm, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED,
+    FLAG_PREV_GATHER, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
 };
 use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS, ZERO_COPY_SIG};
 use crate::symmetric::SymmetricMemory;

@@ -91,12 +91,14 @@ impl Kernels {
                 )
             })?;
         }
+        // A piece after the first also copies out the previous piece: the grid of the
+        // larger of the two (the same on every rank).
         let plan = self.plan(
             bufs,
             call.algo,
             call.dtype,
             call.op,
-            call.count,
+            call.count.max(call.piece.prev_count),
             call.options.blocks,
         )?;
         let world = bufs.world() as u32;
@@ -124,7 +126,7 @@ impl Kernels {
             sym: [0; MAX_RANKS],
             prev_count: 0,
         };
-        let args = piece_args(args, &plan, call)?;
+        let args = piece_args(args, call)?;
         Ok((args, plan))
     }
 
@@ -297,7 +299,7 @@ impl Kernels {
 
 /// The flags and argument of a copy-in two-shot piece (PROTOCOL.md "Deferred gather");
 /// `args` unchanged for a whole call.
-fn piece_args(mut args: KernelArgs, plan: &LaunchPlan, call: &RawCall) -> Result<KernelArgs> {
+fn piece_args(mut args: KernelArgs, call: &RawCall) -> Result<KernelArgs> {
     let Piece {
         defer_gather,
         prev_count,
@@ -314,12 +316,6 @@ fn piece_args(mut args: KernelArgs, plan: &LaunchPlan, call: &RawCall) -> Result
             } else {
                 ""
             }
-        )));
-    }
-    if plan.threads <= COPY_THREADS {
-        return Err(CudaError::InvalidArgument(format!(
-            "a piece after the first needs more than {COPY_THREADS} threads per block, the plan has {}",
-            plan.threads
         )));
     }
     let prev_bytes = launch::tensor_bytes(call.dtype, prev_count).unwrap_or(u64::MAX);

@@ -231,7 +231,8 @@ impl CudaBackend {
     /// Enqueues one kernel allreduce on `stream`. A two-shot call larger than the
     /// symmetric buffer holds runs as consecutive calls on pieces of at most the buffer's
     /// capacity (whole 16-byte chunks, so every piece keeps the tensor's alignment); every
-    /// rank cuts the same pieces.
+    /// rank cuts the same pieces, of one size but the last (at most as large), and each
+    /// piece but the first copies out the previous one beside its own transfer.
     ///
     /// # Safety
     /// `input`/`output` are device addresses of `count` elements of `dtype` on this
@@ -251,15 +252,28 @@ impl CudaBackend {
             Algo::TwoShot => {
                 let lanes = inc_cuda::launch::lanes(dtype);
                 let max = inc_cuda::launch::max_count(algo, dtype, self.buffer_bytes());
-                (max / lanes * lanes).max(lanes)
+                let max = (max / lanes * lanes).max(lanes);
+                // Equal pieces (whole chunks; the last one at most as large), not full
+                // ones and a sliver: a piece copies out the previous one beside its own
+                // transfer (PROTOCOL.md "Deferred gather"), which a tiny last piece would
+                // do alone.
+                let n = count.div_ceil(max).max(1);
+                count.div_ceil(n).div_ceil(lanes) * lanes
             }
             _ => count.max(1),
         };
         let own = lock(self.own()?);
         let es = dtype.size() as u64;
         let mut done = 0u64;
+        let mut prev_count = 0u64;
         loop {
             let n = (count - done).min(piece);
+            // Pieces: each but the last leaves its copy-out to the next, which runs it beside
+            // its own NVLink scatter (PROTOCOL.md "Deferred gather").
+            let link = Piece {
+                defer_gather: done + n < count,
+                prev_count,
+            };
             let call = RawCall {
                 algo,
                 dtype,
@@ -271,14 +285,15 @@ impl CudaBackend {
                     blocks: self.blocks,
                     timeout: self.call_timeout,
                 },
-                piece: Piece::WHOLE,
+                piece: link,
             };
             // SAFETY: forwarded from this function's contract; the piece lies inside the
-            // caller's `count` elements.
+            // caller's `count` elements (and so does the previous piece it copies out).
             let r = unsafe { self.kernels.allreduce_raw(&own, stream, &call) };
             self.log_kernel_loads();
             r.map_err(|e| cuda_err(self.rank, e))?;
             done += n;
+            prev_count = n;
             if done >= count {
                 break;
             }
