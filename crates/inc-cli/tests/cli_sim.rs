@@ -85,3 +85,45 @@ fn uniform_walk_misses_it_and_inc_is_clean() {
     let o = inc(&["sim", "--algo", "one-shot"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn deferred_gather_is_clean_and_checked() {
+    let two_shot = [
+        "sim",
+        "--protocol",
+        "inc",
+        "--algo",
+        "two-shot",
+        "--world",
+        "2",
+        "--bytes",
+        "256",
+        "--calls",
+        "4",
+        "--blocks",
+        "2,1",
+        "--schedules",
+        "50",
+        "--deferred-gather",
+        "--json",
+    ];
+    let o = inc(&two_shot);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["config"]["deferred_gather"], true);
+    // Only the copy-in two-shot of protocol inc has pieces.
+    let o = inc(&[
+        "sim",
+        "--protocol",
+        "inc",
+        "--algo",
+        "one-shot",
+        "--deferred-gather",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("deferred"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

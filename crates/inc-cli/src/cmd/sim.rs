@@ -65,6 +65,11 @@ pub struct Args {
     /// Which violation of the `--replay` file (0 = the first).
     #[arg(long, default_value_t = 0)]
     pub violation: usize,
+    /// The copy-in two-shot's calls as pieces of one call: every call but the last leaves
+    /// its Gather to the next call's GatherPrev (PROTOCOL.md "Deferred gather"; protocol
+    /// inc, algo two-shot only).
+    #[arg(long)]
+    pub deferred_gather: bool,
 }
 
 fn parse<T: std::str::FromStr>(s: &str) -> Result<T, String>
@@ -93,6 +98,7 @@ fn config_json(cfg: &SimConfig) -> serde_json::Value {
         "bytes": cfg.bytes,
         "calls": cfg.calls,
         "blocks": cfg.blocks,
+        "deferred_gather": cfg.deferred_gather,
     })
 }
 
@@ -132,6 +138,8 @@ fn load_replay(
                 .collect()
         })
         .ok_or_else(|| format!("{}: config.blocks missing", path.display()))?;
+    // Absent in reports written before the option existed.
+    cfg.deferred_gather = c["deferred_gather"].as_bool().unwrap_or(false);
     let viol = v["violations"]
         .as_array()
         .and_then(|a| a.get(index))
@@ -189,6 +197,7 @@ pub fn run(args: Args) -> ExitCode {
         return bad("--protocol and --algo are required".into());
     };
     let mut cfg = SimConfig::new(protocol, algo, args.world, args.bytes, args.calls);
+    cfg.deferred_gather = args.deferred_gather;
     match args.scheduler.as_str() {
         "pct" => {
             cfg.scheduler = Scheduler::Random;
