@@ -200,10 +200,11 @@
 //!
 //! The copy-in two-shot in pieces (PROTOCOL.md "Deferred gather") is
 //! [`SimConfig::deferred_gather`]: the calls are the pieces of one call, every one but the
-//! last skips its Gather, the next one's GatherPrev reads its gather area in the other
-//! parity half, and its output is read from there when its kernel completes. A GatherPrev
-//! of the current half ([`Weakening::GatherPrevSameParity`]) and a missing mid barrier are
-//! caught.
+//! last skips its Gather, the next one's GatherPrev (between its ReduceSlice and its mid
+//! barrier) reads its gather area in the other parity half, and its output is read from
+//! there when its kernel completes. A GatherPrev of the current half
+//! ([`Weakening::GatherPrevSameParity`]), a missing mid barrier and one buffer instead of
+//! two ([`Weakening::NoRotation`]) are caught.
 
 pub mod check;
 pub mod cpu;

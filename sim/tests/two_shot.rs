@@ -49,11 +49,13 @@ fn two_shot_is_clean_under_pct_world_2_to_8() {
     }
 }
 
+/// Also in pieces (`deferred_gather`: each call's Gather left to the next call).
 #[test]
 fn two_shot_is_clean_with_threads_per_block_and_a_slow_rank() {
-    for world in [2, 3, 5] {
+    for (world, deferred) in [2, 3, 5].into_iter().flat_map(|w| [(w, false), (w, true)]) {
         for slow in 0..world {
             let mut c = cfg(world, 200, 4);
+            c.deferred_gather = deferred;
             c.threads_per_block = 2;
             c.scheduler = Scheduler::Adversarial {
                 slow_rank: slow,
@@ -64,11 +66,14 @@ fn two_shot_is_clean_with_threads_per_block_and_a_slow_rank() {
     }
 }
 
+/// Also in pieces: every fault ends every affected call with the expected error on every
+/// rank, and every other call (deferred outputs included) is correct.
 #[test]
 fn two_shot_faults_are_detected() {
-    for world in [2, 3, 4] {
+    for (world, deferred) in [2, 3, 4].into_iter().flat_map(|w| [(w, false), (w, true)]) {
         for call in 0..3 {
             let mut c = cfg(world, 96, 3);
+            c.deferred_gather = deferred;
             c.fault = Some(Fault::Kill {
                 rank: world - 1,
                 call,
@@ -78,6 +83,7 @@ fn two_shot_faults_are_detected() {
             clean(&c, 20, 4);
         }
         let mut c = cfg(world, 96, 3);
+        c.deferred_gather = deferred;
         c.fault = Some(Fault::EpochSkew { rank: 1, delta: 1 });
         clean(&c, 20, 5);
     }

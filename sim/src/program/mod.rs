@@ -65,15 +65,16 @@ pub enum Step {
     /// two-shot (inc, push form): store my chunks of every peer q's slice into that
     /// peer's receive area `R[me]` (plain remote stores; copy-in fused with the transfer).
     Scatter,
-    /// two-shot (inc, push form), a call in pieces only (flag PREV_GATHER): the previous
-    /// piece's deferred [`Step::Gather`], from my own gather area `G` of the other parity
-    /// half with the previous piece's layout into the previous piece's output (local reads,
-    /// before the start barrier). Nothing to do for a call of its own.
-    GatherPrev,
     /// two-shot: reduce my slice. inc: fold my input and my own receive areas `R[s]` in
     /// rank order, write the output and store the result into every peer's gather area
     /// `G`. seed: fold every peer's buffer and write the result in place in my own buffer.
     ReduceSlice,
+    /// two-shot (inc, push form), a call in pieces only (flag PREV_GATHER): the previous
+    /// piece's deferred [`Step::Gather`], from my own gather area `G` of the other parity
+    /// half with the previous piece's layout into the previous piece's output (local reads,
+    /// before the mid barrier; the kernel runs it on copy blocks from its start, which the
+    /// other blocks wait for before their mid flags). Nothing to do for a call of its own.
+    GatherPrev,
     /// two-shot: copy the other slices out. inc: from my own gather area `G` (local
     /// reads; skipped by every piece but the last of a call in pieces, flag DEFER_GATHER:
     /// the next piece's [`Step::GatherPrev`] does it); seed: from each owner's buffer (peer
