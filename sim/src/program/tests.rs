@@ -20,9 +20,9 @@ fn inc_names_match_protocol_md() {
         [
             "Prologue",
             "Scatter",
-            "GatherPrev",
             "Barrier",
             "ReduceSlice",
+            "GatherPrev",
             "Barrier",
             "Gather",
             "Epilogue"
@@ -103,14 +103,15 @@ fn programs_match_inc_proto_step_lists() {
 fn two_shot_with_gather_prev_matches_inc_proto() {
     let names: Vec<_> = inc::two_shot().iter().map(Step::name).collect();
     assert_eq!(names, inc_proto::steps::TWO_SHOT);
-    // GatherPrev runs beside the scatter, before the start barrier.
+    // GatherPrev: after ReduceSlice, before the mid barrier (the latest place the
+    // kernel allows: its copy blocks finish before every mid flag).
     let i = names.iter().position(|&n| n == "GatherPrev");
-    assert_eq!(i, Some(2));
-    assert_eq!(inc::two_shot()[1], Step::Scatter);
+    assert_eq!(i, Some(4));
+    assert_eq!(inc::two_shot()[3], Step::ReduceSlice);
     assert_eq!(
-        inc::two_shot()[3],
+        inc::two_shot()[5],
         Step::Barrier {
-            kind: BarrierKind::Start,
+            kind: BarrierKind::Mid,
             set: PeerSet::Others
         }
     );
