@@ -713,8 +713,8 @@ fn gpu_registered_buffers_zero_copy() {
 /// Issue 14: a copy-in two-shot larger than the buffer runs in pieces, each piece copying
 /// out the previous one beside its scatter (PROTOCOL.md "Deferred gather"). With 2 MiB
 /// halves (1 MiB pieces): 1, 2, 3 and 4 pieces (odd tails), aligned and unaligned outputs,
-/// out of place and in place, W = 2, 3, 4 virtual ranks, then a graph of pieced calls
-/// replayed twice; every result bit-identical to the reference, and the elements around an
+/// out of place and in place, W = 2, 3, 4 virtual ranks, grids of 4 and 12 blocks (no copy
+/// block, one), then a graph of pieced calls replayed twice; every result bit-identical to the reference, and the elements around an
 /// unaligned output view untouched.
 #[test]
 #[ignore = "needs a GPU"]
@@ -784,6 +784,16 @@ fn gpu_two_shot_in_pieces() {
         }
         assert!(comms[0].stats().two_shot > 0);
     }
+    // Forced small grids: 4 blocks (no copy blocks: every block copies out the previous
+    // piece itself before its mid flag) and 12 (one copy block).
+    for blocks in [4u32, 12] {
+        let comms = Comm::init_threads(&[0, 0, 0], opts(60_000).with_blocks(Some(blocks))).unwrap();
+        for bytes in [(3usize << 20) + 40, (4 << 20) - 4] {
+            check::<bf16>(&comms, AlgoPath::TwoShot, ReduceOp::Sum, bytes / 2).unwrap();
+            check::<f32>(&comms, AlgoPath::TwoShot, ReduceOp::Max, bytes / 4).unwrap();
+            cases += 2;
+        }
+    }
     // A graph of three pieced calls in place (4 pieces each), replayed twice.
     let comms = Comm::init_threads(&[0, 0], opts(60_000)).unwrap();
     let n = (4 << 20) / 4 - 3;
@@ -819,7 +829,7 @@ fn gpu_two_shot_in_pieces() {
         }
     }
     println!(
-        "two-shot in pieces: {cases} cases (W=2,3,4; 1-4 pieces; bf16/f32; sum/max; unaligned view) + a graph of pieced calls replayed twice, bit-identical, in {:?}",
+        "two-shot in pieces: {cases} cases (W=2,3,4; 1-4 pieces; bf16/f32; sum/max; unaligned view; grids of 4 and 12 blocks) + a graph of pieced calls replayed twice, bit-identical, in {:?}",
         t.elapsed()
     );
 }
