@@ -1,7 +1,8 @@
 // push one-shot allreduce for small messages, LL protocol (NCCL's low-latency idea): every
 // rank stores its data straight into slot[p][me] of every peer as 16-byte lines
 // {data, tag, data, tag} with tag = the call's epoch; a reader polls its own slots until
-// every tag of a line is this call's epoch. No barrier, no fence, no clearing pass: one
+// every tag of a line is this call's epoch (all peers' lines polled together, folded in
+// rank order once all are here). No barrier, no fence, no clearing pass: one
 // NVLink traversal per call. Mirrors inc-sim's push program (inc_sim::push; docs/PROTOCOL.md
 // "push one-shot").
 //
@@ -167,33 +168,57 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
             }
         }
         const uint2 mine = h == first ? v0 : inc_load8<DT>(a, h, nbytes);
-        float acc[8];
-        bool ok = true;
+        // Wait for every peer's line at once: each spin reloads all lines still missing
+        // together (one L2 round trip per spin, not one per peer).
+        u32 pending = 0u;
 #pragma unroll
         for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-            if (q < a.world && ok) {
-                if (q == a.rank) {
-                    inc_fold8<DT, OP>(acc, mine.x, mine.y, q == 0);
-                    continue;
-                }
-                const u64 addr =
-                    own + INC_PUSH_SLOTS + ((u64)k.p * INC_MAX_RANKS + q) * slot + h * 16u;
-                uint4 v = in[q];
-                u32 it = 0;
-                while (!inc_line_ready(v, tag)) {
-                    if ((++it & INC_SPIN_CHECK) == 0u) {
-                        if (s_fail != 0 ||
-                            inc_ll_slow(a, k,
-                                        own + INC_PUSH_HDR + ((u64)k.p * INC_MAX_RANKS + q) * 16u,
-                                        q, 2, t0, v) != 0u) {
-                            s_fail = 1;
-                            ok = false;
-                            break;
-                        }
+            if (q < a.world && q != a.rank && !inc_line_ready(in[q], tag)) pending |= 1u << q;
+        }
+        bool ok = true;
+        u32 it = 0;
+        while (pending != 0u) {
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                // the slow path for the first peer still missing (static indices: in[]
+                // stays in registers)
+                u32 bad = s_fail != 0 ? 1u : 0u;
+#pragma unroll
+                for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                    if (bad == 0u && (pending & ((2u << q) - 1u)) == (1u << q)) {
+                        bad = inc_ll_slow(a, k,
+                                          own + INC_PUSH_HDR + ((u64)k.p * INC_MAX_RANKS + q) * 16u,
+                                          q, 2, t0, in[q]);
                     }
-                    v = inc_ld_volatile_v4(addr);
                 }
-                if (ok) inc_fold8<DT, OP>(acc, v.x, v.z, q == 0);
+                if (bad != 0u) {
+                    s_fail = 1;
+                    ok = false;
+                    break;
+                }
+            }
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (pending & (1u << q)) {
+                    in[q] = inc_ld_volatile_v4(own + INC_PUSH_SLOTS +
+                                               ((u64)k.p * INC_MAX_RANKS + q) * slot + h * 16u);
+                }
+            }
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if ((pending & (1u << q)) && inc_line_ready(in[q], tag)) pending &= ~(1u << q);
+            }
+        }
+        float acc[8];
+        if (ok) {
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    if (q == a.rank) {
+                        inc_fold8<DT, OP>(acc, mine.x, mine.y, q == 0);
+                    } else {
+                        inc_fold8<DT, OP>(acc, in[q].x, in[q].z, q == 0);
+                    }
+                }
             }
         }
         if (!ok) break;

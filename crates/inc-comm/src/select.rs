@@ -31,15 +31,16 @@ use crate::error::{CommError, Result};
 use crate::options::{AlgoChoice, CommOptions, Path};
 
 /// Default push-one-shot (LL) limit in bytes for a fully connected group of `world`
-/// ranks, from 2 and 4 H200s and H100s over NVSwitch (docs/PERFORMANCE.md): LL wins up to
-/// 256 KiB at world 2 and up to 128 KiB at world 4 (at 128 KiB, 4 H100s: LL 6.9 us,
-/// one-shot 8.1; 4 H200s: 7.6 and 7.4; every rank stores its data into W - 1 peers at half
-/// efficiency, so its edge shrinks with W). `inc tune` or `INC_PUSH_MAX_BYTES` set it
-/// per machine.
+/// ranks, measured on 2, 3 and 4 H200s over NVSwitch (docs/PERFORMANCE.md; graph, bf16):
+/// LL wins up to 256 KiB at world 2, up to 128 KiB at world 3 (5.00 us, one-shot 5.35;
+/// GPU run 43) and up to 64 KiB at world 4 (at 128 KiB LL 5.91, one-shot 5.86: every rank
+/// stores its data into W - 1 peers at half efficiency, so its edge shrinks with W).
+/// Larger worlds are unmeasured. `inc tune` or `INC_PUSH_MAX_BYTES` set it per machine.
 pub fn default_push_max_bytes(world: usize) -> u64 {
     match world {
         0..=2 => 256 << 10,
-        3..=4 => 128 << 10,
+        3 => 128 << 10,
+        4 => 64 << 10,
         _ => 32 << 10,
     }
 }
@@ -47,13 +48,16 @@ pub fn default_push_max_bytes(world: usize) -> u64 {
 /// Default hcm limit (the seed's, in bytes).
 pub const DEFAULT_HCM_MAX_BYTES: u64 = 256 << 10;
 
-/// Default one-shot limit for a fully connected group of `world` ranks (measured on 2
-/// and 4 H200s: one-shot beats the push two-shot up to 4 MiB at world 2 and up to
-/// 256 KiB at world 4; larger worlds are unmeasured and keep a conservative 128 KiB).
+/// Default one-shot limit for a fully connected group of `world` ranks, measured on 2, 3
+/// and 4 H200s (graph, bf16): one-shot beats the copy-in two-shot up to 4 MiB at world 2,
+/// up to 1 MiB at world 3 (11.75 us, two-shot 13.05) and up to 512 KiB at world 4 (10.37,
+/// two-shot 11.28; GPU runs 41 and 43); larger worlds are unmeasured and keep a
+/// conservative 128 KiB.
 pub fn default_one_shot_max_bytes(world: usize) -> u64 {
     match world {
         0..=2 => 4 << 20,
-        3..=4 => 256 << 10,
+        3 => 1 << 20,
+        4 => 512 << 10,
         _ => 128 << 10,
     }
 }
@@ -430,14 +434,24 @@ mod tests {
 
     #[test]
     fn fully_connected_defaults() {
-        // world 4: LL push up to 128 KiB, one-shot up to 256 KiB, then two-shot
+        // world 4: LL push up to 64 KiB, one-shot up to 512 KiB, then two-shot
         let s = sel(4, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(1024, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select(64 << 10, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select((64 << 10) + 2, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(512 << 10, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select((512 << 10) + 2, DType::Bf16).path, Path::TwoShot);
+        assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);
+        // world 3: LL push up to 128 KiB, one-shot up to 1 MiB
+        let s = sel(3, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(128 << 10, DType::Bf16).path, Path::PushOneShot);
         assert_eq!(s.select((128 << 10) + 2, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select((256 << 10) + 2, DType::Bf16).path, Path::TwoShot);
-        assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);
+        assert_eq!(s.select(1 << 20, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select((1 << 20) + 2, DType::Bf16).path, Path::TwoShot);
+        // world 5 and up (unmeasured): 32 KiB and 128 KiB
+        let s = sel(6, TopologyClass::FullyConnected, CommOptions::default());
+        assert_eq!(s.select(32 << 10, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select((128 << 10) + 2, DType::Bf16).path, Path::TwoShot);
         // world 2: LL push up to 256 KiB, one-shot up to 4 MiB
         let s = sel(2, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::PushOneShot);

@@ -1,0 +1,326 @@
+// two-shot allreduce, push form: reduce-scatter by storing each slice of my input straight
+// into its owner's receive area (copy-in fused into the NVLink transfer), a barrier, the
+// owner reduces its slice locally in rank order, then all-gather by storing the result into
+// every peer's gather area, a barrier, and a local copy-out. Every byte crosses NVLink once
+// per phase as a store (stores keep the links busier than pulls). Mirrors inc-sim program
+// `inc::two_shot` (docs/PROTOCOL.md "two-shot").
+//
+// Parity half p of a rank (region = p * half_bytes), S = ceil(C / W) chunks a slice:
+//   R[s] at s * S * 16 (s = 0..W): slice r of writer s's input (R[r] unused: I read my input)
+//   G    at W * S * 16: C chunks; G[c] = the reduced chunk c, from the owner of its slice.
+
+// two-shot, zero-copy (symmetric tensors): every rank's tensor is buf[q] = data[q] +
+// zc_offset, readable and writable by every rank. In place: the owner of slice r folds
+// buf[0..W][c] for its chunks c in rank order and stores the result into every buf[q][c];
+// only the owner ever touches a slice, so no barrier separates the reads from the stores.
+// The end barrier keeps my kernel running until every peer stored into my tensor.
+// Mirrors inc-sim program `inc::two_shot_zc` (docs/PROTOCOL.md "two-shot, zero-copy").
+template <int DT, int OP>
+__device__ void inc_two_shot_zc(const IncArgs& a) {
+    __shared__ volatile int s_fail;
+    __shared__ volatile u32 s_e;
+    IncCall k;
+    // STEP two_shot_zc 0 Prologue
+    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
+    const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
+    const u64 chunks = (nbytes + 15) / 16;
+    const u64 slice = (chunks + a.world - 1) / a.world;
+    const u64 lo = (u64)a.rank * slice;
+    const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+    const u64 S = inc_stride();
+
+    // STEP two_shot_zc 1 Barrier
+    if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 1, &s_fail)) {
+        // STEP two_shot_zc 2 ReduceStore
+        // Whole chunks here; the partial tail chunk (if mine) after the loop, masked.
+        const u64 full = nbytes / 16;
+        const u64 hf = hi < full ? hi : full;
+        for (u64 c = inc_first_chunk(lo); c < hf; c += 2 * S) {
+            const bool two = c + S < hf;
+            uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    const u64 src = a.data[q] + k.region;
+                    r0[q] = inc_ld_cg_v4(src + c * 16u);
+                    if (two) r1[q] = inc_ld_cg_v4(src + (c + S) * 16u);
+                }
+            }
+            const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+            uint4 v1;
+            if (two) v1 = inc_fold_ranks<DT, OP>(a, r1);
+            // rotated order: at any time the owners store into different ranks
+#pragma unroll
+            for (u32 i = 0; i < INC_MAX_RANKS; ++i) {
+                if (i < a.world) {
+                    const u32 q = (a.rank + i) % a.world;
+                    const u64 dst = a.data[q] + k.region;
+                    inc_st_v4(dst + c * 16u, v0);
+                    if (two) inc_st_v4(dst + (c + S) * 16u, v1);
+                }
+            }
+        }
+        if (full < hi && full >= lo && inc_first_chunk(full) == full) {
+            uint4 r[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) r[q] = inc_ld_cg_v4(a.data[q] + k.region + full * 16u);
+            }
+            const uint4 v = inc_fold_ranks<DT, OP>(a, r);
+            for (u32 q = 0; q < a.world; ++q) inc_store_at<DT>(a.data[q] + k.region, false, full, nbytes, v);
+        }
+        // STEP two_shot_zc 3 EndBarrier
+        inc_barrier(a, k, INC_PAD_END, inc_others(a), 3, &s_fail);
+    }
+
+    // STEP two_shot_zc 4 Epilogue
+    inc_epilogue(a, k);
+}
+
+// two-shot, zero-copy, push form: the scatter of the copy-in two-shot (my input, here my
+// symmetric tensor, stored into each owner's receive area of this call's parity half), a
+// barrier, the owner folds its slice and stores the result straight into every rank's
+// tensor (sym[q] + zc_offset), and an end barrier: no copy-out pass.
+// Mirrors inc-sim program `inc::two_shot_zcp` (docs/PROTOCOL.md "two-shot, zero-copy").
+template <int DT, int OP>
+__device__ void inc_two_shot_zcp(const IncArgs& a) {
+    __shared__ volatile int s_fail;
+    __shared__ volatile u32 s_e;
+    IncCall k;
+    // STEP two_shot_zcp 0 Prologue
+    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
+    const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
+    const u64 chunks = (nbytes + 15) / 16;
+    const u64 slice = (chunks + a.world - 1) / a.world;
+    const u64 scratch = (u64)k.p * a.half_bytes;
+    const u64 own = a.data[a.rank] + scratch;
+    const u64 S = inc_stride();
+
+    // STEP two_shot_zcp 1 Scatter
+    for (u32 i = 1; i < a.world; ++i) {
+        const u32 q = (a.rank + i) % a.world;
+        const u64 lo = (u64)q * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        const u64 dst = a.data[q] + scratch + (u64)a.rank * slice * 16u - lo * 16u;
+        if (lo < hi) inc_copy_in<DT>(a, dst, lo, hi, nbytes);
+    }
+
+    // STEP two_shot_zcp 2 Barrier
+    if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 2, &s_fail)) {
+        // STEP two_shot_zcp 3 ReduceStore
+        // Whole chunks here (local reads: one chunk per iteration suffices); the partial
+        // tail chunk (if mine) after the loop, masked.
+        const u64 lo = (u64)a.rank * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        const u64 full = nbytes / 16;
+        const u64 hf = hi < full ? hi : full;
+        for (u64 c = inc_first_chunk(lo); c < hf; c += S) {
+            uint4 r0[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    r0[q] = (q == a.rank) ? inc_load_input<DT>(a, c, nbytes)
+                                          : inc_ld_cg_v4(own + ((u64)q * slice - lo) * 16u + c * 16u);
+                }
+            }
+            const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+#pragma unroll
+            for (u32 i = 0; i < INC_MAX_RANKS; ++i) {
+                if (i < a.world) {
+                    const u32 q = (a.rank + i) % a.world;
+                    inc_st_v4(a.sym[q] + a.zc_offset + c * 16u, v0);
+                }
+            }
+        }
+        if (full < hi && full >= lo && inc_first_chunk(full) == full) {
+            uint4 r[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    r[q] = (q == a.rank) ? inc_load_input<DT>(a, full, nbytes)
+                                         : inc_ld_cg_v4(own + ((u64)q * slice - lo) * 16u + full * 16u);
+                }
+            }
+            const uint4 v = inc_fold_ranks<DT, OP>(a, r);
+            for (u32 q = 0; q < a.world; ++q) inc_store_at<DT>(a.sym[q] + a.zc_offset, false, full, nbytes, v);
+        }
+        // STEP two_shot_zcp 4 EndBarrier
+        inc_barrier(a, k, INC_PAD_END, inc_others(a), 4, &s_fail);
+    }
+
+    // STEP two_shot_zcp 5 Epilogue
+    inc_epilogue(a, k);
+}
+
+// The previous piece's Gather (PROTOCOL.md "Deferred gather"; it ran with
+// INC_FLAG_DEFER_GATHER): its G area in half `pp` (the other half: consecutive kernels,
+// consecutive epochs) into its output, which ends where this piece's begins; the chunks
+// of every slice but mine, thread `idx` of `n` taking every n-th chunk. Local reads and
+// writes.
+template <int DT>
+__device__ __forceinline__ void inc_gather_prev(const IncArgs& a, u32 pp, u64 idx, u64 n) {
+    const u64 pbytes = a.prev_count * (u64)IncLanes<DT>::ES;
+    const u64 pchunks = (pbytes + 15) / 16;
+    const u64 pslice = (pchunks + a.world - 1) / a.world;
+    const u64 src = a.data[a.rank] + (u64)pp * a.half_bytes + (u64)a.world * pslice * 16u;
+    const u64 dst = a.output - pbytes;
+    const bool aligned = (a.flags & INC_FLAG_IO_ALIGNED) != 0;
+    const u64 mlo = (u64)a.rank * pslice < pchunks ? (u64)a.rank * pslice : pchunks;
+    const u64 mhi = mlo + pslice < pchunks ? mlo + pslice : pchunks;
+    inc_copy_out<DT>(src, dst, aligned, idx, n, mlo, pbytes);            // slices before mine
+    inc_copy_out<DT>(src, dst, aligned, mhi + idx, n, pchunks, pbytes);  // and after it
+}
+
+// A copy block of a piece after the first (the last gridDim.x / INC_COPY_BLOCK_DIV blocks):
+// its own epoch word as a prologue would read it, its share of the previous piece's
+// Gather, then the epoch into its word (release: the blocks that move this piece acquire
+// it before their mid flags), and exit. It never waits.
+template <int DT>
+__device__ void inc_two_shot_copy_block(const IncArgs& a, u32 G, u32 ncopy) {
+    __shared__ volatile u32 s_e;
+    const u64 word = a.pad[a.rank] + INC_PAD_EPOCHS + 4u * blockIdx.x;
+    if (threadIdx.x == 0) s_e = inc_ld_relaxed_sys_u32(word) + 1u;
+    __syncthreads();
+    inc_pdl_launch();
+    const u32 e = s_e;
+    inc_gather_prev<DT>(a, (e & 1u) ^ 1u, (u64)(blockIdx.x - G) * blockDim.x + threadIdx.x,
+                        (u64)ncopy * blockDim.x);
+    __syncthreads();
+    if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(word), "r"(e) : "memory");
+}
+
+// Before its mid flag, a block that moves the piece waits until every copy block stored
+// this call's epoch (thread t < ncopy watches copy block G + t; bounded like every wait).
+// Returns false once this block has failed.
+__device__ bool inc_wait_copies(const IncArgs& a, const IncCall& k, u32 G, u32 ncopy,
+                                volatile int* s_fail) {
+    __syncthreads();
+    if (threadIdx.x < ncopy && *s_fail == 0) {
+        const u64 word = a.pad[a.rank] + INC_PAD_EPOCHS + 4u * (G + threadIdx.x);
+        const u64 t0 = inc_now_ns();
+        u32 it = 0, v;
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(word) : "memory");
+        while (v != k.e) {
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                if (*s_fail != 0) break;
+                if (inc_wait_slow(a, t0, a.rank, 4, k.e, v) != 0u) {
+                    *s_fail = 1;
+                    break;
+                }
+            }
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(word) : "memory");
+        }
+    }
+    __syncthreads();
+    return *s_fail == 0;
+}
+
+template <int DT, int OP>
+__device__ void inc_two_shot(const IncArgs& a) {
+    if (a.flags & INC_FLAG_ZERO_COPY) {
+        if (a.flags & INC_FLAG_ZC_PUSH) {
+            inc_two_shot_zcp<DT, OP>(a);
+        } else {
+            inc_two_shot_zc<DT, OP>(a);
+        }
+        return;
+    }
+    // A piece after the first: the last G / INC_COPY_BLOCK_DIV blocks copy out the previous
+    // piece; the other G' blocks partition this piece's chunks (every rank alike).
+    const bool prev = false;  // VARIANT pull: every piece gathers itself
+    const u32 ncopy = prev ? gridDim.x / INC_COPY_BLOCK_DIV : 0u;
+    const u32 G = gridDim.x - ncopy;
+    if (blockIdx.x >= G) {
+        inc_two_shot_copy_block<DT>(a, G, ncopy);
+        return;
+    }
+    __shared__ volatile int s_fail;
+    __shared__ volatile u32 s_e;
+    IncCall k;
+    // STEP two_shot 0 Prologue
+    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
+    const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
+    const u64 chunks = (nbytes + 15) / 16;
+    const u64 slice = (chunks + a.world - 1) / a.world;
+    const u64 gather = (u64)a.world * slice * 16u;
+    const u64 own = a.data[a.rank] + k.region;
+    const u64 S = inc_stride_g(G);
+
+    // STEP two_shot 1 Scatter
+    // Peers in rotated order (r+1, r+2, ...): at any time every rank receives from one
+    // writer, instead of all writers storing into rank 0 first.
+    for (u32 i = 1; i < a.world; ++i) {
+        const u32 q = (a.rank + i) % a.world;
+        const u64 lo = (u64)q * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        // chunk c of slice q -> peer q's R[me][c - lo]
+        const u64 dst = a.data[q] + k.region + (u64)a.rank * slice * 16u - lo * 16u;
+        if (lo < hi) inc_copy_in_g<DT>(a, dst, lo, hi, nbytes, G);
+    }
+
+    // STEP two_shot 2 Barrier
+    if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 2, &s_fail)) {
+        // STEP two_shot 3 ReduceSlice
+        // For my chunks c of slice r: fold R[0..W] in rank order (my own input for R[r]),
+        // out[c] = v, and v into every peer's G[c].
+        const u64 lo = (u64)a.rank * slice;
+        const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
+        for (u64 c = inc_first_chunk_g(lo, G); c < hi; c += 2 * S) {
+            const bool two = c + S < hi;
+            uint4 r0[INC_MAX_RANKS], r1[INC_MAX_RANKS];
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q < a.world) {
+                    if (q == a.rank) {
+                        r0[q] = inc_load_input<DT>(a, c, nbytes);
+                        if (two) r1[q] = inc_load_input<DT>(a, c + S, nbytes);
+                    } else {
+                        const u64 src = own + ((u64)q * slice - lo) * 16u;
+                        r0[q] = inc_ld_cg_v4(src + c * 16u);
+                        if (two) r1[q] = inc_ld_cg_v4(src + (c + S) * 16u);
+                    }
+                }
+            }
+            const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+            uint4 v1;
+            if (two) v1 = inc_fold_ranks<DT, OP>(a, r1);
+#pragma unroll
+            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+                if (q == a.rank) {
+                    const u64 g = own + gather;  // VARIANT pull: my G only (local)
+                    inc_st_v4(g + c * 16u, v0);
+                    if (two) inc_st_v4(g + (c + S) * 16u, v1);
+                }
+            }
+            inc_store_output<DT>(a, c, nbytes, v0);
+            if (two) inc_store_output<DT>(a, c + S, nbytes, v1);
+        }
+
+        // STEP two_shot 4 GatherPrev
+        // A piece after the first: the copy blocks' share of the previous piece's Gather
+        // happens before my mid flag (or, without copy blocks, this block's own share).
+        bool ok = true;
+        if (ncopy > 0) {
+            ok = inc_wait_copies(a, k, G, ncopy, &s_fail);
+        } else if (prev) {
+            inc_gather_prev<DT>(a, k.p ^ 1u, (u64)blockIdx.x * blockDim.x + threadIdx.x,
+                                (u64)G * blockDim.x);
+        }
+
+        // STEP two_shot 5 Barrier
+        if (ok && inc_barrier(a, k, INC_PAD_MID, inc_others(a), 5, &s_fail)) {
+            // The owners stored every other slice here: local reads. (A piece that is not
+            // the last leaves this to the next piece's GatherPrev.)
+            // STEP two_shot 6 Gather
+            for (u32 i = 1; i < a.world; ++i) {  // VARIANT pullA: pull each owner's G, rotated
+                const u32 q = (a.rank + i) % a.world;
+                const u64 qlo = (u64)q * slice;
+                const u64 qhi = (qlo + slice < chunks) ? qlo + slice : chunks;
+                if (qlo < qhi) inc_gather_g<DT>(a, a.data[q] + k.region + gather, qlo, qhi, nbytes, G);
+            }
+        }
+    }
+
+    // STEP two_shot 7 Epilogue
+    inc_epilogue(a, k);
+}
