@@ -249,12 +249,12 @@ impl CallCtx<'_> {
 
         // STEP 2 PollReduce
         for c in self.my_chunks(b) {
+            let got = self.poll_chunk(b, c, &check_abort)?;
             let mut acc = [0f32; 8];
-            for q in 0..world {
-                let words = if q == me {
-                    words_of(&chunk_of(self.input, c))
-                } else {
-                    self.poll_chunk(b, q, c, &check_abort)?
+            for (q, theirs) in got.iter().enumerate() {
+                let words = match theirs {
+                    Some(w) => *w,
+                    None => words_of(&chunk_of(self.input, c)),
                 };
                 let v = decode(self.dtype, &bytes_of_words(&words));
                 for (x, y) in acc.iter_mut().zip(v) {
@@ -290,41 +290,36 @@ impl CallCtx<'_> {
         Ok(out)
     }
 
-    /// Spins on the four halves of chunk c from writer q until every tag is this call's
-    /// epoch; returns the four data words.
+    /// Spins on the four halves of chunk c from every peer at once, as the kernel does:
+    /// each spin rereads every peer whose chunk is still missing, and a chunk once
+    /// accepted is not read again (PROTOCOL.md "push one-shot", PollReduce). Returns the
+    /// four data words of each peer's chunk (`None` at my own rank).
     fn poll_chunk(
         &self,
         b: usize,
-        q: usize,
         c: usize,
         check_abort: &dyn Fn(u32, usize, u64) -> Result<(), Failed>,
-    ) -> Result<[u32; 4], Failed> {
-        let e = self.epoch;
-        let off = self.chunk_off(q, c);
+    ) -> Result<Vec<Option<[u32; 4]>>, Failed> {
+        let me = self.me.rank;
+        let mut got: Vec<Option<[u32; 4]>> = vec![None; self.me.world];
+        let mut pending: Vec<usize> = (0..self.me.world).filter(|&q| q != me).collect();
         let mut spins: u32 = 0;
         loop {
-            let mut words = [0u32; 4];
-            let mut ready = true;
-            for (i, w) in words.iter_mut().enumerate() {
-                let (d, t) = unpack_half(
-                    self.push_word(self.me.rank, off + 8 * i)?
-                        .load(Ordering::Relaxed),
-                );
-                if tag_is_newer(t, e) {
-                    let seen = flag_word(t, 0);
-                    let r = self.rec(b, step::POLL_REDUCE, ERR_SEQ_MISMATCH, q, seen);
-                    return Err(self.fail(r, true));
+            let mut still = Vec::with_capacity(pending.len());
+            for &q in &pending {
+                match self.try_chunk(b, q, c)? {
+                    Some(words) => got[q] = Some(words),
+                    None => still.push(q),
                 }
-                ready &= t == e;
-                *w = d;
             }
-            if ready {
-                return Ok(words);
-            }
+            pending = still;
+            let Some(&q) = pending.first() else {
+                return Ok(got);
+            };
             spins = spins.wrapping_add(1);
             if spins % SLOW_PATH_EVERY == 0 {
-                // Slow path: a peer that sends fewer chunks never fills this one; its
-                // header line says why.
+                // Slow path, for the lowest peer still missing: a peer that sends fewer
+                // chunks never fills this one; its header line says why.
                 let (hdr, seen) = self.read_hdr(q)?;
                 if let Hdr::Bad(code) = hdr {
                     return Err(self.fail(self.rec(b, step::POLL_REDUCE, code, q, seen), true));
@@ -333,5 +328,28 @@ impl CallCtx<'_> {
             }
             backoff(spins);
         }
+    }
+
+    /// One read of the four halves of chunk c from writer q: its data words when every
+    /// tag is this call's epoch, `None` while one is older; a newer tag fails the call.
+    fn try_chunk(&self, b: usize, q: usize, c: usize) -> Result<Option<[u32; 4]>, Failed> {
+        let e = self.epoch;
+        let off = self.chunk_off(q, c);
+        let mut words = [0u32; 4];
+        let mut ready = true;
+        for (i, w) in words.iter_mut().enumerate() {
+            let (d, t) = unpack_half(
+                self.push_word(self.me.rank, off + 8 * i)?
+                    .load(Ordering::Relaxed),
+            );
+            if tag_is_newer(t, e) {
+                let seen = flag_word(t, 0);
+                let r = self.rec(b, step::POLL_REDUCE, ERR_SEQ_MISMATCH, q, seen);
+                return Err(self.fail(r, true));
+            }
+            ready &= t == e;
+            *w = d;
+        }
+        Ok(ready.then_some(words))
     }
 }
