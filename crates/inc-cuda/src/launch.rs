@@ -94,6 +94,18 @@ pub fn zero_copy_push_max_count(dtype: DType, half_bytes: u64, world: usize) -> 
     (half_bytes / CHUNK_BYTES / w * w) * lanes(dtype)
 }
 
+/// Elements per piece of a call of `count` elements cut into pieces of at most `max`
+/// (a multiple of `lanes`, the elements of one 16-byte chunk, or less than one chunk):
+/// the fewest pieces, all of one size in whole chunks but the last (at most as large), so
+/// every piece keeps the tensor's alignment and no piece is a sliver that pays a whole
+/// kernel for a few chunks. Every rank cuts the same pieces.
+pub fn piece_len(count: u64, max: u64, lanes: u64) -> u64 {
+    let lanes = lanes.max(1);
+    let max = (max / lanes * lanes).max(lanes);
+    let n = count.div_ceil(max).max(1);
+    count.div_ceil(n).div_ceil(lanes) * lanes
+}
+
 /// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot
 /// (every 16-byte LL line carries 8 payload bytes).
 pub fn push_max_count(dtype: DType, slot_bytes: u64) -> u64 {
@@ -301,6 +313,31 @@ mod tests {
             max_count(Algo::TwoShot, DType::Bf16, 10 << 20),
             ((10 << 20) - 128) / 32 * 8
         );
+    }
+
+    #[test]
+    fn pieces_are_equal_whole_chunks_and_fewest() {
+        // fits: one piece of the whole call
+        assert_eq!(piece_len(100, 1 << 20, 8), 104);
+        // 1 GiB of bf16 in halves of 32 Mi elements: 16 equal pieces
+        assert_eq!(piece_len(512 << 20, 32 << 20, 8), 32 << 20);
+        // one element over: two equal pieces, not a full one and a sliver
+        assert_eq!(piece_len((32 << 20) + 1, 32 << 20, 8), (16 << 20) + 8);
+        for count in [1u64, 7, 8, 9, 1000, 4097, 1 << 20, (3 << 20) + 5] {
+            for max in [8u64, 16, 64, 1000, 4096] {
+                let p = piece_len(count, max, 8);
+                let cap = (max / 8 * 8).max(8);
+                assert!(p % 8 == 0 && p >= 8 && p <= cap, "{count} {max} {p}");
+                // the fewest pieces
+                assert_eq!(
+                    count.div_ceil(p),
+                    count.div_ceil(cap).max(1),
+                    "{count} {max}"
+                );
+            }
+        }
+        // a max under one chunk still moves whole chunks
+        assert_eq!(piece_len(20, 3, 8), 8);
     }
 
     #[test]

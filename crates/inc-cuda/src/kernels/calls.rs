@@ -173,14 +173,12 @@ impl Kernels {
             return empty_call(bufs);
         }
         // The push form needs the receive areas of the parity halves: larger calls run in
-        // pieces of whole chunks (every rank cuts the same ones).
+        // equal pieces of whole chunks (every rank cuts the same ones).
         let bytes = launch::tensor_bytes(dtype, count).unwrap_or(u64::MAX);
         let form = launch::zero_copy_form(bufs.world(), bytes);
         let piece = if form == ZeroCopyForm::Push {
-            let lanes = launch::lanes(dtype);
-            (launch::zero_copy_push_max_count(dtype, bufs.half_bytes(), bufs.world()) / lanes
-                * lanes)
-                .max(lanes)
+            let max = launch::zero_copy_push_max_count(dtype, bufs.half_bytes(), bufs.world());
+            launch::piece_len(count, max, launch::lanes(dtype))
         } else {
             count
         };

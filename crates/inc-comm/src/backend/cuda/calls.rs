@@ -249,17 +249,14 @@ impl CudaBackend {
         count: u64,
     ) -> Result<()> {
         let piece = match algo {
-            Algo::TwoShot => {
-                let lanes = inc_cuda::launch::lanes(dtype);
-                let max = inc_cuda::launch::max_count(algo, dtype, self.buffer_bytes());
-                let max = (max / lanes * lanes).max(lanes);
-                // Equal pieces (whole chunks; the last one at most as large), not full
-                // ones and a sliver: a piece copies out the previous one beside its own
-                // transfer (PROTOCOL.md "Deferred gather"), which a tiny last piece would
-                // do alone.
-                let n = count.div_ceil(max).max(1);
-                count.div_ceil(n).div_ceil(lanes) * lanes
-            }
+            // Equal pieces, not full ones and a sliver: a piece copies out the previous one
+            // beside its own transfer (PROTOCOL.md "Deferred gather"), which a tiny last
+            // piece would do alone.
+            Algo::TwoShot => inc_cuda::launch::piece_len(
+                count,
+                inc_cuda::launch::max_count(algo, dtype, self.buffer_bytes()),
+                inc_cuda::launch::lanes(dtype),
+            ),
             _ => count.max(1),
         };
         let own = lock(self.own()?);
