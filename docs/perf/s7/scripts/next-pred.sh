@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Prepared for the next session, NOT RUN in session 7 (no device time left): A/B of the
+# `pred` variant (docs/perf/s7/variants/pred: the copy loops keep up to INC_UNROLL loads in
+# flight in a thread's last, partial group too) against the current kernels, at worlds 4
+# and 2 (4-GPU machine), every element checked by the bench.
+# Why: at world 4 a copy-in two-shot of 16 MiB gives each thread ~2 chunks of each slice
+# (1 Mi chunks / 4 slices over 264 x 512 threads), so the unrolled loop of inc_copy_out
+# (copy-out) and inc_copy_in_g (scatter) never runs: one 16-byte load in flight per
+# thread. Run 44: copy-in minus zero-copy push = 21.8 us at 16 MiB (12 MiB copied out,
+# ~550 GB/s; at world 2 ~1.4 TB/s).
+# Set-up here: mkdir -p gpu/v/pred && cp kernels/common.cuh gpu/v/pred/ &&
+#   (cd gpu/v/pred && patch common.cuh < ../../../docs/perf/s7/variants/pred/common.cuh.patch)
+# (ptxas: the f32 two-shot instances spill 44/88 bytes, base 24/36: watch f32.)
+set -uo pipefail
+out=${OUT:-/tmp/out}; w=/tmp/rpred; mkdir -p "$out" $w
+source gpu/env.sh
+I=gpu/bench/inc; export INC_BUFFER_BYTES=64M
+S=256K,512K,1M,2M,4M,8M,16M,32M,64M,256M
+for n in 4 2; do
+  for rep in 1 2; do
+    for v in base pred; do
+      kd=; [ $v = pred ] && kd=$PWD/gpu/v/pred
+      INC_KERNEL_DIR=$kd INC_CACHE_DIR=/tmp/cp-$v timeout 90 $I launch -n $n -- $I bench --graph --algo one-shot,two-shot,zero-copy --sizes $S --iters 8 --warmup 2 > $w/${v}_w${n}_$rep.txt 2>&1; echo rc=$? >> $w/${v}_w${n}_$rep.txt
+    done
+  done
+done
+tar czf "$out/rpred.tgz" -C /tmp rpred
