@@ -3,11 +3,12 @@
 # `pred` variant (docs/perf/s7/variants/pred: the copy loops keep up to INC_UNROLL loads in
 # flight in a thread's last, partial group too) against the current kernels, at worlds 4
 # and 2 (4-GPU machine), every element checked by the bench.
-# Why: at world 4 a copy-in two-shot of 16 MiB gives each thread ~2 chunks of each slice
-# (1 Mi chunks / 4 slices over 264 x 512 threads), so the unrolled loop of inc_copy_out
-# (copy-out) and inc_copy_in_g (scatter) never runs: one 16-byte load in flight per
-# thread. Run 44: copy-in minus zero-copy push = 21.8 us at 16 MiB (12 MiB copied out,
-# ~550 GB/s; at world 2 ~1.4 TB/s).
+# Why: at world 4 the copy-in two-shot costs 7.4 / 14.3 / 21.8 us more than the zero-copy
+# push form at 4 / 8 / 16 MiB (run 44) for the same NVLink bytes: only the copy-out differs.
+# With the 128-block grid a thread gets 1-2 chunks of each slice at 4-8 MiB, so the unrolled
+# loops of inc_copy_out (copy-out) and inc_copy_in_g (scatter) mostly run their
+# one-load-at-a-time tail, slice after slice (at 16 MiB they do run once: not the whole
+# story; profile the Gather step with ncu too).
 # Set-up here: mkdir -p gpu/v/pred && cp kernels/common.cuh gpu/v/pred/ &&
 #   (cd gpu/v/pred && patch common.cuh < ../../../docs/perf/s7/variants/pred/common.cuh.patch)
 # (ptxas: the f32 two-shot instances spill 44/88 bytes, base 24/36: watch f32.)
