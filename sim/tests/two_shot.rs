@@ -17,23 +17,13 @@ use inc_sim::{
     Weakening, ERR_CALL_MISMATCH, ERR_TIMEOUT,
 };
 
+mod common;
+use common::clean;
+
 fn cfg(world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, world, bytes, calls);
     c.blocks = vec![2, 1, 3];
     c
-}
-
-fn clean(c: &SimConfig, schedules: u64, seed: u64) {
-    let r = check(c, schedules, seed).unwrap();
-    if let Some(v) = r.violations.first() {
-        panic!(
-            "world {} bytes {} fault {:?}\n{}",
-            c.world,
-            c.bytes,
-            c.fault,
-            v.render()
-        );
-    }
 }
 
 #[test]

@@ -18,28 +18,14 @@ use inc_sim::{
     Weakening,
 };
 
+mod common;
+use common::clean;
+
 fn cfg(world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, world, bytes, calls);
     c.deferred_gather = true;
     c.blocks = vec![2, 1, 3];
     c
-}
-
-fn clean(c: &SimConfig, schedules: u64, seed: u64) -> inc_sim::Report {
-    let r = check(c, schedules, seed).unwrap();
-    if let Some(v) = r.violations.first() {
-        panic!(
-            "world {} bytes {} blocks {:?} fault {:?} scheduler {:?} random {:?}\n{}",
-            c.world,
-            c.bytes,
-            c.blocks,
-            c.fault,
-            c.scheduler,
-            c.random,
-            v.render()
-        );
-    }
-    r
 }
 
 #[test]

@@ -26,29 +26,15 @@ use inc_sim::{
 
 const FORMS: [ZcForm; 2] = [ZcForm::Pull, ZcForm::Push];
 
+mod common;
+use common::clean;
+
 fn cfg(form: ZcForm, world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, world, bytes, calls);
     c.zero_copy = true;
     c.zc_form = form;
     c.blocks = vec![2, 1, 3];
     c
-}
-
-fn clean(c: &SimConfig, schedules: u64, seed: u64) -> inc_sim::Report {
-    let r = check(c, schedules, seed).unwrap();
-    if let Some(v) = r.violations.first() {
-        panic!(
-            "{:?} world {} bytes {} blocks {:?} fault {:?} scheduler {:?}\n{}",
-            c.zc_form,
-            c.world,
-            c.bytes,
-            c.blocks,
-            c.fault,
-            c.scheduler,
-            v.render()
-        );
-    }
-    r
 }
 
 #[test]
