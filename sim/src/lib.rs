@@ -6,10 +6,12 @@
 //!   inc-proto (the one source of protocol constants) and re-exported here.
 //! - [`program`]: every algorithm's protocol as a list of [`program::Step`]s;
 //!   `program::inc::*` is PROTOCOL.md v1 (the kernels mark `// STEP <algo> <n> <Name>`,
-//!   compared against [`program::step_names`]; the zero-copy two-shot for symmetric
-//!   tensors, [`program::inc::two_shot_zc`], against [`program::two_shot_zc_step_names`],
-//!   and its push form [`program::inc::two_shot_zcp`] against
-//!   [`program::two_shot_zcp_step_names`]),
+//!   compared against [`program::step_names`]; the copy-in one-shot is a push form
+//!   ([`program::inc::one_shot`]), the zero-copy one-shot keeps the pull form,
+//!   [`program::inc::one_shot_zc`], compared against [`program::one_shot_zc_step_names`];
+//!   the zero-copy two-shot for symmetric tensors, [`program::inc::two_shot_zc`], against
+//!   [`program::two_shot_zc_step_names`], and its push form [`program::inc::two_shot_zcp`]
+//!   against [`program::two_shot_zcp_step_names`]),
 //!   `program::seed::*` is what the seed does.
 //! - [`model`]: the weak-memory model (pending stores landing when the scheduler decides,
 //!   release/acquire via vector clocks, `.nc` loads, fences, atomics). Its docs list what it

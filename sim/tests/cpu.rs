@@ -93,8 +93,9 @@ fn every_algo_dtype_op_matches_reference_bit_for_bit() {
     let mut rng = Rng(0x1234_5678);
     for world in 1..=8usize {
         let hcm = world == 8;
-        // two-shot needs 2 x C + W chunks of a half: 700 f32 need 5.6 KB.
-        let ranks = comm(world, 8192, cfg, hcm);
+        // two-shot needs 2 x C + W chunks of a half (700 f32: 5.6 KB), one-shot W x C
+        // (its receive areas; 700 f32 at world 8: 22.4 KB).
+        let ranks = comm(world, 24 << 10, cfg, hcm);
         let mut calls: Vec<Call> = Vec::new();
         let algos: &[Algo] = if hcm {
             &Algo::ALL
@@ -164,7 +165,8 @@ fn back_to_back_calls_with_random_delays() {
         timeout: Duration::from_secs(20),
     };
     let world = 4;
-    let ranks = comm(world, 2048, cfg, false);
+    // one-shot keeps W receive areas of C chunks: 500 bf16 at world 4 need 4 KB.
+    let ranks = comm(world, 4096, cfg, false);
     let mut rng = Rng(99);
     let calls: Vec<Call> = (0..40)
         .map(|i| {

@@ -85,8 +85,9 @@ struct Call {
 }
 
 /// `n` calls; push-form calls stay within `push_max` bytes (the two-shot's receive areas
-/// in the comm's regions).
-fn calls(rng: &mut Rng, world: usize, n: usize, push_max: usize) -> Vec<Call> {
+/// in the comm's regions), copy-in (one-shot) calls within `one_shot_max` (its W receive
+/// areas in the comm's regions).
+fn calls(rng: &mut Rng, world: usize, n: usize, push_max: usize, one_shot_max: usize) -> Vec<Call> {
     (0..n)
         .map(|i| {
             let dtype = DType::ALL[rng.below(3) as usize];
@@ -97,7 +98,9 @@ fn calls(rng: &mut Rng, world: usize, n: usize, push_max: usize) -> Vec<Call> {
                 ZcForm::Pull
             };
             // 1..=400 elements: partial tail chunks, slices shorter than the world.
+            let copy_in = i % 4 == 3;
             let max = match form {
+                _ if copy_in => (one_shot_max / dtype.size()).min(400),
                 ZcForm::Push => (push_max / dtype.size()).min(400),
                 ZcForm::Pull => 400,
             };
@@ -110,7 +113,7 @@ fn calls(rng: &mut Rng, world: usize, n: usize, push_max: usize) -> Vec<Call> {
                 inputs: (0..world)
                     .map(|_| random_input(rng, dtype, count))
                     .collect(),
-                copy_in: i % 4 == 3,
+                copy_in,
             }
         })
         .collect()
@@ -124,7 +127,8 @@ fn symmetric_two_shot_matches_reference_back_to_back() {
         let push_max = ranks[0].zero_copy_push_max_bytes();
         assert!(push_max >= 2 * ranks[0].max_bytes(Algo::TwoShot));
         assert!(push_max >= 400, "push-form calls too small: {push_max}");
-        let calls = calls(&mut rng, world, 24, push_max);
+        let one_shot_max = ranks[0].max_bytes(Algo::OneShot);
+        let calls = calls(&mut rng, world, 24, push_max, one_shot_max);
         assert!(calls.iter().any(|c| !c.copy_in && c.form == ZcForm::Push));
         assert!(calls.iter().any(|c| !c.copy_in && c.form == ZcForm::Pull));
         let tensors = &tensors;

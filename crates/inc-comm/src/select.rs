@@ -378,9 +378,11 @@ impl Selector {
                 } else {
                     Selection {
                         path: Path::Nccl,
+                        // the largest call any path takes (the push slot may hold more
+                        // than the one-shot's W receive areas of a small half)
                         fallback: Some(Fallback::TooLarge {
                             bytes,
-                            max: one.max(two),
+                            max: one.max(two).max(push),
                         }),
                     }
                 }

@@ -50,12 +50,13 @@ pub fn chunks(dtype: DType, count: u64) -> Option<u64> {
     Some(tensor_bytes(dtype, count)?.div_ceil(CHUNK_BYTES))
 }
 
-/// Bytes of one parity half that a (non-zero-copy) call of `algo` needs.
-pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
+/// Bytes of one parity half that a (non-zero-copy) call of `algo` at `world` ranks needs.
+pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64, world: usize) -> Option<u64> {
     let c = chunks(dtype, count)?;
     let input = c.checked_mul(CHUNK_BYTES)?;
     match algo {
-        Algo::OneShot => Some(input),
+        // receive areas R[0..W] of C chunks each (push form; R[me] unused)
+        Algo::OneShot => input.checked_mul(world.max(1) as u64),
         // receive areas R[0..W] (W slices, at most C + W - 1 chunks) + gather area (C)
         Algo::TwoShot => input
             .checked_mul(2)?
@@ -67,12 +68,12 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64) -> Option<u64> {
     }
 }
 
-/// Most elements of `dtype` that `algo` can reduce with parity halves of `half_bytes`.
-/// push-one-shot is limited by the push slot instead: [`push_max_count`] with
+/// Most elements of `dtype` that `algo` can reduce at `world` ranks with parity halves of
+/// `half_bytes`. push-one-shot is limited by the push slot instead: [`push_max_count`] with
 /// [`crate::DEFAULT_PUSH_SLOT_BYTES`] here (see [`crate::PeerBuffers::push_slot_bytes`]).
-pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64) -> u64 {
+pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64, world: usize) -> u64 {
     let (usable, per_chunk) = match algo {
-        Algo::OneShot => (half_bytes, CHUNK_BYTES),
+        Algo::OneShot => (half_bytes, CHUNK_BYTES * world.max(1) as u64),
         // receive areas + gather area, less the slice padding (see needed_half_bytes)
         Algo::TwoShot => (
             half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES),
@@ -125,8 +126,14 @@ pub const LL_THREADS: u32 = 256;
 /// Chunks per thread per iteration of the pull reductions (kernels: `inc_reduce`).
 pub const REDUCE_UNROLL: u64 = 2;
 
-/// Check that a call fits; a clear error otherwise.
-pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> Result<()> {
+/// Check that a call at `world` ranks fits; a clear error otherwise.
+pub fn check_capacity(
+    algo: Algo,
+    dtype: DType,
+    count: u64,
+    half_bytes: u64,
+    world: usize,
+) -> Result<()> {
     let bytes = tensor_bytes(dtype, count).ok_or_else(|| {
         CudaError::InvalidArgument(format!("{count} elements of {dtype} overflow u64 bytes"))
     })?;
@@ -142,7 +149,7 @@ pub fn check_capacity(algo: Algo, dtype: DType, count: u64, half_bytes: u64) -> 
         }
         return Ok(());
     }
-    let needed = needed_half_bytes(algo, dtype, count).unwrap_or(u64::MAX);
+    let needed = needed_half_bytes(algo, dtype, count, world).unwrap_or(u64::MAX);
     if needed > half_bytes {
         return Err(CudaError::TooLarge {
             algo,
@@ -268,49 +275,64 @@ mod tests {
         let n = 1u64 << 31;
         assert_eq!(tensor_bytes(DType::Bf16, n), Some(1u64 << 32));
         assert_eq!(chunks(DType::Bf16, n), Some(1u64 << 28));
+        // one-shot: W receive areas of the input
         assert_eq!(
-            needed_half_bytes(Algo::OneShot, DType::Bf16, n),
+            needed_half_bytes(Algo::OneShot, DType::Bf16, n, 1),
             Some(1u64 << 32)
+        );
+        assert_eq!(
+            needed_half_bytes(Algo::OneShot, DType::Bf16, n, 4),
+            Some(4 * (1u64 << 32))
         );
         // one element past: still exact; two-shot holds receive areas + gather area
         assert_eq!(
-            needed_half_bytes(Algo::TwoShot, DType::Bf16, n + 1),
+            needed_half_bytes(Algo::TwoShot, DType::Bf16, n + 1, 4),
             Some(2 * ((1u64 << 32) + 16) + 8 * 16)
         );
         // hcm: input + f32 partial = 2 + 4 bytes/element
         assert_eq!(
-            needed_half_bytes(Algo::Hcm, DType::Bf16, n),
+            needed_half_bytes(Algo::Hcm, DType::Bf16, n, 8),
             Some(3 * (1u64 << 32))
         );
         // capacity check at the boundary, both sides
-        assert!(check_capacity(Algo::OneShot, DType::Bf16, n, 1u64 << 32).is_ok());
-        let e = check_capacity(Algo::OneShot, DType::Bf16, n + 1, 1u64 << 32).unwrap_err();
+        assert!(check_capacity(Algo::OneShot, DType::Bf16, n, 1u64 << 33, 2).is_ok());
+        let e = check_capacity(Algo::OneShot, DType::Bf16, n + 1, 1u64 << 33, 2).unwrap_err();
         assert!(
-            matches!(e, CudaError::TooLarge { needed, capacity, .. } if needed == (1u64 << 32) + 16 && capacity == 1u64 << 32)
+            matches!(e, CudaError::TooLarge { needed, capacity, .. } if needed == 2 * ((1u64 << 32) + 16) && capacity == 1u64 << 33)
         );
         // overflow is an error, not a wrap
         assert_eq!(tensor_bytes(DType::F32, u64::MAX / 2), None);
-        assert!(check_capacity(Algo::OneShot, DType::F32, u64::MAX / 2, u64::MAX).is_err());
+        assert!(check_capacity(Algo::OneShot, DType::F32, u64::MAX / 2, u64::MAX, 2).is_err());
     }
 
     #[test]
     fn max_count_is_the_exact_capacity_limit() {
         let half = 10 << 20;
-        for algo in Algo::ALL {
-            for d in DType::ALL {
-                let m = max_count(algo, d, half);
-                if algo == Algo::PushOneShot {
-                    assert_eq!(m, crate::DEFAULT_PUSH_SLOT_BYTES / 2 / d.size() as u64);
+        for w in [2, 3, 4, 8] {
+            for algo in Algo::ALL {
+                for d in DType::ALL {
+                    let m = max_count(algo, d, half, w);
+                    if algo == Algo::PushOneShot {
+                        assert_eq!(m, crate::DEFAULT_PUSH_SLOT_BYTES / 2 / d.size() as u64);
+                    }
+                    assert!(
+                        check_capacity(algo, d, m, half, w).is_ok(),
+                        "{algo} {d} {w}"
+                    );
+                    assert!(
+                        check_capacity(algo, d, m + 1, half, w).is_err(),
+                        "{algo} {d} {w}"
+                    );
                 }
-                assert!(check_capacity(algo, d, m, half).is_ok(), "{algo} {d}");
-                assert!(check_capacity(algo, d, m + 1, half).is_err(), "{algo} {d}");
             }
         }
-        assert_eq!(max_count(Algo::OneShot, DType::Bf16, 10 << 20), 5 << 20);
-        assert_eq!(max_count(Algo::Hcm, DType::F32, 8 << 20), 1 << 20);
+        // one-shot: W receive areas in a half
+        assert_eq!(max_count(Algo::OneShot, DType::Bf16, 10 << 20, 2), 5 << 19);
+        assert_eq!(max_count(Algo::OneShot, DType::Bf16, 8 << 20, 4), 1 << 20);
+        assert_eq!(max_count(Algo::Hcm, DType::F32, 8 << 20, 8), 1 << 20);
         // two-shot: half the buffer (receive areas + gather area) less the slice padding
         assert_eq!(
-            max_count(Algo::TwoShot, DType::Bf16, 10 << 20),
+            max_count(Algo::TwoShot, DType::Bf16, 10 << 20, 2),
             ((10 << 20) - 128) / 32 * 8
         );
     }
@@ -347,7 +369,7 @@ mod tests {
                 for w in 1..=MAX_RANKS {
                     let n = zero_copy_push_max_count(d, half, w);
                     // about twice the copy-in two-shot's piece
-                    assert!(n >= 2 * max_count(Algo::TwoShot, d, half));
+                    assert!(n >= 2 * max_count(Algo::TwoShot, d, half, w));
                     // the receive areas R[0..W] of one piece lie inside the half
                     let c = chunks(d, n).unwrap();
                     let w = w as u64;

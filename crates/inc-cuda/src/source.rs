@@ -439,6 +439,18 @@ mod tests {
     }
 
     #[test]
+    fn zero_copy_one_shot_markers_match_its_sim_program() {
+        assert_eq!(
+            kernel_variant_steps("one_shot", "one_shot_zc").unwrap(),
+            inc_proto::steps::ONE_SHOT_ZC
+        );
+        assert_eq!(
+            kernel_steps(Algo::OneShot).unwrap(),
+            step_names(Algo::OneShot)
+        );
+    }
+
+    #[test]
     fn push_markers_match_the_push_steps() {
         assert_eq!(
             kernel_steps_named(PUSH_KERNEL).unwrap(),

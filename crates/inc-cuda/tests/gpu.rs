@@ -328,10 +328,12 @@ fn gpu_all_algos_dtypes_ops_sizes() {
         for &algo in &algos {
             for d in DType::ALL {
                 for op in ReduceOp::ALL {
-                    let mut sizes: Vec<usize> = small.to_vec();
+                    // what fits a 20 MiB half (the one-shot keeps W receive areas: at 6+
+                    // ranks 1_000_003 f32 do not fit; launch's tests hold the error)
+                    let m = inc_cuda::launch::max_count(algo, d, 20 << 20, w) as usize;
+                    let mut sizes: Vec<usize> = small.iter().copied().filter(|&n| n <= m).collect();
                     if matches!(w, 2 | 5 | 8) && matches!(op, ReduceOp::Sum | ReduceOp::Max) {
-                        // the largest odd size that fits a 20 MiB half
-                        let m = inc_cuda::launch::max_count(algo, d, 20 << 20) as usize;
+                        // the largest odd size that fits
                         sizes.push(m - 3);
                     }
                     for (i, &n) in sizes.iter().enumerate() {

@@ -5,8 +5,14 @@
 
 use crate::types::Algo;
 
-/// One-shot (pull): copy in, start barrier, read and reduce every peer.
-pub const ONE_SHOT: &[&str] = &[
+/// One-shot (push form): store my input into every peer's receive area, start barrier,
+/// fold the receive areas locally.
+pub const ONE_SHOT: &[&str] = &["Prologue", "PushIn", "Barrier", "ReduceRecv", "Epilogue"];
+
+/// Zero-copy one-shot on symmetric tensors (kernel variant `one_shot_zc`): start barrier,
+/// read and reduce every rank's tensor, end barrier (`CopyIn` stands for the user's write
+/// of its tensor).
+pub const ONE_SHOT_ZC: &[&str] = &[
     "Prologue",
     "CopyIn",
     "Barrier",

@@ -52,6 +52,8 @@ pub enum Weakening {
     /// The Scatter step moved after the start barrier (zero-copy two-shot, push form; the
     /// copy-in two-shot too): the start flag no longer publishes the scattered chunks, and
     /// an owner may store its result into my tensor before I read my chunk of its slice.
+    /// The inc copy-in one-shot's PushIn moves the same way (a peer may fold its receive
+    /// area before my chunk landed there).
     ScatterAfterBarrier,
     /// With [`SimConfig::deferred_gather`]: GatherPrev reads the gather area of the
     /// current call's parity half instead of the other one (where the previous call's
@@ -122,8 +124,9 @@ pub struct SimConfig {
     /// The hcm table (defaults to [`CUBE_MESH_8`](crate::program::CUBE_MESH_8)).
     pub hcm: Option<[[usize; 4]; 8]>,
     /// Zero-copy variant (one buffer per rank, no parity halves, end barrier), inc and
-    /// seed one-shot or inc two-shot. one-shot: the program is `inc::one_shot` with its
-    /// CopyIn standing for the user's write of the input and its EndBarrier run. two-shot:
+    /// seed one-shot or inc two-shot. one-shot: the program is the pull form
+    /// [`program::inc::one_shot_zc`] (the seed: its own one-shot) with its CopyIn standing
+    /// for the user's write of the input and its EndBarrier run. two-shot:
     /// [`program::inc::two_shot_zc`] (symmetric tensors, in place): at each launch the
     /// rank's input of that call is stored into its own buffer (the user's write, after
     /// its previous kernel completed; relaxed stores issued by the block that handles each

@@ -281,6 +281,31 @@ impl CallCtx<'_> {
                         self.store_chunk(me, c * CHUNK_BYTES, &chunk_of(self.input, c))?;
                     }
                 }
+                Step::PushIn => {
+                    // One-shot push form: chunk c -> every peer q's R[me][c], at chunk
+                    // offset me*C + c of q's half of this call.
+                    for c in self.my_chunks(b) {
+                        let chunk = chunk_of(self.input, c);
+                        let off = (me * self.chunks + c) * CHUNK_BYTES;
+                        for q in (0..world).filter(|&q| q != me) {
+                            self.store_chunk(q, off, &chunk)?;
+                        }
+                    }
+                }
+                Step::ReduceRecv => {
+                    // Fold my input and my own R[s][c] (chunk offset s*C + c of my half)
+                    // in rank order: local reads, output only.
+                    for c in self.my_chunks(b) {
+                        let acc = self.fold_with(0..world, |s| {
+                            if s == me {
+                                Ok(chunk_of(self.input, c))
+                            } else {
+                                self.load_chunk(me, (s * self.chunks + c) * CHUNK_BYTES)
+                            }
+                        })?;
+                        out.push((c, self.finish_chunk(acc)));
+                    }
+                }
                 Step::Barrier { kind, set } => self.barrier(b, phase, kind, set)?,
                 Step::ReduceAll => {
                     for c in self.my_chunks(b) {
@@ -364,7 +389,7 @@ impl CallCtx<'_> {
                 }
                 Step::EndBarrier => {
                     // Only the zero-copy variants run it: the symmetric-tensor two-shot
-                    // (the user rewrites that memory); the copy-in one-shot rotates parity
+                    // (the user rewrites that memory); the copy-in programs rotate parity
                     // halves instead (PROTOCOL.md "Why two parity halves").
                     if self.sym.is_some() {
                         self.barrier(b, phase, BarrierKind::End, PeerSet::Others)?;

@@ -5,9 +5,12 @@
 //! processes ([`Region::create_shm`]/[`Region::open_shm`]).
 //!
 //! inc-comm uses it as its `sim` backend, so the whole library runs without a GPU. The
-//! zero-copy two-shot on symmetric tensors ([`CpuRank::allreduce_symmetric`], program
-//! `inc::two_shot_zc`; its push form `inc::two_shot_zcp` through
-//! [`CpuRank::allreduce_symmetric_form`]) works on tensors in regions of their own, in place.
+//! copy-in one-shot is the push form (`inc::one_shot`: each rank stores its input into
+//! every peer's receive areas, start barrier, local fold; the CPU backend has no
+//! zero-copy one-shot). The zero-copy two-shot on symmetric tensors
+//! ([`CpuRank::allreduce_symmetric`], program `inc::two_shot_zc`; its push form
+//! `inc::two_shot_zcp` through [`CpuRank::allreduce_symmetric_form`]) works on tensors in
+//! regions of their own, in place.
 //!
 //! Layout: this file holds the public API ([`CpuRank`], [`CpuConfig`]) and the call
 //! set-up; `block` runs one block of a call (its thread, memory accesses, the bounded
@@ -184,13 +187,14 @@ impl CpuRank {
         self.world
     }
 
-    /// Largest input (bytes) `algo` accepts with these regions (two-shot keeps W receive
-    /// slices and a gather area, `2 x C + W` chunks of a half; hcm keeps an f32 partial
-    /// next to the input, so it takes a third of a half).
+    /// Largest input (bytes) `algo` accepts with these regions (one-shot keeps W receive
+    /// areas of the whole input, `W x C` chunks of a half, so a W-th of a half; two-shot
+    /// keeps W receive slices and a gather area, `2 x C + W` chunks of a half; hcm keeps
+    /// an f32 partial next to the input, so it takes a third of a half).
     pub fn max_bytes(&self, algo: Algo) -> usize {
         let half = self.own().layout().half_bytes;
         match algo {
-            Algo::OneShot => half,
+            Algo::OneShot => half / CHUNK_BYTES / self.world.max(1) * CHUNK_BYTES,
             Algo::TwoShot => (half / CHUNK_BYTES).saturating_sub(self.world) / 2 * CHUNK_BYTES,
             Algo::Hcm => (half / 3) / CHUNK_BYTES * CHUNK_BYTES,
             Algo::PushOneShot => self.push_max_bytes(),

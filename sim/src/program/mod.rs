@@ -3,10 +3,13 @@
 //! `program::inc::*` is the single source of the `inc` protocol (PROTOCOL.md v1): the
 //! simulator executes these lists, the CPU backend follows them, and each CUDA kernel marks
 //! its steps with `// STEP <algo> <n> <Name>` comments that an inc-cuda test compares with
-//! [`step_names`] (the zero-copy two-shot's `// STEP two_shot_zc <n> <Name>` markers with
-//! [`two_shot_zc_step_names`], and its push form's `// STEP two_shot_zcp <n> <Name>` with
-//! [`two_shot_zcp_step_names`]). `program::seed::*` encodes what the seed's kernels do, for
-//! contrast.
+//! [`step_names`] (the zero-copy one-shot's `// STEP one_shot_zc <n> <Name>` markers with
+//! [`one_shot_zc_step_names`], the zero-copy two-shot's `// STEP two_shot_zc <n> <Name>`
+//! with [`two_shot_zc_step_names`], and its push form's `// STEP two_shot_zcp <n> <Name>`
+//! with [`two_shot_zcp_step_names`]). The copy-in one-shot is a push form too
+//! ([`inc::one_shot`]: PushIn into every peer's receive areas, start barrier, ReduceRecv
+//! from my own); the zero-copy one-shot keeps the pull form ([`inc::one_shot_zc`]).
+//! `program::seed::*` encodes what the seed's kernels do, for contrast.
 
 use crate::types::Algo;
 pub use crate::types::BarrierKind;
@@ -53,6 +56,11 @@ pub enum Step {
     Prologue,
     /// Copy my chunks of the input into my own symmetric buffer.
     CopyIn,
+    /// one-shot (inc, push form): store my input chunk c (my chunks of the call) into
+    /// every peer q's receive area `R[me]` of this call's parity half, at chunk offset
+    /// `me x C + c` (C = chunks of the call; plain relaxed remote stores, no fence: the
+    /// start barrier's release publishes them). My own half's `R[me]` is unused.
+    PushIn,
     /// Signal every peer of `set`, then wait for each of them (flag array `kind`).
     Barrier {
         /// Flag array used.
@@ -62,6 +70,11 @@ pub enum Step {
     },
     /// one-shot: `out[c] = fold(peer[0..W].buf[c])`.
     ReduceAll,
+    /// one-shot (inc, push form): for my chunks c, `out[c] = fold over s = 0..W in rank
+    /// order of (s == me ? my input chunk c : my own R[s][c])` (`R[s][c]` at chunk offset
+    /// `s x C + c` of my own half of this call: local reads). Output only: nothing is
+    /// stored into the symmetric buffers.
+    ReduceRecv,
     /// two-shot (inc, push form): store my chunks of every peer q's slice into that
     /// peer's receive area `R[me]` (plain remote stores; copy-in fused with the transfer).
     Scatter,
@@ -111,10 +124,12 @@ impl Step {
         match self {
             Step::Prologue => "Prologue",
             Step::CopyIn => "CopyIn",
+            Step::PushIn => "PushIn",
             Step::Scatter => "Scatter",
             Step::GatherPrev => "GatherPrev",
             Step::Barrier { .. } => "Barrier",
             Step::ReduceAll => "ReduceAll",
+            Step::ReduceRecv => "ReduceRecv",
             Step::ReduceSlice => "ReduceSlice",
             Step::Gather => "Gather",
             Step::QuadReduce => "QuadReduce",
@@ -142,8 +157,32 @@ impl Step {
 pub mod inc {
     use super::{BarrierKind, PeerSet, Step};
 
-    /// PROTOCOL.md "one-shot" (kernel `kernels/one_shot.cu`).
+    /// PROTOCOL.md "one-shot" (kernel `kernels/one_shot.cu`), push form: each rank
+    /// stores its chunks into every peer's receive area `R[me]` of the call's parity half
+    /// (copy-in fused with the transfer), start barrier (its release/acquire publishes the
+    /// stores), then folds its own input and its own receive areas in rank order (local
+    /// reads). No end barrier: the parity halves stand in for it, as for the two-shot (a
+    /// peer writes my half of call n again only in call n+2, which it starts after call
+    /// n+1's start barrier, which needs my flag of n+1, raised after I finished call n).
     pub fn one_shot() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::PushIn,
+            Step::Barrier {
+                kind: BarrierKind::Start,
+                set: PeerSet::Others,
+            },
+            Step::ReduceRecv,
+            Step::Epilogue,
+        ]
+    }
+
+    /// PROTOCOL.md "one-shot, zero-copy" (kernel `inc_one_shot_zc`, markers `// STEP
+    /// one_shot_zc <n> <Name>`): the pull form on symmetric tensors. CopyIn stands for the
+    /// user's write of its tensor, start barrier, every rank folds every rank's tensor in
+    /// rank order (peer reads), end barrier (nobody still reads my tensor when my kernel
+    /// returns and the user rewrites it).
+    pub fn one_shot_zc() -> Vec<Step> {
         vec![
             Step::Prologue,
             Step::CopyIn,
@@ -389,13 +428,15 @@ pub fn step_names(algo: Algo) -> Vec<&'static str> {
 }
 
 /// The step list of the zero-copy variant of `algo` in protocol set `protocol` (what the
-/// checker runs for [`crate::SimConfig::zero_copy`]): the one-shot's own program (its
-/// CopyIn stands for the user's write of the input, its EndBarrier runs), the inc
-/// two-shot's [`inc::two_shot_zc`]; empty where there is no zero-copy variant (hcm, push,
-/// the seed's two-shot).
+/// checker runs for [`crate::SimConfig::zero_copy`]): the inc one-shot's
+/// [`inc::one_shot_zc`] (the pull form: its CopyIn stands for the user's write of the
+/// input, its EndBarrier runs), the seed's own one-shot program, the inc two-shot's
+/// [`inc::two_shot_zc`]; empty where there is no zero-copy variant (hcm, push, the seed's
+/// two-shot).
 pub fn zero_copy_steps(protocol: Protocol, algo: Algo) -> Vec<Step> {
     match (protocol, algo) {
-        (_, Algo::OneShot) => steps(protocol, algo),
+        (Protocol::Inc, Algo::OneShot) => inc::one_shot_zc(),
+        (Protocol::Seed, Algo::OneShot) => seed::one_shot(),
         (Protocol::Inc, Algo::TwoShot) => inc::two_shot_zc(),
         _ => Vec::new(),
     }
@@ -435,6 +476,12 @@ impl ZcForm {
 /// <Name>` markers must list exactly these.
 pub fn two_shot_zcp_step_names() -> Vec<&'static str> {
     inc::two_shot_zcp().iter().map(Step::name).collect()
+}
+
+/// Names of [`inc::one_shot_zc`], in order; the CUDA kernel's `// STEP one_shot_zc <n>
+/// <Name>` markers must list exactly these.
+pub fn one_shot_zc_step_names() -> Vec<&'static str> {
+    inc::one_shot_zc().iter().map(Step::name).collect()
 }
 
 /// Names of [`inc::two_shot_zc`], in order; the CUDA kernel's `// STEP two_shot_zc <n>

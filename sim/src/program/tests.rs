@@ -6,14 +6,7 @@ use super::*;
 fn inc_names_match_protocol_md() {
     assert_eq!(
         step_names(Algo::OneShot),
-        [
-            "Prologue",
-            "CopyIn",
-            "Barrier",
-            "ReduceAll",
-            "EndBarrier",
-            "Epilogue"
-        ]
+        ["Prologue", "PushIn", "Barrier", "ReduceRecv", "Epilogue"]
     );
     assert_eq!(
         step_names(Algo::TwoShot),
@@ -60,10 +53,47 @@ fn two_shot_zc_names_match_protocol_md() {
     );
     assert_eq!(
         zero_copy_steps(Protocol::Inc, Algo::OneShot),
-        inc::one_shot()
+        inc::one_shot_zc()
+    );
+    assert_eq!(
+        zero_copy_steps(Protocol::Seed, Algo::OneShot),
+        seed::one_shot()
     );
     assert!(zero_copy_steps(Protocol::Inc, Algo::Hcm).is_empty());
     assert!(zero_copy_steps(Protocol::Seed, Algo::TwoShot).is_empty());
+}
+
+#[test]
+fn one_shot_zc_names_match_protocol_md() {
+    assert_eq!(
+        one_shot_zc_step_names(),
+        [
+            "Prologue",
+            "CopyIn",
+            "Barrier",
+            "ReduceAll",
+            "EndBarrier",
+            "Epilogue"
+        ]
+    );
+    // The copy-in one-shot is the push form: its stores come before the start barrier,
+    // its fold after it, and it has no end barrier (the parity halves stand in for it).
+    let p = inc::one_shot();
+    let at = |s: Step| p.iter().position(|&x| x == s);
+    let start = Step::Barrier {
+        kind: BarrierKind::Start,
+        set: PeerSet::Others,
+    };
+    assert_eq!(at(Step::PushIn), Some(1));
+    assert_eq!(at(start), Some(2));
+    assert_eq!(at(Step::ReduceRecv), Some(3));
+    assert!(!p.contains(&Step::EndBarrier) && !p.contains(&Step::CopyIn));
+    assert!(inc::one_shot_zc().contains(&Step::EndBarrier));
+    // The seed's one-shot is unchanged (pull, no end barrier).
+    assert!(seed::one_shot().contains(&Step::ReduceAll));
+    assert!(!seed::one_shot().contains(&Step::PushIn));
+    assert_eq!(Step::PushIn.describe(), "PushIn");
+    assert_eq!(Step::ReduceRecv.describe(), "ReduceRecv");
 }
 
 #[test]
@@ -95,6 +125,7 @@ fn programs_match_inc_proto_step_lists() {
     for a in Algo::ALL {
         assert_eq!(step_names(a), inc_proto::step_names(a), "{a}");
     }
+    assert_eq!(one_shot_zc_step_names(), inc_proto::steps::ONE_SHOT_ZC);
     assert_eq!(two_shot_zc_step_names(), inc_proto::steps::TWO_SHOT_ZC);
     assert_eq!(two_shot_zcp_step_names(), inc_proto::steps::TWO_SHOT_ZCP);
 }

@@ -356,7 +356,10 @@ impl CudaBackend {
         let cap = |a: Algo| {
             DType::ALL
                 .iter()
-                .map(|d| inc_cuda::launch::max_count(a, *d, half).saturating_mul(d.size() as u64))
+                .map(|d| {
+                    inc_cuda::launch::max_count(a, *d, half, self.world)
+                        .saturating_mul(d.size() as u64)
+                })
                 .min()
                 .unwrap_or(0)
         };

@@ -78,7 +78,13 @@ impl Kernels {
             }
             flags |= FLAG_ZERO_COPY;
         } else {
-            launch::check_capacity(call.algo, call.dtype, call.count, bufs.half_bytes())?;
+            launch::check_capacity(
+                call.algo,
+                call.dtype,
+                call.count,
+                bufs.half_bytes(),
+                bufs.world(),
+            )?;
         }
         if call.input % 16 == 0 && call.output % 16 == 0 {
             flags |= FLAG_IO_ALIGNED;

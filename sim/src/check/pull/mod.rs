@@ -1,13 +1,17 @@
 //! The pull family: the barrier protocols of [`SimConfig`] (`program::inc::*` and
-//! `program::seed::*`: one-shot, two-shot in its copy-in and zero-copy forms, hcm) on
-//! the engine. Its step type [`PullStep`] holds exactly the steps of those programs.
+//! `program::seed::*`: one-shot in its copy-in (push) and zero-copy (pull) forms,
+//! two-shot in its copy-in and zero-copy forms, hcm) on the engine. Its step type
+//! [`PullStep`] holds exactly the steps of those programs.
 //!
 //! Memory layout, per rank: `[data: parity(2) x half][flags: 3 x 2 x G x W][abort]
-//! [tensor: tensor_locs]`; a half is `2 x chunks + W` words: buf at 0 and the hcm partial
-//! at `chunks` (one-shot, hcm, seed, and the pull-form zero-copy two-shot's tensor in
-//! half 0), or the two-shot receive areas `R[s]` at `s x S` and the gather area `G` at
-//! `W x S` (`W x S <= chunks + W - 1`). The push-form zero-copy two-shot's tensor is the
-//! region after the abort word (its halves hold the receive areas).
+//! [tensor: tensor_locs]`; a half is `max(2, W) x chunks + W` words: buf at 0 and the hcm
+//! partial at `chunks` (hcm, the seed, the zero-copy one-shot, and the pull-form
+//! zero-copy two-shot's tensor in half 0), or the two-shot receive areas `R[s]` at
+//! `s x S` and the gather area `G` at `W x S` (`W x S <= chunks + W - 1`), or the inc
+//! copy-in one-shot's receive areas `R[s]` at `s x C` (`C` = the call's chunks; `W x C`
+//! words, the reason a half holds `max(2, W) x chunks`). The push-form zero-copy
+//! two-shot's tensor is the region after the abort word (its halves hold the receive
+//! areas).
 //!
 //! Layout: this file (steps, layout, the [`Family`] implementation and the reference),
 //! `steps` (executing each step, barriers, the zero-copy user's reads and writes),
@@ -31,8 +35,10 @@ use crate::types::{
 pub(crate) enum PullStep {
     Prologue,
     CopyIn,
+    PushIn,
     Barrier { kind: BarrierKind, set: PeerSet },
     ReduceAll,
+    ReduceRecv,
     Scatter,
     GatherPrev,
     ReduceSlice,
@@ -50,8 +56,10 @@ impl PullStep {
         Some(match s {
             Step::Prologue => PullStep::Prologue,
             Step::CopyIn => PullStep::CopyIn,
+            Step::PushIn => PullStep::PushIn,
             Step::Barrier { kind, set } => PullStep::Barrier { kind, set },
             Step::ReduceAll => PullStep::ReduceAll,
+            Step::ReduceRecv => PullStep::ReduceRecv,
             Step::Scatter => PullStep::Scatter,
             Step::GatherPrev => PullStep::GatherPrev,
             Step::ReduceSlice => PullStep::ReduceSlice,
@@ -118,8 +126,10 @@ impl<'a> Pull<'a> {
             src.retain(|&s| s != Step::GatherPrev);
         }
         if cfg.weaken == Some(Weakening::ScatterAfterBarrier) {
-            // Move the Scatter past the barrier that follows it (and GatherPrev, if any).
-            if let Some(i) = src.iter().position(|&s| s == Step::Scatter) {
+            // Move the Scatter (the one-shot's PushIn) past the barrier that follows it
+            // (and GatherPrev, if any).
+            let pushes = |s: Step| s == Step::Scatter || s == Step::PushIn;
+            if let Some(i) = src.iter().position(|&s| pushes(s)) {
                 let next = src.iter().skip(i + 1).position(|&s| s != Step::GatherPrev);
                 let j = next.map_or(i, |d| i + 1 + d);
                 if matches!(src.get(j), Some(Step::Barrier { .. })) {
@@ -185,7 +195,7 @@ impl<'a> Pull<'a> {
 
     // ---- location layout (module docs)
     fn half_locs(&self) -> usize {
-        2 * self.max_chunks + self.cfg.world
+        self.cfg.world.max(2) * self.max_chunks + self.cfg.world
     }
     fn data_locs(&self) -> usize {
         2 * self.half_locs()

@@ -133,6 +133,20 @@ impl Run<Pull<'_>> {
                     self.next_step(i);
                 }
             }
+            PullStep::PushIn => {
+                // One-shot push form: for my chunk c (this action's), every peer q's
+                // R[r][c] (chunk offset r*C + c of q's half of this call) = input[c].
+                let Some(c) = self.nth_chunk(r, b, self.blocks[i].cursor) else {
+                    return self.next_step(i);
+                };
+                let chunks = self.fam.count(r, k).1;
+                let (v, t) = (input_value(r, k, c), tag(r, k, WHAT_INPUT));
+                for q in (0..w).filter(|&q| q != r) {
+                    let loc = self.fam.half_loc(q, dp, r * chunks + c);
+                    self.mem.store(i, loc, v, t, MemOrder::Relaxed);
+                }
+                self.blocks[i].cursor += 1;
+            }
             PullStep::Scatter => {
                 // For my chunks c of every slice q != r: peer q's R[r][c - q*S] = input[c]
                 // (push-form zero-copy: input[c] read from my own tensor, where an owner's
@@ -203,6 +217,28 @@ impl Run<Pull<'_>> {
                 };
                 let v = self.fold_peers(i, c);
                 self.set_out(r, c, v);
+                self.blocks[i].cursor += 1;
+            }
+            PullStep::ReduceRecv => {
+                // One-shot push form: out[c] = fold over s in rank order of (s == r ?
+                // input[c] : own R[s][c], chunk offset s*C + c of my half); no stores.
+                let Some(c) = self.nth_chunk(r, b, self.blocks[i].cursor) else {
+                    return self.next_step(i);
+                };
+                let chunks = self.fam.count(r, k).1;
+                let mut acc = None;
+                for src in 0..w {
+                    let x = if src == r {
+                        input_value(r, k, c)
+                    } else {
+                        let loc = self.fam.half_loc(r, dp, src * chunks + c);
+                        let want = self.expected_tag(src, r, WHAT_INPUT);
+                        let place = format!("own R[{src}][{c}]");
+                        self.read_loc(i, loc, src, want, "ReduceRecv", &place)
+                    };
+                    acc = Some(acc.map_or(x, |a| mix(a, x)));
+                }
+                self.set_out(r, c, acc.unwrap_or(0));
                 self.blocks[i].cursor += 1;
             }
             PullStep::ReduceSlice if !self.is_seed() => {

@@ -254,7 +254,7 @@ impl CudaBackend {
             // piece would do alone.
             Algo::TwoShot => inc_cuda::launch::piece_len(
                 count,
-                inc_cuda::launch::max_count(algo, dtype, self.buffer_bytes()),
+                inc_cuda::launch::max_count(algo, dtype, self.buffer_bytes(), self.world),
                 inc_cuda::launch::lanes(dtype),
             ),
             _ => count.max(1),
