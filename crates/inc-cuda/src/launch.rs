@@ -22,12 +22,18 @@ pub enum ZeroCopyForm {
     Push,
 }
 
-/// Which zero-copy form a call of `bytes` per rank at `world` ranks runs. Measured on 2 and
-/// 4 H200s (graph, bf16; docs/PERFORMANCE.md): at 4 ranks pull 11.4 us / push 11.9 at
-/// 1 MiB, 27.1 / 25.5 at 4 MiB; at 2 ranks (GPU run 27, after the per-block epoch words)
-/// pull 31.4 / push 30.6 at 8 MiB, 4 MiB and below go to one-shot anyway.
+/// Which zero-copy form a call of `bytes` per rank at `world` ranks runs. Measured on 4
+/// H200s (graph, bf16; docs/PERFORMANCE.md): at 4 ranks (GPU run 55) pull 12.55 us / push
+/// 11.74 at 1 MiB, 17.0 / 16.5 at 2 MiB (512 KiB and below go to the one-shot); at 3 ranks
+/// pull 15.2 / push 15.4 at 2 MiB, equal at 1 MiB; at 2 ranks (GPU run 27) pull 31.4 / push
+/// 30.6 at 8 MiB, 4 MiB and below go to the one-shot anyway.
 pub fn zero_copy_form(world: usize, bytes: u64) -> ZeroCopyForm {
-    let switch = if world <= 2 { 4 << 20 } else { 2 << 20 };
+    // 5-8 ranks: not re-measured (no machine of more than 4 GPUs lent): the earlier 2 MiB
+    let switch = match world {
+        0..=2 => 4 << 20,
+        4 => 512 << 10,
+        _ => 2 << 20,
+    };
     if bytes > switch {
         ZeroCopyForm::Push
     } else {
@@ -477,8 +483,12 @@ mod tests {
         assert_eq!(zero_copy_form(2, 4 << 20), ZeroCopyForm::Pull);
         assert_eq!(zero_copy_form(2, 4 << 20), ZeroCopyForm::Pull);
         assert_eq!(zero_copy_form(2, (4 << 20) + 16), ZeroCopyForm::Push);
-        assert_eq!(zero_copy_form(4, 1 << 20), ZeroCopyForm::Pull);
+        assert_eq!(zero_copy_form(4, 512 << 10), ZeroCopyForm::Pull);
+        assert_eq!(zero_copy_form(4, (512 << 10) + 16), ZeroCopyForm::Push);
         assert_eq!(zero_copy_form(4, 4 << 20), ZeroCopyForm::Push);
+        assert_eq!(zero_copy_form(8, 2 << 20), ZeroCopyForm::Pull);
+        assert_eq!(zero_copy_form(8, 3 << 20), ZeroCopyForm::Push);
+        assert_eq!(zero_copy_form(3, 2 << 20), ZeroCopyForm::Pull);
         assert_eq!(zero_copy_form(3, 3 << 20), ZeroCopyForm::Push);
     }
 
