@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `INC_BACKEND` | `auto`, `cuda` or `sim` | `auto` (cuda when a GPU is there) |
 //! | `INC_ALGO` | `auto`, `push-one-shot`, `one-shot`, `two-shot`, `hcm` or `nccl` | `auto` |
-//! | `INC_PUSH_MAX_BYTES` | largest push-one-shot call (capped by the one-shot limit) | 256 KiB at 2 ranks, 128 KiB at 3-4, 32 KiB above |
+//! | `INC_PUSH_MAX_BYTES` | largest push-one-shot call (capped by the one-shot limit) | 256 KiB at 2 ranks, 64 KiB at 3-4, 32 KiB above |
 //! | `INC_ONE_SHOT_MAX_BYTES` | largest one-shot call | per topology and world |
 //! | `INC_TWO_SHOT_MAX_BYTES` | largest two-shot call | the buffer capacity |
 //! | `INC_HCM_MAX_BYTES` | largest hybrid-cube-mesh call | 256 KiB |

@@ -32,15 +32,15 @@ use crate::options::{AlgoChoice, CommOptions, Path};
 
 /// Default push-one-shot (LL) limit in bytes for a fully connected group of `world`
 /// ranks, measured on 2, 3 and 4 H200s over NVSwitch (docs/PERFORMANCE.md; graph, bf16):
-/// LL wins up to 256 KiB at world 2, up to 128 KiB at world 3 (5.00 us, one-shot 5.35;
-/// GPU run 43) and up to 64 KiB at world 4 (at 128 KiB LL 5.91, one-shot 5.86: every rank
-/// stores its data into W - 1 peers at half efficiency, so its edge shrinks with W).
+/// LL wins up to 256 KiB at world 2 (at 256 KiB LL 4.72 us, one-shot 4.71), up to 64 KiB at
+/// worlds 3 and 4 (at 128 KiB, GPU run 56: world 3 LL 4.98, one-shot 4.83; world 4 LL 5.99,
+/// one-shot 5.30: every rank stores its data into W - 1 peers at half efficiency, so its
+/// edge shrinks with W).
 /// Larger worlds are unmeasured. `inc tune` or `INC_PUSH_MAX_BYTES` set it per machine.
 pub fn default_push_max_bytes(world: usize) -> u64 {
     match world {
         0..=2 => 256 << 10,
-        3 => 128 << 10,
-        4 => 64 << 10,
+        3 | 4 => 64 << 10,
         _ => 32 << 10,
     }
 }
@@ -444,10 +444,10 @@ mod tests {
         assert_eq!(s.select(512 << 10, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select((512 << 10) + 2, DType::Bf16).path, Path::TwoShot);
         assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);
-        // world 3: LL push up to 128 KiB, one-shot up to 1 MiB
+        // world 3: LL push up to 64 KiB, one-shot up to 1 MiB
         let s = sel(3, TopologyClass::FullyConnected, CommOptions::default());
-        assert_eq!(s.select(128 << 10, DType::Bf16).path, Path::PushOneShot);
-        assert_eq!(s.select((128 << 10) + 2, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(64 << 10, DType::Bf16).path, Path::PushOneShot);
+        assert_eq!(s.select((64 << 10) + 2, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select(1 << 20, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select((1 << 20) + 2, DType::Bf16).path, Path::TwoShot);
         // world 5 and up (unmeasured): 32 KiB and 128 KiB
