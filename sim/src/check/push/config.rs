@@ -109,8 +109,9 @@ pub struct PushConfig {
     pub blocks: Vec<usize>,
     /// Chunks per block in the grid-stride partition.
     pub threads_per_block: usize,
-    /// Calls (indices into `bytes`) made with the v1 one-shot (copy-in, start barrier,
-    /// read every peer's parity half): they advance the epoch like any call.
+    /// Calls (indices into `bytes`) made with the v1 one-shot (push form: store into every
+    /// peer's receive area of this parity half, start barrier, fold my own receive areas):
+    /// they advance the epoch like any call.
     pub barrier_calls: Vec<usize>,
     /// Injected fault.
     pub fault: Option<PushFault>,

@@ -72,8 +72,8 @@ impl PushStep {
             PushStep::PollReduce => "PollReduce",
             PushStep::HdrCheck => "HdrCheck",
             PushStep::Epilogue => "Epilogue",
-            PushStep::CopyInSignal => "CopyIn+Signal",
-            PushStep::WaitReduce => "Wait+ReduceAll",
+            PushStep::CopyInSignal => "PushIn+Signal",
+            PushStep::WaitReduce => "Wait+ReduceRecv",
         }
     }
 }
@@ -156,7 +156,8 @@ impl Geo {
         let hdr = bufs * world * max_chunks * HALVES * words;
         let flags = hdr + 2 * world * 2;
         let halves = flags + 2 * max_g * world;
-        let abort = halves + 2 * max_chunks;
+        // the v1 one-shot's receive areas R[0..W] in each parity half (push form)
+        let abort = halves + 2 * world * max_chunks;
         Geo {
             world,
             max_g,
@@ -184,8 +185,9 @@ impl Geo {
     fn flag(&self, r: usize, p: usize, b: usize, q: usize) -> usize {
         r * self.per_rank + self.flags + (p * self.max_g + b) * self.world + q
     }
-    fn half(&self, r: usize, p: usize, c: usize) -> usize {
-        r * self.per_rank + self.halves + p * self.max_chunks + c
+    /// Chunk `c` of receive area `R[s]` in rank r's parity half p (v1 one-shot).
+    fn half(&self, r: usize, p: usize, s: usize, c: usize) -> usize {
+        r * self.per_rank + self.halves + (p * self.world + s) * self.max_chunks + c
     }
 }
 

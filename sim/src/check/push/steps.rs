@@ -185,8 +185,9 @@ impl Run<Push<'_>> {
         }
     }
 
-    /// v1 one-shot, step 1: copy my chunks into my parity half, then (cursor past
-    /// `FLAG_PHASE`) release the start flag at every peer.
+    /// v1 one-shot (push form, PROTOCOL.md "one-shot"), step 1: store my chunks into my
+    /// receive area `R[r]` of every peer's parity half, then (cursor past `FLAG_PHASE`)
+    /// release the start flag at every peer.
     fn copy_in_and_signal(&mut self, i: usize) {
         let (r, b) = (i / self.max_g, i % self.max_g);
         let k = self.ranks[r].call;
@@ -194,10 +195,12 @@ impl Run<Push<'_>> {
         let cursor = self.blocks[i].cursor;
         if cursor < FLAG_PHASE {
             if let Some(c) = self.nth_chunk(r, b, cursor) {
-                let loc = self.fam.geo.half(r, p, c);
                 let v = u64::from(half_value(r, k, c, 0));
-                self.mem
-                    .store(i, loc, v, tag(r, k, WHAT_HALF), MemOrder::Relaxed);
+                for q in (0..self.set.world).filter(|&q| q != r) {
+                    let loc = self.fam.geo.half(q, p, r, c);
+                    self.mem
+                        .store(i, loc, v, tag(r, k, WHAT_HALF), MemOrder::Relaxed);
+                }
                 self.blocks[i].cursor += 1;
             } else {
                 self.blocks[i].cursor = FLAG_PHASE;
@@ -214,8 +217,8 @@ impl Run<Push<'_>> {
         self.blocks[i].cursor += 1;
     }
 
-    /// v1 one-shot, step 2: acquire every peer's start flag, then read every rank's
-    /// parity half for my chunks in rank order.
+    /// v1 one-shot, step 2: acquire every peer's start flag, then fold my chunks in rank
+    /// order: my own input for q == r, my own receive area `R[q]` for every peer q.
     fn wait_and_reduce(&mut self, i: usize) {
         let (r, b) = (i / self.max_g, i % self.max_g);
         let k = self.ranks[r].call;
@@ -237,9 +240,13 @@ impl Run<Push<'_>> {
             return self.next_step(i);
         };
         let q = idx % w;
-        let loc = self.fam.geo.half(q, p, c);
-        let place = format!("r{q}.buf[{p}] chunk {c}");
-        let v = self.read_loc(i, loc, q, tag(q, k, WHAT_HALF), "v1 ReduceAll", &place);
+        let v = if q == r {
+            u64::from(half_value(r, k, c, 0))
+        } else {
+            let loc = self.fam.geo.half(r, p, q, c);
+            let place = format!("own R[{q}] of half {p} chunk {c}");
+            self.read_loc(i, loc, q, tag(q, k, WHAT_HALF), "v1 ReduceRecv", &place)
+        };
         self.accumulate(r, c, q, v);
         self.blocks[i].cursor += 1;
     }
