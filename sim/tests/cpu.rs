@@ -9,31 +9,8 @@ use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout
 use inc_sim::program::CUBE_MESH_8;
 use inc_sim::{Algo, DType, ReduceOp, SimError, ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_TIMEOUT};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn random_input(rng: &mut Rng, dtype: DType, count: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(count * dtype.size());
-    for _ in 0..count {
-        let v = (rng.below(2001) as f32 - 1000.0) / 64.0;
-        match dtype {
-            DType::F32 => out.extend_from_slice(&v.to_ne_bytes()),
-            DType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_ne_bytes()),
-            DType::Bf16 => out.extend_from_slice(&half::bf16::from_f32(v).to_ne_bytes()),
-        }
-    }
-    out
-}
+mod common;
+use common::{random_input, Rng};
 
 fn comm(world: usize, half: usize, cfg: CpuConfig, hcm: bool) -> Vec<CpuRank> {
     let regions: Vec<Arc<Region>> = (0..world)
@@ -108,7 +85,7 @@ fn every_algo_dtype_op_matches_reference_bit_for_bit() {
                     let count = 1 + rng.below(if algo == Algo::Hcm { 300 } else { 700 }) as usize;
                     let blocks = 1 + rng.below(4) as usize;
                     let inputs = (0..world)
-                        .map(|_| random_input(&mut rng, dtype, count))
+                        .map(|_| random_input(&mut rng, dtype, count, 64.0))
                         .collect();
                     calls.push((algo, dtype, op, blocks, inputs));
                 }
@@ -178,7 +155,7 @@ fn back_to_back_calls_with_random_delays() {
             let count = 1 + rng.below(500) as usize;
             let blocks = 1 + rng.below(4) as usize;
             let inputs = (0..world)
-                .map(|_| random_input(&mut rng, DType::Bf16, count))
+                .map(|_| random_input(&mut rng, DType::Bf16, count, 64.0))
                 .collect();
             (algo, DType::Bf16, ReduceOp::Sum, blocks, inputs)
         })
@@ -215,7 +192,7 @@ fn every_block_epoch_word_holds_the_last_epoch_whatever_the_grids() {
             Algo::TwoShot
         };
         let inputs = (0..world)
-            .map(|_| random_input(&mut rng, DType::F32, 300))
+            .map(|_| random_input(&mut rng, DType::F32, 300, 64.0))
             .collect();
         calls.push((algo, DType::F32, ReduceOp::Sum, blocks, inputs));
     }

@@ -12,31 +12,8 @@ use std::time::Duration;
 use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
 use inc_sim::{Algo, DType, ReduceOp, SimError, ZcForm, ERR_CALL_MISMATCH, ERR_PEER_ABORT};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn random_input(rng: &mut Rng, dtype: DType, count: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(count * dtype.size());
-    for _ in 0..count {
-        let v = (rng.below(2001) as f32 - 1000.0) / 64.0;
-        match dtype {
-            DType::F32 => out.extend_from_slice(&v.to_ne_bytes()),
-            DType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_ne_bytes()),
-            DType::Bf16 => out.extend_from_slice(&half::bf16::from_f32(v).to_ne_bytes()),
-        }
-    }
-    out
-}
+mod common;
+use common::{random_input, Rng};
 
 const GUARD: u8 = 0xab;
 const OFFSET: usize = 32;
@@ -111,7 +88,7 @@ fn calls(rng: &mut Rng, world: usize, n: usize, push_max: usize, one_shot_max: u
                 op,
                 blocks: 1 + rng.below(4) as usize,
                 inputs: (0..world)
-                    .map(|_| random_input(rng, dtype, count))
+                    .map(|_| random_input(rng, dtype, count, 64.0))
                     .collect(),
                 copy_in,
             }
@@ -225,8 +202,8 @@ fn tail_leaves_the_next_bytes_alone(form: ZcForm) {
     // 3 f16 = 6 bytes: one partial chunk whose last in-range word is half covered.
     let Setup { ranks, tensors } = setup(2, Duration::from_secs(20));
     let inputs = [
-        random_input(&mut Rng(3), DType::F16, 3),
-        random_input(&mut Rng(4), DType::F16, 3),
+        random_input(&mut Rng(3), DType::F16, 3, 64.0),
+        random_input(&mut Rng(4), DType::F16, 3, 64.0),
     ];
     let tensors = &tensors;
     std::thread::scope(|s| {

@@ -18,7 +18,7 @@ use inc_sim::{
 };
 
 mod common;
-use common::clean;
+use common::{clean, random_input, Rng};
 
 fn cfg(world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, world, bytes, calls);
@@ -166,29 +166,6 @@ fn two_shot_is_clean_long() {
 
 // ---------------------------------------------------------------- CPU backend
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn input(rng: &mut Rng, dtype: DType, count: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let v = (rng.below(2001) as f32 - 1000.0) / 32.0;
-        match dtype {
-            DType::F32 => out.extend_from_slice(&v.to_ne_bytes()),
-            DType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_ne_bytes()),
-            DType::Bf16 => out.extend_from_slice(&half::bf16::from_f32(v).to_ne_bytes()),
-        }
-    }
-    out
-}
-
 fn ranks(world: usize, half: usize, timeout: Duration) -> Vec<CpuRank> {
     let regions: Vec<Arc<Region>> = (0..world)
         .map(|_| Arc::new(Region::new_local(RegionLayout::new(half))))
@@ -268,7 +245,9 @@ fn cpu_two_shot_mixed_with_one_shot_push_and_hcm_is_bit_identical() {
                 1 + rng.below(max as u64) as usize
             };
             let blocks = 1 + rng.below(4) as usize;
-            let ins = (0..world).map(|_| input(&mut rng, dtype, count)).collect();
+            let ins = (0..world)
+                .map(|_| random_input(&mut rng, dtype, count, 32.0))
+                .collect();
             calls.push((algo, dtype, op, blocks, ins));
         }
         let res = run(&rs, &calls);
