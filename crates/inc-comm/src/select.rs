@@ -435,6 +435,35 @@ mod tests {
     }
 
     #[test]
+    fn too_large_names_the_largest_call_any_path_takes() {
+        // small halves (the sim backend's): the push slot holds more than the one-shot's W
+        // receive areas or the two-shot's receive + gather areas
+        let cap = Capacity {
+            one_shot: 32 << 10,
+            two_shot: (32 << 10) - 16,
+            hcm: 0,
+            push_one_shot: 64 << 10,
+        };
+        let s = Selector::new(
+            2,
+            TopologyClass::FullyConnected,
+            &CommOptions::default(),
+            cap,
+            None,
+        );
+        assert_eq!(s.select(64 << 10, DType::F32).path, Path::PushOneShot);
+        let r = s.select((64 << 10) + 4, DType::F32);
+        assert_eq!(r.path, Path::Nccl);
+        assert_eq!(
+            r.fallback,
+            Some(Fallback::TooLarge {
+                bytes: (64 << 10) + 4,
+                max: 64 << 10
+            })
+        );
+    }
+
+    #[test]
     fn fully_connected_defaults() {
         // world 4: LL push up to 64 KiB, one-shot up to 512 KiB, then two-shot
         let s = sel(4, TopologyClass::FullyConnected, CommOptions::default());
