@@ -123,7 +123,9 @@ pub enum CommError {
         seen: u64,
     },
     /// The buffer does not fit the symmetric buffer and no fallback can take it.
-    #[error("rank {rank}: buffer of {bytes} bytes is too large (max {max} bytes)")]
+    #[error(
+        "rank {rank}: buffer of {bytes} bytes is too large (max {max} bytes with these buffers; INC_BUFFER_BYTES or CommOptions::with_buffer_bytes sets a parity half)"
+    )]
     TooLarge {
         /// The rank that checked.
         rank: usize,
