@@ -296,6 +296,24 @@ __device__ __forceinline__ uint4 inc_fold_ranks(const IncArgs& a, const uint4 (&
     return inc_pack<DT>(acc);
 }
 
+// Chunk c of the result from what a rank received: fold in rank order my own input chunk
+// c (q == me) and, for every peer q, the chunk at recv + (q * area + j) * 16 (my receive
+// area R[q]: local reads, W loads in flight). The copy-in one-shot (area = C, j = c) and
+// the two-shots' reduce of my slice (area = S, j = c - lo) read their receive areas so.
+template <int DT, int OP>
+__device__ __forceinline__ uint4 inc_fold_received(const IncArgs& a, u64 c, u64 nbytes,
+                                                   u64 recv, u64 area, u64 j) {
+    uint4 r[INC_MAX_RANKS];
+#pragma unroll
+    for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
+        if (q < a.world) {
+            r[q] = (q == a.rank) ? inc_load_input<DT>(a, c, nbytes)
+                                 : inc_ld_cg_v4(recv + ((u64)q * area + j) * 16u);
+        }
+    }
+    return inc_fold_ranks<DT, OP>(a, r);
+}
+
 // For my chunks c in [lo, hi): v = fold over ranks 0..W-1 (rank order, f32) of
 // data[q] + region + c*16; out[c] = v, and own[c] = v when own != 0. Two chunks per
 // iteration, all 2W loads in flight together.

@@ -84,15 +84,7 @@ __device__ void inc_one_shot(const IncArgs& a) {
         // STEP one_shot 3 ReduceRecv
         // Local reads: one chunk per iteration, W loads in flight.
         for (u64 c2 = inc_first_chunk(0); c2 < chunks; c2 += S) {
-            uint4 r[INC_MAX_RANKS];
-#pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) {
-                    r[q] = (q == a.rank) ? inc_load_input<DT>(a, c2, nbytes)
-                                         : inc_ld_cg_v4(own + ((u64)q * chunks + c2) * 16u);
-                }
-            }
-            inc_store_output<DT>(a, c2, nbytes, inc_fold_ranks<DT, OP>(a, r));
+            inc_store_output<DT>(a, c2, nbytes, inc_fold_received<DT, OP>(a, c2, nbytes, own, chunks, c2));
         }
     }
 

@@ -115,15 +115,7 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
         const u64 full = nbytes / 16;
         const u64 hf = hi < full ? hi : full;
         for (u64 c = inc_first_chunk(lo); c < hf; c += S) {
-            uint4 r0[INC_MAX_RANKS];
-#pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) {
-                    r0[q] = (q == a.rank) ? inc_load_input<DT>(a, c, nbytes)
-                                          : inc_ld_cg_v4(own + ((u64)q * slice - lo) * 16u + c * 16u);
-                }
-            }
-            const uint4 v0 = inc_fold_ranks<DT, OP>(a, r0);
+            const uint4 v0 = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, c - lo);
 #pragma unroll
             for (u32 i = 0; i < INC_MAX_RANKS; ++i) {
                 if (i < a.world) {
@@ -133,15 +125,7 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
             }
         }
         if (full < hi && full >= lo && inc_first_chunk(full) == full) {
-            uint4 r[INC_MAX_RANKS];
-#pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) {
-                    r[q] = (q == a.rank) ? inc_load_input<DT>(a, full, nbytes)
-                                         : inc_ld_cg_v4(own + ((u64)q * slice - lo) * 16u + full * 16u);
-                }
-            }
-            const uint4 v = inc_fold_ranks<DT, OP>(a, r);
+            const uint4 v = inc_fold_received<DT, OP>(a, full, nbytes, own, slice, full - lo);
             for (u32 q = 0; q < a.world; ++q) inc_store_at<DT>(a.sym[q] + a.zc_offset, false, full, nbytes, v);
         }
         // STEP two_shot_zcp 4 EndBarrier
@@ -269,15 +253,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
         // per iteration spilled registers in this loop (4x H200, world 4, GPU run 49: 16 MiB
         // 100.2 -> 84.9 us, 4 MiB 32.4 -> 27.7).
         for (u64 c = inc_first_chunk_g(lo, G); c < hi; c += S) {
-            uint4 r[INC_MAX_RANKS];
-#pragma unroll
-            for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
-                if (q < a.world) {
-                    r[q] = (q == a.rank) ? inc_load_input<DT>(a, c, nbytes)
-                                         : inc_ld_cg_v4(own + ((u64)q * slice - lo) * 16u + c * 16u);
-                }
-            }
-            const uint4 v = inc_fold_ranks<DT, OP>(a, r);
+            const uint4 v = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, c - lo);
 #pragma unroll
             for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
                 if (q < a.world && q != a.rank) inc_st_v4(a.data[q] + k.region + gather + c * 16u, v);
