@@ -10,55 +10,7 @@ use inc_sim::program::CUBE_MESH_8;
 use inc_sim::{Algo, DType, ReduceOp, SimError, ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_TIMEOUT};
 
 mod common;
-use common::{random_input, Rng};
-
-fn comm(world: usize, half: usize, cfg: CpuConfig, hcm: bool) -> Vec<CpuRank> {
-    let regions: Vec<Arc<Region>> = (0..world)
-        .map(|_| Arc::new(Region::new_local(RegionLayout::new(half))))
-        .collect();
-    (0..world)
-        .map(|r| {
-            if hcm {
-                CpuRank::with_hcm_table(r, regions.clone(), cfg, &CUBE_MESH_8).unwrap()
-            } else {
-                CpuRank::new(r, world, regions.clone(), cfg, None).unwrap()
-            }
-        })
-        .collect()
-}
-
-type Call = (Algo, DType, ReduceOp, usize, Vec<Vec<u8>>);
-
-/// Runs `calls` on every rank (one thread per rank); returns per rank per call results.
-fn run_all(
-    ranks: &[CpuRank],
-    calls: &[Call],
-    delay_seed: Option<u64>,
-) -> Vec<Vec<Result<Vec<u8>, SimError>>> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = ranks
-            .iter()
-            .enumerate()
-            .map(|(r, rank)| {
-                s.spawn(move || {
-                    let mut rng = Rng(delay_seed.unwrap_or(1) * 31 + r as u64 + 7);
-                    calls
-                        .iter()
-                        .map(|(algo, dtype, op, blocks, inputs)| {
-                            if delay_seed.is_some() {
-                                std::thread::sleep(Duration::from_micros(rng.below(300)));
-                            }
-                            let mut out = vec![0u8; inputs[r].len()];
-                            rank.allreduce(*algo, *dtype, *op, *blocks, &inputs[r], &mut out)
-                                .map(|()| out)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
+use common::{cpu_ranks, local_regions, random_input, run_all, Call, Rng};
 
 #[test]
 fn every_algo_dtype_op_matches_reference_bit_for_bit() {
@@ -72,7 +24,7 @@ fn every_algo_dtype_op_matches_reference_bit_for_bit() {
         let hcm = world == 8;
         // two-shot needs 2 x C + W chunks of a half (700 f32: 5.6 KB), one-shot W x C
         // (its receive areas; 700 f32 at world 8: 22.4 KB).
-        let ranks = comm(world, 24 << 10, cfg, hcm);
+        let ranks = cpu_ranks(&local_regions(world, 24 << 10), cfg, hcm);
         let mut calls: Vec<Call> = Vec::new();
         let algos: &[Algo] = if hcm {
             &Algo::ALL
@@ -143,7 +95,7 @@ fn back_to_back_calls_with_random_delays() {
     };
     let world = 4;
     // one-shot keeps W receive areas of C chunks: 500 bf16 at world 4 need 4 KB.
-    let ranks = comm(world, 4096, cfg, false);
+    let ranks = cpu_ranks(&local_regions(world, 4096), cfg, false);
     let mut rng = Rng(99);
     let calls: Vec<Call> = (0..40)
         .map(|i| {
@@ -182,7 +134,7 @@ fn every_block_epoch_word_holds_the_last_epoch_whatever_the_grids() {
         timeout: Duration::from_secs(20),
     };
     let world = 2;
-    let ranks = comm(world, 8192, cfg, false);
+    let ranks = cpu_ranks(&local_regions(world, 8192), cfg, false);
     let mut rng = Rng(99);
     let mut calls: Vec<Call> = Vec::new();
     for (i, blocks) in [3usize, 1, 5, 2, 7, 1].into_iter().enumerate() {
@@ -214,7 +166,7 @@ fn a_rank_that_never_calls_makes_the_others_time_out() {
         threads_per_block: 1,
         timeout: Duration::from_millis(300),
     };
-    let ranks = comm(3, 1024, cfg, false);
+    let ranks = cpu_ranks(&local_regions(3, 1024), cfg, false);
     let live = &ranks[..2];
     let input = vec![0u8; 64];
     let t0 = std::time::Instant::now();
@@ -257,7 +209,7 @@ fn mismatched_sizes_fail_on_every_rank() {
         threads_per_block: 1,
         timeout: Duration::from_secs(20),
     };
-    let ranks = comm(3, 1024, cfg, false);
+    let ranks = cpu_ranks(&local_regions(3, 1024), cfg, false);
     let res: Vec<_> = std::thread::scope(|s| {
         let hs: Vec<_> = ranks
             .iter()
@@ -296,7 +248,7 @@ fn mismatched_sizes_fail_on_every_rank() {
 #[test]
 fn bad_arguments_are_errors() {
     let cfg = CpuConfig::default();
-    let ranks = comm(2, 256, cfg, false);
+    let ranks = cpu_ranks(&local_regions(2, 256), cfg, false);
     let mut out = vec![0u8; 6];
     let r = &ranks[0];
     assert!(matches!(

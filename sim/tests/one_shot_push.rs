@@ -14,14 +14,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region};
 use inc_sim::{
     check, replay, Algo, DType, Fault, Protocol, RandomMode, ReduceOp, Scheduler, SimConfig,
     ViolationKind, Weakening,
 };
 
 mod common;
-use common::{clean, random_input, Rng};
+use common::{clean, cpu_ranks, local_regions, random_input, run_all, Call, Rng};
 
 fn cfg(world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::OneShot, world, bytes, calls);
@@ -183,40 +183,21 @@ fn comm(world: usize, half: usize, timeout: Duration) -> (Vec<CpuRank>, Vec<Arc<
         threads_per_block: 2,
         timeout,
     };
-    let regions: Vec<Arc<Region>> = (0..world)
-        .map(|_| Arc::new(Region::new_local(RegionLayout::new(half))))
-        .collect();
-    let ranks = (0..world)
-        .map(|r| CpuRank::new(r, world, regions.clone(), cfg, None).unwrap())
-        .collect();
-    (ranks, regions)
+    let regions = local_regions(world, half);
+    (cpu_ranks(&regions, cfg, false), regions)
 }
 
-type Call = (DType, ReduceOp, usize, Vec<Vec<u8>>);
-
+/// Every call on every rank, with random pauses; each rank's outputs (a failed call panics).
 fn run(ranks: &[CpuRank], calls: &[Call]) -> Vec<Vec<Vec<u8>>> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = ranks
-            .iter()
-            .enumerate()
-            .map(|(r, rank)| {
-                s.spawn(move || {
-                    let mut delay = Rng(r as u64 * 131 + 3);
-                    calls
-                        .iter()
-                        .map(|(dtype, op, blocks, ins)| {
-                            std::thread::sleep(Duration::from_micros(delay.below(200)));
-                            let mut out = vec![0u8; ins[r].len()];
-                            rank.allreduce(Algo::OneShot, *dtype, *op, *blocks, &ins[r], &mut out)
-                                .unwrap_or_else(|e| panic!("rank {r}: {e}"));
-                            out
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
+    run_all(ranks, calls, Some(3))
+        .into_iter()
+        .enumerate()
+        .map(|(r, rr)| {
+            rr.into_iter()
+                .map(|x| x.unwrap_or_else(|e| panic!("rank {r}: {e}")))
+                .collect()
+        })
+        .collect()
 }
 
 #[test]
@@ -242,10 +223,10 @@ fn cpu_one_shot_push_matches_reference_world_2_to_4() {
             let ins = (0..world)
                 .map(|_| random_input(&mut rng, dtype, count, 32.0))
                 .collect();
-            calls.push((dtype, op, blocks, ins));
+            calls.push((Algo::OneShot, dtype, op, blocks, ins));
         }
         let res = run(&ranks, &calls);
-        for (i, (dtype, op, _, ins)) in calls.iter().enumerate() {
+        for (i, (_, dtype, op, _, ins)) in calls.iter().enumerate() {
             let refs: Vec<&[u8]> = ins.iter().map(Vec::as_slice).collect();
             let want = reference_allreduce(Algo::OneShot, *dtype, *op, &refs, None).unwrap();
             for (r, rr) in res.iter().enumerate() {
@@ -293,7 +274,7 @@ fn cpu_one_shot_receive_areas_follow_the_kernel_layout() {
                 .collect()
         })
         .collect();
-    let calls: Vec<Call> = vec![(DType::F32, ReduceOp::Sum, 2, ins.clone())];
+    let calls: Vec<Call> = vec![(Algo::OneShot, DType::F32, ReduceOp::Sum, 2, ins.clone())];
     let res = run(&ranks, &calls);
     let refs: Vec<&[u8]> = ins.iter().map(Vec::as_slice).collect();
     let want = reference_allreduce(Algo::OneShot, DType::F32, ReduceOp::Sum, &refs, None).unwrap();

@@ -7,18 +7,17 @@
 //!
 //! Long run: `cargo test -p inc-sim --release --test two_shot -- --ignored --nocapture`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank};
 use inc_sim::program::CUBE_MESH_8;
 use inc_sim::{
-    check, Algo, DType, Fault, Protocol, ReduceOp, Scheduler, SimConfig, SimError, ViolationKind,
-    Weakening, ERR_CALL_MISMATCH, ERR_TIMEOUT,
+    check, Algo, DType, Fault, Protocol, ReduceOp, Scheduler, SimConfig, ViolationKind, Weakening,
+    ERR_CALL_MISMATCH, ERR_TIMEOUT,
 };
 
 mod common;
-use common::{clean, random_input, Rng};
+use common::{clean, cpu_ranks, local_regions, random_input, run_all, Call, Rng};
 
 fn cfg(world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, world, bytes, calls);
@@ -167,47 +166,12 @@ fn two_shot_is_clean_long() {
 // ---------------------------------------------------------------- CPU backend
 
 fn ranks(world: usize, half: usize, timeout: Duration) -> Vec<CpuRank> {
-    let regions: Vec<Arc<Region>> = (0..world)
-        .map(|_| Arc::new(Region::new_local(RegionLayout::new(half))))
-        .collect();
     let cfg = CpuConfig {
         blocks: 3,
         threads_per_block: 2,
         timeout,
     };
-    (0..world)
-        .map(|r| {
-            if world == 8 {
-                CpuRank::with_hcm_table(r, regions.clone(), cfg, &CUBE_MESH_8).unwrap()
-            } else {
-                CpuRank::new(r, world, regions.clone(), cfg, None).unwrap()
-            }
-        })
-        .collect()
-}
-
-type Call = (Algo, DType, ReduceOp, usize, Vec<Vec<u8>>);
-
-fn run(rs: &[CpuRank], calls: &[Call]) -> Vec<Vec<Result<Vec<u8>, SimError>>> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = rs
-            .iter()
-            .enumerate()
-            .map(|(r, rank)| {
-                s.spawn(move || {
-                    calls
-                        .iter()
-                        .map(|(algo, dtype, op, blocks, ins)| {
-                            let mut out = vec![0u8; ins[r].len()];
-                            rank.allreduce(*algo, *dtype, *op, *blocks, &ins[r], &mut out)
-                                .map(|()| out)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
+    cpu_ranks(&local_regions(world, half), cfg, world == 8)
 }
 
 #[test]
@@ -250,7 +214,7 @@ fn cpu_two_shot_mixed_with_one_shot_push_and_hcm_is_bit_identical() {
                 .collect();
             calls.push((algo, dtype, op, blocks, ins));
         }
-        let res = run(&rs, &calls);
+        let res = run_all(&rs, &calls, None);
         for (i, (algo, dtype, op, _, ins)) in calls.iter().enumerate() {
             let refs: Vec<&[u8]> = ins.iter().map(Vec::as_slice).collect();
             let table = (world == 8).then_some(&CUBE_MESH_8);

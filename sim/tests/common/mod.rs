@@ -1,6 +1,11 @@
 //! Helpers shared by inc-sim's integration tests (`mod common;` in each test file).
 
-use inc_sim::{check, DType, Report, SimConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+use inc_sim::cpu::{CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::program::CUBE_MESH_8;
+use inc_sim::{check, Algo, DType, ReduceOp, Report, SimConfig, SimError};
 
 /// Checks `c` over `schedules` schedules from `seed` and panics with the scenario and the
 /// first violation's rendering if there is one; returns the report otherwise.
@@ -47,4 +52,64 @@ pub fn random_input(rng: &mut Rng, dtype: DType, count: usize, div: f32) -> Vec<
         }
     }
     out
+}
+
+/// One in-process region per rank, with parity halves of `half` bytes.
+#[allow(dead_code)]
+pub fn local_regions(world: usize, half: usize) -> Vec<Arc<Region>> {
+    (0..world)
+        .map(|_| Arc::new(Region::new_local(RegionLayout::new(half))))
+        .collect()
+}
+
+/// One CPU rank per region (with the DGX-1 hcm table when `hcm`).
+#[allow(dead_code)]
+pub fn cpu_ranks(regions: &[Arc<Region>], cfg: CpuConfig, hcm: bool) -> Vec<CpuRank> {
+    let world = regions.len();
+    (0..world)
+        .map(|r| {
+            if hcm {
+                CpuRank::with_hcm_table(r, regions.to_vec(), cfg, &CUBE_MESH_8).unwrap()
+            } else {
+                CpuRank::new(r, world, regions.to_vec(), cfg, None).unwrap()
+            }
+        })
+        .collect()
+}
+
+/// One call of [`run_all`]: algorithm, dtype, op, blocks, every rank's input.
+#[allow(dead_code)]
+pub type Call = (Algo, DType, ReduceOp, usize, Vec<Vec<u8>>);
+
+/// Runs `calls` on every rank (one thread per rank; with `delay_seed`, a random pause of
+/// up to 300 us before each call); returns per rank per call results.
+#[allow(dead_code)]
+pub fn run_all(
+    ranks: &[CpuRank],
+    calls: &[Call],
+    delay_seed: Option<u64>,
+) -> Vec<Vec<Result<Vec<u8>, SimError>>> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                s.spawn(move || {
+                    let mut rng = Rng(delay_seed.unwrap_or(1) * 31 + r as u64 + 7);
+                    calls
+                        .iter()
+                        .map(|(algo, dtype, op, blocks, inputs)| {
+                            if delay_seed.is_some() {
+                                std::thread::sleep(Duration::from_micros(rng.below(300)));
+                            }
+                            let mut out = vec![0u8; inputs[r].len()];
+                            rank.allreduce(*algo, *dtype, *op, *blocks, &inputs[r], &mut out)
+                                .map(|()| out)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
