@@ -21,7 +21,7 @@ use crate::push::{
 };
 use crate::types::{
     abort_rank, flag_word, DType, ErrorRecord, PadLayout, ReduceOp, CHUNK_BYTES, ERR_CALL_MISMATCH,
-    ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT,
+    ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_RANKS,
 };
 
 /// Polls between two reads of the slow-path words (header line, abort word, clock).
@@ -251,7 +251,7 @@ impl CallCtx<'_> {
         for c in self.my_chunks(b) {
             let got = self.poll_chunk(b, c, &check_abort)?;
             let mut acc = [0f32; 8];
-            for (q, theirs) in got.iter().enumerate() {
+            for (q, theirs) in got.iter().take(self.me.world).enumerate() {
                 let words = match theirs {
                     Some(w) => *w,
                     None => words_of(&chunk_of(self.input, c)),
@@ -293,31 +293,32 @@ impl CallCtx<'_> {
     /// Spins on the four halves of chunk c from every peer at once, as the kernel does:
     /// each spin rereads every peer whose chunk is still missing, and a chunk once
     /// accepted is not read again (PROTOCOL.md "push one-shot", PollReduce). Returns the
-    /// four data words of each peer's chunk (`None` at my own rank).
+    /// four data words of each peer's chunk (`None` at my own rank and past the world).
+    /// No allocation: the peers still missing are a bit mask, as in the kernel.
     fn poll_chunk(
         &self,
         b: usize,
         c: usize,
         check_abort: &dyn Fn(u32, usize, u64) -> Result<(), Failed>,
-    ) -> Result<Vec<Option<[u32; 4]>>, Failed> {
-        let me = self.me.rank;
-        let mut got: Vec<Option<[u32; 4]>> = vec![None; self.me.world];
-        let mut pending: Vec<usize> = (0..self.me.world).filter(|&q| q != me).collect();
+    ) -> Result<[Option<[u32; 4]>; MAX_RANKS], Failed> {
+        let mut got: [Option<[u32; 4]>; MAX_RANKS] = [None; MAX_RANKS];
+        let mut pending: u32 = ((1u32 << self.me.world) - 1) & !(1u32 << self.me.rank);
         let mut spins: u32 = 0;
         loop {
-            let mut still = Vec::with_capacity(pending.len());
-            for &q in &pending {
-                match self.try_chunk(b, q, c)? {
-                    Some(words) => got[q] = Some(words),
-                    None => still.push(q),
+            for (q, slot) in got.iter_mut().enumerate().take(self.me.world) {
+                if pending & (1 << q) != 0 {
+                    if let Some(words) = self.try_chunk(b, q, c)? {
+                        *slot = Some(words);
+                        pending &= !(1 << q);
+                    }
                 }
             }
-            pending = still;
-            let Some(&q) = pending.first() else {
+            if pending == 0 {
                 return Ok(got);
-            };
+            }
             spins = spins.wrapping_add(1);
             if spins % SLOW_PATH_EVERY == 0 {
+                let q = pending.trailing_zeros() as usize;
                 // Slow path, for the lowest peer still missing: a peer that sends fewer
                 // chunks never fills this one; its header line says why.
                 let (hdr, seen) = self.read_hdr(q)?;
