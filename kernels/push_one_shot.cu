@@ -151,12 +151,16 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
 
     // STEP push_one_shot 2 PollReduce
     const u64 t0 = inc_now_ns();
-    // Thread t < W loads peer t's header line now, with the data, so that HdrCheck
-    // normally finds it in a register instead of paying another load.
+    // Thread t < W reloads peer t's header line with its data lines, every spin until it is
+    // this call's, so that HdrCheck normally finds it in a register instead of paying one
+    // more load after the fold (loaded once up front, it was usually stale: 4x H200, world
+    // 4, HdrCheck took 0.2-0.8 us of a 2.5-4 us call, GPU run 60).
     const bool hdr_thread = threadIdx.x < a.world && threadIdx.x != a.rank;
     const u64 hdr = own + INC_PUSH_HDR + ((u64)k.p * INC_MAX_RANKS + threadIdx.x) * 16u;
     uint4 hv;
-    if (hdr_thread) hv = inc_ld_volatile_v4(hdr);
+    hv.y = 0u;
+    hv.w = 0u;
+    bool hwait = hdr_thread;
     for (u64 h = first; h < lines && s_fail == 0; h += S) {
         // Every peer's line first (all loads in flight), then wait for each in rank order.
         uint4 in[INC_MAX_RANKS];
@@ -167,6 +171,7 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
                                            ((u64)k.p * INC_MAX_RANKS + q) * slot + h * 16u);
             }
         }
+        if (hwait) hv = inc_ld_volatile_v4(hdr);
         const uint2 mine = h == first ? v0 : inc_load8<DT>(a, h, nbytes);
         // Wait for every peer's line at once: each spin reloads all lines still missing
         // together (one L2 round trip per spin, not one per peer).
@@ -177,6 +182,7 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
         }
         bool ok = true;
         u32 it = 0;
+        hwait = hwait && !inc_line_ready(hv, tag);
         while (pending != 0u) {
             if ((++it & INC_SPIN_CHECK) == 0u) {
                 // the slow path for the first peer still missing (static indices: in[]
@@ -202,6 +208,10 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
                     in[q] = inc_ld_volatile_v4(own + INC_PUSH_SLOTS +
                                                ((u64)k.p * INC_MAX_RANKS + q) * slot + h * 16u);
                 }
+            }
+            if (hwait) {
+                hv = inc_ld_volatile_v4(hdr);
+                hwait = !inc_line_ready(hv, tag);
             }
 #pragma unroll
             for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
@@ -235,7 +245,7 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
     // same bytes with another dtype or op).
     if (hdr_thread && s_fail == 0) {
         const u32 q = threadIdx.x;
-        uint4 v = hv;
+        uint4 v = hv;  // this call's header already, normally (see PollReduce)
         u32 it = 0;
         while (!inc_line_ready(v, tag)) {
             if ((++it & INC_SPIN_CHECK) == 0u) {
