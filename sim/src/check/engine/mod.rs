@@ -140,6 +140,10 @@ pub(crate) struct Block {
     pub(crate) cursor: usize,
     /// Barrier: signalling (false) or waiting (true).
     pub(crate) waiting: bool,
+    /// Push family: bit q is set once writer q's header line of this call was accepted
+    /// (both halves this call's epoch and signature) while polling in PollReduce, so
+    /// HdrCheck does not read it again. Cleared at every launch.
+    pub(crate) hdr_ok: u64,
 }
 
 impl Block {
@@ -148,6 +152,7 @@ impl Block {
         pc: 0,
         cursor: 0,
         waiting: false,
+        hdr_ok: 0,
     };
 }
 

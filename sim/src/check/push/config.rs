@@ -60,8 +60,9 @@ pub enum PushWeakening {
     /// One receive buffer for every call instead of two parities: a fast peer's lines of
     /// call e+1 overwrite lines of call e that the reader has not consumed yet.
     OneBuffer,
-    /// Skip the header check (step 3): a peer that sends more chunks, or the same bytes
-    /// with another dtype/op, goes unnoticed.
+    /// Skip the header check (step 3), and with it the header reads PollReduce makes for
+    /// it (only the poll's slow path still reads the header): a peer that sends more
+    /// chunks, or the same bytes with another dtype/op, goes unnoticed.
     NoHdrCheck,
     /// No 8-byte single-copy atomicity: the data word and the tag word of a half land
     /// separately (the reader may see the new tag with old data).

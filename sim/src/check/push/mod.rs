@@ -10,10 +10,13 @@
 //! 8-byte single-copy atomicity only); a reader polls with relaxed loads that may return
 //! any value the model allows (stale included) and accepts a chunk when all four tags of
 //! its two lines equal the call's epoch; the header line `{sig, e, sig, e}` is two such
-//! halves; `epoch`/`done` are block-shared rank state; kernel boundaries order a rank's
-//! calls (stream order) and land its stores. A v1 call copies into its parity half,
-//! passes a release/acquire start barrier and reads every peer's half, so mixing LL and
-//! v1 calls is checked for both protocols' buffer-reuse arguments.
+//! halves, which a block polling writer q's chunk also reads until it is this call's and
+//! then keeps, so HdrCheck reads only the headers not accepted yet (mirrors
+//! kernels/push_one_shot.cu: the header is reloaded with the data lines in PollReduce and
+//! kept once it is this call's); `epoch`/`done` are block-shared rank state; kernel
+//! boundaries order a rank's calls (stream order) and land its stores. A v1 call copies
+//! into its parity half, passes a release/acquire start barrier and reads every peer's
+//! half, so mixing LL and v1 calls is checked for both protocols' buffer-reuse arguments.
 //!
 //! Weakenings ([`PushWeakening`]) show that the checker catches a broken variant: one
 //! buffer instead of two parities, no header check, 4-byte words landing separately
@@ -373,7 +376,10 @@ impl Family for Push<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::oracle::{describe_tag, tag, WHAT_LINE};
+    use crate::check::oracle::{describe_tag, tag, CallOutcome, WHAT_HDR, WHAT_LINE};
+    use crate::model::MemOrder;
+    use crate::sched::{chooser_for, Chooser, Dfs};
+    use crate::types::{flag_word, ERR_CALL_MISMATCH};
 
     #[test]
     fn bad_configs_are_rejected() {
@@ -407,5 +413,123 @@ mod tests {
         assert_eq!(Push::new(&cfg).0.abort_loc(0) + 1, g.per_rank);
         let names: Vec<&str> = LL.iter().map(|s| s.name()).collect();
         assert_eq!(names, crate::push::PUSH_STEP_NAMES);
+    }
+
+    /// Executes block i's current step once.
+    fn act(run: &mut Run<Push<'_>>, i: usize) {
+        let step = run.cur_step(i).expect("block i has a step");
+        run.push_step(i, step);
+    }
+
+    /// PollReduce keeps a header of this call it read with the data (bit q of `hdr_ok`)
+    /// and HdrCheck trusts it without reading again, while a block that did not accept it
+    /// reads it: here the header slot is overwritten (another signature, same epoch, which
+    /// no legit peer does) after the poll, so only the re-reading block fails.
+    #[test]
+    fn poll_keeps_the_header_and_hdr_check_trusts_it() {
+        let mut cfg = PushConfig::new(2, vec![16]);
+        cfg.blocks = vec![1];
+        let (fam, set) = Push::new(&cfg);
+        let mut run = Run::new(fam, set);
+        run.begin(
+            Chooser::Replay {
+                script: Vec::new(),
+                pos: 0,
+            },
+            None,
+        );
+        run.start_calls();
+        // One block per rank: thread r is rank r's block 0.
+        for i in [0, 1] {
+            while run.cur_step(i) != Some(PushStep::PollReduce) {
+                act(&mut run, i);
+            }
+        }
+        for t in [0, 1] {
+            run.mem.flush(t);
+        }
+        for i in [0, 1] {
+            assert_eq!(run.blocks[i].hdr_ok, 0, "cleared at launch");
+            while run.cur_step(i) == Some(PushStep::PollReduce) {
+                act(&mut run, i);
+            }
+            assert_eq!(run.cur_step(i), Some(PushStep::HdrCheck));
+            assert_eq!(
+                run.blocks[i].hdr_ok,
+                1 << (1 - i),
+                "r{i} kept its peer's header"
+            );
+        }
+        // Writer q overwrites reader r's header slot of q: epoch e, another signature.
+        for (r, q) in [(0, 1), (1, 0)] {
+            let e = run.epoch_of(r);
+            let bad = flag_word(e, run.ranks[r].sig ^ 1);
+            for h in 0..2 {
+                let loc = run.fam.geo.hdr(r, e as usize % 2, q, h);
+                run.mem
+                    .store(q, loc, bad, tag(q, 0, WHAT_HDR), MemOrder::Relaxed);
+            }
+            run.mem.flush(q);
+        }
+        assert!(run.push_productive(0), "an accepted peer moves HdrCheck");
+        act(&mut run, 0);
+        assert_eq!(run.cur_step(0), Some(PushStep::Epilogue), "no second read");
+        assert_eq!(run.ranks[0].error, 0);
+        run.blocks[1].hdr_ok = 0;
+        act(&mut run, 1);
+        assert_eq!(run.ranks[1].error, ERR_CALL_MISMATCH, "HdrCheck reads it");
+    }
+
+    /// With the header read early in PollReduce (and kept), a call with another signature
+    /// at epoch e is still caught with CALL_MISMATCH on every world 2-4 (also after clean
+    /// calls whose headers were accepted: the kept bits are per call), and the same
+    /// configurations without a fault stay clean.
+    #[test]
+    fn early_header_read_still_catches_mismatched_calls() {
+        for world in 2..=4 {
+            let mut cfg = PushConfig::new(world, vec![32, 48, 32, 64]);
+            cfg.blocks = vec![2, 1, 3];
+            let r = check_push(&cfg, 40, 60 + world as u64).unwrap();
+            assert!(r.violations.is_empty(), "{:?}", r.violations);
+            cfg.scheduler = PushScheduler::Random;
+            for fault in [
+                PushFault::OtherOp {
+                    rank: world - 1,
+                    call: 2,
+                },
+                PushFault::Mismatch {
+                    rank: 0,
+                    call: 1,
+                    more: true,
+                },
+            ] {
+                let call = match fault {
+                    PushFault::OtherOp { call, .. } | PushFault::Mismatch { call, .. } => call,
+                    _ => unreachable!(),
+                };
+                cfg.fault = Some(fault);
+                cfg.validate().unwrap();
+                let (fam, set) = Push::new(&cfg);
+                let mut run = Run::new(fam, set);
+                let mut dfs = Dfs::default();
+                let mut caught = 0;
+                for seed in 0..40 {
+                    run.begin(chooser_for(&run.set, seed, &mut dfs, 0), None);
+                    let v = run.execute();
+                    assert!(v.is_empty(), "world {world} {fault:?} seed {seed}: {v:?}");
+                    let mismatch = run.ranks.iter().any(|st| {
+                        matches!(
+                            st.results.get(call),
+                            Some(CallOutcome::Err(ERR_CALL_MISMATCH))
+                        )
+                    });
+                    caught += usize::from(mismatch);
+                }
+                assert_eq!(
+                    caught, 40,
+                    "world {world} {fault:?}: CALL_MISMATCH every time"
+                );
+            }
+        }
     }
 }

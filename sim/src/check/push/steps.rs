@@ -32,8 +32,16 @@ impl Run<Push<'_>> {
                 self.next_step(i)
             }
             PushStep::HdrCheck => {
-                // Every peer's header line of call e, with the barrier's rules.
+                // Every peer's header line of call e, with the barrier's rules; a header
+                // PollReduce already accepted is not read again (the kernel keeps it in a
+                // register).
                 let r = i / self.max_g;
+                while self
+                    .peer(r, self.blocks[i].cursor)
+                    .is_some_and(|q| self.hdr_accepted(i, q))
+                {
+                    self.blocks[i].cursor += 1;
+                }
                 let Some(q) = self.peer(r, self.blocks[i].cursor) else {
                     return self.next_step(i);
                 };
@@ -134,6 +142,10 @@ impl Run<Push<'_>> {
     }
 
     /// PollReduce: cursor = chunk index * W + writer; rank order, my own data from my input.
+    /// Polling writer q's chunk also reads q's header line until it is accepted (bit q of
+    /// the block's `hdr_ok`, which HdrCheck then does not read again); mirrors
+    /// kernels/push_one_shot.cu: the header is reloaded with the data lines in PollReduce
+    /// and kept once it is this call's.
     fn poll(&mut self, i: usize) {
         let (r, b) = (i / self.max_g, i % self.max_g);
         let k = self.ranks[r].call;
@@ -149,8 +161,9 @@ impl Run<Push<'_>> {
             match self.poll_chunk(i, q, c) {
                 Poll::Newer => return self.fail(i, ERR_SEQ_MISMATCH, q),
                 Poll::Wait => {
-                    // Slow path: the writer's header line (mismatch) and the abort word.
-                    if self.read_hdr(i, q).is_ok() {
+                    // Slow path: the writer's header line (mismatch; kept when it is this
+                    // call's) and the abort word.
+                    if self.poll_hdr(i, q).is_ok() {
                         self.abort_seen(i);
                     }
                     return;
@@ -166,6 +179,12 @@ impl Run<Push<'_>> {
                             describe_tag(want),
                         );
                         self.bad_read(i, q, text);
+                    }
+                    // The header line loaded with the data lines (after them here: one
+                    // action, nothing lands in between); the data stays as read.
+                    if self.hdr_early() && !self.hdr_accepted(i, q) && self.poll_hdr(i, q).is_err()
+                    {
+                        return;
                     }
                     data
                 }
@@ -251,6 +270,30 @@ impl Run<Push<'_>> {
         self.blocks[i].cursor += 1;
     }
 
+    /// Whether PollReduce reads each writer's header line with its data and keeps it once
+    /// it is this call's (not with [`PushWeakening::NoHdrCheck`]: nothing awaits it then;
+    /// the poll's slow path still reads it).
+    fn hdr_early(&self) -> bool {
+        self.fam.cfg.weaken != Some(PushWeakening::NoHdrCheck)
+    }
+
+    /// Whether block i accepted writer q's header line of this call in PollReduce.
+    fn hdr_accepted(&self, i: usize, q: usize) -> bool {
+        self.blocks.get(i).is_some_and(|b| (b.hdr_ok >> q) & 1 != 0)
+    }
+
+    /// [`Self::read_hdr`] in PollReduce: a header of this call (`Ok(true)`) is kept for
+    /// HdrCheck (bit q of the block's `hdr_ok`).
+    fn poll_hdr(&mut self, i: usize, q: usize) -> Result<bool, ()> {
+        let ok = self.read_hdr(i, q)?;
+        if ok {
+            if let Some(b) = self.blocks.get_mut(i) {
+                b.hdr_ok |= 1 << q;
+            }
+        }
+        Ok(ok)
+    }
+
     /// Reads writer q's header line (both halves). `Ok(true)`: both halves carry this
     /// call's epoch and signature. `Ok(false)`: not there yet. `Err(())`: the block failed
     /// (another signature at epoch e -> CALL_MISMATCH, a newer epoch -> SEQ_MISMATCH).
@@ -281,9 +324,10 @@ impl Run<Push<'_>> {
         }
     }
 
-    /// Whether the newest header line of writer q (both halves) lets a waiter move: in
-    /// HdrCheck (`awaited`) its arrival does; in the poll's slow path only an error does
-    /// (a newer epoch, or epoch e with another signature).
+    /// Whether the newest header line of writer q (both halves) lets a waiter move: where
+    /// it is `awaited` (HdrCheck, and a poll that has not accepted it yet) its arrival
+    /// does; otherwise (the poll's slow path) only an error does (a newer epoch, or epoch
+    /// e with another signature).
     fn hdr_moves(&self, r: usize, q: usize, awaited: bool) -> bool {
         let e = self.epoch_of(r);
         let p = e as usize % 2;
@@ -329,11 +373,12 @@ impl Run<Push<'_>> {
                     }
                     all &= t == e;
                 }
-                all || self.hdr_moves(r, q, false)
+                all || self.hdr_moves(r, q, self.hdr_early() && !self.hdr_accepted(i, q))
             }
+            // An accepted header moves the cursor without a read.
             Some(PushStep::HdrCheck) => self
                 .peer(r, cursor)
-                .is_none_or(|q| self.hdr_moves(r, q, true)),
+                .is_none_or(|q| self.hdr_accepted(i, q) || self.hdr_moves(r, q, true)),
             _ => true,
         }
     }
