@@ -73,18 +73,19 @@ __device__ __forceinline__ float inc_f16_to_f32(u32 h) {
     return f;
 }
 
-__device__ __forceinline__ u32 inc_f32_to_f16(float f) {
-    unsigned short s;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(s) : "f"(f));
-    return (u32)s;
-}
-
-// Round to nearest even; NaN stays NaN (quiet bit set), like half::bf16::from_f32.
+// Round to nearest even; NaN stays NaN (quiet bit set), like half::bf16::from_f32
+// (GPUs before sm_80, which have no bf16 conversion instruction).
 __device__ __forceinline__ u32 inc_f32_to_bf16(float f) {
     u32 u = __float_as_uint(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
     u += 0x7fffu + ((u >> 16) & 1u);
     return u >> 16;
+}
+
+__device__ __forceinline__ u32 inc_f32_to_f16(float f) {
+    unsigned short s;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(s) : "f"(f));
+    return (u32)s;
 }
 
 template <int DT>
@@ -118,7 +119,16 @@ __device__ __forceinline__ uint4 inc_pack(const float (&f)[8]) {
         if (DT == 2) {
             w[i] = __float_as_uint(f[i]);
         } else if (DT == 0) {
+            // One cvt.rn.bf16x2.f32 for both lanes (sm_80+): round to nearest even, like
+            // the integer rounding it replaces; the folds (f32 add, min, max, multiply)
+            // leave only non-NaNs and the canonical NaN, which both turn into 0x7fff.
+            // 4x H200, GPU run 66: world 2 4 MiB 18.17 -> 17.58 us, 1 MiB 7.30 -> 7.12;
+            // world 4 16 KiB 3.52 -> 3.48, 256 KiB 6.47 -> 6.32.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+            asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(w[i]) : "f"(f[2 * i + 1]), "f"(f[2 * i]));
+#else
             w[i] = inc_f32_to_bf16(f[2 * i]) | (inc_f32_to_bf16(f[2 * i + 1]) << 16);
+#endif
         } else {
             w[i] = inc_f32_to_f16(f[2 * i]) | (inc_f32_to_f16(f[2 * i + 1]) << 16);
         }
