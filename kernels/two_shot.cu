@@ -199,6 +199,55 @@ __device__ bool inc_wait_copies(const IncArgs& a, const IncCall& k, u32 G, u32 n
     return *s_fail == 0;
 }
 
+// The copy-in two-shot in one pass: a call of its own (no pieces) whose grid covers every
+// chunk (C <= G * T). Same program, same grid-stride partition and same flags as the loop
+// form below; thread `mine` = blockIdx.x * T + threadIdx.x handles chunk c = mine only: one
+// division (its slice) instead of a per-peer loop with a division per peer and phase (4x
+// H200 GPU run 71, graph, world 4: 1 MiB 12.78 -> 11.66 us, 1 KiB 8.5 -> 6.2; world 2 1 MiB
+// 10.2 -> 9.6). Mirrors inc-sim program `inc::two_shot` (docs/PROTOCOL.md "two-shot").
+// STEP two_shot_1p 0 Prologue
+// (inc_two_shot's, before it calls this)
+template <int DT, int OP>
+__device__ __forceinline__ void inc_two_shot_one_pass(const IncArgs& a, const IncCall& k,
+                                                      volatile int* s_fail, u64 nbytes,
+                                                      u64 chunks, u64 slice, u64 own,
+                                                      u64 gather) {
+    const u64 c = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    const bool live = c < chunks;
+    // chunks < 2^32 (the caller checks), so a 32-bit division
+    const u32 q = live ? (u32)c / (u32)slice : a.rank;
+    const u64 j = c - (u64)q * slice;
+    // STEP two_shot_1p 1 Scatter
+    // chunk c of slice q -> peer q's R[me][j]
+    if (live && q != a.rank) {
+        inc_st_v4(a.data[q] + k.region + ((u64)a.rank * slice + j) * 16u,
+                  inc_load_input<DT>(a, c, nbytes));
+    }
+    // STEP two_shot_1p 2 Barrier
+    if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 2, s_fail)) {
+        // STEP two_shot_1p 3 ReduceSlice
+        if (live && q == a.rank) {
+            const uint4 v = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, j);
+#pragma unroll
+            for (u32 p = 0; p < INC_MAX_RANKS; ++p) {
+                if (p < a.world && p != a.rank) inc_st_v4(a.data[p] + k.region + gather + c * 16u, v);
+            }
+            inc_store_output<DT>(a, c, nbytes, v);
+        }
+        // STEP two_shot_1p 4 GatherPrev
+        // (a call of its own: no previous piece)
+        // STEP two_shot_1p 5 Barrier
+        if (inc_barrier(a, k, INC_PAD_MID, inc_others(a), 5, s_fail)) {
+            // STEP two_shot_1p 6 Gather
+            if (live && q != a.rank) {
+                inc_store_output<DT>(a, c, nbytes, inc_ld_cg_v4(own + gather + c * 16u));
+            }
+        }
+    }
+    // STEP two_shot_1p 7 Epilogue
+    inc_epilogue(a, k);
+}
+
 template <int DT, int OP>
 __device__ void inc_two_shot(const IncArgs& a) {
     if (a.flags & INC_FLAG_ZERO_COPY) {
@@ -229,6 +278,10 @@ __device__ void inc_two_shot(const IncArgs& a) {
     const u64 gather = (u64)a.world * slice * 16u;
     const u64 own = a.data[a.rank] + k.region;
     const u64 S = inc_stride_g(G);
+    if (!prev && (a.flags & INC_FLAG_DEFER_GATHER) == 0 && chunks <= S && chunks < (1ull << 32)) {
+        inc_two_shot_one_pass<DT, OP>(a, k, &s_fail, nbytes, chunks, slice, own, gather);
+        return;
+    }
 
     // STEP two_shot 1 Scatter
     // Peers in rotated order (r+1, r+2, ...): at any time every rank receives from one

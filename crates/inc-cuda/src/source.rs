@@ -421,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_copy_two_shot_markers_match_its_sim_program() {
+    fn two_shot_variant_markers_match_their_sim_programs() {
         assert_eq!(
             kernel_variant_steps("two_shot", "two_shot_zc").unwrap(),
             inc_proto::steps::TWO_SHOT_ZC
@@ -430,6 +430,11 @@ mod tests {
         assert_eq!(
             kernel_variant_steps("two_shot", "two_shot_zcp").unwrap(),
             inc_proto::steps::TWO_SHOT_ZCP
+        );
+        // the copy-in two-shot's one-pass form (inc_two_shot_one_pass) is the same program
+        assert_eq!(
+            kernel_variant_steps("two_shot", "two_shot_1p").unwrap(),
+            step_names(Algo::TwoShot)
         );
         // the file's own program is unaffected by the variants it holds
         assert_eq!(
