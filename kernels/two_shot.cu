@@ -199,6 +199,20 @@ __device__ bool inc_wait_copies(const IncArgs& a, const IncCall& k, u32 G, u32 n
     return *s_fail == 0;
 }
 
+// v into every peer's data area at byte offset `off`, peers in rotated order (r+1, r+2, ...):
+// at any time every rank receives from one owner (4x H200, world 4, GPU runs 74 and 76: one
+// pass 1 MiB 11.71 -> 11.58 us, loop form 2 MiB 17.85 -> 17.55, 4 MiB 27.37 -> 26.87).
+__device__ __forceinline__ void inc_st_peers(const IncArgs& a, u64 off, uint4 v) {
+#pragma unroll
+    for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
+        if (i < a.world) {
+            u32 q = a.rank + i;
+            if (q >= a.world) q -= a.world;
+            inc_st_v4(a.data[q] + off, v);
+        }
+    }
+}
+
 // The copy-in two-shot in one pass: a call of its own (no pieces) whose grid covers every
 // chunk (C <= G * T). Same program, same grid-stride partition and same flags as the loop
 // form below; thread `mine` = blockIdx.x * T + threadIdx.x handles chunk c = mine only: one
@@ -228,16 +242,7 @@ __device__ __forceinline__ void inc_two_shot_one_pass(const IncArgs& a, const In
         // STEP two_shot_1p 3 ReduceSlice
         if (live && q == a.rank) {
             const uint4 v = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, j);
-            // peers in rotated order (r+1, r+2, ...): at any time every rank receives from one
-            // owner (GPU run 74, world 4: 1 MiB 11.71 -> 11.58 us, 512 KiB 9.10 -> 9.00)
-#pragma unroll
-            for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
-                if (i < a.world) {
-                    u32 p = a.rank + i;
-                    if (p >= a.world) p -= a.world;
-                    inc_st_v4(a.data[p] + k.region + gather + c * 16u, v);
-                }
-            }
+            inc_st_peers(a, k.region + gather + c * 16u, v);
             inc_store_output<DT>(a, c, nbytes, v);
         }
         // STEP two_shot_1p 4 GatherPrev
@@ -313,16 +318,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
         // 100.2 -> 84.9 us, 4 MiB 32.4 -> 27.7).
         for (u64 c = inc_first_chunk_g(lo, G); c < hi; c += S) {
             const uint4 v = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, c - lo);
-            // rotated order (r+1, r+2, ...), as in the one pass (GPU run 76, world 4: 2 MiB
-            // 17.85 -> 17.55 us, 4 MiB 27.37 -> 26.87)
-#pragma unroll
-            for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
-                if (i < a.world) {
-                    u32 q = a.rank + i;
-                    if (q >= a.world) q -= a.world;
-                    inc_st_v4(a.data[q] + k.region + gather + c * 16u, v);
-                }
-            }
+            inc_st_peers(a, k.region + gather + c * 16u, v);
             inc_store_output<DT>(a, c, nbytes, v);
         }
 
