@@ -20,7 +20,7 @@ use inc_sim::{
 };
 
 mod common;
-use common::{clean, cpu_ranks, local_regions, random_input, run_all, Call, Rng};
+use common::{clean, cpu_ranks, faults_clean, local_regions, random_input, run_all, Call, Rng};
 
 fn cfg(world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, world, bytes, calls);
@@ -76,22 +76,9 @@ fn two_shot_is_clean_with_threads_per_block_and_a_slow_rank() {
 #[test]
 fn two_shot_faults_are_detected() {
     for (world, deferred) in [2, 3, 4].into_iter().flat_map(|w| [(w, false), (w, true)]) {
-        for base in forms(world, 96, 3) {
-            for call in 0..3 {
-                let mut c = base.clone();
-                c.deferred_gather = deferred;
-                c.fault = Some(Fault::Kill {
-                    rank: world - 1,
-                    call,
-                });
-                clean(&c, 20, 3);
-                c.fault = Some(Fault::Mismatch { rank: 0, call });
-                clean(&c, 20, 4);
-            }
-            let mut c = base;
+        for mut c in forms(world, 96, 3) {
             c.deferred_gather = deferred;
-            c.fault = Some(Fault::EpochSkew { rank: 1, delta: 1 });
-            clean(&c, 20, 5);
+            faults_clean(&c);
         }
     }
 }

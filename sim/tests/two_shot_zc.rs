@@ -21,13 +21,13 @@
 use std::time::Instant;
 
 use inc_sim::{
-    check, replay, Algo, Fault, Protocol, Scheduler, SimConfig, ViolationKind, Weakening, ZcForm,
+    check, replay, Algo, Protocol, Scheduler, SimConfig, ViolationKind, Weakening, ZcForm,
 };
 
 const FORMS: [ZcForm; 2] = [ZcForm::Pull, ZcForm::Push];
 
 mod common;
-use common::clean;
+use common::{clean, faults_clean};
 
 fn cfg(form: ZcForm, world: usize, bytes: usize, calls: usize) -> SimConfig {
     let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, world, bytes, calls);
@@ -116,19 +116,7 @@ fn two_shot_zc_faults_are_detected() {
     // rank, and every other call is correct.
     for form in FORMS {
         for world in 2..=4 {
-            for call in 0..3 {
-                let mut c = cfg(form, world, 96, 3);
-                c.fault = Some(Fault::Kill {
-                    rank: world - 1,
-                    call,
-                });
-                clean(&c, 20, 3);
-                c.fault = Some(Fault::Mismatch { rank: 0, call });
-                clean(&c, 20, 4);
-            }
-            let mut c = cfg(form, world, 96, 3);
-            c.fault = Some(Fault::EpochSkew { rank: 1, delta: 1 });
-            clean(&c, 20, 5);
+            faults_clean(&cfg(form, world, 96, 3));
         }
     }
 }

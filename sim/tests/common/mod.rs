@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use inc_sim::cpu::{CpuConfig, CpuRank, Region, RegionLayout};
 use inc_sim::program::CUBE_MESH_8;
-use inc_sim::{check, Algo, DType, ReduceOp, Report, SimConfig, SimError};
+use inc_sim::{check, Algo, DType, Fault, ReduceOp, Report, SimConfig, SimError};
 
 /// Checks `c` over `schedules` schedules from `seed` and panics with the scenario and the
 /// first violation's rendering if there is one; returns the report otherwise.
@@ -16,6 +16,28 @@ pub fn clean(c: &SimConfig, schedules: u64, seed: u64) -> Report {
         panic!("{c:?}\n{}", v.render());
     }
     r
+}
+
+/// [`clean`] under every fault of the matrix on `base` (3 calls at least): a kill of the
+/// last rank and a mismatched call of rank 0 at each of calls 0..3, and an epoch skew of
+/// rank 1. Every fault ends every affected call with the expected error on every rank,
+/// and every other call is correct.
+#[allow(dead_code)]
+pub fn faults_clean(base: &SimConfig) {
+    let world = base.world;
+    for call in 0..3 {
+        let mut c = base.clone();
+        c.fault = Some(Fault::Kill {
+            rank: world - 1,
+            call,
+        });
+        clean(&c, 20, 3);
+        c.fault = Some(Fault::Mismatch { rank: 0, call });
+        clean(&c, 20, 4);
+    }
+    let mut c = base.clone();
+    c.fault = Some(Fault::EpochSkew { rank: 1, delta: 1 });
+    clean(&c, 20, 5);
 }
 
 /// A xorshift64 generator for test inputs and delays (deterministic per seed, nonzero).
