@@ -512,6 +512,13 @@ __device__ bool inc_barrier(const IncArgs& a, const IncCall& k, u32 kind_off, u3
     return *s_fail == 0;
 }
 
+// The i-th peer in rotated order (r+1, r+2, ...) for 1 <= i < world: storing into the
+// peers in this order, at any time every rank receives from one writer.
+__device__ __forceinline__ u32 inc_rot_peer(const IncArgs& a, u32 i) {
+    const u32 q = a.rank + i;
+    return q >= a.world ? q - a.world : q;
+}
+
 // Bit mask of every rank except me.
 __device__ __forceinline__ u32 inc_others(const IncArgs& a) {
     return ((1u << a.world) - 1u) & ~(1u << a.rank);

@@ -148,11 +148,7 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
         // 4.33 -> 4.23)
 #pragma unroll
         for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
-            if (i < a.world) {
-                u32 q = a.rank + i;
-                if (q >= a.world) q -= a.world;
-                inc_st_line(a.data[q] + mine_in_peer + h * 16u, v.x, v.y, tag);
-            }
+            if (i < a.world) inc_st_line(a.data[inc_rot_peer(a, i)] + mine_in_peer + h * 16u, v.x, v.y, tag);
         }
     }
 

@@ -205,11 +205,7 @@ __device__ bool inc_wait_copies(const IncArgs& a, const IncCall& k, u32 G, u32 n
 __device__ __forceinline__ void inc_st_peers(const IncArgs& a, u64 off, uint4 v) {
 #pragma unroll
     for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
-        if (i < a.world) {
-            u32 q = a.rank + i;
-            if (q >= a.world) q -= a.world;
-            inc_st_v4(a.data[q] + off, v);
-        }
+        if (i < a.world) inc_st_v4(a.data[inc_rot_peer(a, i)] + off, v);
     }
 }
 
