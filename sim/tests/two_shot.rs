@@ -3,10 +3,7 @@
 //! owners' receive areas, start barrier, local reduce of my slice stored into every peer's
 //! gather area, mid barrier, local gather. The checker (PCT, the default) is clean for
 //! worlds 2..8 and under faults; weakenings are caught; the CPU backend is bit-identical
-//! to the reference when two-shot calls are mixed with one-shot, push and hcm calls. The
-//! proposed targeted barriers (PROTOCOL.md "Targeted barriers",
-//! `SimConfig::targeted_barriers`: each block signals and waits only on the owners of its
-//! chunks; not in the kernel yet) go through the same checks.
+//! to the reference when two-shot calls are mixed with one-shot, push and hcm calls.
 //!
 //! Long run: `cargo test -p inc-sim --release --test two_shot -- --ignored --nocapture`.
 
@@ -28,18 +25,6 @@ fn cfg(world: usize, bytes: usize, calls: usize) -> SimConfig {
     c
 }
 
-/// [`cfg`] with the proposed targeted barriers.
-fn targeted(world: usize, bytes: usize, calls: usize) -> SimConfig {
-    let mut c = cfg(world, bytes, calls);
-    c.targeted_barriers = true;
-    c
-}
-
-/// Both barrier forms of [`cfg`].
-fn forms(world: usize, bytes: usize, calls: usize) -> [SimConfig; 2] {
-    [cfg(world, bytes, calls), targeted(world, bytes, calls)]
-}
-
 #[test]
 fn two_shot_is_clean_under_pct_world_2_to_8() {
     for world in 2..=8 {
@@ -58,15 +43,14 @@ fn two_shot_is_clean_under_pct_world_2_to_8() {
 fn two_shot_is_clean_with_threads_per_block_and_a_slow_rank() {
     for (world, deferred) in [2, 3, 5].into_iter().flat_map(|w| [(w, false), (w, true)]) {
         for slow in 0..world {
-            for mut c in forms(world, 200, 4) {
-                c.deferred_gather = deferred;
-                c.threads_per_block = 2;
-                c.scheduler = Scheduler::Adversarial {
-                    slow_rank: slow,
-                    stall: Some(((slow + 1) % world, 0)),
-                };
-                clean(&c, 8, 5);
-            }
+            let mut c = cfg(world, 200, 4);
+            c.deferred_gather = deferred;
+            c.threads_per_block = 2;
+            c.scheduler = Scheduler::Adversarial {
+                slow_rank: slow,
+                stall: Some(((slow + 1) % world, 0)),
+            };
+            clean(&c, 8, 5);
         }
     }
 }
@@ -76,26 +60,23 @@ fn two_shot_is_clean_with_threads_per_block_and_a_slow_rank() {
 #[test]
 fn two_shot_faults_are_detected() {
     for (world, deferred) in [2, 3, 4].into_iter().flat_map(|w| [(w, false), (w, true)]) {
-        for mut c in forms(world, 96, 3) {
-            c.deferred_gather = deferred;
-            faults_clean(&c);
-        }
+        let mut c = cfg(world, 96, 3);
+        c.deferred_gather = deferred;
+        faults_clean(&c);
     }
 }
 
 #[test]
 fn two_shot_weakenings_are_caught() {
-    for (w, world, targeted_barriers) in [
-        (Weakening::NoMidBarrier, 2, false),
-        (Weakening::NoMidBarrier, 3, false),
-        (Weakening::RelaxedFlags, 2, false),
-        (Weakening::RelaxedFlags, 3, false),
-        (Weakening::NoMidBarrier, 3, true),
-        (Weakening::NoStartBarrier, 3, true),
-        (Weakening::RelaxedFlags, 4, true),
+    for (w, world) in [
+        (Weakening::NoMidBarrier, 2),
+        (Weakening::NoMidBarrier, 3),
+        (Weakening::RelaxedFlags, 2),
+        (Weakening::RelaxedFlags, 3),
+        (Weakening::NoStartBarrier, 3),
+        (Weakening::RelaxedFlags, 4),
     ] {
         let mut c = cfg(world, 256, 2);
-        c.targeted_barriers = targeted_barriers;
         c.weaken = Some(w);
         c.shrink_runs = 200;
         let r = check(&c, 200, 9).unwrap();
@@ -110,32 +91,6 @@ fn two_shot_weakenings_are_caught() {
             v.render()
         );
     }
-}
-
-/// Targeted barriers with blocks whose chunks lie in one slice, in several, or in none
-/// (tiny calls), and a grid that changes from call to call; an option of the copy-in
-/// two-shot only.
-#[test]
-fn two_shot_targeted_barriers_are_clean_under_pct() {
-    for world in 2..=5 {
-        for bytes in [16, 100, 256, 1024] {
-            for tpb in [1, 2, 4] {
-                let mut c = targeted(world, bytes, 4);
-                c.threads_per_block = tpb;
-                clean(&c, 40, (world * 1000 + bytes + tpb) as u64);
-            }
-        }
-        // in pieces: each call's Gather left to the next call's GatherPrev
-        let mut c = targeted(world, 256, 4);
-        c.deferred_gather = true;
-        clean(&c, 60, 6);
-    }
-    let mut c = SimConfig::new(Protocol::Inc, Algo::OneShot, 2, 64, 1);
-    c.targeted_barriers = true;
-    assert!(check(&c, 1, 1).is_err());
-    let mut c = targeted(2, 64, 1);
-    c.zero_copy = true;
-    assert!(check(&c, 1, 1).is_err());
 }
 
 /// The push form needs no parity halves for its own reuse: a peer's remote writes of call

@@ -146,11 +146,6 @@ pub struct SimConfig {
     /// sees complete outputs, call k's output is read from its gather area when its kernel
     /// completes (the earliest point the copy could run; GatherPrev is the latest).
     pub deferred_gather: bool,
-    /// Targeted barriers for the inc copy-in two-shot (PROTOCOL.md "Targeted barriers",
-    /// proposed, not in the kernel): at the start barrier block b of rank r signals only
-    /// the owners of b's chunks and waits for every peer only if it owns some; at the mid
-    /// barrier an owner signals every peer and a block waits only for the other owners.
-    pub targeted_barriers: bool,
     /// Injected fault.
     pub fault: Option<Fault>,
     /// Scheduler.
@@ -185,7 +180,6 @@ impl SimConfig {
             zero_copy: false,
             zc_form: ZcForm::Pull,
             deferred_gather: false,
-            targeted_barriers: false,
             fault: None,
             weaken: None,
             scheduler: Scheduler::Random,
@@ -233,11 +227,6 @@ impl SimConfig {
         }
         if self.threads_per_block == 0 {
             return bad("threads_per_block must be >= 1".into());
-        }
-        if self.targeted_barriers
-            && !(self.protocol == Protocol::Inc && self.algo == Algo::TwoShot && !self.zero_copy)
-        {
-            return bad("targeted barriers are a form of the inc copy-in two-shot only".into());
         }
         if self.zero_copy && program::zero_copy_steps(self.protocol, self.algo).is_empty() {
             return bad(format!(

@@ -15,12 +15,10 @@
 //!
 //! Layout: this file (steps, layout, the [`Family`] implementation and the reference),
 //! `steps` (executing each step, barriers, the zero-copy user's reads and writes),
-//! `deferred` (the deferred gather of a two-shot in pieces), `targeted` (the targeted
-//! barriers' peer sets, a proposed form of the copy-in two-shot).
+//! `deferred` (the deferred gather of a two-shot in pieces).
 
 mod deferred;
 mod steps;
-mod targeted;
 
 use super::engine::{Family, Run, Setup, Watch};
 use super::oracle::{fold_over, input_value, mix, Fate};

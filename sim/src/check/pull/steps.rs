@@ -379,8 +379,7 @@ impl Run<Pull<'_>> {
         let r = i / self.max_g;
         let b = i % self.max_g;
         let cursor = self.blocks[i].cursor;
-        let waiting = self.blocks[i].waiting;
-        let Some(q) = self.barrier_peer(r, b, kind, set, waiting, cursor) else {
+        let Some(q) = self.fam.nth_member(r, set, cursor) else {
             if self.blocks[i].waiting {
                 self.next_step(i);
             } else {
@@ -437,7 +436,7 @@ impl Run<Pull<'_>> {
         }
         let r = i / self.max_g;
         let blk = i % self.max_g;
-        let q = self.barrier_peer(r, blk, kind, set, true, b.cursor)?;
+        let q = self.fam.nth_member(r, set, b.cursor)?;
         if self.is_seed() {
             let loc = self.fam.seed_sem_loc(r, kind, blk, q);
             return Some(self.mem.newest(i, loc).0 > 0);
