@@ -40,6 +40,24 @@ __device__ __forceinline__ void inc_st_relaxed_sys_u32(u64 addr, u32 v) {
     asm volatile("st.relaxed.sys.global.u32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
 }
 
+__device__ __forceinline__ void inc_st_relaxed_sys_u64(u64 addr, u64 v) {
+    asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(addr), "l"(v) : "memory");
+}
+
+// The epoch after e: e + 1, but never 0 (after 2^32 - 1, odd, comes 2, even: the parity
+// still alternates), so a zero word — fresh memory or a flag slot its consumer cleared —
+// never carries the current epoch (PROTOCOL.md "Wrap"; inc_proto::types::next_epoch).
+__device__ __forceinline__ u32 inc_next_epoch(u32 e) {
+    const u32 n = e + 1u;
+    return n == 0u ? 2u : n;
+}
+
+// A tag (an epoch read from a flag or a line) newer than this call's epoch e, wrap-aware;
+// 0 never is (no live epoch is 0: fresh memory or a cleared word, "not yet").
+__device__ __forceinline__ bool inc_tag_newer(u32 tag, u32 e) {
+    return tag != 0u && (int)(tag - e) > 0;
+}
+
 __device__ __forceinline__ u64 inc_now_ns() {
     u64 t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -459,7 +477,7 @@ __device__ bool inc_prologue(const IncArgs& a, volatile int* s_fail, volatile u3
             *s_fail = 2;
             if (blockIdx.x == 0) inc_fail(a, INC_ERR_PEER_ABORT, (w >> 8) & 0x7fffffu, 0, 0, w);
         }
-        *s_e = ep + 1u;
+        *s_e = inc_next_epoch(ep);
     }
     __syncthreads();
     inc_pdl_launch();
@@ -492,7 +510,7 @@ __device__ bool inc_barrier(const IncArgs& a, const IncCall& k, u32 kind_off, u3
         u64 v = inc_ld_acquire_sys(mine);
         while (v != k.flag) {
             const u32 ve = (u32)(v >> 32);
-            if (ve == k.e || (int)(ve - k.e) > 0) {
+            if (ve == k.e || inc_tag_newer(ve, k.e)) {
                 inc_fail(a, ve == k.e ? INC_ERR_CALL_MISMATCH : INC_ERR_SEQ_MISMATCH, peer,
                          phase, k.flag, v);
                 *s_fail = 1;
@@ -507,6 +525,10 @@ __device__ bool inc_barrier(const IncArgs& a, const IncCall& k, u32 kind_off, u3
             }
             v = inc_ld_acquire_sys(mine);
         }
+        // The consumer clears the slot it took (PROTOCOL.md "Wrap"): this peer writes it
+        // next in call e + 2, after my kernel e + 1 started, i.e. after this kernel ended.
+        // A slot untouched for 2^31 calls then holds 0, not an epoch that reads as newer.
+        if (v == k.flag) inc_st_relaxed_sys_u64(mine, 0ull);
     }
     __syncthreads();
     return *s_fail == 0;

@@ -31,9 +31,10 @@ __device__ __forceinline__ bool inc_line_ready(uint4 v, u32 tag) {
     return v.y == tag && v.w == tag;
 }
 
-// A tag newer than this call's epoch: the writer is more than one call ahead in this parity.
+// A tag newer than this call's epoch: the writer is more than one call ahead in this parity
+// (tag 0, fresh memory, never is).
 __device__ __forceinline__ bool inc_line_newer(uint4 v, u32 tag) {
-    return (int)(v.y - tag) > 0 || (int)(v.w - tag) > 0;
+    return inc_tag_newer(v.y, tag) || inc_tag_newer(v.w, tag);
 }
 
 // Payload bytes [8h, 8h + 8) of the input as two words (zero past the end).
@@ -106,7 +107,7 @@ __device__ __forceinline__ u32 inc_ll_slow(const IncArgs& a, const IncCall& k, u
         return INC_ERR_CALL_MISMATCH;
     }
     if (inc_line_newer(v, k.e) || inc_line_newer(h, k.e)) {
-        const u32 t = inc_line_newer(v, k.e) ? ((int)(v.y - k.e) > 0 ? v.y : v.w) : h.y;
+        const u32 t = inc_line_newer(v, k.e) ? (inc_tag_newer(v.y, k.e) ? v.y : v.w) : h.y;
         inc_fail(a, INC_ERR_SEQ_MISMATCH, q, phase, k.flag, ((u64)t << 32) | h.x);
         return INC_ERR_SEQ_MISMATCH;
     }

@@ -163,7 +163,7 @@ template <int DT>
 __device__ void inc_two_shot_copy_block(const IncArgs& a, u32 G, u32 ncopy) {
     __shared__ volatile u32 s_e;
     const u64 word = a.pad[a.rank] + INC_PAD_EPOCHS + 4u * blockIdx.x;
-    if (threadIdx.x == 0) s_e = inc_ld_relaxed_sys_u32(word) + 1u;
+    if (threadIdx.x == 0) s_e = inc_next_epoch(inc_ld_relaxed_sys_u32(word));
     __syncthreads();
     inc_pdl_launch();
     const u32 e = s_e;

@@ -11,7 +11,7 @@ use cudarc::driver::{CudaContext, CudaStream};
 
 use crate::error::{drv, CudaError, Result};
 pub use crate::ipc::IpcHandle;
-use crate::proto::{ErrorRecord, PadLayout, MAX_RANKS};
+use crate::proto::{ErrorRecord, PadLayout, MAX_BLOCKS, MAX_RANKS};
 use crate::sys;
 use inc_proto::push::PushLayout;
 
@@ -543,6 +543,17 @@ impl PeerBuffers {
         unsafe { sys::copy_dtoh(&mut b, self.base + PadLayout::epoch(0) as u64) }
             .map_err(drv("cuMemcpyDtoH"))?;
         Ok(u32::from_le_bytes(b))
+    }
+
+    /// Sets every block's epoch word of this rank to `e`, as if calls up to epoch `e` had
+    /// completed: for tests of the epoch's wrap (PROTOCOL.md "Wrap"). Every rank must be
+    /// quiescent and get the same `e`, or its next call fails (SEQ_MISMATCH or a timeout).
+    pub fn set_epoch(&self, e: u32) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        let words: Vec<u8> = (0..MAX_BLOCKS).flat_map(|_| e.to_le_bytes()).collect();
+        // SAFETY: the MAX_BLOCKS epoch words are contiguous inside our pad.
+        unsafe { sys::copy_htod(self.base + PadLayout::epoch(0) as u64, &words) }
+            .map_err(drv("cuMemcpyHtoD"))
     }
 }
 

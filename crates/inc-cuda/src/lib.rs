@@ -16,7 +16,8 @@
 //!
 //! The kernels follow the `inc` signal protocol of docs/PROTOCOL.md (the one inc-sim
 //! checks): `(epoch << 32) | call_sig` flags written with `st.release.sys` and awaited with
-//! `ld.acquire.sys`, never reset; two parity halves of data instead of an end barrier
+//! `ld.acquire.sys`, each cleared by the thread that took it (so no slot ages past the
+//! 32-bit epoch's window; PROTOCOL.md "Wrap"); two parity halves of data instead of an end barrier
 //! (the zero-copy variant runs the end barrier); the epoch lives on the device, so CUDA-graph
 //! replays advance it. Every spin is bounded by a `%globaltimer` deadline and watches an
 //! abort word that peers and the host can raise; a failure is recorded (rank, block, peer,

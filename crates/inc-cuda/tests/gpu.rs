@@ -526,6 +526,51 @@ fn gpu_zero_copy_variants() {
     println!("zero-copy: 20 rounds OK");
 }
 
+/// The epoch's wrap (PROTOCOL.md "Wrap"): every rank's epoch words set just below 2^32,
+/// then calls of every algorithm across the wrap (the LL call at the wrap is the largest
+/// LL call, so its upper lines are fresh memory, which an epoch of 0 would take as
+/// current), then a jump of 2^31 calls and calls with more blocks than the ones before it
+/// (their flag slots, had their consumers not cleared them, would hold an epoch that now
+/// reads as newer: SEQ_MISMATCH).
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_calls_cross_the_epoch_wrap() {
+    let Some(ctx) = gpu() else { return };
+    let g = Group::new(&ctx, 4, 1 << 20);
+    for b in &g.bufs {
+        b.set_epoch(u32::MAX - 6).unwrap();
+    }
+    let plan = [
+        (Algo::PushOneShot, 64),
+        (Algo::OneShot, 300),
+        (Algo::TwoShot, 70000),
+        (Algo::PushOneShot, 200),
+        (Algo::TwoShot, 64),
+        (Algo::OneShot, 100),
+        // the call above runs at epoch u32::MAX, this one at 2 (not 0)
+        (Algo::PushOneShot, 16000),
+        (Algo::PushOneShot, 16000),
+        (Algo::TwoShot, 1000),
+        (Algo::PushOneShot, 4000),
+        (Algo::OneShot, 7000),
+    ];
+    for (k, &(algo, n)) in plan.iter().enumerate() {
+        run_case(&g, algo, DType::Bf16, ReduceOp::Sum, n, 0, 700 + k as u64)
+            .unwrap_or_else(|e| panic!("call {k} ({algo:?}, {n}): {e}"));
+    }
+    for b in &g.bufs {
+        assert_eq!(b.epoch().unwrap(), 6, "u32::MAX - 6 + 6 calls, then 2..=6");
+        b.set_epoch(6 + (1 << 31) + 3).unwrap();
+    }
+    for (k, &(algo, n)) in [(Algo::TwoShot, 70000), (Algo::OneShot, 70000)]
+        .iter()
+        .enumerate()
+    {
+        run_case(&g, algo, DType::Bf16, ReduceOp::Sum, n, 0, 800 + k as u64)
+            .unwrap_or_else(|e| panic!("after the jump, {algo:?} {n}: {e}"));
+    }
+}
+
 #[test]
 #[ignore = "needs a GPU"]
 fn gpu_graph_capture_100_calls_replayed_twice() {

@@ -149,9 +149,11 @@ pub fn chunk_lines(w: &[u32; 4], e: u32) -> [u64; 4] {
 /// Whether a tag read from a line belongs to a call *newer* than `e` (wrap-aware:
 /// `(int32)(tag - e) > 0`). A legitimate peer is never more than one call ahead, and one
 /// call ahead writes the other parity, so such a tag in my parity-`e % 2` slot means the
-/// ranks disagree on the call count (SEQ_MISMATCH).
+/// ranks disagree on the call count (SEQ_MISMATCH). Tag 0 is never newer: no live epoch
+/// is 0 ([`crate::types::next_epoch`]), so a 0 is fresh memory or a cleared word, "not
+/// yet" — without this, fresh memory read at an epoch past 2^31 looks newer.
 pub const fn tag_is_newer(tag: u32, e: u32) -> bool {
-    (tag.wrapping_sub(e) as i32) > 0
+    tag != 0 && (tag.wrapping_sub(e) as i32) > 0
 }
 
 /// Most elements of `dtype` a push call can carry with `slot_bytes` per slot.
@@ -228,5 +230,9 @@ mod tests {
             "the zero-initialised tag reads as older"
         );
         assert!(tag_is_newer(1, u32::MAX), "wrap-aware");
+        assert!(
+            !tag_is_newer(0, u32::MAX - 5),
+            "fresh memory past 2^31 calls is not newer"
+        );
     }
 }

@@ -212,6 +212,16 @@ pub const fn sig_of_code(algo_code: u8, dtype: DType, op: ReduceOp, count: u64) 
     h
 }
 
+/// The epoch after `e`: `e + 1`, except that 0 is never live — after `2^32 - 1` (odd) comes
+/// 2 (even), so the parity still alternates, and a zero word (fresh memory, or a flag slot
+/// its consumer cleared) never carries the current epoch (PROTOCOL.md "Wrap").
+pub const fn next_epoch(e: u32) -> u32 {
+    match e.wrapping_add(1) {
+        0 => 2,
+        n => n,
+    }
+}
+
 /// A flag word: `(epoch << 32) | sig`.
 pub const fn flag_word(epoch: u32, sig: u32) -> u64 {
     ((epoch as u64) << 32) | sig as u64
@@ -438,6 +448,21 @@ pub const ZERO_COPY_SIG: u32 = 0x5a5a_0000;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn next_epoch_skips_zero_and_keeps_the_parity_alternating() {
+        assert_eq!(next_epoch(0), 1);
+        assert_eq!(next_epoch(1), 2);
+        assert_eq!(next_epoch(u32::MAX - 1), u32::MAX);
+        assert_eq!(next_epoch(u32::MAX), 2);
+        let mut e = u32::MAX - 5;
+        for _ in 0..12 {
+            let n = next_epoch(e);
+            assert_ne!(n, 0);
+            assert_ne!(n & 1, e & 1, "{e} -> {n}");
+            e = n;
+        }
+    }
     use super::*;
 
     #[test]

@@ -195,12 +195,19 @@ impl CallCtx<'_> {
             loop {
                 let v = f.load(Ordering::Acquire);
                 if v == want {
+                    // The consumer clears the slot it took (PROTOCOL.md "Wrap"): q writes
+                    // it next in call e + 2, after my kernel e + 1 started, i.e. after
+                    // this call and this store completed. A slot untouched for 2^31 calls
+                    // then holds 0, never an old epoch that reads as newer.
+                    f.store(0, Ordering::Relaxed);
                     break;
                 }
-                if flag_epoch(v) == self.epoch && flag_sig(v) != self.sig {
+                // 0: a cleared or fresh slot, "not yet" (no live flag is 0: the epoch
+                // never is)
+                if v != 0 && flag_epoch(v) == self.epoch && flag_sig(v) != self.sig {
                     return Err(self.fail(rec(ERR_CALL_MISMATCH, q, v), true));
                 }
-                if (flag_epoch(v).wrapping_sub(self.epoch) as i32) > 0 {
+                if crate::push::tag_is_newer(flag_epoch(v), self.epoch) {
                     return Err(self.fail(rec(ERR_SEQ_MISMATCH, q, v), true));
                 }
                 let a = abort.load(Ordering::Acquire);

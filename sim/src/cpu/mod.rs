@@ -299,14 +299,15 @@ impl CpuRank {
         &self.regions[self.rank]
     }
 
-    /// The epoch of this rank's next call: block 0's epoch word + 1 (after every call all
-    /// `MAX_BLOCKS` words hold its epoch; PROTOCOL.md "Kernel prologue / epilogue").
+    /// The epoch of this rank's next call: after block 0's epoch word ([`crate::types::next_epoch`]: + 1,
+    /// never 0; after every call all `MAX_BLOCKS` words hold its epoch; PROTOCOL.md
+    /// "Kernel prologue / epilogue").
     fn next_epoch(&self) -> Result<u32, SimError> {
-        Ok(self
-            .own()
-            .u32_at(PadLayout::epoch(0))?
-            .load(Ordering::Acquire)
-            .wrapping_add(1))
+        Ok(crate::types::next_epoch(
+            self.own()
+                .u32_at(PadLayout::epoch(0))?
+                .load(Ordering::Acquire),
+        ))
     }
 
     /// Every block's epoch word (tests: they all hold the last call's epoch).

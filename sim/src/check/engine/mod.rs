@@ -322,7 +322,9 @@ impl<F: Family> Run<F> {
     }
     /// Rank r's epoch of its current call.
     pub(crate) fn epoch_of(&self, r: usize) -> u32 {
-        self.ranks.get(r).map_or(0, |s| s.epoch.wrapping_add(1))
+        self.ranks
+            .get(r)
+            .map_or(0, |s| crate::types::next_epoch(s.epoch))
     }
     pub(crate) fn parity(&self, r: usize) -> usize {
         (self.epoch_of(r) % 2) as usize

@@ -415,7 +415,12 @@ impl Run<Pull<'_>> {
             let loc = self.fam.flag_loc(r, kind, self.parity(r), b, q);
             let order = self.flag_order(MemOrder::Acquire);
             let (v, _) = self.pick_load(i, loc, order);
-            (v, v == self.want(r))
+            let passed = v == self.want(r);
+            if passed {
+                // the consumer clears the slot it took (PROTOCOL.md "Wrap")
+                self.mem.store(i, loc, 0, 0, MemOrder::Relaxed);
+            }
+            (v, passed)
         };
         if passed {
             self.log(r, Some(b), Ev::Note(PullNote::Passed { peer: q, val }));

@@ -1,0 +1,170 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The 32-bit epoch's wrap (PROTOCOL.md "Wrap"), on the CPU backend: a consumer clears
+//! every flag slot it took, so no slot keeps an old epoch that reads as newer 2^31 calls
+//! later; epoch 0 is never live, so fresh (zero) memory never reads as current. Each test
+//! fails without the rule it names.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::{next_epoch, Algo, BarrierKind, DType, PadLayout, ReduceOp, MAX_BLOCKS, MAX_RANKS};
+
+mod common;
+use common::{random_input, Rng};
+
+const WORLD: usize = 3;
+
+fn comm(blocks: usize) -> (Vec<Arc<Region>>, Vec<CpuRank>) {
+    let regions: Vec<Arc<Region>> = (0..WORLD)
+        .map(|_| Arc::new(Region::new_local(RegionLayout::with_push(4096, 8192))))
+        .collect();
+    let cfg = CpuConfig {
+        blocks,
+        threads_per_block: 2,
+        timeout: Duration::from_secs(10),
+    };
+    let ranks = (0..WORLD)
+        .map(|r| CpuRank::new(r, WORLD, regions.clone(), cfg, None).unwrap())
+        .collect();
+    (regions, ranks)
+}
+
+/// One call on every rank (one thread each); checks every rank's result against the
+/// reference and returns the errors, if any.
+fn call(ranks: &[CpuRank], algo: Algo, blocks: usize, bytes: usize, rng: &mut Rng) {
+    let d = DType::Bf16;
+    let inputs: Vec<Vec<u8>> = (0..WORLD)
+        .map(|_| random_input(rng, d, bytes / d.size(), 4.0))
+        .collect();
+    let outs: Vec<Result<Vec<u8>, String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                let x = inputs[r].clone();
+                s.spawn(move || {
+                    let mut x = x;
+                    rank.allreduce_in_place(algo, d, ReduceOp::Sum, blocks, &mut x)
+                        .map(|()| x)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refs: Vec<&[u8]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let want = reference_allreduce(algo, d, ReduceOp::Sum, &refs, None).unwrap();
+    for (r, o) in outs.into_iter().enumerate() {
+        let o = o.unwrap_or_else(|e| panic!("{algo} {bytes} B, {blocks} blocks, rank {r}: {e}"));
+        assert_eq!(o, want, "{algo} {bytes} B, {blocks} blocks, rank {r}");
+    }
+}
+
+/// Every flag slot of every rank's pad (both parities, every block, kind and sender).
+fn nonzero_flags(regions: &[Arc<Region>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (r, g) in regions.iter().enumerate() {
+        for kind in [BarrierKind::Start, BarrierKind::Mid, BarrierKind::End] {
+            for p in 0..2 {
+                for b in 0..MAX_BLOCKS {
+                    for s in 0..MAX_RANKS {
+                        let v = g
+                            .u64_at(PadLayout::flag(kind, p, b, s))
+                            .unwrap()
+                            .load(std::sync::atomic::Ordering::Acquire);
+                        if v != 0 {
+                            out.push(format!(
+                                "rank {r} {kind:?} parity {p} block {b} from {s}: {v:#x}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every rank's every block epoch word set to `e` (all ranks quiescent: as if the calls in
+/// between had run).
+fn set_epoch(regions: &[Arc<Region>], e: u32) {
+    for g in regions {
+        for b in 0..MAX_BLOCKS {
+            g.u32_at(PadLayout::epoch(b))
+                .unwrap()
+                .store(e, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+#[test]
+fn every_flag_slot_is_zero_after_every_call() {
+    let (regions, ranks) = comm(2);
+    let mut rng = Rng(0x77ab);
+    let algos = [Algo::OneShot, Algo::TwoShot, Algo::PushOneShot];
+    for k in 0..40 {
+        let algo = algos[(rng.next() % 3) as usize];
+        let blocks = 1 + (rng.next() % 4) as usize;
+        let bytes = 16 * (1 + (rng.next() % 16) as usize);
+        call(&ranks, algo, blocks, bytes, &mut rng);
+        let left = nonzero_flags(&regions);
+        assert!(left.is_empty(), "after call {k} ({algo}): {left:?}");
+    }
+}
+
+/// The failure a long-running job would meet: a call with many blocks, then (here: a jump
+/// of the epoch words) 2^31 calls with fewer, then many blocks again. Without the clear,
+/// block 3's slots still hold epoch 1's flags, which now read as newer: SEQ_MISMATCH.
+#[test]
+fn a_slot_untouched_for_2_31_calls_does_not_read_as_newer() {
+    for algo in [Algo::OneShot, Algo::TwoShot] {
+        let (regions, ranks) = comm(2);
+        let mut rng = Rng(0x31);
+        call(&ranks, algo, 4, 256, &mut rng);
+        set_epoch(&regions, 1 + (1 << 31) + 3);
+        call(&ranks, algo, 4, 256, &mut rng);
+        call(&ranks, algo, 1, 64, &mut rng);
+    }
+}
+
+/// Across the wrap: the epoch after 2^32 - 1 is 2, not 0. Fresh memory holds tag 0, so an
+/// LL call at epoch 0 would take a line that no peer wrote yet as current; the call at the
+/// wrap is the largest LL call of the run, so its upper lines are fresh.
+#[test]
+fn calls_cross_the_epoch_wrap() {
+    assert_eq!(next_epoch(u32::MAX), 2);
+    let (regions, ranks) = comm(2);
+    let mut rng = Rng(0x3a9);
+    set_epoch(&regions, u32::MAX - 6);
+    let plan = [
+        (Algo::PushOneShot, 64),
+        (Algo::OneShot, 128),
+        (Algo::TwoShot, 256),
+        (Algo::PushOneShot, 96),
+        (Algo::TwoShot, 64),
+        (Algo::OneShot, 32),
+        // the call above runs at epoch u32::MAX, this one at 2 (not 0)
+        (Algo::PushOneShot, 1024),
+        (Algo::PushOneShot, 1024),
+        (Algo::TwoShot, 512),
+        (Algo::PushOneShot, 512),
+        (Algo::OneShot, 256),
+    ];
+    for (k, &(algo, bytes)) in plan.iter().enumerate() {
+        call(&ranks, algo, 2, bytes, &mut rng);
+        for r in &ranks {
+            let words = r.epoch_words().unwrap();
+            assert!(
+                words.iter().all(|&w| w != 0),
+                "call {k}: an epoch word is 0"
+            );
+        }
+    }
+    let last = ranks[0].epoch_words().unwrap()[0];
+    assert_eq!(
+        last, 6,
+        "6 calls from u32::MAX - 6 reach u32::MAX; the next 5 are 2..=6"
+    );
+    assert!(nonzero_flags(&regions).is_empty());
+}
