@@ -202,9 +202,9 @@ impl CallCtx<'_> {
                     f.store(0, Ordering::Relaxed);
                     break;
                 }
-                // 0: a cleared or fresh slot, "not yet" (no live flag is 0: the epoch
-                // never is)
-                if v != 0 && flag_epoch(v) == self.epoch && flag_sig(v) != self.sig {
+                // 0 (a cleared or fresh slot) is "not yet": the epoch is never 0, and a 0
+                // tag is never newer
+                if flag_epoch(v) == self.epoch && flag_sig(v) != self.sig {
                     return Err(self.fail(rec(ERR_CALL_MISMATCH, q, v), true));
                 }
                 if crate::push::tag_is_newer(flag_epoch(v), self.epoch) {

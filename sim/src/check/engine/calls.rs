@@ -329,8 +329,8 @@ impl<F: Family> Run<F> {
     /// awaited value, or another signature) or a newer one.
     pub(crate) fn flag_moves(&self, r: usize, v: u64) -> bool {
         let e = self.epoch_of(r);
-        // 0: a fresh or cleared slot, "not yet" (no live flag is 0)
-        v != 0 && (flag_epoch(v) == e || tag_is_newer(flag_epoch(v), e))
+        // (0, a fresh or cleared slot, moves nothing: e is never 0 and a 0 tag never newer)
+        flag_epoch(v) == e || tag_is_newer(flag_epoch(v), e)
     }
 
     /// Checks flag-like value `v` read from peer q against this call: epoch e with another
@@ -339,7 +339,7 @@ impl<F: Family> Run<F> {
     pub(crate) fn flag_error(&mut self, i: usize, q: usize, v: u64) -> bool {
         let r = i / self.max_g;
         let (e, want) = (self.epoch_of(r), self.want(r));
-        if v == want || v == 0 {
+        if v == want {
             return false;
         }
         let code = if flag_epoch(v) == e && flag_sig(v) != flag_sig(want) {
