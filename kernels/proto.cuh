@@ -36,6 +36,13 @@ typedef unsigned short u16;
 #define INC_PUSH_BUFFERS 2
 #define INC_PUSH_LINE_BYTES 16
 
+// Lines region (after the push region; inc_proto::lines::LinesLayout): hdr[2][INC_MAX_RANKS]
+// u64 flags, then two parities of INC_MAX_RANKS * push_slot_bytes of 128-byte lines.
+#define INC_LINES_HDR_BYTES 256
+#define INC_LINE_BYTES 128
+#define INC_LINE_PAYLOAD 120
+#define INC_LINES_ALIGN 4 // lines of a slice: a multiple of this
+
 // Host block (pinned, mapped): abort word, error record mirror.
 #define INC_HOST_ABORT 0
 #define INC_HOST_ERROR 8
@@ -54,6 +61,7 @@ typedef unsigned short u16;
 #define INC_FLAG_ZERO_COPY 1u
 #define INC_FLAG_IO_ALIGNED 2u
 #define INC_FLAG_ZC_PUSH 4u
+#define INC_FLAG_LINES 32u
 #define INC_FLAG_DEFER_GATHER 8u
 #define INC_FLAG_PREV_GATHER 16u
 #define INC_COPY_BLOCK_DIV 8u // one block in this many copies out the previous piece

@@ -69,6 +69,10 @@ pub const FLAG_DEFER_GATHER: u32 = 8;
 /// (`KernelArgs::prev_count`) runs in this kernel before the mid barrier, on the last
 /// `G / COPY_BLOCK_DIV` blocks of its own while the others move this piece.
 pub const FLAG_PREV_GATHER: u32 = 16;
+/// Copy-in two-shot, a call of its own that fits the lines region
+/// ([`crate::lines::use_lines`]): the form of 128-byte flagged lines, no barrier
+/// (PROTOCOL.md "two-shot of lines").
+pub const FLAG_LINES: u32 = 32;
 /// One block in this many copies out the previous piece under [`FLAG_PREV_GATHER`]
 /// (2x H200, copy-in 1 GiB in 33 pieces, GPU run 31: 1 in 8 3337 us, 1 in 4 3401, 1 in 16
 /// 3365 (the copy no longer hides), 1 in 2 3542; without the copy at all, 1 in 4: 3401).

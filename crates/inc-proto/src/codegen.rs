@@ -12,9 +12,11 @@ use std::fmt::Write as _;
 use std::mem::offset_of;
 
 use crate::args::{
-    KernelArgs, COPY_BLOCK_DIV, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH,
-    FLAG_ZERO_COPY, HOST_ABORT, HOST_BLOCK_BYTES, HOST_ERROR, KERNEL_ARGS_BYTES, MAX_THREADS,
+    KernelArgs, COPY_BLOCK_DIV, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_LINES, FLAG_PREV_GATHER,
+    FLAG_ZC_PUSH, FLAG_ZERO_COPY, HOST_ABORT, HOST_BLOCK_BYTES, HOST_ERROR, KERNEL_ARGS_BYTES,
+    MAX_THREADS,
 };
+use crate::lines::{LinesLayout, LINE, LINE_PAYLOAD, SLICE_LINES_ALIGN};
 use crate::push::{PushLayout, LINE_BYTES, PUSH_BUFFERS};
 use crate::types::{
     ErrorRecord, PadLayout, ABORT_RANK_MASK, CHUNK_BYTES, ERROR_RECORD_BYTES, ERR_CALL_MISMATCH,
@@ -258,6 +260,19 @@ pub fn header() -> String {
     define(&mut o, "INC_PUSH_SLOTS", PushLayout::HEADER_BYTES, "");
     define(&mut o, "INC_PUSH_BUFFERS", PUSH_BUFFERS, "");
     define(&mut o, "INC_PUSH_LINE_BYTES", LINE_BYTES, "");
+    o.push_str(
+        "\n// Lines region (after the push region; inc_proto::lines::LinesLayout): hdr[2][INC_MAX_RANKS]\n\
+         // u64 flags, then two parities of INC_MAX_RANKS * push_slot_bytes of 128-byte lines.\n",
+    );
+    define(&mut o, "INC_LINES_HDR_BYTES", LinesLayout::HEADER_BYTES, "");
+    define(&mut o, "INC_LINE_BYTES", LINE, "");
+    define(&mut o, "INC_LINE_PAYLOAD", LINE_PAYLOAD, "");
+    define(
+        &mut o,
+        "INC_LINES_ALIGN",
+        SLICE_LINES_ALIGN,
+        "lines of a slice: a multiple of this",
+    );
     o.push_str("\n// Host block (pinned, mapped): abort word, error record mirror.\n");
     define(&mut o, "INC_HOST_ABORT", HOST_ABORT, "");
     define(&mut o, "INC_HOST_ERROR", HOST_ERROR, "");
@@ -288,6 +303,7 @@ pub fn header() -> String {
         "",
     );
     define(&mut o, "INC_FLAG_ZC_PUSH", format!("{FLAG_ZC_PUSH}u"), "");
+    define(&mut o, "INC_FLAG_LINES", format!("{FLAG_LINES}u"), "");
     define(
         &mut o,
         "INC_FLAG_DEFER_GATHER",

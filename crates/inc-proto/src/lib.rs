@@ -18,6 +18,7 @@
 
 pub mod args;
 pub mod codegen;
+pub mod lines;
 pub mod push;
 pub mod steps;
 pub mod types;

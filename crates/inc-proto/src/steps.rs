@@ -35,6 +35,9 @@ pub const TWO_SHOT: &[&str] = &[
     "Epilogue",
 ];
 
+/// Two-shot of 128-byte lines (kernel variant `two_shot_lines`; [`crate::lines::STEP_NAMES`]).
+pub const TWO_SHOT_LINES: &[&str] = &crate::lines::STEP_NAMES;
+
 /// Hybrid cube mesh (8 ranks).
 pub const HCM: &[&str] = &[
     "Prologue",
