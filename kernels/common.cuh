@@ -561,3 +561,67 @@ __device__ void inc_epilogue(const IncArgs& a, const IncCall& k) {
         }
     }
 }
+
+// ----- 8-byte payload words and LL lines (the push one-shot and the two-shot of lines) ----
+
+__device__ __forceinline__ uint4 inc_ld_volatile_v4(u64 addr) {
+    uint4 r;
+    asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(addr));
+    return r;
+}
+
+__device__ __forceinline__ bool inc_line_ready(uint4 v, u32 tag) {
+    return v.y == tag && v.w == tag;
+}
+
+// Payload bytes [8h, 8h + 8) of the input as two words (zero past the end).
+template <int DT>
+__device__ __forceinline__ uint2 inc_load8(const IncArgs& a, u64 h, u64 nbytes) {
+    const u64 off = h * 8;
+    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 8 <= nbytes) {
+        return *reinterpret_cast<const uint2*>(a.input + off);
+    }
+    u32 w[2] = {0, 0};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < 8 / IncLanes<DT>::ES; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                w[i] = *reinterpret_cast<const u32*>(a.input + b);
+            } else {
+                u32 v = *reinterpret_cast<const u16*>(a.input + b);
+                w[i / 2] |= v << ((i & 1) * 16);
+            }
+        }
+    }
+    uint2 r;
+    r.x = w[0];
+    r.y = w[1];
+    return r;
+}
+
+template <int DT>
+__device__ __forceinline__ void inc_store8(const IncArgs& a, u64 h, u64 nbytes, uint2 v) {
+    const u64 off = h * 8;
+    if ((a.flags & INC_FLAG_IO_ALIGNED) && off + 8 <= nbytes) {
+        *reinterpret_cast<uint2*>(a.output + off) = v;
+        return;
+    }
+    const u32 w[2] = {v.x, v.y};
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < 8 / IncLanes<DT>::ES; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                *reinterpret_cast<u32*>(a.output + b) = w[i];
+            } else {
+                *reinterpret_cast<u16*>(a.output + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
+            }
+        }
+    }
+}
+

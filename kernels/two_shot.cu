@@ -255,8 +255,297 @@ __device__ __forceinline__ void inc_two_shot_one_pass(const IncArgs& a, const In
     inc_epilogue(a, k);
 }
 
+// ----- two-shot of 128-byte lines (PROTOCOL.md "two-shot of lines") ---------------------
+// The copy-in two-shot of a call of its own that fits the lines region (flag INC_FLAG_LINES),
+// without barriers: a line is 128 bytes, 8 lanes x 16 bytes, stored with ONE warp-wide
+// st.volatile.v2.u64 and polled with ONE warp-wide ld.volatile.v2.u64 (seen whole: GPU run
+// 87's litmus); words 0..14 carry payload bytes [120 L, 120 L + 120), word 15 the flag
+// (e << 32 | sig). The owner of a slice polls every writer's line, folds in rank order and
+// stores the result line into every peer; every rank polls the other slices' lines and
+// copies them out. The consumer clears each flag it took. Mirrors inc-sim's lines checker
+// (inc_sim::lines) and the CPU backend (inc_sim::cpu).
+
+// The lines region of rank q (after the push region of its data area).
+__device__ __forceinline__ u64 inc_lines_base(const IncArgs& a, u32 q) {
+    return a.data[q] + 2u * a.half_bytes + INC_PUSH_SLOTS +
+           (u64)INC_PUSH_BUFFERS * INC_MAX_RANKS * a.push_slot_bytes;
+}
+
+__device__ __forceinline__ void inc_st_line128(u64 addr, u64 x, u64 y) {
+    asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(addr), "l"(x), "l"(y) : "memory");
+}
+
+__device__ __forceinline__ void inc_ld_line128(u64 addr, u64& x, u64& y) {
+    asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];" : "=l"(x), "=l"(y) : "l"(addr) : "memory");
+}
+
+// Whether the 8 lanes of my line hold it whole: its flag (lane 7's second word) is f.
+// Every lane of the warp calls it (warp-uniform code).
+__device__ __forceinline__ bool inc_line128_ok(u64 y, u64 f, u32 lane) {
+    const u32 m = __ballot_sync(0xffffffffu, (lane & 7u) != 7u || y == f);
+    const u32 g = 0xffu << (lane & 24u);
+    return (m & g) == g;
+}
+
+// Slot k of rank `other` at rank `me`: (other - me - 1) mod W (inc_proto LinesLayout::slot_of).
+__device__ __forceinline__ u32 inc_lines_slot(u32 me, u32 other, u32 w) {
+    const u32 k = other + w - me - 1u;
+    return k >= w ? k - w : k;
+}
+
+// Slow path of a line poll (lane 7 of a line still missing, every INC_SPIN_CHECK + 1 spins):
+// a flag of this epoch with another signature -> CALL_MISMATCH; a newer epoch ->
+// SEQ_MISMATCH; the writer's header word of this epoch with another signature ->
+// CALL_MISMATCH (a peer with another count never writes the lines I poll); then abort
+// word and deadline. Returns 0 to keep waiting.
+__device__ __forceinline__ u32 inc_lines_slow(const IncArgs& a, const IncCall& k, u32 s,
+                                           u32 phase, u64 t0, u64 v) {
+    const u32 ve = (u32)(v >> 32);
+    if (v != 0ull && (ve == k.e || inc_tag_newer(ve, k.e))) {
+        const u32 code = ve == k.e ? INC_ERR_CALL_MISMATCH : INC_ERR_SEQ_MISMATCH;
+        inc_fail(a, code, s, phase, k.flag, v);
+        return code;
+    }
+    u64 h;
+    asm volatile("ld.relaxed.sys.global.u64 %0, [%1];"
+                 : "=l"(h)
+                 : "l"(inc_lines_base(a, a.rank) + 8u * ((u64)k.p * INC_MAX_RANKS + s))
+                 : "memory");
+    if ((u32)(h >> 32) == k.e && h != k.flag) {
+        inc_fail(a, INC_ERR_CALL_MISMATCH, s, phase, k.flag, h);
+        return INC_ERR_CALL_MISMATCH;
+    }
+    // A peer that took another form or algorithm at this epoch (a count on the other side
+    // of the lines rule, or an LL call) writes its block 0's start flag into my pad, or
+    // its LL header line into my push region, instead of my lines.
+    const u64 sf = inc_ld_acquire_sys(a.pad[a.rank] + INC_PAD_START +
+                                      (u64)k.p * INC_MAX_BLOCKS * INC_MAX_RANKS * 8u + 8u * s);
+    const uint4 lh = inc_ld_volatile_v4(a.data[a.rank] + 2u * a.half_bytes + INC_PUSH_HDR +
+                                        ((u64)k.p * INC_MAX_RANKS + s) * 16u);
+    if ((u32)(sf >> 32) == k.e || inc_line_ready(lh, k.e)) {
+        const u64 seen = (u32)(sf >> 32) == k.e ? sf : (((u64)lh.y << 32) | lh.x);
+        inc_fail(a, INC_ERR_CALL_MISMATCH, s, phase, k.flag, seen);
+        return INC_ERR_CALL_MISMATCH;
+    }
+    return inc_wait_slow(a, t0, s, phase, k.flag, v);
+}
+
+// NW: the largest world this instance serves (its per-writer registers); the dispatch
+// below takes NW = 4 up to world 4 (no spills) and NW = INC_MAX_RANKS above.
+template <int DT, int OP, u32 NW>
+__device__ void inc_two_shot_lines_w(const IncArgs& a) {
+    __shared__ volatile int s_fail;
+    __shared__ volatile u32 s_e;
+    IncCall k;
+    // STEP two_shot_lines 0 Prologue
+    if (!inc_prologue(a, &s_fail, &s_e, k)) return;
+    const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
+    const u32 W = a.world, r = a.rank;
+    // lines < 2^32 (the call fits the region): 32-bit arithmetic on line indices
+    const u32 nl = (u32)((nbytes + INC_LINE_PAYLOAD - 1) / INC_LINE_PAYLOAD);
+    u32 SL = (nl + W - 1u) / W;
+    SL = (SL + INC_LINES_ALIGN - 1u) / INC_LINES_ALIGN * INC_LINES_ALIGN;
+    const u32 NL = SL * W;
+    const u64 off = INC_LINES_HDR_BYTES + (u64)k.p * INC_MAX_RANKS * a.push_slot_bytes;
+    const u32 lane = threadIdx.x & 31u, l8 = lane & 7u;
+    const u64 lane_off = (u64)l8 * 16u;
+    const u32 groups = gridDim.x * (blockDim.x / 8u);
+    const u32 g0 = (blockIdx.x * blockDim.x + threadIdx.x) / 8u;
+    const u64 w0 = l8 < 7u ? 2u * l8 : 14u;  // my first payload word of a line
+    const u64 own = inc_lines_base(a, r) + off;
+    const u64 gath = (u64)(W - 1u) * SL * INC_LINE_BYTES;  // gather lines follow recv lines
+    const u64 t0 = inc_now_ns();
+    bool ok = true;
+
+    // STEP two_shot_lines 1 Scatter
+    if (blockIdx.x == 0 && threadIdx.x < W && threadIdx.x != r) {
+        inc_st_relaxed_sys_u64(inc_lines_base(a, threadIdx.x) + 8u * ((u64)k.p * INC_MAX_RANKS + r),
+                               k.flag);
+    }
+    // The 4 lines of a warp lie in one slice (SL and NL multiples of 4, groups a multiple
+    // of 4): every branch on q below is warp-uniform.
+    for (u32 L = g0; L < NL; L += groups) {
+        const u32 q = L / SL;
+        if (q == r) continue;
+        const uint2 x = inc_load8<DT>(a, 15u * (u64)L + w0, nbytes);
+        u64 y = k.flag;
+        if (l8 < 7u) {
+            const uint2 v = inc_load8<DT>(a, 15u * (u64)L + w0 + 1u, nbytes);
+            y = ((u64)v.y << 32) | v.x;
+        }
+        const u64 dst = inc_lines_base(a, q) + off +
+                        ((u64)inc_lines_slot(q, r, W) * SL + (L - q * SL)) * INC_LINE_BYTES;
+        inc_st_line128(dst + lane_off, ((u64)x.y << 32) | x.x, y);
+    }
+
+    // STEP two_shot_lines 2 ReduceStore
+    for (u32 L = g0; L < NL && ok; L += groups) {
+        if (L / SL != r) continue;
+        const u32 j = L - r * SL;
+        u64 va[NW], vb[NW];
+        u32 pend = 0u;
+#pragma unroll
+        for (u32 s = 0; s < NW; ++s) {
+            if (s < W && s != r) {
+                inc_ld_line128(own + ((u64)inc_lines_slot(r, s, W) * SL + j) * INC_LINE_BYTES + lane_off,
+                               va[s], vb[s]);
+                pend |= 1u << s;
+            }
+        }
+        u32 it = 0;
+        while (true) {
+#pragma unroll
+            for (u32 s = 0; s < NW; ++s) {
+                if (s < W && s != r && inc_line128_ok(vb[s], k.flag, lane)) pend &= ~(1u << s);
+            }
+            if (!__any_sync(0xffffffffu, pend != 0u)) break;
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                // lane 7 of a line still missing: the slow path for its lowest writer
+                u32 bad = s_fail != 0 ? 1u : 0u;
+                if (l8 == 7u && bad == 0u && pend != 0u) {
+                    const u32 low = __ffs(pend) - 1u;
+                    u64 v = 0ull;
+#pragma unroll
+                    for (u32 s = 0; s < NW; ++s) {
+                        if (s == low) v = vb[s];  // static indices: vb stays in registers
+                    }
+                    bad = inc_lines_slow(a, k, low, 2, t0, v);
+                }
+                if (__any_sync(0xffffffffu, bad != 0u)) {
+                    ok = false;
+                    break;
+                }
+            }
+#pragma unroll
+            for (u32 s = 0; s < NW; ++s) {
+                if (s < W && s != r && __any_sync(0xffffffffu, (pend >> s) & 1u)) {
+                    u64 x, y;
+                    inc_ld_line128(own + ((u64)inc_lines_slot(r, s, W) * SL + j) * INC_LINE_BYTES + lane_off,
+                                   x, y);
+                    if ((pend >> s) & 1u) {
+                        va[s] = x;
+                        vb[s] = y;
+                    }
+                }
+            }
+        }
+        if (!ok) break;
+        // take: clear each flag (lane 7 holds it, at line + 120), then fold in rank order
+        if (l8 == 7u) {
+#pragma unroll
+            for (u32 s = 0; s < NW; ++s) {
+                if (s < W && s != r) {
+                    inc_st_relaxed_sys_u64(own + ((u64)inc_lines_slot(r, s, W) * SL + j) * INC_LINE_BYTES + 120u,
+                                           0ull);
+                }
+            }
+        }
+        const uint2 m0 = inc_load8<DT>(a, 15u * (u64)L + w0, nbytes);
+        uint2 m1;
+        m1.x = 0u;
+        m1.y = 0u;
+        if (l8 < 7u) m1 = inc_load8<DT>(a, 15u * (u64)L + w0 + 1u, nbytes);
+        float acc[8];
+#pragma unroll
+        for (u32 s = 0; s < NW; ++s) {
+            if (s < W) {
+                uint4 raw;
+                if (s == r) {
+                    raw.x = m0.x;
+                    raw.y = m0.y;
+                    raw.z = m1.x;
+                    raw.w = m1.y;
+                } else {
+                    raw.x = (u32)va[s];
+                    raw.y = (u32)(va[s] >> 32);
+                    raw.z = (u32)vb[s];  // lane 7: the flag, folded and discarded
+                    raw.w = (u32)(vb[s] >> 32);
+                }
+                inc_fold_chunk<DT, OP>(acc, raw, s == 0);
+            }
+        }
+        inc_finish<DT, OP>(acc, a.scale);
+        const uint4 v = inc_pack<DT>(acc);
+        const u64 x = ((u64)v.y << 32) | v.x;
+        const u64 y = l8 < 7u ? (((u64)v.w << 32) | v.z) : k.flag;
+        // into every peer's gather lines, rotated order (r+1, r+2, ...)
+#pragma unroll
+        for (u32 i = 1; i < NW; ++i) {
+            if (i < W) {
+                const u32 q = inc_rot_peer(a, i);
+                inc_st_line128(inc_lines_base(a, q) + off + gath +
+                                   ((u64)inc_lines_slot(q, r, W) * SL + j) * INC_LINE_BYTES + lane_off,
+                               x, y);
+            }
+        }
+        uint2 o;
+        o.x = v.x;
+        o.y = v.y;
+        inc_store8<DT>(a, 15u * (u64)L + w0, nbytes, o);
+        if (l8 < 7u) {
+            o.x = v.z;
+            o.y = v.w;
+            inc_store8<DT>(a, 15u * (u64)L + w0 + 1u, nbytes, o);
+        }
+    }
+
+    // STEP two_shot_lines 3 Gather
+    for (u32 L = g0; L < NL && ok; L += groups) {
+        const u32 q = L / SL;
+        if (q == r) continue;
+        const u64 src = own + gath + ((u64)inc_lines_slot(r, q, W) * SL + (L - q * SL)) * INC_LINE_BYTES;
+        u64 x, y;
+        inc_ld_line128(src + lane_off, x, y);
+        u32 it = 0;
+        while (!__all_sync(0xffffffffu, inc_line128_ok(y, k.flag, lane))) {
+            if ((++it & INC_SPIN_CHECK) == 0u) {
+                u32 bad = s_fail != 0 ? 1u : 0u;
+                if (bad == 0u && l8 == 7u && y != k.flag) bad = inc_lines_slow(a, k, q, 3, t0, y);
+                if (__any_sync(0xffffffffu, bad != 0u)) {
+                    ok = false;
+                    break;
+                }
+            }
+            u64 nx, ny;
+            inc_ld_line128(src + lane_off, nx, ny);
+            if (!inc_line128_ok(y, k.flag, lane)) {
+                x = nx;
+                y = ny;
+            }
+        }
+        if (!ok) break;
+        if (l8 == 7u) inc_st_relaxed_sys_u64(src + 120u, 0ull);
+        uint2 o;
+        o.x = (u32)x;
+        o.y = (u32)(x >> 32);
+        inc_store8<DT>(a, 15u * (u64)L + w0, nbytes, o);
+        if (l8 < 7u) {
+            o.x = (u32)y;
+            o.y = (u32)(y >> 32);
+            inc_store8<DT>(a, 15u * (u64)L + w0 + 1u, nbytes, o);
+        }
+    }
+    if (!ok) s_fail = 1;
+
+    // STEP two_shot_lines 4 Epilogue
+    inc_epilogue(a, k);
+}
+
+template <int DT, int OP>
+__device__ void inc_two_shot_lines(const IncArgs& a) {
+    if (a.world <= 4u) {
+        inc_two_shot_lines_w<DT, OP, 4u>(a);
+    } else {
+        inc_two_shot_lines_w<DT, OP, INC_MAX_RANKS>(a);
+    }
+}
+
 template <int DT, int OP>
 __device__ void inc_two_shot(const IncArgs& a) {
+    if (a.flags & INC_FLAG_LINES) {
+        inc_two_shot_lines<DT, OP>(a);
+        return;
+    }
     if (a.flags & INC_FLAG_ZERO_COPY) {
         if (a.flags & INC_FLAG_ZC_PUSH) {
             inc_two_shot_zcp<DT, OP>(a);

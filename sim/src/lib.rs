@@ -38,6 +38,11 @@
 //!   buffer instead of two, a skipped header check, 4-byte (not 8-byte) atomicity and a
 //!   one-tag-per-line reader are each caught.
 //!   The CPU backend runs it too ([`cpu::CpuRank::push_allreduce`]).
+//! - [`lines`]: the two-shot of lines (PROTOCOL.md "two-shot of lines"): inc-proto's
+//!   layout and step list re-exported, and its checker [`lines::check_lines`] (the checker
+//!   engine's lines family; replay with [`lines::replay_lines`]): clean over world 2..5,
+//!   slow ranks and mismatched calls; a line whose flag lands apart from its payload, one
+//!   parity instead of two and flags left uncleared are each caught.
 //! - [`cpu`]: the same inc protocol on real f32/f16/bf16 data, one thread per block, real
 //!   `AtomicU64` flags (Release/Acquire), wall-clock bounded waits and the abort word;
 //!   ranks are threads ([`cpu::Region::new_local`]) or processes (`/dev/shm` +
@@ -212,6 +217,30 @@ pub mod check;
 pub mod cpu;
 pub mod error;
 pub mod model;
+
+pub mod lines {
+    //! The two-shot of lines (PROTOCOL.md "two-shot of lines"): inc-proto's layout, cut and
+    //! step list ([`LinesLayout`], [`STEP_NAMES`], re-exported), and the protocol checker
+    //! ([`check_lines`], [`replay_lines`]: the lines family of the checker engine,
+    //! [`check`](mod@crate::check)).
+    //!
+    //! ```
+    //! use inc_sim::lines::{check_lines, LinesConfig, LinesWeakening};
+    //! // Clean: 4 consecutive calls on 3 ranks (slices of 1-2 lines), PCT schedules.
+    //! let cfg = LinesConfig::new(3, vec![720, 240, 480, 720]);
+    //! assert!(check_lines(&cfg, 10, 1)?.violations.is_empty());
+    //! // The flag landing apart from the payload: a reader takes a line with old data.
+    //! let mut bad = LinesConfig::new(2, vec![240; 4]);
+    //! bad.weaken = Some(LinesWeakening::SplitLine);
+    //! assert!(!check_lines(&bad, 200, 1)?.violations.is_empty());
+    //! # Ok::<(), inc_sim::SimError>(())
+    //! ```
+
+    pub use crate::check::lines::{
+        check_lines, replay_lines, LinesConfig, LinesFault, LinesScheduler, LinesWeakening,
+    };
+    pub use inc_proto::lines::*;
+}
 pub mod program;
 pub mod push;
 pub mod sched;

@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! CPU data backend: ranks as threads (and as processes over /dev/shm) running the inc
-//! protocol on real data, compared bit-for-bit with the reference.
+//! protocol on real data, compared bit-for-bit with the reference. The two-shot runs in
+//! both its forms: the form rule picks lines for the small calls here
+//! (`tests/cpu_lines.rs`), so the barrier form is also forced.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout, TwoShotForm};
 use inc_sim::program::CUBE_MESH_8;
 use inc_sim::{Algo, DType, ReduceOp, SimError, ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_TIMEOUT};
 
@@ -53,6 +55,49 @@ fn every_algo_dtype_op_matches_reference_bit_for_bit() {
                     .as_ref()
                     .unwrap_or_else(|e| panic!("w{world} r{r} {algo} {dtype} {op}: {e}"));
                 assert_eq!(got, &want, "world {world} rank {r} {algo} {dtype} {op}");
+            }
+        }
+    }
+}
+
+/// The two-shot's barrier form, forced (the form rule would pick lines for these sizes).
+#[test]
+fn two_shot_barrier_form_matches_reference_bit_for_bit() {
+    let cfg = CpuConfig {
+        blocks: 2,
+        threads_per_block: 2,
+        timeout: Duration::from_secs(20),
+    };
+    let mut rng = Rng(0x2b2b);
+    for world in 2..=8usize {
+        let ranks = cpu_ranks(&local_regions(world, 24 << 10), cfg, false);
+        for dtype in DType::ALL {
+            for op in ReduceOp::ALL {
+                let count = 1 + rng.below(700) as usize;
+                let blocks = 1 + rng.below(4) as usize;
+                let inputs: Vec<Vec<u8>> = (0..world)
+                    .map(|_| random_input(&mut rng, dtype, count, 3.0))
+                    .collect();
+                let res: Vec<Vec<u8>> = std::thread::scope(|s| {
+                    let hs: Vec<_> = ranks
+                        .iter()
+                        .zip(&inputs)
+                        .map(|(rank, x)| {
+                            s.spawn(move || {
+                                let mut out = vec![0u8; x.len()];
+                                let f = TwoShotForm::Barrier;
+                                rank.allreduce_two_shot(f, dtype, op, blocks, x, &mut out)
+                                    .map(|()| out)
+                            })
+                        })
+                        .collect();
+                    hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+                });
+                let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+                let want = reference_allreduce(Algo::TwoShot, dtype, op, &refs, None).unwrap();
+                for (r, got) in res.iter().enumerate() {
+                    assert_eq!(got, &want, "world {world} rank {r} {dtype} {op} {count}");
+                }
             }
         }
     }
@@ -204,6 +249,12 @@ fn a_rank_that_never_calls_makes_the_others_time_out() {
 
 #[test]
 fn mismatched_sizes_fail_on_every_rank() {
+    for form in [TwoShotForm::Barrier, TwoShotForm::Lines] {
+        mismatched_sizes_fail_in(form);
+    }
+}
+
+fn mismatched_sizes_fail_in(form: TwoShotForm) {
     let cfg = CpuConfig {
         blocks: 2,
         threads_per_block: 1,
@@ -219,14 +270,7 @@ fn mismatched_sizes_fail_on_every_rank() {
                     let n = if r == 1 { 40 } else { 48 };
                     let input = vec![0u8; n];
                     let mut out = vec![0u8; n];
-                    rank.allreduce(
-                        Algo::TwoShot,
-                        DType::F32,
-                        ReduceOp::Sum,
-                        2,
-                        &input,
-                        &mut out,
-                    )
+                    rank.allreduce_two_shot(form, DType::F32, ReduceOp::Sum, 2, &input, &mut out)
                 })
             })
             .collect();
@@ -236,12 +280,12 @@ fn mismatched_sizes_fail_on_every_rank() {
         .iter()
         .map(|r| r.as_ref().unwrap_err().code().unwrap())
         .collect();
-    assert!(codes.contains(&ERR_CALL_MISMATCH), "{codes:?}");
+    assert!(codes.contains(&ERR_CALL_MISMATCH), "{form:?}: {codes:?}");
     assert!(
         codes
             .iter()
             .all(|&c| c == ERR_CALL_MISMATCH || c == ERR_PEER_ABORT),
-        "{codes:?}"
+        "{form:?}: {codes:?}"
     );
 }
 
@@ -348,18 +392,19 @@ fn shm_rank(rank: usize, tag: &str) -> Vec<Vec<u8>> {
     };
     let r = CpuRank::new(rank, 2, regions, cfg, None).unwrap();
     let mut outs = Vec::new();
-    for call in 0..10u32 {
-        let algo = if call % 2 == 0 {
-            Algo::OneShot
-        } else {
-            Algo::TwoShot
-        };
+    // one-shot, the two-shot as the rule picks it (lines at this size), its barrier form
+    for call in 0..12u32 {
         let input: Vec<u8> = (0..333u32)
             .flat_map(|i| ((i * (rank as u32 + 1) + call) as f32).to_ne_bytes())
             .collect();
         let mut out = vec![0u8; input.len()];
-        r.allreduce(algo, DType::F32, ReduceOp::Sum, 2, &input, &mut out)
-            .unwrap();
+        let (d, op) = (DType::F32, ReduceOp::Sum);
+        match call % 3 {
+            0 => r.allreduce(Algo::OneShot, d, op, 2, &input, &mut out),
+            1 => r.allreduce(Algo::TwoShot, d, op, 2, &input, &mut out),
+            _ => r.allreduce_two_shot(TwoShotForm::Barrier, d, op, 2, &input, &mut out),
+        }
+        .unwrap();
         outs.push(out);
     }
     // The peer keeps its own mapping of my region even after I unlink it.

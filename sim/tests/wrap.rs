@@ -2,18 +2,32 @@
 //! The 32-bit epoch's wrap (PROTOCOL.md "Wrap"), on the CPU backend: a consumer clears
 //! every flag slot it took, so no slot keeps an old epoch that reads as newer 2^31 calls
 //! later; epoch 0 is never live, so fresh (zero) memory never reads as current. Each test
-//! fails without the rule it names.
+//! fails without the rule it names. Every form runs: one-shot, the two-shot's barrier form
+//! and its lines form (PROTOCOL.md "two-shot of lines": its readers clear every line flag
+//! they took), the LL push one-shot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout};
+use inc_proto::lines::{LinesLayout, FLAG_WORD, LINE};
+use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout, TwoShotForm};
 use inc_sim::{next_epoch, Algo, BarrierKind, DType, PadLayout, ReduceOp, MAX_BLOCKS, MAX_RANKS};
 
 mod common;
 use common::{random_input, Rng};
 
 const WORLD: usize = 3;
+
+/// The forms a call can take.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    One,
+    Two(TwoShotForm),
+    Push,
+}
+use Form::{One, Push, Two};
+const BARRIER: Form = Two(TwoShotForm::Barrier);
+const LINES: Form = Two(TwoShotForm::Lines);
 
 fn comm(blocks: usize) -> (Vec<Arc<Region>>, Vec<CpuRank>) {
     let regions: Vec<Arc<Region>> = (0..WORLD)
@@ -32,7 +46,12 @@ fn comm(blocks: usize) -> (Vec<Arc<Region>>, Vec<CpuRank>) {
 
 /// One call on every rank (one thread each); checks every rank's result against the
 /// reference and returns the errors, if any.
-fn call(ranks: &[CpuRank], algo: Algo, blocks: usize, bytes: usize, rng: &mut Rng) {
+fn call(ranks: &[CpuRank], form: Form, blocks: usize, bytes: usize, rng: &mut Rng) {
+    let algo = match form {
+        One => Algo::OneShot,
+        Two(_) => Algo::TwoShot,
+        Push => Algo::PushOneShot,
+    };
     let d = DType::Bf16;
     let inputs: Vec<Vec<u8>> = (0..WORLD)
         .map(|_| random_input(rng, d, bytes / d.size(), 4.0))
@@ -45,9 +64,14 @@ fn call(ranks: &[CpuRank], algo: Algo, blocks: usize, bytes: usize, rng: &mut Rn
                 let x = inputs[r].clone();
                 s.spawn(move || {
                     let mut x = x;
-                    rank.allreduce_in_place(algo, d, ReduceOp::Sum, blocks, &mut x)
-                        .map(|()| x)
-                        .map_err(|e| e.to_string())
+                    let res = match form {
+                        Two(f) => {
+                            let input = x.clone();
+                            rank.allreduce_two_shot(f, d, ReduceOp::Sum, blocks, &input, &mut x)
+                        }
+                        _ => rank.allreduce_in_place(algo, d, ReduceOp::Sum, blocks, &mut x),
+                    };
+                    res.map(|()| x).map_err(|e| e.to_string())
                 })
             })
             .collect();
@@ -56,15 +80,30 @@ fn call(ranks: &[CpuRank], algo: Algo, blocks: usize, bytes: usize, rng: &mut Rn
     let refs: Vec<&[u8]> = inputs.iter().map(|v| v.as_slice()).collect();
     let want = reference_allreduce(algo, d, ReduceOp::Sum, &refs, None).unwrap();
     for (r, o) in outs.into_iter().enumerate() {
-        let o = o.unwrap_or_else(|e| panic!("{algo} {bytes} B, {blocks} blocks, rank {r}: {e}"));
-        assert_eq!(o, want, "{algo} {bytes} B, {blocks} blocks, rank {r}");
+        let o = o.unwrap_or_else(|e| panic!("{form:?} {bytes} B, {blocks} blocks, rank {r}: {e}"));
+        assert_eq!(o, want, "{form:?} {bytes} B, {blocks} blocks, rank {r}");
     }
 }
 
-/// Every flag slot of every rank's pad (both parities, every block, kind and sender).
+/// Every flag slot of every rank's pad (both parities, every block, kind and sender) and
+/// every line flag of every rank's lines region (both parities, every line) that is set.
 fn nonzero_flags(regions: &[Arc<Region>]) -> Vec<String> {
     let mut out = Vec::new();
     for (r, g) in regions.iter().enumerate() {
+        let parity = LinesLayout::parity_bytes(g.layout().push_slot_bytes);
+        for p in 0..2 {
+            let base = g.layout().lines_offset() + LinesLayout::HEADER_BYTES + p * parity;
+            for line in 0..parity / LINE {
+                let off = base + line * LINE + 8 * FLAG_WORD;
+                let v = g
+                    .u64_at(off)
+                    .unwrap()
+                    .load(std::sync::atomic::Ordering::Acquire);
+                if v != 0 {
+                    out.push(format!("rank {r} lines parity {p} line {line}: {v:#x}"));
+                }
+            }
+        }
         for kind in [BarrierKind::Start, BarrierKind::Mid, BarrierKind::End] {
             for p in 0..2 {
                 for b in 0..MAX_BLOCKS {
@@ -102,35 +141,45 @@ fn set_epoch(regions: &[Arc<Region>], e: u32) {
 fn every_flag_slot_is_zero_after_every_call() {
     let (regions, ranks) = comm(2);
     let mut rng = Rng(0x77ab);
-    let algos = [Algo::OneShot, Algo::TwoShot, Algo::PushOneShot];
-    for k in 0..40 {
-        let algo = algos[(rng.next() % 3) as usize];
+    let forms = [One, BARRIER, LINES, Push];
+    for k in 0..48 {
+        let form = forms[(rng.next() % 4) as usize];
         let blocks = 1 + (rng.next() % 4) as usize;
-        let bytes = 16 * (1 + (rng.next() % 16) as usize);
-        call(&ranks, algo, blocks, bytes, &mut rng);
+        // now and then a larger call (more lines, more chunks), where it fits
+        let big = k % 8 == 7 && !matches!(form, One);
+        let bytes = 16 * (1 + (rng.next() % 16) as usize) * if big { 7 } else { 1 };
+        call(&ranks, form, blocks, bytes, &mut rng);
         let left = nonzero_flags(&regions);
-        assert!(left.is_empty(), "after call {k} ({algo}): {left:?}");
+        assert!(left.is_empty(), "after call {k} ({form:?}): {left:?}");
     }
 }
 
 /// The failure a long-running job would meet: a call with many blocks, then (here: a jump
 /// of the epoch words) 2^31 calls with fewer, then many blocks again. Without the clear,
-/// block 3's slots still hold epoch 1's flags, which now read as newer: SEQ_MISMATCH.
+/// block 3's slots still hold epoch 1's flags, which now read as newer: SEQ_MISMATCH. The
+/// lines form: a large call, 2^31 smaller ones, a large one again (its upper lines).
 #[test]
 fn a_slot_untouched_for_2_31_calls_does_not_read_as_newer() {
-    for algo in [Algo::OneShot, Algo::TwoShot] {
+    for form in [One, BARRIER] {
         let (regions, ranks) = comm(2);
         let mut rng = Rng(0x31);
-        call(&ranks, algo, 4, 256, &mut rng);
+        call(&ranks, form, 4, 256, &mut rng);
         set_epoch(&regions, 1 + (1 << 31) + 3);
-        call(&ranks, algo, 4, 256, &mut rng);
-        call(&ranks, algo, 1, 64, &mut rng);
+        call(&ranks, form, 4, 256, &mut rng);
+        call(&ranks, form, 1, 64, &mut rng);
     }
+    let (regions, ranks) = comm(2);
+    let mut rng = Rng(0x32);
+    call(&ranks, LINES, 2, 1920, &mut rng);
+    set_epoch(&regions, 1 + (1 << 31) + 3);
+    call(&ranks, LINES, 2, 1920, &mut rng);
+    call(&ranks, LINES, 1, 64, &mut rng);
 }
 
 /// Across the wrap: the epoch after 2^32 - 1 is 2, not 0. Fresh memory holds tag 0, so an
 /// LL call at epoch 0 would take a line that no peer wrote yet as current; the call at the
-/// wrap is the largest LL call of the run, so its upper lines are fresh.
+/// wrap is the largest LL call of the run, so its upper lines are fresh; likewise the
+/// largest lines-form two-shots follow the wrap.
 #[test]
 fn calls_cross_the_epoch_wrap() {
     assert_eq!(next_epoch(u32::MAX), 2);
@@ -138,21 +187,21 @@ fn calls_cross_the_epoch_wrap() {
     let mut rng = Rng(0x3a9);
     set_epoch(&regions, u32::MAX - 6);
     let plan = [
-        (Algo::PushOneShot, 64),
-        (Algo::OneShot, 128),
-        (Algo::TwoShot, 256),
-        (Algo::PushOneShot, 96),
-        (Algo::TwoShot, 64),
-        (Algo::OneShot, 32),
+        (Push, 64),
+        (One, 128),
+        (LINES, 256),
+        (Push, 96),
+        (BARRIER, 64),
+        (One, 32),
         // the call above runs at epoch u32::MAX, this one at 2 (not 0)
-        (Algo::PushOneShot, 1024),
-        (Algo::PushOneShot, 1024),
-        (Algo::TwoShot, 512),
-        (Algo::PushOneShot, 512),
-        (Algo::OneShot, 256),
+        (Push, 1024),
+        (Push, 1024),
+        (LINES, 1920),
+        (LINES, 1920),
+        (BARRIER, 512),
     ];
-    for (k, &(algo, bytes)) in plan.iter().enumerate() {
-        call(&ranks, algo, 2, bytes, &mut rng);
+    for (k, &(form, bytes)) in plan.iter().enumerate() {
+        call(&ranks, form, 2, bytes, &mut rng);
         for r in &ranks {
             let words = r.epoch_words().unwrap();
             assert!(

@@ -49,15 +49,17 @@ pub fn default_push_max_bytes(world: usize) -> u64 {
 pub const DEFAULT_HCM_MAX_BYTES: u64 = 256 << 10;
 
 /// Default one-shot limit for a fully connected group of `world` ranks, measured on 2, 3
-/// and 4 H200s (graph, bf16): one-shot beats the copy-in two-shot up to 4 MiB at world 2,
-/// up to 1 MiB at world 3 (11.75 us, two-shot 13.05) and up to 512 KiB at world 4 (10.37,
-/// two-shot 11.28; GPU runs 41 and 43); larger worlds are unmeasured and keep a
-/// conservative 128 KiB.
+/// and 4 H200s (graph, bf16; GPU run 91, against the copy-in two-shot in its form of lines
+/// where it fits): one-shot wins up to 4 MiB at world 2 but for 512 KiB-2 MiB, where the
+/// lines form is 4-14% faster (1 MiB 6.19 us against 7.16; not taken: one threshold per
+/// world); at world 3 up to 256 KiB (5.53 against 5.46: even; 512 KiB 7.14 against 5.97);
+/// at world 4 up to 128 KiB (256 KiB 6.45 against 5.98, 1 MiB 13.94 against 8.51; at 128
+/// KiB one-shot 5.18, run 77). Larger worlds are unmeasured and keep a conservative 128 KiB.
 pub fn default_one_shot_max_bytes(world: usize) -> u64 {
     match world {
         0..=2 => 4 << 20,
-        3 => 1 << 20,
-        4 => 512 << 10,
+        3 => 256 << 10,
+        4 => 128 << 10,
         _ => 128 << 10,
     }
 }
@@ -465,20 +467,20 @@ mod tests {
 
     #[test]
     fn fully_connected_defaults() {
-        // world 4: LL push up to 64 KiB, one-shot up to 512 KiB, then two-shot
+        // world 4: LL push up to 64 KiB, one-shot up to 128 KiB, then two-shot (lines)
         let s = sel(4, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(1024, DType::Bf16).path, Path::PushOneShot);
         assert_eq!(s.select(64 << 10, DType::Bf16).path, Path::PushOneShot);
         assert_eq!(s.select((64 << 10) + 2, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select(512 << 10, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select((512 << 10) + 2, DType::Bf16).path, Path::TwoShot);
+        assert_eq!(s.select(128 << 10, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select((128 << 10) + 2, DType::Bf16).path, Path::TwoShot);
         assert_eq!(s.select(64 << 20, DType::F32).path, Path::TwoShot);
-        // world 3: LL push up to 64 KiB, one-shot up to 1 MiB
+        // world 3: LL push up to 64 KiB, one-shot up to 256 KiB
         let s = sel(3, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(64 << 10, DType::Bf16).path, Path::PushOneShot);
         assert_eq!(s.select((64 << 10) + 2, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select(1 << 20, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select((1 << 20) + 2, DType::Bf16).path, Path::TwoShot);
+        assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select((256 << 10) + 2, DType::Bf16).path, Path::TwoShot);
         // world 5 and up (unmeasured): 32 KiB and 128 KiB
         let s = sel(6, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(32 << 10, DType::Bf16).path, Path::PushOneShot);

@@ -100,7 +100,9 @@ impl PeerBuffers {
             )));
         }
         let push_slot_bytes = PushLayout::round_slot(push_slot_bytes as usize) as u64;
-        let push_region = PushLayout::region_bytes(push_slot_bytes as usize) as u64;
+        // the push (LL) region, then the lines region sized from the same slot
+        let push_region = PushLayout::region_bytes(push_slot_bytes as usize) as u64
+            + inc_proto::lines::LinesLayout::region_bytes(push_slot_bytes as usize) as u64;
         if world == 0 || world > MAX_RANKS {
             return Err(CudaError::InvalidArgument(format!(
                 "world size {world} not in 1..={MAX_RANKS}"
@@ -543,6 +545,31 @@ impl PeerBuffers {
         unsafe { sys::copy_dtoh(&mut b, self.base + PadLayout::epoch(0) as u64) }
             .map_err(drv("cuMemcpyDtoH"))?;
         Ok(u32::from_le_bytes(b))
+    }
+
+    /// The lines region's words as the device holds them (PROTOCOL.md "two-shot of lines"):
+    /// `(header words hdr[2][MAX_RANKS], flag words of both parities that are not 0)`, for
+    /// tests of the clear rule (after every call every flag word is 0). The rank must be
+    /// quiescent.
+    pub fn lines_words(&self) -> Result<(Vec<u64>, usize)> {
+        use inc_proto::lines::{LinesLayout, FLAG_WORD, LINE};
+        self.ctx.bind_to_thread().map_err(drv("cuCtxSetCurrent"))?;
+        let slot = self.push_slot_bytes as usize;
+        let mut b = vec![0u8; LinesLayout::region_bytes(slot)];
+        let base = self.push_ptr() + PushLayout::region_bytes(slot) as u64;
+        // SAFETY: the lines region lies inside our allocation, after the push region.
+        unsafe { sys::copy_dtoh(&mut b, base) }.map_err(drv("cuMemcpyDtoH"))?;
+        let word = |off: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[off..off + 8]);
+            u64::from_le_bytes(w)
+        };
+        let hdr = (0..2 * MAX_RANKS).map(|i| word(8 * i)).collect();
+        let set = (LinesLayout::HEADER_BYTES..b.len())
+            .step_by(LINE)
+            .filter(|&l| word(l + 8 * FLAG_WORD) != 0)
+            .count();
+        Ok((hdr, set))
     }
 
     /// Sets every block's epoch word of this rank to `e`, as if calls up to epoch `e` had

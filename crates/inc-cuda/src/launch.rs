@@ -5,8 +5,8 @@ use crate::error::{CudaError, Result};
 use crate::proto::{Algo, DType, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
 
 pub use inc_proto::{
-    KernelArgs, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_PREV_GATHER, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
-    MAX_THREADS,
+    KernelArgs, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_LINES, FLAG_PREV_GATHER, FLAG_ZC_PUSH,
+    FLAG_ZERO_COPY, MAX_THREADS,
 };
 
 /// The two forms of the zero-copy two-shot (symmetric tensors; PROTOCOL.md "two-shot,
@@ -200,6 +200,17 @@ impl DeviceLimits {
         let per_rank = slots / u64::from(self.ranks_on_device.max(1));
         u32::try_from(per_rank.min(MAX_BLOCKS as u64)).unwrap_or(MAX_BLOCKS as u32)
     }
+}
+
+/// Blocks of a two-shot of lines (PROTOCOL.md "two-shot of lines"): 8 threads move one
+/// 128-byte line, so one block per `threads / 8` lines of the W slices; at least 1, at most
+/// the co-resident cap.
+pub fn lines_blocks(bytes: u64, world: usize, threads: u32, limits: &DeviceLimits) -> u32 {
+    let lines = inc_proto::lines::LinesLayout::slice_lines(bytes, world.max(1))
+        .saturating_mul(world as u64);
+    let per_block = u64::from(threads / 8).max(1);
+    let cap = u64::from(limits.co_resident_blocks().max(1));
+    u32::try_from(lines.div_ceil(per_block).clamp(1, cap)).unwrap_or(1)
 }
 
 /// Choose the grid for `count` elements. `requested` forces a block count (checked).

@@ -431,6 +431,12 @@ mod tests {
             kernel_variant_steps("two_shot", "two_shot_zcp").unwrap(),
             inc_proto::steps::TWO_SHOT_ZCP
         );
+        // the copy-in two-shot's form of 128-byte lines (inc_two_shot_lines_w) against its
+        // own step list (inc-sim's lines checker)
+        assert_eq!(
+            kernel_variant_steps("two_shot", "two_shot_lines").unwrap(),
+            inc_proto::steps::TWO_SHOT_LINES
+        );
         // the copy-in two-shot's one-pass form (inc_two_shot_one_pass) is the same program
         assert_eq!(
             kernel_variant_steps("two_shot", "two_shot_1p").unwrap(),

@@ -571,6 +571,62 @@ fn gpu_calls_cross_the_epoch_wrap() {
     }
 }
 
+/// The copy-in two-shot of a call of its own that fits the lines region runs as lines
+/// (PROTOCOL.md "two-shot of lines"): results bit-identical to the reference at sizes
+/// around the line and slice boundaries, every writer's header word holds the call's flag
+/// (the form was taken), and after every call every flag word of every rank's lines region
+/// is 0 (the consumer cleared what it took); a call too large for the region runs the
+/// barrier form and leaves the headers alone.
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_two_shot_of_lines_clears_what_it_took() {
+    let Some(ctx) = gpu() else { return };
+    for w in [2usize, 3, 4] {
+        // halves large enough for the barrier form of 1 Mi f32 elements (2 x 4 MiB + W)
+        let g = Group::new(&ctx, w, 16 << 20);
+        // elements of bf16: 1, one line (60), one more, a slice boundary, 1 MiB, 2 MiB
+        for (k, &n) in [1usize, 60, 61, 3001, 524_288, 1_048_576]
+            .iter()
+            .enumerate()
+        {
+            for (j, d) in [DType::Bf16, DType::F32].into_iter().enumerate() {
+                let e = g.bufs[0].epoch().unwrap();
+                run_case(
+                    &g,
+                    Algo::TwoShot,
+                    d,
+                    ReduceOp::Sum,
+                    n,
+                    (k % 3) as u32,
+                    900 + k as u64,
+                )
+                .unwrap_or_else(|err| panic!("w{w} {d:?} {n}: {err}"));
+                let sig = inc_cuda::proto::call_sig(Algo::TwoShot, d, ReduceOp::Sum, n as u64);
+                let flag = inc_cuda::proto::flag_word(inc_proto::next_epoch(e), sig);
+                let fits = inc_proto::lines::use_lines(
+                    n as u64 * d.size() as u64,
+                    w,
+                    g.bufs[0].push_slot_bytes() as usize,
+                    true,
+                );
+                for (r, b) in g.bufs.iter().enumerate() {
+                    let (hdr, set) = b.lines_words().unwrap();
+                    assert_eq!(set, 0, "w{w} {d:?} {n} rank {r}: flags left set");
+                    let p = (inc_proto::next_epoch(e) % 2) as usize;
+                    for s in (0..w).filter(|&s| s != r) {
+                        let h = hdr[p * inc_cuda::proto::MAX_RANKS + s];
+                        assert_eq!(
+                            h == flag,
+                            fits,
+                            "w{w} {d:?} {n} rank {r} writer {s} (case {j})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs a GPU"]
 fn gpu_graph_capture_100_calls_replayed_twice() {

@@ -1,8 +1,9 @@
 //! The checker: one engine executes a protocol family's steps for every rank and block
 //! under a scheduler ([`crate::sched`]) and the weak-memory [`model`](crate::model), and
 //! checks every run. The families: the barrier (pull) protocols of [`SimConfig`]
-//! ([`check()`]) and the LL push one-shot ([`crate::push::check_push`]; [`check()`]
-//! dispatches `Algo::PushOneShot` to it).
+//! ([`check()`]), the LL push one-shot ([`crate::push::check_push`]; [`check()`]
+//! dispatches `Algo::PushOneShot` to it) and the two-shot of lines
+//! ([`crate::lines::check_lines`]).
 //!
 //! Checks: results equal the reference fold (exactly); no block reads peer data that is
 //! not the current call's (`stale-read`, from data tags, even when values match); no
@@ -15,11 +16,13 @@
 //! Layout: `config` (the pull scenario), `report` (violations, decisions, reports),
 //! `oracle` (data tags and values, the verdict on every call), `engine` (one schedule of
 //! any protocol family: the `engine::Family` trait and the run), `shrink`, one module
-//! per protocol family: `pull` (the barrier protocols) and `push` (the LL push one-shot);
+//! per protocol family: `pull` (the barrier protocols), `push` (the LL push one-shot) and
+//! `lines` (the two-shot of lines);
 //! how each step is picked lives in [`crate::sched`]. This file runs the schedules.
 
 mod config;
 mod engine;
+pub(crate) mod lines;
 mod oracle;
 mod pull;
 pub(crate) mod push;

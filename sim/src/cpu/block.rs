@@ -15,13 +15,14 @@ use super::{chunk_of, decode, encode, finish, fold, lanes, CallCtx, Chunks, Fail
 
 impl CallCtx<'_> {
     /// Runs `block` for every block of the grid on its own thread and gathers their
-    /// chunks in block order; a failed (or panicked) block fails the call with the
-    /// rank's poison error.
-    pub(super) fn run_blocks<F>(&self, block: F) -> Result<Chunks, SimError>
+    /// output pieces (chunks, or lines) in block order; a failed (or panicked) block
+    /// fails the call with the rank's poison error.
+    pub(super) fn run_blocks<F, T>(&self, block: F) -> Result<Vec<T>, SimError>
     where
-        F: Fn(&Self, usize) -> Result<Chunks, Failed> + Sync,
+        F: Fn(&Self, usize) -> Result<Vec<T>, Failed> + Sync,
+        T: Send,
     {
-        let outcomes: Vec<Result<Chunks, Failed>> = std::thread::scope(|s| {
+        let outcomes: Vec<Result<Vec<T>, Failed>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.grid)
                 .map(|b| {
                     let block = &block;

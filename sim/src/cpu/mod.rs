@@ -15,10 +15,12 @@
 //! Layout: this file holds the public API ([`CpuRank`], [`CpuConfig`]) and the call
 //! set-up; `block` runs one block of a call (its thread, memory accesses, the bounded
 //! barrier, the steps); `reduce` the element codecs, reductions and
-//! [`reference_allreduce`]; `region` the memory; `push` the LL one-shot; `symmetric` the
-//! zero-copy two-shot.
+//! [`reference_allreduce`]; `region` the memory; `push` the LL one-shot; `lines` the
+//! two-shot of lines (the copy-in two-shot's form for a call that fits the lines region:
+//! [`TwoShotForm`]); `symmetric` the zero-copy two-shot.
 
 mod block;
+mod lines;
 mod push;
 mod reduce;
 mod region;
@@ -28,6 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use lines::TwoShotForm;
 pub use region::{Region, RegionLayout, CPU_PUSH_SLOT_BYTES};
 
 use crate::error::SimError;
@@ -111,6 +114,30 @@ impl CallCtx<'_> {
 
 /// Output chunks `(index, bytes)` produced by a block.
 type Chunks = Vec<(usize, [u8; CHUNK_BYTES])>;
+
+/// What a call produced: chunks (every form but lines) or lines.
+enum Produced {
+    Chunks(Chunks),
+    Lines(lines::Lines),
+}
+
+impl Produced {
+    /// Writes the result into `out` (the call's input length; bytes past it are dropped).
+    fn write(self, out: &mut [u8]) {
+        match self {
+            Produced::Chunks(chunks) => {
+                for (c, chunk) in chunks {
+                    put_chunk(out, c, &chunk);
+                }
+            }
+            Produced::Lines(lines) => {
+                for (l, line) in lines {
+                    lines::put_line(out, l, &line);
+                }
+            }
+        }
+    }
+}
 
 /// A failure inside a block (already recorded in the pad).
 struct Failed;
@@ -271,10 +298,8 @@ impl CpuRank {
                 input.len()
             )));
         }
-        let results = self.run_call(algo, dtype, op, blocks, input)?;
-        for (c, chunk) in results {
-            put_chunk(output, c, &chunk);
-        }
+        self.run_call(algo, None, dtype, op, blocks, input)?
+            .write(output);
         Ok(())
     }
 
@@ -287,10 +312,8 @@ impl CpuRank {
         blocks: usize,
         data: &mut [u8],
     ) -> Result<(), SimError> {
-        let results = self.run_call(algo, dtype, op, blocks, data)?;
-        for (c, chunk) in results {
-            put_chunk(data, c, &chunk);
-        }
+        let results = self.run_call(algo, None, dtype, op, blocks, data)?;
+        results.write(data);
         Ok(())
     }
 
@@ -348,16 +371,21 @@ impl CpuRank {
         })
     }
 
+    /// One call of `algo`; a copy-in two-shot runs in `form`, or in the form the rule picks
+    /// ([`CpuRank::two_shot_form`]) when `form` is `None`.
     fn run_call(
         &self,
         algo: Algo,
+        form: Option<TwoShotForm>,
         dtype: DType,
         op: ReduceOp,
         blocks: usize,
         input: &[u8],
-    ) -> Result<Chunks, SimError> {
+    ) -> Result<Produced, SimError> {
         if algo == Algo::PushOneShot {
-            return self.run_push(dtype, op, blocks, input);
+            return self
+                .run_push(dtype, op, blocks, input)
+                .map(Produced::Chunks);
         }
         check_call_shape(dtype, blocks, input)?;
         if input.len() > self.max_bytes(algo) {
@@ -372,6 +400,15 @@ impl CpuRank {
                 "hcm needs 8 ranks and a hybrid cube mesh table".into(),
             ));
         }
+        let lines = algo == Algo::TwoShot
+            && form.unwrap_or_else(|| self.two_shot_form(input.len())) == TwoShotForm::Lines;
+        if lines && !self.lines_fit(input.len()) {
+            return Err(SimError::Config(format!(
+                "{} bytes at world {} do not fit the lines region",
+                input.len(),
+                self.world
+            )));
+        }
         if self.is_aborted() {
             return Err(self.poisoned_error());
         }
@@ -385,14 +422,19 @@ impl CpuRank {
             grid: blocks,
             epoch,
             parity: (epoch % 2) as usize,
+            // the lines form keeps the two-shot's signature (PROTOCOL.md "two-shot of lines")
             sig: call_sig(algo, dtype, op, count),
             input,
             chunks,
             partial_off: chunks * CHUNK_BYTES,
             sym: None,
         };
+        if lines {
+            return ctx.run_lines().map(Produced::Lines);
+        }
         let steps = program::steps(Protocol::Inc, algo);
         ctx.run_blocks(|c, b| c.run_block(b, &steps))
+            .map(Produced::Chunks)
     }
 }
 

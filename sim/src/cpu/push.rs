@@ -11,7 +11,7 @@
 //! pair is needed for the data: a half is consumed only when its own tag says it belongs to
 //! this call, and the tag travels in the same atomic word as the data.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{chunk_of, decode, finish, fold, CallCtx, Chunks, CpuRank, Failed};
@@ -25,7 +25,7 @@ use crate::types::{
 };
 
 /// Polls between two reads of the slow-path words (header line, abort word, clock).
-const SLOW_PATH_EVERY: u32 = 16;
+pub(super) const SLOW_PATH_EVERY: u32 = 16;
 
 fn words_of(chunk: &[u8; CHUNK_BYTES]) -> [u32; 4] {
     let mut w = [0u32; 4];
@@ -44,7 +44,7 @@ fn bytes_of_words(w: &[u32; 4]) -> [u8; CHUNK_BYTES] {
 }
 
 /// Spin, then yield, then sleep: keeps many block threads on 2 cores moving.
-fn backoff(spins: u32) {
+pub(super) fn backoff(spins: u32) {
     if spins < 64 {
         std::hint::spin_loop();
     } else if spins < 4096 {
@@ -163,7 +163,16 @@ impl CallCtx<'_> {
         PushLayout::slot(self.parity, writer, slot) + PushLayout::line(c, 0)
     }
 
-    fn rec(&self, b: usize, phase: u32, code: u32, peer: usize, seen: u64) -> ErrorRecord {
+    /// The error record of block `b` failing with `code` in `phase` while waiting on
+    /// `peer` (expected: this call's flag word; `seen`: what the wait read).
+    pub(super) fn rec(
+        &self,
+        b: usize,
+        phase: u32,
+        code: u32,
+        peer: usize,
+        seen: u64,
+    ) -> ErrorRecord {
         ErrorRecord {
             code,
             rank: self.me.rank as u32,
@@ -174,6 +183,30 @@ impl CallCtx<'_> {
             expected: flag_word(self.epoch, self.sig),
             seen,
         }
+    }
+
+    /// The slow path of every LL and lines wait of block `b` (waiting on `q`, having read
+    /// `seen`): a raised abort word fails the block with PEER_ABORT (recorded on my pad
+    /// only: whoever raised it told everyone), a passed deadline with TIMEOUT (recorded,
+    /// abort raised on every pad).
+    pub(super) fn check_wait(
+        &self,
+        b: usize,
+        phase: u32,
+        q: usize,
+        seen: u64,
+        abort: &AtomicU32,
+        deadline: Instant,
+    ) -> Result<(), Failed> {
+        let a = abort.load(Ordering::Acquire);
+        if a != 0 {
+            let r = self.rec(b, phase, ERR_PEER_ABORT, abort_rank(a) as usize, seen);
+            return Err(self.fail(r, false));
+        }
+        if Instant::now() > deadline {
+            return Err(self.fail(self.rec(b, phase, ERR_TIMEOUT, q, seen), true));
+        }
+        Ok(())
     }
 
     /// Reads writer q's header line in my region (two relaxed 8-byte loads) and judges it
@@ -212,15 +245,7 @@ impl CallCtx<'_> {
         let mut out = Vec::new();
         // The slow path of every wait: the abort word and the deadline.
         let check_abort = |phase: u32, q: usize, seen: u64| -> Result<(), Failed> {
-            let a = abort.load(Ordering::Acquire);
-            if a != 0 {
-                let r = self.rec(b, phase, ERR_PEER_ABORT, abort_rank(a) as usize, seen);
-                return Err(self.fail(r, false));
-            }
-            if Instant::now() > deadline {
-                return Err(self.fail(self.rec(b, phase, ERR_TIMEOUT, q, seen), true));
-            }
-            Ok(())
+            self.check_wait(b, phase, q, seen, abort, deadline)
         };
 
         // STEP 0 Prologue (the kernel reads epoch and abort in one 64-bit load)

@@ -1,5 +1,5 @@
-//! One rank's memory (signal pad + two parity halves of data), in process or in POSIX
-//! shared memory.
+//! One rank's memory (signal pad + two parity halves of data + the push region + the
+//! lines region), in process or in POSIX shared memory.
 
 use std::fs::OpenOptions;
 use std::path::PathBuf;
@@ -8,12 +8,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use memmap2::MmapMut;
 
+use inc_proto::lines::LinesLayout;
+
 use crate::error::SimError;
 use crate::push::PushLayout;
 use crate::types::{PadLayout, CHUNK_BYTES};
 
 /// Size of a [`Region`]: the pad, two data halves of `half_bytes` each, then the push
-/// one-shot region ([`PushLayout`]) with `push_slot_bytes` per slot.
+/// one-shot region ([`PushLayout`]) with `push_slot_bytes` per slot, then the two-shot's
+/// lines region ([`LinesLayout`], sized from the same slot: PROTOCOL.md "two-shot of
+/// lines").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionLayout {
     /// Bytes of one parity half (a multiple of 16).
@@ -44,6 +48,10 @@ impl RegionLayout {
     }
     /// Total bytes of the region.
     pub fn total_bytes(&self) -> usize {
+        self.lines_offset() + LinesLayout::region_bytes(self.push_slot_bytes)
+    }
+    /// Byte offset of the lines region (right after the push region; a multiple of 8).
+    pub fn lines_offset(&self) -> usize {
         self.push_offset() + PushLayout::region_bytes(self.push_slot_bytes)
     }
     /// Byte offset of the push region.
@@ -107,7 +115,8 @@ fn shm_path(name: &str) -> Result<PathBuf, SimError> {
 }
 
 impl Region {
-    /// A zeroed in-process region (the push region too: tag 0 is never a live epoch).
+    /// A zeroed in-process region (the push and lines regions too: tag 0 is never a live
+    /// epoch).
     pub fn new_local(layout: RegionLayout) -> Self {
         let words = layout.total_bytes() / 8;
         let mem: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
@@ -138,7 +147,8 @@ impl Region {
             .set_len(layout.total_bytes() as u64)
             .and_then(|()| map_file(&file));
         match res {
-            // A new file reads as zeros: the pad and the push region need nothing else.
+            // A new file reads as zeros: the pad, the push and the lines regions need
+            // nothing else.
             Ok(map) => Self::from_map(map, path, true, layout),
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
@@ -335,6 +345,24 @@ mod tests {
             r.u64_at(8).unwrap().load(Ordering::Relaxed) & 0xffff_ffff,
             5
         );
+    }
+
+    #[test]
+    fn the_lines_region_follows_the_push_region_zeroed() {
+        let l = RegionLayout::with_push(100, 1024);
+        assert_eq!(
+            l.lines_offset(),
+            l.push_offset() + PushLayout::region_bytes(1024)
+        );
+        assert_eq!(
+            l.total_bytes(),
+            l.lines_offset() + LinesLayout::region_bytes(1024)
+        );
+        assert_eq!(l.lines_offset() % 8, 0);
+        let r = Region::new_local(l);
+        for off in (l.lines_offset()..l.total_bytes()).step_by(8) {
+            assert_eq!(r.u64_at(off).unwrap().load(Ordering::Relaxed), 0);
+        }
     }
 
     #[test]

@@ -274,6 +274,19 @@ pub mod inc {
         ]
     }
 
+    /// PROTOCOL.md "two-shot of lines" (`inc_proto::lines::STEP_NAMES`; checked by
+    /// [`crate::lines::check_lines`]): Scatter stores flagged lines, ReduceStore and Gather
+    /// poll them (no barrier).
+    pub fn two_shot_lines() -> Vec<Step> {
+        vec![
+            Step::Prologue,
+            Step::Scatter,
+            Step::ReduceStore,
+            Step::Gather,
+            Step::Epilogue,
+        ]
+    }
+
     /// PROTOCOL.md "hybrid cube mesh" (kernel `kernels/hcm.cu`).
     pub fn hcm() -> Vec<Step> {
         vec![

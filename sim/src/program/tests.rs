@@ -155,6 +155,12 @@ fn push_program_matches_the_push_step_names() {
 }
 
 #[test]
+fn two_shot_lines_matches_inc_proto() {
+    let names: Vec<_> = inc::two_shot_lines().iter().map(Step::name).collect();
+    assert_eq!(names, inc_proto::lines::STEP_NAMES);
+}
+
+#[test]
 fn seed_has_no_end_barrier() {
     for a in Algo::ALL {
         assert!(!seed_steps(a).contains(&Step::EndBarrier));

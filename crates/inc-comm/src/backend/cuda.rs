@@ -523,11 +523,11 @@ impl Backend for CudaBackend {
         unsafe { self.enqueue_call(&mut st.order, poison, call) }
     }
 
-    /// Signal pad, two parity halves and the push one-shot (LL) region.
+    /// Signal pad, two parity halves, the push one-shot (LL) region and the lines region.
     fn device_bytes(&self) -> u64 {
-        let push =
-            inc_sim::push::PushLayout::region_bytes(inc_cuda::DEFAULT_PUSH_SLOT_BYTES as usize)
-                as u64;
+        let slot = inc_cuda::DEFAULT_PUSH_SLOT_BYTES as usize;
+        let push = (inc_sim::push::PushLayout::region_bytes(slot)
+            + inc_proto::lines::LinesLayout::region_bytes(slot)) as u64;
         inc_sim::PadLayout::PAD_BYTES as u64 + 2 * self.buffer_bytes() + push
     }
 

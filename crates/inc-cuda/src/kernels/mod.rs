@@ -20,7 +20,7 @@ use crate::embedded::Embedded;
 use crate::error::{drv, CudaError, Result};
 use crate::launch::{
     self, DeviceLimits, KernelArgs, LaunchPlan, ZeroCopyForm, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED,
-    FLAG_PREV_GATHER, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
+    FLAG_LINES, FLAG_PREV_GATHER, FLAG_ZC_PUSH, FLAG_ZERO_COPY,
 };
 use crate::proto::{call_sig, Algo, DType, ReduceOp, MAX_RANKS, ZERO_COPY_SIG};
 use crate::symmetric::SymmetricMemory;

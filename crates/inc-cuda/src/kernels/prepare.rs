@@ -33,6 +33,24 @@ impl Kernels {
         Ok(plan)
     }
 
+    /// Blocks of a two-shot of lines: 8 threads a line, every line of the W slices, at
+    /// most the co-resident cap (the same on every rank).
+    fn lines_blocks(
+        &self,
+        bufs: &PeerBuffers,
+        dtype: DType,
+        op: ReduceOp,
+        bytes: u64,
+        threads: u32,
+    ) -> Result<u32> {
+        let limits = DeviceLimits {
+            sm_count: self.sm_count,
+            blocks_per_sm: self.occupancy(Algo::TwoShot, dtype, op)?,
+            ranks_on_device: bufs.ranks_on_device(),
+        };
+        Ok(launch::lines_blocks(bytes, bufs.world(), threads, &limits))
+    }
+
     /// Validate a call and build its kernel arguments (no device access).
     pub fn prepare(&self, bufs: &PeerBuffers, call: &RawCall) -> Result<(KernelArgs, LaunchPlan)> {
         if call.algo == Algo::PushOneShot {
@@ -97,9 +115,20 @@ impl Kernels {
                 )
             })?;
         }
+        // The copy-in two-shot of a call of its own that fits the lines region runs as
+        // 128-byte flagged lines, no barrier (PROTOCOL.md "two-shot of lines"); every rank
+        // decides alike from the bytes, the world and the slot size.
+        let slot = bufs.push_slot_bytes();
+        let own_call = !call.piece.defer_gather && call.piece.prev_count == 0;
+        let lines = call.algo == Algo::TwoShot
+            && flags & FLAG_ZERO_COPY == 0
+            && inc_proto::lines::use_lines(bytes, bufs.world(), slot as usize, own_call);
+        if lines {
+            flags |= FLAG_LINES;
+        }
         // A piece after the first also copies out the previous piece: the grid of the
         // larger of the two (the same on every rank).
-        let plan = self.plan(
+        let mut plan = self.plan(
             bufs,
             call.algo,
             call.dtype,
@@ -107,6 +136,9 @@ impl Kernels {
             call.count.max(call.piece.prev_count),
             call.options.blocks,
         )?;
+        if lines && call.options.blocks.is_none() {
+            plan.blocks = self.lines_blocks(bufs, call.dtype, call.op, bytes, plan.threads)?;
+        }
         let world = bufs.world() as u32;
         let args = KernelArgs {
             pad: pads,
@@ -128,7 +160,11 @@ impl Kernels {
             } else {
                 1.0
             },
-            push_slot_bytes: 0,
+            push_slot_bytes: if lines {
+                u32::try_from(slot).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
             sym: [0; MAX_RANKS],
             prev_count: 0,
         };
