@@ -175,7 +175,7 @@ impl Kernels {
         // The push form needs the receive areas of the parity halves: larger calls run in
         // equal pieces of whole chunks (every rank cuts the same ones).
         let bytes = launch::tensor_bytes(dtype, count).unwrap_or(u64::MAX);
-        let form = launch::zero_copy_form(bufs.world(), bytes);
+        let form = launch::zero_copy_form(bufs.world(), bytes, bufs.push_slot_bytes());
         let piece = if form == ZeroCopyForm::Push {
             let max = launch::zero_copy_push_max_count(dtype, bufs.half_bytes(), bufs.world());
             launch::piece_len(count, max, launch::lanes(dtype))

@@ -292,6 +292,27 @@ impl Kernels {
                 sym.bytes()
             )));
         }
+        if form == ZeroCopyForm::Lines {
+            // the copy-in two-shot of lines, in place on my tensor (its own validation;
+            // every rank decides alike from the bytes, the world and the slot size)
+            let call = RawCall {
+                algo: Algo::TwoShot,
+                dtype,
+                op,
+                input,
+                output: input,
+                count,
+                options,
+                piece: Piece::WHOLE,
+            };
+            let (args, plan) = self.prepare(bufs, &call)?;
+            if args.flags & FLAG_LINES == 0 {
+                return Err(CudaError::InvalidArgument(format!(
+                    "zero-copy call of {bytes} bytes does not fit the lines region"
+                )));
+            }
+            return Ok((args, plan));
+        }
         let tensors = sym.peer_bases()?;
         let (data, flags) = if form == ZeroCopyForm::Push {
             let cap = launch::zero_copy_push_max_count(dtype, bufs.half_bytes(), bufs.world());
