@@ -52,10 +52,13 @@ __device__ __forceinline__ u32 inc_next_epoch(u32 e) {
     return n == 0u ? 2u : n;
 }
 
-// A tag (an epoch read from a flag or a line) newer than this call's epoch e, wrap-aware;
-// 0 never is (no live epoch is 0: fresh memory or a cleared word, "not yet").
+// A tag (an epoch read from a flag or a line) newer than this call's epoch e: ahead by
+// 1..=INC_SEQ_WINDOW modulo 2^32 (inc_proto::push::tag_is_newer). 0 never is (no live
+// epoch is 0: fresh memory or a cleared word, "not yet"); a tag further ahead is a word
+// untouched for 2^31 calls or more, "not yet" too.
 __device__ __forceinline__ bool inc_tag_newer(u32 tag, u32 e) {
-    return tag != 0u && (int)(tag - e) > 0;
+    const u32 d = tag - e;
+    return tag != 0u && d != 0u && d <= INC_SEQ_WINDOW;
 }
 
 __device__ __forceinline__ u64 inc_now_ns() {

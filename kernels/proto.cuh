@@ -35,6 +35,7 @@ typedef unsigned short u16;
 #define INC_PUSH_SLOTS 256
 #define INC_PUSH_BUFFERS 2
 #define INC_PUSH_LINE_BYTES 16
+#define INC_SEQ_WINDOW 1048576u // a tag ahead of e by more is not newer
 
 // Lines region (after the push region; inc_proto::lines::LinesLayout): hdr[2][INC_MAX_RANKS]
 // u64 flags, then two parities of INC_MAX_RANKS * push_slot_bytes of 128-byte lines.

@@ -40,7 +40,8 @@
 //!   The CPU backend runs it too ([`cpu::CpuRank::push_allreduce`]).
 //! - [`lines`]: the two-shot of lines (PROTOCOL.md "two-shot of lines"): inc-proto's
 //!   layout and step list re-exported, and its checker [`lines::check_lines`] (the checker
-//!   engine's lines family; replay with [`lines::replay_lines`]): clean over world 2..5,
+//!   engine's lines family, also reached through [`check()`] with `Algo::TwoShot` and
+//!   [`SimConfig::lines`]; replay with [`lines::replay_lines`]): clean over world 2..5,
 //!   slow ranks and mismatched calls; a line whose flag lands apart from its payload, one
 //!   parity instead of two and flags left uncleared are each caught.
 //! - [`cpu`]: the same inc protocol on real f32/f16/bf16 data, one thread per block, real

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The two-shot of lines: protocol checker (clean over many schedules, worlds 2..5, slow
 //! ranks, faults; each weakening caught within a bounded number of schedules; violations
-//! shrunk and replayable).
+//! shrunk and replayable; reached through `inc_sim::check`/`replay` with
+//! `SimConfig::lines`).
 //!
 //! Long runs: `cargo test -p inc-sim --release --test lines -- --ignored --nocapture`.
 
@@ -306,4 +307,166 @@ fn lines_faults_long() {
         "lines faults long: {total} schedules in {:?}",
         start.elapsed()
     );
+}
+
+/// `inc_sim::check`/`replay` (what `inc sim` and `inc sim --replay` call) run the lines
+/// family for `SimConfig::lines`: the same runs as `check_lines` of
+/// `LinesConfig::from_sim`, not the barrier form's; `NoRotation` (one parity) is caught and
+/// its schedule replays to the same violation; what has no lines counterpart is rejected.
+#[test]
+fn check_and_replay_dispatch_the_form_of_lines() {
+    use inc_sim::{check, replay, Fault, Protocol, Scheduler, SimConfig, SimError, Weakening};
+    let mut c = SimConfig::new(Protocol::Inc, Algo::TwoShot, 3, 240, 4);
+    c.lines = true;
+    c.blocks = vec![2, 1];
+    let r = check(&c, 30, 5).unwrap();
+    assert_eq!((r.algo, r.world, r.schedules), (Algo::TwoShot, 3, 30));
+    if let Some(v) = r.violations.first() {
+        panic!("{}", v.render());
+    }
+    let lc = LinesConfig::from_sim(&c).unwrap();
+    assert_eq!(lc.bytes, vec![240; 4]);
+    assert_eq!((lc.world, lc.slice_align, &lc.blocks), (3, 1, &c.blocks));
+    assert_eq!(check_lines(&lc, 30, 5).unwrap().steps, r.steps);
+    let barrier = SimConfig {
+        lines: false,
+        ..c.clone()
+    };
+    assert_ne!(
+        check(&barrier, 30, 5).unwrap().steps,
+        r.steps,
+        "not dispatched"
+    );
+
+    // One parity instead of two: a line lost, a hang (deadlock), replayable.
+    let mut w = SimConfig::new(Protocol::Inc, Algo::TwoShot, 2, 240, 4);
+    w.lines = true;
+    w.blocks = vec![1];
+    w.weaken = Some(Weakening::NoRotation);
+    w.shrink_runs = 300;
+    w.shrink_time = Duration::from_secs(60);
+    assert_eq!(
+        LinesConfig::from_sim(&w).unwrap().weaken,
+        Some(LinesWeakening::OneParity)
+    );
+    let r = check(&w, 200, 1).unwrap();
+    let v = r
+        .violations
+        .iter()
+        .find(|v| v.kind == ViolationKind::Deadlock)
+        .unwrap_or_else(|| panic!("one parity not caught: {:?}", r.violations));
+    let again = replay(&w, &v.schedule).unwrap();
+    let x = again
+        .violations
+        .iter()
+        .find(|x| x.kind == v.kind)
+        .unwrap_or_else(|| panic!("replay lost the deadlock"));
+    assert_eq!((&x.message, &x.trace), (&v.message, &v.trace));
+    assert!(!replay(
+        &SimConfig {
+            weaken: None,
+            ..w.clone()
+        },
+        &v.schedule
+    )
+    .unwrap()
+    .violations
+    .iter()
+    .any(|x| x.kind == v.kind));
+
+    // Faults map; the adversarial scheduler keeps its slow rank.
+    let mut f = c.clone();
+    f.fault = Some(Fault::Mismatch { rank: 1, call: 2 });
+    f.scheduler = Scheduler::Adversarial {
+        slow_rank: 2,
+        stall: Some((0, 0)),
+    };
+    let lf = LinesConfig::from_sim(&f).unwrap();
+    assert_eq!(
+        lf.fault,
+        Some(LinesFault::Mismatch {
+            rank: 1,
+            call: 2,
+            more: true
+        })
+    );
+    assert_eq!(lf.scheduler, LinesScheduler::Adversarial { slow_rank: 2 });
+    assert!(check(&f, 5, 0).unwrap().violations.is_empty());
+
+    let rejected = [
+        (
+            SimConfig {
+                algo: Algo::OneShot,
+                ..c.clone()
+            },
+            "two-shot",
+        ),
+        (
+            SimConfig {
+                algo: Algo::PushOneShot,
+                ..c.clone()
+            },
+            "two-shot",
+        ),
+        (
+            SimConfig {
+                protocol: Protocol::Seed,
+                ..c.clone()
+            },
+            "seed",
+        ),
+        (
+            SimConfig {
+                zero_copy: true,
+                ..c.clone()
+            },
+            "zero-copy",
+        ),
+        (
+            SimConfig {
+                deferred_gather: true,
+                ..c.clone()
+            },
+            "deferred",
+        ),
+        (
+            SimConfig {
+                weaken: Some(Weakening::RelaxedFlags),
+                ..c.clone()
+            },
+            "RelaxedFlags",
+        ),
+        (
+            SimConfig {
+                world: 1,
+                ..c.clone()
+            },
+            "world",
+        ),
+        (
+            SimConfig {
+                bytes: 120 * 64,
+                ..c.clone()
+            },
+            "bytes",
+        ),
+        (
+            SimConfig {
+                calls: 0,
+                ..c.clone()
+            },
+            "calls",
+        ),
+    ];
+    for (bad, want) in rejected {
+        for e in [
+            check(&bad, 1, 0).unwrap_err(),
+            replay(&bad, &[]).unwrap_err(),
+        ] {
+            match e {
+                SimError::Config(m) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
+                e => panic!("{e}"),
+            }
+        }
+    }
 }

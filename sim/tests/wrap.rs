@@ -174,6 +174,21 @@ fn a_slot_untouched_for_2_31_calls_does_not_read_as_newer() {
     set_epoch(&regions, 1 + (1 << 31) + 3);
     call(&ranks, LINES, 2, 1920, &mut rng);
     call(&ranks, LINES, 1, 64, &mut rng);
+    // The LL push, whose data lines nobody clears: a large call, 2^31 (or 3 x 2^30) small
+    // ones, the large one again: its upper lines still carry the first calls' tags, which
+    // are ahead of e modulo 2^32 but far outside the window a real epoch skew can reach
+    // (SEQ_WINDOW), so they read as "not yet", not SEQ_MISMATCH. (Left: a line untouched
+    // for 2^32 - SEQ_WINDOW .. 2^32 - 2 calls still reads as newer; PROTOCOL.md "Wrap".)
+    for jump in [1u32 << 31, (1u32 << 31) + 3, 3u32 << 30] {
+        let (regions, ranks) = comm(2);
+        let mut rng = Rng(0x33);
+        call(&ranks, Push, 2, 1024, &mut rng);
+        call(&ranks, Push, 2, 1024, &mut rng);
+        set_epoch(&regions, 2u32.wrapping_add(jump));
+        call(&ranks, Push, 2, 64, &mut rng);
+        call(&ranks, Push, 2, 1024, &mut rng);
+        call(&ranks, Push, 2, 1024, &mut rng);
+    }
 }
 
 /// Across the wrap: the epoch after 2^32 - 1 is 2, not 0. Fresh memory holds tag 0, so an

@@ -17,7 +17,7 @@ use crate::args::{
     MAX_THREADS,
 };
 use crate::lines::{LinesLayout, LINE, LINE_PAYLOAD, SLICE_LINES_ALIGN};
-use crate::push::{PushLayout, LINE_BYTES, PUSH_BUFFERS};
+use crate::push::{PushLayout, LINE_BYTES, PUSH_BUFFERS, SEQ_WINDOW};
 use crate::types::{
     ErrorRecord, PadLayout, ABORT_RANK_MASK, CHUNK_BYTES, ERROR_RECORD_BYTES, ERR_CALL_MISMATCH,
     ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT, MAX_BLOCKS, MAX_RANKS,
@@ -260,6 +260,12 @@ pub fn header() -> String {
     define(&mut o, "INC_PUSH_SLOTS", PushLayout::HEADER_BYTES, "");
     define(&mut o, "INC_PUSH_BUFFERS", PUSH_BUFFERS, "");
     define(&mut o, "INC_PUSH_LINE_BYTES", LINE_BYTES, "");
+    define(
+        &mut o,
+        "INC_SEQ_WINDOW",
+        format!("{SEQ_WINDOW}u"),
+        "a tag ahead of e by more is not newer",
+    );
     o.push_str(
         "\n// Lines region (after the push region; inc_proto::lines::LinesLayout): hdr[2][INC_MAX_RANKS]\n\
          // u64 flags, then two parities of INC_MAX_RANKS * push_slot_bytes of 128-byte lines.\n",

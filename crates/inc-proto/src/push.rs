@@ -146,14 +146,23 @@ pub fn chunk_lines(w: &[u32; 4], e: u32) -> [u64; 4] {
     ]
 }
 
-/// Whether a tag read from a line belongs to a call *newer* than `e` (wrap-aware:
-/// `(int32)(tag - e) > 0`). A legitimate peer is never more than one call ahead, and one
-/// call ahead writes the other parity, so such a tag in my parity-`e % 2` slot means the
-/// ranks disagree on the call count (SEQ_MISMATCH). Tag 0 is never newer: no live epoch
+/// How far ahead of `e` a tag may be and still be judged *newer* ([`tag_is_newer`]):
+/// 2^20 calls. A real epoch skew (ranks that disagree on the call count) is a few calls;
+/// a word that nobody rewrote for 2^31 calls or more (an LL data line beyond every LL call
+/// since, a header of a parity no LL call used) holds a tag that is "ahead" of e by
+/// anything in (0, 2^31) modulo 2^32, and must read as "not yet", not as a mismatch.
+pub const SEQ_WINDOW: u32 = 1 << 20;
+
+/// Whether a tag read from a line or flag belongs to a call *newer* than `e`: ahead of e
+/// by 1..=[`SEQ_WINDOW`] modulo 2^32. A legitimate peer is never more than one call ahead,
+/// and one call ahead writes the other parity, so such a tag in my parity-`e % 2` slot means
+/// the ranks disagree on the call count (SEQ_MISMATCH). Tag 0 is never newer: no live epoch
 /// is 0 ([`crate::types::next_epoch`]), so a 0 is fresh memory or a cleared word, "not
-/// yet" — without this, fresh memory read at an epoch past 2^31 looks newer.
+/// yet" — without this, fresh memory read at an epoch past 2^31 looks newer. A tag further
+/// ahead is a word untouched for 2^31 calls or more ("Wrap" in PROTOCOL.md): "not yet".
 pub const fn tag_is_newer(tag: u32, e: u32) -> bool {
-    tag != 0 && (tag.wrapping_sub(e) as i32) > 0
+    let d = tag.wrapping_sub(e);
+    tag != 0 && d != 0 && d <= SEQ_WINDOW
 }
 
 /// Most elements of `dtype` a push call can carry with `slot_bytes` per slot.
@@ -233,6 +242,19 @@ mod tests {
         assert!(
             !tag_is_newer(0, u32::MAX - 5),
             "fresh memory past 2^31 calls is not newer"
+        );
+        // a window of SEQ_WINDOW calls ahead: a real skew is a few calls; a tag further
+        // ahead is a word untouched for 2^31 calls or more
+        assert!(tag_is_newer(9 + SEQ_WINDOW, 9));
+        assert!(!tag_is_newer(10 + SEQ_WINDOW, 9));
+        assert!(
+            !tag_is_newer(1, 1 + (1 << 31) + 3),
+            "aged by 2^31 + 3 calls"
+        );
+        assert!(!tag_is_newer(5, 5u32.wrapping_add(1 << 31)));
+        assert!(
+            tag_is_newer(SEQ_WINDOW - 1, u32::MAX),
+            "the window wraps too"
         );
     }
 }

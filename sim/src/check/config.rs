@@ -146,6 +146,13 @@ pub struct SimConfig {
     /// sees complete outputs, call k's output is read from its gather area when its kernel
     /// completes (the earliest point the copy could run; GatherPrev is the latest).
     pub deferred_gather: bool,
+    /// The copy-in two-shot in its form of lines (PROTOCOL.md "two-shot of lines"; inc
+    /// two-shot only, not zero-copy nor in pieces): [`crate::check()`] and
+    /// [`crate::replay()`] run the lines family ([`crate::lines::check_lines`]) on the
+    /// scenario [`crate::lines::LinesConfig::from_sim`] makes of this one (`calls` calls
+    /// of `bytes`, slices of one line). False (the default) is the barrier form. A report
+    /// written before this field existed has none: read it as false.
+    pub lines: bool,
     /// Injected fault.
     pub fault: Option<Fault>,
     /// Scheduler.
@@ -180,6 +187,7 @@ impl SimConfig {
             zero_copy: false,
             zc_form: ZcForm::Pull,
             deferred_gather: false,
+            lines: false,
             fault: None,
             weaken: None,
             scheduler: Scheduler::Random,

@@ -3,7 +3,8 @@
 //! checks every run. The families: the barrier (pull) protocols of [`SimConfig`]
 //! ([`check()`]), the LL push one-shot ([`crate::push::check_push`]; [`check()`]
 //! dispatches `Algo::PushOneShot` to it) and the two-shot of lines
-//! ([`crate::lines::check_lines`]).
+//! ([`crate::lines::check_lines`]; [`check()`] dispatches `Algo::TwoShot` with
+//! [`SimConfig::lines`] to it, through [`crate::lines::LinesConfig::from_sim`]).
 //!
 //! Checks: results equal the reference fold (exactly); no block reads peer data that is
 //! not the current call's (`stale-read`, from data tags, even when values match); no
@@ -49,8 +50,14 @@ const KEEP: usize = 64;
 /// Runs `schedules` schedules of `cfg` starting at `seed` (schedule i uses seed + i) and
 /// reports every violation found. The first violation of each kind is shrunk (see
 /// [`SimConfig::shrink_runs`]): its trace is a minimal-effort shortest run that shows the
-/// same kind of violation.
+/// same kind of violation. [`SimConfig::lines`] runs the lines family
+/// ([`crate::lines::LinesConfig::from_sim`]; it needs the inc two-shot), `Algo::PushOneShot`
+/// the push family ([`crate::push::PushConfig::from_sim`]), anything else the barrier
+/// family.
 pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimError> {
+    if cfg.lines {
+        return lines::check_lines(&lines::LinesConfig::from_sim(cfg)?, schedules, seed);
+    }
     if cfg.algo == Algo::PushOneShot {
         return push::check_push(&push::PushConfig::from_sim(cfg)?, schedules, seed);
     }
@@ -61,8 +68,11 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
 
 /// Runs one schedule of `cfg` given as decisions (a [`Violation::schedule`]) and reports
 /// its violations (seed 0, not shrunk). Replaying a violation's schedule shows the same
-/// kind of violation with the same trace.
+/// kind of violation with the same trace. The family is [`check()`]'s.
 pub fn replay(cfg: &SimConfig, schedule: &[Decision]) -> Result<Report, SimError> {
+    if cfg.lines {
+        return lines::replay_lines(&lines::LinesConfig::from_sim(cfg)?, schedule);
+    }
     if cfg.algo == Algo::PushOneShot {
         return push::replay_push(&push::PushConfig::from_sim(cfg)?, schedule);
     }

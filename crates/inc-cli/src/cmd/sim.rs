@@ -5,6 +5,9 @@
 //! `--json` writes the configuration and, per violation, its shrunk schedule (one line of
 //! text, [`inc_sim::format_schedule`]); `inc sim --replay FILE` reads such a report back,
 //! re-runs the schedule of violation `--violation N` (default 0) and prints its trace.
+//!
+//! `--form lines` checks the copy-in two-shot in its form of lines (PROTOCOL.md "two-shot
+//! of lines"; inc-sim's lines family, [`SimConfig::lines`]) instead of its barrier form.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -17,8 +20,9 @@ use inc_sim::{
 /// Arguments of `inc sim`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Protocol set: `seed` (what the seed's kernels do) or `inc` (PROTOCOL.md).
-    #[arg(long, value_parser = parse::<Protocol>, required_unless_present = "replay")]
+    /// Protocol set: `seed` (what the seed's kernels do) or `inc` (PROTOCOL.md); `inc` when
+    /// omitted with `--form lines`.
+    #[arg(long, value_parser = parse::<Protocol>, required_unless_present_any = ["replay", "form"])]
     pub protocol: Option<Protocol>,
     /// Algorithm: one-shot, two-shot, hcm (hcm needs --world 8) or push-one-shot.
     #[arg(long, value_parser = parse::<Algo>, required_unless_present = "replay")]
@@ -70,6 +74,20 @@ pub struct Args {
     /// inc, algo two-shot only).
     #[arg(long)]
     pub deferred_gather: bool,
+    /// Form of the copy-in two-shot (--algo two-shot only): `barrier` (the default: scatter,
+    /// barrier, reduce, barrier, gather) or `lines` (128-byte flagged lines, no barriers;
+    /// PROTOCOL.md "two-shot of lines"; protocol inc, at most 7560 bytes, world >= 2).
+    #[arg(long, value_enum)]
+    pub form: Option<Form>,
+}
+
+/// `--form`: which form of the copy-in two-shot `inc sim` checks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// The barrier form (inc-sim's barrier family).
+    Barrier,
+    /// The two-shot of lines (inc-sim's lines family, [`SimConfig::lines`]).
+    Lines,
 }
 
 fn parse<T: std::str::FromStr>(s: &str) -> Result<T, String>
@@ -99,6 +117,7 @@ fn config_json(cfg: &SimConfig) -> serde_json::Value {
         "calls": cfg.calls,
         "blocks": cfg.blocks,
         "deferred_gather": cfg.deferred_gather,
+        "lines": cfg.lines,
     })
 }
 
@@ -140,6 +159,7 @@ fn load_replay(
         .ok_or_else(|| format!("{}: config.blocks missing", path.display()))?;
     // Absent in reports written before the option existed.
     cfg.deferred_gather = c["deferred_gather"].as_bool().unwrap_or(false);
+    cfg.lines = c["lines"].as_bool().unwrap_or(false);
     let viol = v["violations"]
         .as_array()
         .and_then(|a| a.get(index))
@@ -161,9 +181,10 @@ fn run_replay(path: &std::path::Path, index: usize) -> ExitCode {
         Err(e) => return bad(e.to_string()),
     };
     let mut text = format!(
-        "inc sim --replay: protocol {} algo {} world {} bytes {} calls {} blocks {:?}: {} decisions, {} steps\n",
+        "inc sim --replay: protocol {} algo {}{} world {} bytes {} calls {} blocks {:?}: {} decisions, {} steps\n",
         cfg.protocol,
         cfg.algo,
+        form_text(&cfg),
         cfg.world,
         cfg.bytes,
         cfg.calls,
@@ -188,16 +209,35 @@ fn run_replay(path: &std::path::Path, index: usize) -> ExitCode {
     }
 }
 
+/// ` form lines` for the form of lines, else nothing.
+fn form_text(cfg: &SimConfig) -> &'static str {
+    if cfg.lines {
+        " form lines"
+    } else {
+        ""
+    }
+}
+
 /// Runs `inc sim`.
 pub fn run(args: Args) -> ExitCode {
     if let Some(path) = &args.replay {
         return run_replay(path, args.violation);
     }
-    let (Some(protocol), Some(algo)) = (args.protocol, args.algo) else {
+    let lines = args.form == Some(Form::Lines);
+    // The form of lines exists in protocol inc only: it needs no --protocol.
+    let protocol = args.protocol.or(lines.then_some(Protocol::Inc));
+    let (Some(protocol), Some(algo)) = (protocol, args.algo) else {
         return bad("--protocol and --algo are required".into());
     };
+    if args.form.is_some() && algo != Algo::TwoShot {
+        return bad(format!(
+            "--form {} is a form of the copy-in two-shot (--algo two-shot), not {algo}",
+            if lines { "lines" } else { "barrier" }
+        ));
+    }
     let mut cfg = SimConfig::new(protocol, algo, args.world, args.bytes, args.calls);
     cfg.deferred_gather = args.deferred_gather;
+    cfg.lines = lines;
     match args.scheduler.as_str() {
         "pct" => {
             cfg.scheduler = Scheduler::Random;
@@ -258,9 +298,10 @@ pub fn run(args: Args) -> ExitCode {
         text = format!("{out}\n");
     } else {
         text.push_str(&format!(
-            "inc sim: protocol {} algo {} world {} bytes {} calls {} scheduler {}: {} schedules ({} steps), {} with violations\n",
+            "inc sim: protocol {} algo {}{} world {} bytes {} calls {} scheduler {}: {} schedules ({} steps), {} with violations\n",
             report.protocol,
             report.algo,
+            form_text(&cfg),
             report.world,
             args.bytes,
             args.calls,

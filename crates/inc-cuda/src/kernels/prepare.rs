@@ -95,7 +95,15 @@ impl Kernels {
                 ));
             }
             flags |= FLAG_ZERO_COPY;
-        } else {
+        } else if !(call.algo == Algo::TwoShot
+            && inc_proto::lines::use_lines(
+                bytes,
+                bufs.world(),
+                bufs.push_slot_bytes() as usize,
+                !call.piece.defer_gather && call.piece.prev_count == 0,
+            ))
+        {
+            // (the two-shot of lines uses the lines region, not the parity halves)
             launch::check_capacity(
                 call.algo,
                 call.dtype,

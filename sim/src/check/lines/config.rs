@@ -133,6 +133,77 @@ impl LinesConfig {
         }
     }
 
+    /// The lines scenario of a [`crate::SimConfig`] with `lines` set (what
+    /// [`crate::check()`] and [`crate::replay()`] run): the inc two-shot, `calls` calls of
+    /// `bytes` each, its blocks, threads per block, scheduler ([`LinesScheduler`], as the
+    /// push family maps it: the adversarial scheduler's stalled block is dropped), step
+    /// budget (at least [`crate::SimConfig::auto_max_steps`]) and shrink budget; slices of
+    /// one line (the model's short runs, [`LinesConfig::slice_align`]). Faults: `Kill` and
+    /// `EpochSkew` as they are, `Mismatch` becomes one line more. Weakenings:
+    /// [`crate::Weakening::NoRotation`] becomes [`LinesWeakening::OneParity`]; the others
+    /// have no counterpart in a protocol without barriers (error), nor have the seed
+    /// protocol, other algorithms, zero-copy and deferred gather.
+    pub fn from_sim(cfg: &crate::SimConfig) -> Result<Self, SimError> {
+        use crate::{Algo, Fault, Protocol, Weakening, ZcForm};
+        let no = |what: &str| {
+            Err(SimError::Config(format!(
+                "the two-shot of lines has no {what}"
+            )))
+        };
+        if cfg.algo != Algo::TwoShot {
+            return Err(SimError::Config(format!(
+                "the form of lines is the copy-in two-shot's (algo two-shot), not {}",
+                cfg.algo
+            )));
+        }
+        if cfg.protocol != Protocol::Inc {
+            return no("seed variant (the seed's two-shot has barriers only)");
+        }
+        if cfg.zero_copy || cfg.zc_form != ZcForm::Pull {
+            return no("zero-copy variant in the checker (copy-in only)");
+        }
+        if cfg.deferred_gather {
+            return no("deferred gather (a call of lines is never in pieces)");
+        }
+        let weaken = match cfg.weaken {
+            None => None,
+            Some(Weakening::NoRotation) => Some(LinesWeakening::OneParity),
+            Some(w) => {
+                return no(&format!(
+                    "{w:?} weakening (it has no barriers nor flags apart from its lines)"
+                ))
+            }
+        };
+        let fault = cfg.fault.map(|f| match f {
+            Fault::Kill { rank, call } => LinesFault::Kill { rank, call },
+            Fault::Mismatch { rank, call } => LinesFault::Mismatch {
+                rank,
+                call,
+                more: true,
+            },
+            Fault::EpochSkew { rank, delta } => LinesFault::EpochSkew { rank, delta },
+        });
+        if cfg.calls == 0 || cfg.calls > 64 {
+            return Err(SimError::Config(format!(
+                "calls {} must be 1..=64",
+                cfg.calls
+            )));
+        }
+        Ok(LinesConfig {
+            world: cfg.world,
+            bytes: vec![cfg.bytes as u64; cfg.calls],
+            slice_align: 1,
+            blocks: cfg.blocks.clone(),
+            threads_per_block: cfg.threads_per_block,
+            fault,
+            weaken,
+            scheduler: LinesScheduler::from_sim(cfg),
+            max_steps: cfg.max_steps.max(cfg.auto_max_steps()),
+            shrink_runs: cfg.shrink_runs,
+            shrink_time: cfg.shrink_time,
+        })
+    }
+
     /// Bytes of rank r's call k (the fault's odd rank may differ).
     pub(super) fn bytes_of(&self, r: usize, k: usize) -> u64 {
         let base = self.bytes.get(k).copied().unwrap_or(4);

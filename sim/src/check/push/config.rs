@@ -98,6 +98,22 @@ pub enum PushScheduler {
     },
 }
 
+impl PushScheduler {
+    /// The scheduler a [`crate::SimConfig`] selects (its [`crate::Scheduler`] and
+    /// [`crate::RandomMode`]); the adversarial scheduler's stalled block is dropped.
+    pub(crate) fn from_sim(cfg: &crate::SimConfig) -> Self {
+        use crate::{RandomMode, Scheduler};
+        match cfg.scheduler {
+            Scheduler::Random => match cfg.random {
+                RandomMode::Walk => PushScheduler::Random,
+                RandomMode::Pct { depth } => PushScheduler::Pct { depth },
+            },
+            Scheduler::Adversarial { slow_rank, .. } => PushScheduler::Adversarial { slow_rank },
+            Scheduler::Exhaustive { depth } => PushScheduler::Exhaustive { depth },
+        }
+    }
+}
+
 /// One push scenario.
 #[derive(Clone, Debug)]
 pub struct PushConfig {
@@ -156,7 +172,7 @@ impl PushConfig {
     /// zero-copy and the barrier weakenings have no push counterpart (error); the
     /// adversarial scheduler's stalled block is ignored.
     pub fn from_sim(cfg: &crate::SimConfig) -> Result<Self, SimError> {
-        use crate::{Fault, Scheduler, Weakening};
+        use crate::{Fault, Weakening};
         let no = |what: &str| Err(SimError::Config(format!("push-one-shot has no {what}")));
         if cfg.protocol == crate::Protocol::Seed {
             return no("seed variant (the seed has no push algorithm)");
@@ -167,14 +183,10 @@ impl PushConfig {
         if cfg.deferred_gather {
             return no("deferred gather (a two-shot in pieces)");
         }
-        let scheduler = match cfg.scheduler {
-            Scheduler::Random => match cfg.random {
-                crate::RandomMode::Walk => PushScheduler::Random,
-                crate::RandomMode::Pct { depth } => PushScheduler::Pct { depth },
-            },
-            Scheduler::Adversarial { slow_rank, .. } => PushScheduler::Adversarial { slow_rank },
-            Scheduler::Exhaustive { depth } => PushScheduler::Exhaustive { depth },
-        };
+        if cfg.lines {
+            return no("form of lines (the copy-in two-shot's)");
+        }
+        let scheduler = PushScheduler::from_sim(cfg);
         let weaken = match cfg.weaken {
             None => None,
             Some(Weakening::NoRotation) => Some(PushWeakening::OneBuffer),
