@@ -301,7 +301,7 @@ pub(super) fn rank_inner<T: Element + DeviceRepr + ValidAsZeroBits>(
     }
     notes.push(format!(
         "inc device memory per rank and communicator: {:.1} MiB (signal pad, two symmetric \
-         halves, push region; INC_BUFFER_BYTES sets a half)",
+         halves, push and lines regions; INC_BUFFER_BYTES sets a half)",
         // the measured communicator's (the line-up communicator has a small buffer)
         comms
             .first()
