@@ -89,6 +89,17 @@ impl LinesLayout {
         need <= Self::parity_bytes(slot_bytes) as u64
     }
 
+    /// The largest call (bytes) at world `w` that fits one parity ([`LinesLayout::fits`]);
+    /// 0 when none does.
+    pub const fn max_bytes(w: usize, slot_bytes: usize) -> u64 {
+        if w < 2 || w > MAX_RANKS {
+            return 0;
+        }
+        let per_slice = Self::parity_bytes(slot_bytes) as u64 / (2 * (w as u64 - 1) * LINE as u64);
+        let sl = per_slice / SLICE_LINES_ALIGN * SLICE_LINES_ALIGN;
+        sl * w as u64 * LINE_PAYLOAD as u64
+    }
+
     /// The slot index `k` (0..w-1) of rank `other != me`: `(other - me - 1) mod w`.
     pub const fn slot_of(me: usize, other: usize, w: usize) -> usize {
         (other + w - me - 1) % w
@@ -151,6 +162,14 @@ mod tests {
         assert!(!LinesLayout::fits(1, 1, s));
         assert!(!LinesLayout::fits(0, 4, s));
         assert!(LinesLayout::fits(1, 4, s));
+        for w in 2..=MAX_RANKS {
+            let m = LinesLayout::max_bytes(w, s);
+            assert!(
+                LinesLayout::fits(m, w, s) && !LinesLayout::fits(m + 1, w, s),
+                "w {w}"
+            );
+        }
+        assert_eq!(LinesLayout::max_bytes(1, s), 0);
         assert!(!use_lines(1 << 20, 4, s, false));
         assert!(use_lines(1 << 20, 4, s, true));
     }

@@ -113,6 +113,12 @@ impl CpuRank {
         }
     }
 
+    /// The largest copy-in two-shot call (bytes) that runs as lines on this rank
+    /// ([`LinesLayout::max_bytes`]; 0 when none does).
+    pub fn lines_max_bytes(&self) -> u64 {
+        LinesLayout::max_bytes(self.world, self.own().layout().push_slot_bytes)
+    }
+
     /// Whether a call of `bytes` fits one parity of the lines region.
     pub(super) fn lines_fit(&self, bytes: usize) -> bool {
         LinesLayout::fits(

@@ -369,6 +369,10 @@ impl CudaBackend {
             two_shot: if cap(Algo::TwoShot) > 0 { u64::MAX } else { 0 },
             hcm: if self.world == 8 { cap(Algo::Hcm) } else { 0 },
             push_one_shot: cap(Algo::PushOneShot),
+            lines: inc_proto::lines::LinesLayout::max_bytes(
+                self.world,
+                inc_cuda::DEFAULT_PUSH_SLOT_BYTES as usize,
+            ),
         }
     }
 }

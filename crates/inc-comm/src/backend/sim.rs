@@ -330,6 +330,7 @@ impl Backend for SimBackend {
                 two_shot: c.max_bytes(Algo::TwoShot) as u64,
                 hcm: c.max_bytes(Algo::Hcm) as u64,
                 push_one_shot: c.max_bytes(Algo::PushOneShot) as u64,
+                lines: c.lines_max_bytes().min(c.max_bytes(Algo::TwoShot) as u64),
             },
             None => Capacity::default(),
         }
