@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
         two_shot: 64 << 20,
         hcm: 32 << 20,
         push_one_shot: 256 << 10,
+        lines: 2 << 20,
     };
     let sel = Selector::new(
         8,
