@@ -313,41 +313,14 @@ fn a_mismatched_call_fails_on_every_rank_without_a_timeout() {
     for world in 2..=4usize {
         for (k, &(n, d, n1, d1)) in cases.iter().enumerate() {
             let (_regs, ranks) = comm(world, 64 << 10, SLOT, Duration::from_secs(20));
-            let t0 = Instant::now();
-            let res: Vec<Result<(), SimError>> = std::thread::scope(|s| {
-                let hs: Vec<_> = ranks
-                    .iter()
-                    .enumerate()
-                    .map(|(r, rank)| {
-                        s.spawn(move || {
-                            let (n, d) = if r == world - 1 { (n1, d1) } else { (n, d) };
-                            let x = vec![0u8; n];
-                            let mut out = vec![0u8; n];
-                            rank.allreduce(Algo::TwoShot, d, ReduceOp::Sum, 2, &x, &mut out)
-                        })
-                    })
-                    .collect();
-                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            let label = format!("w{world} case {k}");
+            fails_with_call_mismatch(&ranks, &label, |r| {
+                if r == world - 1 {
+                    (Algo::TwoShot, n1, d1)
+                } else {
+                    (Algo::TwoShot, n, d)
+                }
             });
-            assert!(
-                t0.elapsed() < Duration::from_secs(8),
-                "case {k}: {:?}",
-                t0.elapsed()
-            );
-            let codes: Vec<u32> = res
-                .iter()
-                .map(|r| r.as_ref().unwrap_err().code().unwrap())
-                .collect();
-            assert!(
-                codes.contains(&ERR_CALL_MISMATCH),
-                "w{world} case {k}: {codes:?}"
-            );
-            assert!(
-                codes
-                    .iter()
-                    .all(|&c| c == ERR_CALL_MISMATCH || c == ERR_PEER_ABORT),
-                "w{world} case {k}: {codes:?}"
-            );
         }
     }
 }
@@ -544,45 +517,56 @@ fn another_form_or_algorithm_at_the_same_epoch_is_a_call_mismatch() {
             if a1 == Algo::TwoShot {
                 assert_eq!(ranks[0].two_shot_form(n1), TwoShotForm::Barrier);
             }
-            let t0 = Instant::now();
-            let res: Vec<Result<(), SimError>> = std::thread::scope(|s| {
-                let hs: Vec<_> = ranks
-                    .iter()
-                    .enumerate()
-                    .map(|(r, rank)| {
-                        s.spawn(move || {
-                            let (n, a) = if r == world - 1 {
-                                (n1, a1)
-                            } else {
-                                (n, Algo::TwoShot)
-                            };
-                            let x = vec![0u8; n];
-                            let mut out = vec![0u8; n];
-                            rank.allreduce(a, d, ReduceOp::Sum, 2, &x, &mut out)
-                        })
-                    })
-                    .collect();
-                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            let label = format!("w{world} case {k}");
+            fails_with_call_mismatch(&ranks, &label, |r| {
+                if r == world - 1 {
+                    (a1, n1, d)
+                } else {
+                    (Algo::TwoShot, n, d)
+                }
             });
-            assert!(
-                t0.elapsed() < Duration::from_secs(8),
-                "w{world} case {k}: {:?}",
-                t0.elapsed()
-            );
-            let codes: Vec<u32> = res
-                .iter()
-                .map(|r| r.as_ref().unwrap_err().code().unwrap())
-                .collect();
-            assert!(
-                codes.contains(&ERR_CALL_MISMATCH),
-                "w{world} case {k}: {codes:?}"
-            );
-            assert!(
-                codes
-                    .iter()
-                    .all(|&c| c == ERR_CALL_MISMATCH || c == ERR_PEER_ABORT),
-                "w{world} case {k}: {codes:?}"
-            );
         }
     }
+}
+
+/// Every rank makes the call `call(rank)` gives (algorithm, bytes, dtype) on zeros: every
+/// rank must fail with CALL_MISMATCH or PEER_ABORT, at least one with CALL_MISMATCH, in
+/// under 8 s (the timeout is 20).
+fn fails_with_call_mismatch(
+    ranks: &[CpuRank],
+    label: &str,
+    call: impl Fn(usize) -> (Algo, usize, DType) + Sync,
+) {
+    let t0 = Instant::now();
+    let res: Vec<Result<(), SimError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                let (a, n, d) = call(r);
+                s.spawn(move || {
+                    let x = vec![0u8; n];
+                    let mut out = vec![0u8; n];
+                    rank.allreduce(a, d, ReduceOp::Sum, 2, &x, &mut out)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "{label}: {:?}",
+        t0.elapsed()
+    );
+    let codes: Vec<u32> = res
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().code().unwrap())
+        .collect();
+    assert!(codes.contains(&ERR_CALL_MISMATCH), "{label}: {codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|&c| c == ERR_CALL_MISMATCH || c == ERR_PEER_ABORT),
+        "{label}: {codes:?}"
+    );
 }

@@ -70,7 +70,20 @@ impl Kernels {
         let own_data = bufs.data_ptr();
         let data_len = 2 * bufs.half_bytes();
         let zero_copy = call.input >= own_data && call.input < own_data + data_len;
-        let mut flags = 0;
+        // The copy-in two-shot of a call of its own that fits the lines region runs as
+        // 128-byte flagged lines, no barrier, and needs no room in the parity halves
+        // (PROTOCOL.md "two-shot of lines"); every rank decides alike from the bytes, the
+        // world and the slot size.
+        let slot = bufs.push_slot_bytes();
+        let lines = !zero_copy
+            && call.algo == Algo::TwoShot
+            && inc_proto::lines::use_lines(
+                bytes,
+                bufs.world(),
+                slot as usize,
+                !call.piece.defer_gather && call.piece.prev_count == 0,
+            );
+        let mut flags = if lines { FLAG_LINES } else { 0 };
         let mut zc_offset = 0;
         if zero_copy {
             zc_offset = call.input - own_data;
@@ -95,15 +108,7 @@ impl Kernels {
                 ));
             }
             flags |= FLAG_ZERO_COPY;
-        } else if !(call.algo == Algo::TwoShot
-            && inc_proto::lines::use_lines(
-                bytes,
-                bufs.world(),
-                bufs.push_slot_bytes() as usize,
-                !call.piece.defer_gather && call.piece.prev_count == 0,
-            ))
-        {
-            // (the two-shot of lines uses the lines region, not the parity halves)
+        } else if !lines {
             launch::check_capacity(
                 call.algo,
                 call.dtype,
@@ -122,17 +127,6 @@ impl Kernels {
                     "hcm needs the hybrid-cube-mesh row: PeerBuffers::set_hcm".into(),
                 )
             })?;
-        }
-        // The copy-in two-shot of a call of its own that fits the lines region runs as
-        // 128-byte flagged lines, no barrier (PROTOCOL.md "two-shot of lines"); every rank
-        // decides alike from the bytes, the world and the slot size.
-        let slot = bufs.push_slot_bytes();
-        let own_call = !call.piece.defer_gather && call.piece.prev_count == 0;
-        let lines = call.algo == Algo::TwoShot
-            && flags & FLAG_ZERO_COPY == 0
-            && inc_proto::lines::use_lines(bytes, bufs.world(), slot as usize, own_call);
-        if lines {
-            flags |= FLAG_LINES;
         }
         // A piece after the first also copies out the previous piece: the grid of the
         // larger of the two (the same on every rank).

@@ -112,7 +112,7 @@ fn mismatched_calls_end_in_call_mismatch_or_peer_abort_everywhere() {
                 _ => unreachable!(),
             };
             cfg.fault = Some(fault);
-            cfg.validate().unwrap();
+            assert!(cfg.validate().is_ok(), "{fault:?}");
             let (fam, set) = Lines::new(&cfg);
             let mut run = Run::new(fam, set);
             let mut dfs = Dfs::default();
