@@ -549,10 +549,46 @@ __device__ __forceinline__ u32 inc_others(const IncArgs& a) {
     return ((1u << a.world) - 1u) & ~(1u << a.rank);
 }
 
+// Block 0 of one call in INC_SCRUB_EVERY / 2 (e / 2 a multiple of INC_SCRUB_EVERY / 2)
+// zeroes one window of INC_SCRUB_BYTES of its own push region in this call's parity
+// (PROTOCOL.md "Wrap", rule 5; inc_proto::push::scrub_window): the window rotates over
+// every peer's slot, so no LL data line or header keeps a tag for 2^32 - SEQ_WINDOW calls.
+// No peer writes this parity of my push region during my call e but for the LL call e
+// itself, whose lines below `ll_used` bytes (0: not an LL call) are left alone; a call of
+// another algorithm also zeroes the parity's headers.
+__device__ __forceinline__ void inc_scrub_push(const IncArgs& a, const IncCall& k, u64 ll_used) {
+    const u32 slot = a.push_slot_bytes;
+    const u32 half = INC_SCRUB_EVERY / 2u;
+    if (blockIdx.x != 0 || ((k.e >> 1) & (half - 1u)) != 0u || slot == 0u || a.world < 2u) return;
+    const u32 per = (slot + INC_SCRUB_BYTES - 1u) / INC_SCRUB_BYTES;
+    const u32 m = ((k.e >> 1) / half) % (per * (a.world - 1u));
+    const u32 j = m / per;
+    const u32 s = j < a.rank ? j : j + 1u;
+    const u32 lo = (m % per) * INC_SCRUB_BYTES;
+    const u32 hi = lo + INC_SCRUB_BYTES < slot ? lo + INC_SCRUB_BYTES : slot;
+    // my push region: after my pad and my two parity halves (a.data may be the symmetric
+    // tensors in a zero-copy call; the pad is always my buffer's)
+    const u64 push = a.pad[a.rank] + INC_PAD_BYTES + 2u * a.half_bytes;
+    const u64 base = push + INC_PUSH_SLOTS + ((u64)k.p * INC_MAX_RANKS + s) * slot;
+    uint4 z;
+    z.x = 0u;
+    z.y = 0u;
+    z.z = 0u;
+    z.w = 0u;
+    for (u32 o = lo + threadIdx.x * 16u; o < hi; o += blockDim.x * 16u) {
+        if (o >= ll_used) inc_st_v4(base + o, z);
+    }
+    if (ll_used == 0 && threadIdx.x < a.world && threadIdx.x != a.rank) {
+        inc_st_v4(push + INC_PUSH_HDR + ((u64)k.p * INC_MAX_RANKS + threadIdx.x) * 16u, z);
+    }
+}
+
 // EPILOGUE (no atomic, no fence: 0.2-0.34 us less per multi-block call than the old
-// done counter, 2x H200 run 17).
-__device__ void inc_epilogue(const IncArgs& a, const IncCall& k) {
+// done counter, 2x H200 run 17). `ll_used`: the slot bytes an LL call's lines use (0 for
+// every other call; see inc_scrub_push).
+__device__ void inc_epilogue(const IncArgs& a, const IncCall& k, u64 ll_used = 0) {
     __syncthreads();
+    inc_scrub_push(a, k, ll_used);
     // Every block advances its own epoch word; block 0 also those of the blocks this call
     // did not launch. No counter joins the blocks: a block reads only its own word, and the
     // next kernel on this stream reads any word only after this one completed.

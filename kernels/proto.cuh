@@ -34,6 +34,8 @@ typedef unsigned short u16;
 #define INC_PUSH_HDR 0
 #define INC_PUSH_SLOTS 256
 #define INC_PUSH_BUFFERS 2
+#define INC_SCRUB_BYTES 4096 // bytes of its own push region a scrubbing call zeroes (PROTOCOL.md "Wrap", rule 5)
+#define INC_SCRUB_EVERY 1024u // calls per scrubbing pair (a power of two; inc_proto::push::SCRUB_EVERY)
 #define INC_PUSH_LINE_BYTES 16
 #define INC_SEQ_WINDOW 1048576u // a tag ahead of e by more is not newer
 
@@ -97,7 +99,7 @@ struct IncArgs {
     u32 flags;                // @196 INC_FLAG_*
     u32 hcm[4];               // @200 hcm: n0, n1, n2, relay
     float scale;              // @216 avg: 1/world (f32); else 1
-    u32 push_slot_bytes;      // @220 push one-shot: bytes of one slot of the push region
+    u32 push_slot_bytes;      // @220 bytes of one slot of the push region (every call; PROTOCOL.md "Wrap" rule 5)
     u64 sym[8];               // @224 zero-copy two-shot, push form: every rank's symmetric tensor
     u64 prev_count;           // @288 copy-in two-shot in pieces: elements of the previous piece
 };

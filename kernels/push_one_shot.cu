@@ -206,5 +206,5 @@ __device__ void inc_push_one_shot(const IncArgs& a) {
     }
 
     // STEP push_one_shot 4 Epilogue
-    inc_epilogue(a, k);
+    inc_epilogue(a, k, lines * 16u);
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use inc_proto::lines::{LinesLayout, FLAG_WORD, LINE};
 use inc_sim::cpu::{reference_allreduce, CpuConfig, CpuRank, Region, RegionLayout, TwoShotForm};
+use inc_sim::push::{next_scrub_epoch, PushLayout};
 use inc_sim::{next_epoch, Algo, BarrierKind, DType, PadLayout, ReduceOp, MAX_BLOCKS, MAX_RANKS};
 
 mod common;
@@ -177,8 +178,8 @@ fn a_slot_untouched_for_2_31_calls_does_not_read_as_newer() {
     // The LL push, whose data lines nobody clears: a large call, 2^31 (or 3 x 2^30) small
     // ones, the large one again: its upper lines still carry the first calls' tags, which
     // are ahead of e modulo 2^32 but far outside the window a real epoch skew can reach
-    // (SEQ_WINDOW), so they read as "not yet", not SEQ_MISMATCH. (Left: a line untouched
-    // for 2^32 - SEQ_WINDOW .. 2^32 - 2 calls still reads as newer; PROTOCOL.md "Wrap".)
+    // (SEQ_WINDOW), so they read as "not yet", not SEQ_MISMATCH. (A line untouched for
+    // 2^32 - SEQ_WINDOW calls or more: the next test.)
     for jump in [1u32 << 31, (1u32 << 31) + 3, 3u32 << 30] {
         let (regions, ranks) = comm(2);
         let mut rng = Rng(0x33);
@@ -187,6 +188,61 @@ fn a_slot_untouched_for_2_31_calls_does_not_read_as_newer() {
         set_epoch(&regions, 2u32.wrapping_add(jump));
         call(&ranks, Push, 2, 64, &mut rng);
         call(&ranks, Push, 2, 1024, &mut rng);
+        call(&ranks, Push, 2, 1024, &mut rng);
+    }
+}
+
+/// Every push-region word of every rank (headers and slots, both parities) that is not 0.
+fn nonzero_push_words(regions: &[Arc<Region>]) -> usize {
+    regions
+        .iter()
+        .map(|g| {
+            let l = g.layout();
+            (0..PushLayout::region_bytes(l.push_slot_bytes) / 8)
+                .filter(|i| {
+                    g.u64_at(l.push_offset() + 8 * i)
+                        .unwrap()
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        != 0
+                })
+                .count()
+        })
+        .sum()
+}
+
+/// Rule 5 (PROTOCOL.md "Wrap"): one call in SCRUB_EVERY / 2 zeroes a rotating window of its
+/// own push region, so no LL word keeps a tag for a whole epoch period. A large LL call at
+/// epoch e, small LL calls, then a one-shot at each of the next 8 scrubbing epochs (the
+/// slots here are 2 windows each: 8 scrubs cover both parities of 2 peers; the epoch words
+/// jump there, as if the calls in between had run), then the epoch words set as if
+/// 2^32 - 2 calls (one period: e comes back) or 2^32 - 8 calls (e - 6: the large call's
+/// lines read as 6 calls ahead) had run since e, and the large call again. Without the
+/// scrub the push region keeps 1656 nonzero words, and the large call fails (the small LL
+/// calls' headers read as newer) or takes its upper lines, untouched since e, as its own
+/// (a wrong result, silently: GPU run 102).
+#[test]
+fn an_ll_line_untouched_for_an_epoch_period_is_neither_current_nor_newer() {
+    for back in [1u32, 7] {
+        let (regions, ranks) = comm(2);
+        let mut rng = Rng(0x5c0 + u64::from(back));
+        set_epoch(&regions, 1000);
+        call(&ranks, Push, 2, 1024, &mut rng);
+        let e = ranks[0].epoch_words().unwrap()[0];
+        for _ in 0..4 {
+            call(&ranks, Push, 2, 64, &mut rng);
+        }
+        let mut at = ranks[0].epoch_words().unwrap()[0];
+        for _ in 0..8 {
+            at = next_scrub_epoch(at);
+            set_epoch(&regions, at - 1);
+            call(&ranks, One, 2, 128, &mut rng);
+        }
+        assert_eq!(
+            nonzero_push_words(&regions),
+            0,
+            "8 scrubbing one-shots zero every push word"
+        );
+        set_epoch(&regions, e - back);
         call(&ranks, Push, 2, 1024, &mut rng);
     }
 }

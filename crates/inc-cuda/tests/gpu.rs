@@ -577,6 +577,83 @@ fn gpu_calls_cross_the_epoch_wrap() {
     }
 }
 
+/// Rule 5 of PROTOCOL.md "Wrap": one call in SCRUB_EVERY / 2 zeroes a rotating 4 KiB window
+/// of its own push region, so no LL word keeps its tag for a whole epoch period. World 2,
+/// 512 KiB slots: 128 windows a parity. A large LL call at epoch e, small LL calls, a
+/// one-shot at each of the next 256 scrubbing epochs (the epoch words jump there, as if the
+/// calls in between had run), then the epoch words set as if one period (2^32 - 2 calls: e
+/// again) or one period less 6 calls (e - 6: the large call's lines read as 6 calls ahead)
+/// had passed, and the large call again. Without the scrub (the kernels before it, GPU run
+/// 102) the large call returns a wrong result, silently: its upper lines, untouched since e,
+/// are taken as its own.
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_no_ll_word_outlives_an_epoch_period() {
+    let Some(ctx) = gpu() else { return };
+    for back in [1u32, 7] {
+        let g = Group::new(&ctx, 2, 1 << 20);
+        for b in &g.bufs {
+            b.set_epoch(1000).unwrap();
+        }
+        let big = 60_000; // 120 KB of bf16: 240 KB of lines in each slot
+        run_case(
+            &g,
+            Algo::PushOneShot,
+            DType::Bf16,
+            ReduceOp::Sum,
+            big,
+            0,
+            1100,
+        )
+        .unwrap_or_else(|e| panic!("the large LL call: {e}"));
+        let e = g.bufs[0].epoch().unwrap();
+        for k in 0..8u64 {
+            run_case(
+                &g,
+                Algo::PushOneShot,
+                DType::Bf16,
+                ReduceOp::Sum,
+                64,
+                0,
+                1200 + k,
+            )
+            .unwrap_or_else(|err| panic!("small LL call {k}: {err}"));
+        }
+        let mut at = g.bufs[0].epoch().unwrap();
+        for k in 0..256u64 {
+            at = inc_proto::push::next_scrub_epoch(at);
+            for b in &g.bufs {
+                b.set_epoch(at - 1).unwrap();
+            }
+            run_case(
+                &g,
+                Algo::OneShot,
+                DType::Bf16,
+                ReduceOp::Sum,
+                512,
+                0,
+                1300 + k,
+            )
+            .unwrap_or_else(|err| panic!("scrubbing call {k} at epoch {at}: {err}"));
+        }
+        for b in &g.bufs {
+            b.set_epoch(e - back).unwrap();
+        }
+        run_case(
+            &g,
+            Algo::PushOneShot,
+            DType::Bf16,
+            ReduceOp::Sum,
+            big,
+            0,
+            1600,
+        )
+        .unwrap_or_else(|err| {
+            panic!("the large LL call {back} call(s) before its epoch came back: {err}")
+        });
+    }
+}
+
 /// The copy-in two-shot of a call of its own that fits the lines region runs as lines
 /// (PROTOCOL.md "two-shot of lines"): results bit-identical to the reference at sizes
 /// around the line and slice boundaries, every writer's header word holds the call's flag

@@ -41,7 +41,9 @@ pub struct KernelArgs {
     pub hcm: [u32; 4],
     /// avg: 1/world; else 1.
     pub scale: f32,
-    /// Push one-shot: bytes of one slot of the push region (0 for other algorithms).
+    /// Bytes of one slot of the push region, in every call: the LL slots, the lines
+    /// region's layout, and the window of the push region every kernel zeroes (PROTOCOL.md
+    /// "Wrap", rule 5); 0 only where a call has no push region (then nothing is zeroed).
     pub push_slot_bytes: u32,
     /// Zero-copy two-shot, push form ([`FLAG_ZC_PUSH`]): every rank's symmetric tensor.
     pub sym: [u64; MAX_RANKS],

@@ -134,7 +134,7 @@ pub fn kernel_args_fields() -> Vec<Field> {
             "u32",
             push_slot_bytes,
             0,
-            "push one-shot: bytes of one slot of the push region"
+            "bytes of one slot of the push region (every call; PROTOCOL.md \"Wrap\" rule 5)"
         ),
         field!(
             KernelArgs,
@@ -259,6 +259,18 @@ pub fn header() -> String {
     define(&mut o, "INC_PUSH_HDR", PushLayout::HDR, "");
     define(&mut o, "INC_PUSH_SLOTS", PushLayout::HEADER_BYTES, "");
     define(&mut o, "INC_PUSH_BUFFERS", PUSH_BUFFERS, "");
+    define(
+        &mut o,
+        "INC_SCRUB_BYTES",
+        crate::push::SCRUB_BYTES,
+        "bytes of its own push region a scrubbing call zeroes (PROTOCOL.md \"Wrap\", rule 5)",
+    );
+    define(
+        &mut o,
+        "INC_SCRUB_EVERY",
+        format!("{}u", crate::push::SCRUB_EVERY),
+        "calls per scrubbing pair (a power of two; inc_proto::push::SCRUB_EVERY)",
+    );
     define(&mut o, "INC_PUSH_LINE_BYTES", LINE_BYTES, "");
     define(
         &mut o,

@@ -165,6 +165,55 @@ pub const fn tag_is_newer(tag: u32, e: u32) -> bool {
     tag != 0 && d != 0 && d <= SEQ_WINDOW
 }
 
+/// Bytes of its own push region that a scrubbing call zeroes (PROTOCOL.md "Wrap", rule 5).
+pub const SCRUB_BYTES: usize = 4096;
+
+/// Calls per scrubbing call pair: a call scrubs when `(e / 2) % (SCRUB_EVERY / 2) == 0`,
+/// i.e. the two calls `e = SCRUB_EVERY x j` and `SCRUB_EVERY x j + 1`, one of each parity
+/// (a power of two). Scrubbing every call cost 0.15-0.25 us at the smallest LL sizes (GPU
+/// run 102, 2x H200); one call in 512 pays it.
+pub const SCRUB_EVERY: u32 = 1024;
+const _: () = assert!(SCRUB_EVERY.is_power_of_two() && SCRUB_EVERY >= 4);
+
+/// The window of its own push region that call `e` of rank `me` zeroes (PROTOCOL.md
+/// "Wrap", rule 5): `(s, lo, hi)`, bytes `lo..hi` of `slot[e % 2][s]`, or `None` when call
+/// `e` does not scrub (see [`SCRUB_EVERY`]), without a peer or without a push region. The
+/// windows rotate over the slots of every peer (`s != me`, in rank order), [`SCRUB_BYTES`]
+/// at a time, so that in `SCRUB_EVERY x (world - 1) x ceil(slot_bytes / SCRUB_BYTES)`
+/// consecutive calls (917,504 at world 8 with the default slots; 29.4 M with the largest,
+/// 16 MiB) every data line of both parities is zeroed once (or rewritten by an LL call):
+/// no LL word keeps a tag for 2^32 - SEQ_WINDOW calls. In an LL call the lines that the
+/// call itself uses (offsets below its `lines x 16` bytes) are left alone; a call of any
+/// other algorithm also zeroes `hdr[e % 2][s]` for every peer s. The kernels compute the
+/// same window (`inc_scrub_push` in kernels/common.cuh).
+pub fn scrub_window(
+    e: u32,
+    world: usize,
+    me: usize,
+    slot_bytes: usize,
+) -> Option<(usize, usize, usize)> {
+    let half = SCRUB_EVERY / 2;
+    if world < 2 || me >= world || slot_bytes == 0 || (e >> 1) % half != 0 {
+        return None;
+    }
+    let per = slot_bytes.div_ceil(SCRUB_BYTES);
+    let m = ((e >> 1) / half) as usize % (per * (world - 1));
+    let j = m / per;
+    let s = if j < me { j } else { j + 1 };
+    let lo = (m % per) * SCRUB_BYTES;
+    Some((s, lo, (lo + SCRUB_BYTES).min(slot_bytes)))
+}
+
+/// The first epoch after `e` (cyclically, never 0 or 1) at which a call scrubs
+/// ([`scrub_window`]): tests jump the epoch there.
+pub fn next_scrub_epoch(e: u32) -> u32 {
+    let mut n = crate::types::next_epoch(e);
+    while (n >> 1) % (SCRUB_EVERY / 2) != 0 {
+        n = crate::types::next_epoch(n);
+    }
+    n
+}
+
 /// Most elements of `dtype` a push call can carry with `slot_bytes` per slot.
 pub fn max_count(dtype: DType, slot_bytes: usize) -> u64 {
     (PushLayout::payload_bytes(slot_bytes) / dtype.size()) as u64
@@ -174,6 +223,47 @@ pub fn max_count(dtype: DType, slot_bytes: usize) -> u64 {
 mod tests {
     use super::*;
     use crate::types::{call_sig, Algo};
+
+    #[test]
+    fn scrub_windows_cover_every_peer_slot_of_both_parities() {
+        for (world, me, slot) in [
+            (2, 0, 8192),
+            (2, 1, 8192 + 32),
+            (4, 2, 3 * SCRUB_BYTES),
+            (8, 7, 64),
+        ] {
+            let per = slot.div_ceil(SCRUB_BYTES);
+            let windows = 2 * (world - 1) * per;
+            for start in [2u32, 1 << 31, u32::MAX - 3 * SCRUB_EVERY] {
+                // (parity, slot, window start) of the scrubbing calls among
+                // SCRUB_EVERY x windows / 2 consecutive epochs
+                let mut seen = std::collections::BTreeSet::new();
+                let mut scrubs = 0;
+                let mut e = start;
+                for _ in 0..SCRUB_EVERY as usize * windows / 2 {
+                    if let Some((s, lo, hi)) = scrub_window(e, world, me, slot) {
+                        assert_ne!(s, me, "never my own slot");
+                        assert!(s < world && lo < hi && hi <= slot && hi - lo <= SCRUB_BYTES);
+                        assert_eq!(lo % SCRUB_BYTES, 0);
+                        seen.insert(((e % 2) as usize, s, lo));
+                        scrubs += 1;
+                        assert_eq!(next_scrub_epoch(e.wrapping_sub(1).max(1)), e);
+                    }
+                    e = crate::types::next_epoch(e);
+                }
+                if start == 2 {
+                    // away from the wrap: every window of every peer's slot, both parities
+                    assert_eq!(scrubs, windows);
+                    assert_eq!(seen.len(), windows, "world {world} me {me} slot {slot}");
+                }
+            }
+        }
+        assert_eq!(scrub_window(SCRUB_EVERY, 1, 0, 4096), None);
+        assert_eq!(scrub_window(SCRUB_EVERY, 2, 0, 0), None);
+        assert_eq!(scrub_window(SCRUB_EVERY + 2, 2, 0, 4096), None);
+        assert_eq!(next_scrub_epoch(3), SCRUB_EVERY);
+        assert_eq!(next_scrub_epoch(SCRUB_EVERY), SCRUB_EVERY + 1);
+    }
 
     #[test]
     fn layout_offsets() {

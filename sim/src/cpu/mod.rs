@@ -35,6 +35,7 @@ pub use region::{Region, RegionLayout, CPU_PUSH_SLOT_BYTES};
 
 use crate::error::SimError;
 use crate::program::{self, Protocol};
+use crate::push::{scrub_window, PushLayout};
 use crate::types::{
     abort_word, call_sig, Algo, DType, ErrorRecord, PadLayout, ReduceOp, CHUNK_BYTES,
     ERR_PEER_ABORT, MAX_BLOCKS, MAX_RANKS,
@@ -89,6 +90,9 @@ struct CallCtx<'a> {
     partial_off: usize,
     /// The symmetric tensors of a zero-copy two-shot call (None otherwise).
     sym: Option<symmetric::Sym<'a>>,
+    /// An LL push call: the bytes of every slot its lines use (0 for every other call), which
+    /// the epilogue's scrub leaves alone (PROTOCOL.md "Wrap", rule 5).
+    push_used: usize,
 }
 
 impl CallCtx<'_> {
@@ -106,6 +110,39 @@ impl CallCtx<'_> {
         if b == 0 {
             for w in self.grid..MAX_BLOCKS {
                 set(w)?;
+            }
+            self.scrub_push()?;
+        }
+        Ok(())
+    }
+
+    /// Block 0's window of its own push region in this call's parity, zeroed (PROTOCOL.md
+    /// "Wrap", rule 5; `inc_proto::push::scrub_window`): the lines no peer writes in this
+    /// call (an LL call's own lines below `push_used` are left alone) and, in a call of
+    /// another algorithm, the parity's header lines. Relaxed stores: the next write of any
+    /// of these words is a peer's in call e + 2 or later, after this call completed.
+    fn scrub_push(&self) -> Result<(), Failed> {
+        let own = self.me.own();
+        let layout = own.layout();
+        let (world, me) = (self.me.world, self.me.rank);
+        let Some((s, lo, hi)) = scrub_window(self.epoch, world, me, layout.push_slot_bytes) else {
+            return Ok(());
+        };
+        let zero = |off: usize| -> Result<(), Failed> {
+            own.u64_at(layout.push_offset() + off)
+                .map_err(|_| Failed)?
+                .store(0, Ordering::Relaxed);
+            Ok(())
+        };
+        let slot = PushLayout::slot(self.parity, s, layout.push_slot_bytes);
+        for off in (lo.max(self.push_used)..hi).step_by(8) {
+            zero(slot + off)?;
+        }
+        if self.push_used == 0 {
+            for q in (0..world).filter(|&q| q != me) {
+                let h = PushLayout::hdr(self.parity, q);
+                zero(h)?;
+                zero(h + 8)?;
             }
         }
         Ok(())
@@ -428,6 +465,7 @@ impl CpuRank {
             chunks,
             partial_off: chunks * CHUNK_BYTES,
             sym: None,
+            push_used: 0,
         };
         if lines {
             return ctx.run_lines().map(Produced::Lines);

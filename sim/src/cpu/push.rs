@@ -144,6 +144,8 @@ impl CpuRank {
             chunks,
             partial_off: 0,
             sym: None,
+            // every slot's lines below chunks x 32 bytes are this call's
+            push_used: chunks * PushLayout::line(1, 0),
         };
         ctx.run_blocks(|c, b| c.run_push_block(b))
     }

@@ -123,6 +123,7 @@ impl CpuRank {
                 bytes,
                 form,
             }),
+            push_used: 0,
         };
         let steps = form.steps();
         ctx.run_blocks(|c, b| c.run_block(b, &steps)).map(|_| ())

@@ -162,11 +162,9 @@ impl Kernels {
             } else {
                 1.0
             },
-            push_slot_bytes: if lines {
-                u32::try_from(slot).unwrap_or(u32::MAX)
-            } else {
-                0
-            },
+            // every call: the lines form's layout, and the window of the push region
+            // every kernel zeroes (PROTOCOL.md "Wrap", rule 5)
+            push_slot_bytes: u32::try_from(slot).unwrap_or(u32::MAX),
             sym: [0; MAX_RANKS],
             prev_count: 0,
         };
@@ -354,7 +352,8 @@ impl Kernels {
             } else {
                 1.0
             },
-            push_slot_bytes: 0,
+            // the window of the push region every kernel zeroes (PROTOCOL.md "Wrap", rule 5)
+            push_slot_bytes: u32::try_from(bufs.push_slot_bytes()).unwrap_or(u32::MAX),
             sym: tensors,
             prev_count: 0,
         };
