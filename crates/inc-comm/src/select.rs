@@ -50,14 +50,15 @@ pub const DEFAULT_HCM_MAX_BYTES: u64 = 256 << 10;
 
 /// Default one-shot limit for a fully connected group of `world` ranks, measured on 2, 3
 /// and 4 H200s (graph, bf16; GPU run 91, against the copy-in two-shot in its form of lines
-/// where it fits): one-shot wins up to 4 MiB at world 2 but for 512 KiB-2 MiB, where the
-/// lines form is 4-14% faster (1 MiB 6.19 us against 7.16; not taken: one threshold per
-/// world); at world 3 up to 256 KiB (5.53 against 5.46: even; 512 KiB 7.14 against 5.97);
+/// where it fits): one-shot wins up to 8 MiB at world 2 (8 MiB 31.13 us against the
+/// two-shot's 32.47 in GPU run 94, 31.30 against 32.44 in run 103; 16 MiB 61.9 against
+/// 57.8) but for 512 KiB-2 MiB, where the lines form is 4-14% faster (1 MiB 6.19 us
+/// against 7.16: [`default_lines_min_bytes`]); at world 3 up to 256 KiB (5.53 against 5.46: even; 512 KiB 7.14 against 5.97);
 /// at world 4 up to 128 KiB (256 KiB 6.45 against 5.98, 1 MiB 13.94 against 8.51; at 128
 /// KiB one-shot 5.18, run 77). Larger worlds are unmeasured and keep a conservative 128 KiB.
 pub fn default_one_shot_max_bytes(world: usize) -> u64 {
     match world {
-        0..=2 => 4 << 20,
+        0..=2 => 8 << 20,
         3 => 256 << 10,
         4 => 128 << 10,
         _ => 128 << 10,
@@ -66,7 +67,7 @@ pub fn default_one_shot_max_bytes(world: usize) -> u64 {
 
 /// Above this many bytes `auto` takes the two-shot over the one-shot wherever the call runs
 /// as 128-byte lines ([`Capacity::lines`]), even under the one-shot limit: at world 2 the
-/// one-shot wins up to 4 MiB but for 512 KiB-2 MiB, where the lines form is 4-14% faster
+/// one-shot wins up to 8 MiB but for 512 KiB-2 MiB, where the lines form is 4-14% faster
 /// (4x H200, GPU runs 91 and 94: 512 KiB 5.26 us against 5.55, 1 MiB 6.18 against 7.11,
 /// 2 MiB 10.34 against 10.70; 384 KiB even, 5.10 against 5.05). Other worlds: no window
 /// (their one-shot limit already hands over to the two-shot).
@@ -513,7 +514,7 @@ mod tests {
         let s = sel(6, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(32 << 10, DType::Bf16).path, Path::PushOneShot);
         assert_eq!(s.select((128 << 10) + 2, DType::Bf16).path, Path::TwoShot);
-        // world 2: LL push up to 256 KiB, one-shot up to 4 MiB but for the window where the
+        // world 2: LL push up to 256 KiB, one-shot up to 8 MiB but for the window where the
         // two-shot runs as lines (384 KiB .. the lines capacity, 2 MiB in CAP)
         let s = sel(2, TopologyClass::FullyConnected, CommOptions::default());
         assert_eq!(s.select(256 << 10, DType::Bf16).path, Path::PushOneShot);
@@ -523,6 +524,7 @@ mod tests {
         assert_eq!(s.select(2 << 20, DType::Bf16).path, Path::TwoShot);
         assert_eq!(s.select((2 << 20) + 2, DType::Bf16).path, Path::OneShot);
         assert_eq!(s.select(4 << 20, DType::Bf16).path, Path::OneShot);
+        assert_eq!(s.select(8 << 20, DType::Bf16).path, Path::OneShot);
         // a one-shot limit set by hand turns the window off
         let hand = CommOptions {
             one_shot_max_bytes: Some(4 << 20),
@@ -530,7 +532,7 @@ mod tests {
         };
         let s2 = sel(2, TopologyClass::FullyConnected, hand);
         assert_eq!(s2.select(1 << 20, DType::Bf16).path, Path::OneShot);
-        assert_eq!(s.select((4 << 20) + 2, DType::Bf16).path, Path::TwoShot);
+        assert_eq!(s.select((8 << 20) + 2, DType::Bf16).path, Path::TwoShot);
         // over the two-shot buffer capacity: NCCL, with the reason
         let big = s.select((64 << 20) + 1, DType::F32);
         assert_eq!(big.path, Path::Nccl);
