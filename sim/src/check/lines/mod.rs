@@ -32,7 +32,7 @@ pub use config::{LinesConfig, LinesFault, LinesScheduler, LinesWeakening};
 
 use super::engine::{Family, Run, Setup, Watch};
 use super::oracle::{input_value, mix, Fate};
-use super::{Decision, RandomMode, Report, Scheduler};
+use super::{Decision, Report};
 use crate::error::SimError;
 use crate::types::{call_sig, Algo, DType, ReduceOp, ERR_PEER_ABORT, ERR_TIMEOUT};
 use inc_proto::lines::{LinesLayout, LINE, LINE_PAYLOAD};
@@ -241,20 +241,7 @@ pub(crate) struct Lines<'a> {
 
 impl<'a> Lines<'a> {
     fn new(cfg: &'a LinesConfig) -> (Self, Setup) {
-        let (scheduler, random) = match cfg.scheduler {
-            LinesScheduler::Random => (Scheduler::Random, RandomMode::Walk),
-            LinesScheduler::Pct { depth } => (Scheduler::Random, RandomMode::Pct { depth }),
-            LinesScheduler::Adversarial { slow_rank } => {
-                let stall = None;
-                (
-                    Scheduler::Adversarial { slow_rank, stall },
-                    RandomMode::Walk,
-                )
-            }
-            LinesScheduler::Exhaustive { depth } => {
-                (Scheduler::Exhaustive { depth }, RandomMode::Walk)
-            }
-        };
+        let (scheduler, random) = cfg.scheduler.engine();
         let set = Setup {
             protocol: crate::Protocol::Inc,
             algo: Algo::TwoShot,

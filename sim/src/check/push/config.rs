@@ -112,6 +112,26 @@ impl PushScheduler {
             Scheduler::Exhaustive { depth } => PushScheduler::Exhaustive { depth },
         }
     }
+
+    /// The engine's scheduler and random mode for this choice (the push and the lines
+    /// checkers' set-up).
+    pub(crate) fn engine(self) -> (crate::Scheduler, crate::RandomMode) {
+        use crate::{RandomMode, Scheduler};
+        match self {
+            PushScheduler::Random => (Scheduler::Random, RandomMode::Walk),
+            PushScheduler::Pct { depth } => (Scheduler::Random, RandomMode::Pct { depth }),
+            PushScheduler::Adversarial { slow_rank } => {
+                let stall = None;
+                (
+                    Scheduler::Adversarial { slow_rank, stall },
+                    RandomMode::Walk,
+                )
+            }
+            PushScheduler::Exhaustive { depth } => {
+                (Scheduler::Exhaustive { depth }, RandomMode::Walk)
+            }
+        }
+    }
 }
 
 /// One push scenario.

@@ -32,7 +32,7 @@ pub use config::{PushConfig, PushFault, PushScheduler, PushWeakening};
 
 use super::engine::{Family, Run, Setup, Watch};
 use super::oracle::{mix, Fate};
-use super::{Decision, RandomMode, Report, Scheduler};
+use super::{Decision, Report};
 use crate::error::SimError;
 use crate::push::push_call_sig;
 use crate::types::{Algo, DType, ReduceOp, CHUNK_BYTES, ERR_PEER_ABORT, ERR_TIMEOUT};
@@ -203,20 +203,7 @@ pub(crate) struct Push<'a> {
 
 impl<'a> Push<'a> {
     fn new(cfg: &'a PushConfig) -> (Self, Setup) {
-        let (scheduler, random) = match cfg.scheduler {
-            PushScheduler::Random => (Scheduler::Random, RandomMode::Walk),
-            PushScheduler::Pct { depth } => (Scheduler::Random, RandomMode::Pct { depth }),
-            PushScheduler::Adversarial { slow_rank } => {
-                let stall = None;
-                (
-                    Scheduler::Adversarial { slow_rank, stall },
-                    RandomMode::Walk,
-                )
-            }
-            PushScheduler::Exhaustive { depth } => {
-                (Scheduler::Exhaustive { depth }, RandomMode::Walk)
-            }
-        };
+        let (scheduler, random) = cfg.scheduler.engine();
         let set = Setup {
             protocol: crate::Protocol::Inc,
             algo: Algo::PushOneShot,
