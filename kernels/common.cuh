@@ -327,10 +327,15 @@ __device__ __forceinline__ uint4 inc_fold_ranks(const IncArgs& a, const uint4 (&
     return inc_pack<DT>(acc);
 }
 
+// Index of rank s's area among rank `owner`'s areas (s != owner): the other ranks in rank
+// order, the owner skipped (PROTOCOL.md "Areas"; inc_proto::areas::area_index).
+__device__ __forceinline__ u32 inc_area(u32 s, u32 owner) { return s > owner ? s - 1u : s; }
+
 // Chunk c of the result from what a rank received: fold in rank order my own input chunk
-// c (q == me) and, for every peer q, the chunk at recv + (q * area + j) * 16 (my receive
-// area R[q]: local reads, W loads in flight). The copy-in one-shot (area = C, j = c) and
-// the two-shots' reduce of my slice (area = S, j = c - lo) read their receive areas so.
+// c (q == me) and, for every peer q, the chunk at recv + (inc_area(q, me) * area + j) * 16
+// (my receive area from q: local reads, W loads in flight). The copy-in one-shot (area =
+// C, j = c) and the two-shots' reduce of my slice (area = S, j = c - lo) read their receive
+// areas so.
 template <int DT, int OP>
 __device__ __forceinline__ uint4 inc_fold_received(const IncArgs& a, u64 c, u64 nbytes,
                                                    u64 recv, u64 area, u64 j) {
@@ -339,7 +344,7 @@ __device__ __forceinline__ uint4 inc_fold_received(const IncArgs& a, u64 c, u64 
     for (u32 q = 0; q < INC_MAX_RANKS; ++q) {
         if (q < a.world) {
             r[q] = (q == a.rank) ? inc_load_input<DT>(a, c, nbytes)
-                                 : inc_ld_cg_v4(recv + ((u64)q * area + j) * 16u);
+                                 : inc_ld_cg_v4(recv + ((u64)inc_area(q, a.rank) * area + j) * 16u);
         }
     }
     return inc_fold_ranks<DT, OP>(a, r);

@@ -8,7 +8,7 @@
 // Mirrors inc-sim program `inc::one_shot` (docs/PROTOCOL.md "one-shot").
 //
 // Parity half p of a rank (region = p * half_bytes), C = ceil(bytes / 16) chunks:
-//   R[s] at s * C * 16 (s = 0..W): writer s's input (R[me] unused: I read my input).
+//   R[s] at inc_area(s, me) * C * 16 (s != me): writer s's input (PROTOCOL.md "Areas").
 
 // one-shot, zero-copy (symmetric tensors): every rank reads every rank's tensor
 // (data[q] + zc_offset) and folds it; the end barrier keeps my kernel running until every
@@ -53,11 +53,11 @@ __device__ void inc_one_shot(const IncArgs& a) {
     const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
     const u64 chunks = (nbytes + 15) / 16;
     const u64 own = a.data[a.rank] + k.region;
-    const u64 mine = (u64)a.rank * chunks * 16u;  // R[me] in every peer's half
     const u64 S = inc_stride();
 
     // STEP one_shot 1 PushIn
-    // Two chunks per iteration (both loads before the stores); peers in rotated order.
+    // Two chunks per iteration (both loads before the stores); peers in rotated order; my
+    // receive area in peer q's half at inc_area(me, q) * C chunks.
     u64 c = inc_first_chunk(0);
     for (; c + S < chunks; c += 2 * S) {
         const uint4 v0 = inc_load_input<DT>(a, c, nbytes);
@@ -65,7 +65,8 @@ __device__ void inc_one_shot(const IncArgs& a) {
 #pragma unroll
         for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
             if (i < a.world) {
-                const u64 d = a.data[(a.rank + i) % a.world] + k.region + mine;
+                const u32 q = inc_rot_peer(a, i);
+                const u64 d = a.data[q] + k.region + (u64)inc_area(a.rank, q) * chunks * 16u;
                 inc_st_v4(d + c * 16u, v0);
                 inc_st_v4(d + (c + S) * 16u, v1);
             }
@@ -75,7 +76,10 @@ __device__ void inc_one_shot(const IncArgs& a) {
         const uint4 v0 = inc_load_input<DT>(a, c, nbytes);
 #pragma unroll
         for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
-            if (i < a.world) inc_st_v4(a.data[(a.rank + i) % a.world] + k.region + mine + c * 16u, v0);
+            if (i < a.world) {
+                const u32 q = inc_rot_peer(a, i);
+                inc_st_v4(a.data[q] + k.region + ((u64)inc_area(a.rank, q) * chunks + c) * 16u, v0);
+            }
         }
     }
 

@@ -5,9 +5,11 @@
 // per phase as a store (stores keep the links busier than pulls). Mirrors inc-sim program
 // `inc::two_shot` (docs/PROTOCOL.md "two-shot").
 //
-// Parity half p of a rank (region = p * half_bytes), S = ceil(C / W) chunks a slice:
-//   R[s] at s * S * 16 (s = 0..W): slice r of writer s's input (R[r] unused: I read my input)
-//   G    at W * S * 16: C chunks; G[c] = the reduced chunk c, from the owner of its slice.
+// Parity half p of rank r (region = p * half_bytes), S = ceil(C / W) chunks a slice, one
+// area per other rank in rank order (inc_area; PROTOCOL.md "Areas"):
+//   R[s] at inc_area(s, r) * S * 16 (s != r): slice r of writer s's input
+//   G    at (W - 1) * S * 16: G[inc_area(q, r) * S + j] = chunk q * S + j of the result,
+//        from q, the owner of that slice (q != r).
 
 // two-shot, zero-copy (symmetric tensors): every rank's tensor is buf[q] = data[q] +
 // zc_offset, readable and writable by every rank. In place: the owner of slice r folds
@@ -101,7 +103,7 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
         const u32 q = (a.rank + i) % a.world;
         const u64 lo = (u64)q * slice;
         const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
-        const u64 dst = a.data[q] + scratch + (u64)a.rank * slice * 16u - lo * 16u;
+        const u64 dst = a.data[q] + scratch + (u64)inc_area(a.rank, q) * slice * 16u - lo * 16u;
         if (lo < hi) inc_copy_in<DT>(a, dst, lo, hi, nbytes);
     }
 
@@ -146,13 +148,14 @@ __device__ __forceinline__ void inc_gather_prev(const IncArgs& a, u32 pp, u64 id
     const u64 pbytes = a.prev_count * (u64)IncLanes<DT>::ES;
     const u64 pchunks = (pbytes + 15) / 16;
     const u64 pslice = (pchunks + a.world - 1) / a.world;
-    const u64 src = a.data[a.rank] + (u64)pp * a.half_bytes + (u64)a.world * pslice * 16u;
+    // G: chunk c of a slice before mine at G[c], of a slice after mine at G[c - S]
+    const u64 src = a.data[a.rank] + (u64)pp * a.half_bytes + (u64)(a.world - 1u) * pslice * 16u;
     const u64 dst = a.output - pbytes;
     const bool aligned = (a.flags & INC_FLAG_IO_ALIGNED) != 0;
     const u64 mlo = (u64)a.rank * pslice < pchunks ? (u64)a.rank * pslice : pchunks;
     const u64 mhi = mlo + pslice < pchunks ? mlo + pslice : pchunks;
-    inc_copy_out<DT>(src, dst, aligned, idx, n, mlo, pbytes);            // slices before mine
-    inc_copy_out<DT>(src, dst, aligned, mhi + idx, n, pchunks, pbytes);  // and after it
+    inc_copy_out<DT>(src, dst, aligned, idx, n, mlo, pbytes);  // slices before mine
+    inc_copy_out<DT>(src - pslice * 16u, dst, aligned, mhi + idx, n, pchunks, pbytes);  // after it
 }
 
 // A copy block of a piece after the first (the last gridDim.x / INC_COPY_BLOCK_DIV blocks):
@@ -202,10 +205,16 @@ __device__ bool inc_wait_copies(const IncArgs& a, const IncCall& k, u32 G, u32 n
 // v into every peer's data area at byte offset `off`, peers in rotated order (r+1, r+2, ...):
 // at any time every rank receives from one owner (4x H200, world 4, GPU runs 74 and 76: one
 // pass 1 MiB 11.71 -> 11.58 us, loop form 2 MiB 17.85 -> 17.55, 4 MiB 27.37 -> 26.87).
-__device__ __forceinline__ void inc_st_peers(const IncArgs& a, u64 off, uint4 v) {
+// (Chunk j of my slice goes to G[inc_area(me, p) * S + j] of every peer p, `gather` the
+// offset of G in a data area.)
+__device__ __forceinline__ void inc_st_gather(const IncArgs& a, u64 gather, u64 slice, u64 j,
+                                              uint4 v) {
 #pragma unroll
     for (u32 i = 1; i < INC_MAX_RANKS; ++i) {
-        if (i < a.world) inc_st_v4(a.data[inc_rot_peer(a, i)] + off, v);
+        if (i < a.world) {
+            const u32 p = inc_rot_peer(a, i);
+            inc_st_v4(a.data[p] + gather + ((u64)inc_area(a.rank, p) * slice + j) * 16u, v);
+        }
     }
 }
 
@@ -230,7 +239,7 @@ __device__ __forceinline__ void inc_two_shot_one_pass(const IncArgs& a, const In
     // STEP two_shot_1p 1 Scatter
     // chunk c of slice q -> peer q's R[me][j]
     if (live && q != a.rank) {
-        inc_st_v4(a.data[q] + k.region + ((u64)a.rank * slice + j) * 16u,
+        inc_st_v4(a.data[q] + k.region + ((u64)inc_area(a.rank, q) * slice + j) * 16u,
                   inc_load_input<DT>(a, c, nbytes));
     }
     // STEP two_shot_1p 2 Barrier
@@ -238,7 +247,7 @@ __device__ __forceinline__ void inc_two_shot_one_pass(const IncArgs& a, const In
         // STEP two_shot_1p 3 ReduceSlice
         if (live && q == a.rank) {
             const uint4 v = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, j);
-            inc_st_peers(a, k.region + gather + c * 16u, v);
+            inc_st_gather(a, k.region + gather, slice, j, v);
             inc_store_output<DT>(a, c, nbytes, v);
         }
         // STEP two_shot_1p 4 GatherPrev
@@ -247,7 +256,8 @@ __device__ __forceinline__ void inc_two_shot_one_pass(const IncArgs& a, const In
         if (inc_barrier(a, k, INC_PAD_MID, inc_others(a), 5, s_fail)) {
             // STEP two_shot_1p 6 Gather
             if (live && q != a.rank) {
-                inc_store_output<DT>(a, c, nbytes, inc_ld_cg_v4(own + gather + c * 16u));
+                const u64 g = own + gather + ((u64)inc_area(q, a.rank) * slice + j) * 16u;
+                inc_store_output<DT>(a, c, nbytes, inc_ld_cg_v4(g));
             }
         }
     }
@@ -571,7 +581,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
     const u64 nbytes = a.count * (u64)IncLanes<DT>::ES;
     const u64 chunks = (nbytes + 15) / 16;
     const u64 slice = (chunks + a.world - 1) / a.world;
-    const u64 gather = (u64)a.world * slice * 16u;
+    const u64 gather = (u64)(a.world - 1u) * slice * 16u;
     const u64 own = a.data[a.rank] + k.region;
     const u64 S = inc_stride_g(G);
     if (!prev && (a.flags & INC_FLAG_DEFER_GATHER) == 0 && chunks <= S && chunks < (1ull << 32)) {
@@ -587,7 +597,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
         const u64 lo = (u64)q * slice;
         const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
         // chunk c of slice q -> peer q's R[me][c - lo]
-        const u64 dst = a.data[q] + k.region + (u64)a.rank * slice * 16u - lo * 16u;
+        const u64 dst = a.data[q] + k.region + (u64)inc_area(a.rank, q) * slice * 16u - lo * 16u;
         if (lo < hi) inc_copy_in_g<DT>(a, dst, lo, hi, nbytes, G);
     }
 
@@ -603,7 +613,7 @@ __device__ void inc_two_shot(const IncArgs& a) {
         // 100.2 -> 84.9 us, 4 MiB 32.4 -> 27.7).
         for (u64 c = inc_first_chunk_g(lo, G); c < hi; c += S) {
             const uint4 v = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, c - lo);
-            inc_st_peers(a, k.region + gather + c * 16u, v);
+            inc_st_gather(a, k.region + gather, slice, c - lo, v);
             inc_store_output<DT>(a, c, nbytes, v);
         }
 
@@ -628,7 +638,9 @@ __device__ void inc_two_shot(const IncArgs& a) {
                 if (q == a.rank) continue;
                 const u64 qlo = (u64)q * slice;
                 const u64 qhi = (qlo + slice < chunks) ? qlo + slice : chunks;
-                if (qlo < qhi) inc_gather_g<DT>(a, own + gather, qlo, qhi, nbytes, G);
+                // chunk c of slice q sits at G[inc_area(q, me) * S + c - qlo]
+                const u64 src = own + gather + ((u64)inc_area(q, a.rank) * slice - qlo) * 16u;
+                if (qlo < qhi) inc_gather_g<DT>(a, src, qlo, qhi, nbytes, G);
             }
         }
     }

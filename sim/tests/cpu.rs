@@ -139,7 +139,7 @@ fn back_to_back_calls_with_random_delays() {
         timeout: Duration::from_secs(20),
     };
     let world = 4;
-    // one-shot keeps W receive areas of C chunks: 500 bf16 at world 4 need 4 KB.
+    // one-shot keeps W - 1 receive areas of C chunks: 500 bf16 at world 4 need 3 KB.
     let ranks = cpu_ranks(&local_regions(world, 4096), cfg, false);
     let mut rng = Rng(99);
     let calls: Vec<Call> = (0..40)

@@ -207,7 +207,7 @@ fn cpu_one_shot_push_matches_reference_world_2_to_4() {
     for world in 2..=4 {
         let (ranks, _) = comm(world, half, Duration::from_secs(20));
         let cap = ranks[0].max_bytes(Algo::OneShot);
-        assert_eq!(cap, half / 16 / world * 16, "world {world}");
+        assert_eq!(cap, half / 16 / (world - 1) * 16, "world {world}");
         let mut calls: Vec<Call> = Vec::new();
         for i in 0..30 {
             let dtype = DType::ALL[i % 3];
@@ -236,18 +236,19 @@ fn cpu_one_shot_push_matches_reference_world_2_to_4() {
     }
 }
 
+/// PROTOCOL.md "Areas": a receive area per other rank, so a (W-1)-th of a half.
 #[test]
-fn cpu_one_shot_capacity_is_a_world_th_of_a_half() {
+fn cpu_one_shot_capacity_is_a_world_minus_one_th_of_a_half() {
     let half = 4096;
     let (ranks, _) = comm(4, half, Duration::from_millis(300));
-    assert_eq!(ranks[0].max_bytes(Algo::OneShot), half / 4);
+    assert_eq!(ranks[0].max_bytes(Algo::OneShot), half / 16 / 3 * 16);
     let (ranks3, _) = comm(3, half, Duration::from_millis(300));
-    assert_eq!(ranks3[0].max_bytes(Algo::OneShot), half / 16 / 3 * 16);
+    assert_eq!(ranks3[0].max_bytes(Algo::OneShot), half / 2);
     let (ranks1, _) = comm(1, half, Duration::from_millis(300));
     assert_eq!(ranks1[0].max_bytes(Algo::OneShot), half);
     // One chunk past the capacity: refused before anything is written (no peer involved,
     // so no timeout either).
-    let big = vec![0u8; half / 4 + 16];
+    let big = vec![0u8; half / 16 / 3 * 16 + 16];
     let mut out = vec![0u8; big.len()];
     let e = ranks[0]
         .allreduce(Algo::OneShot, DType::F32, ReduceOp::Sum, 1, &big, &mut out)
@@ -257,7 +258,8 @@ fn cpu_one_shot_capacity_is_a_world_th_of_a_half() {
 }
 
 /// The receive areas sit where the kernel puts them: after a call with epoch e, rank q's
-/// half e % 2 holds every peer s's input at chunk offset `s x C` (its own `R[q]` untouched).
+/// half e % 2 holds every peer s's input at chunk offset `area(s, q) x C` (the other ranks
+/// in rank order, q skipped: PROTOCOL.md "Areas"), and nothing after the W - 1 areas.
 #[test]
 fn cpu_one_shot_receive_areas_follow_the_kernel_layout() {
     let world = 3;
@@ -285,18 +287,19 @@ fn cpu_one_shot_receive_areas_follow_the_kernel_layout() {
     let layout = regions[0].layout();
     let h = layout.half_offset(1);
     for (q, reg) in regions.iter().enumerate() {
-        for (s, inp) in ins.iter().enumerate() {
+        for (s, inp) in ins.iter().enumerate().filter(|&(s, _)| s != q) {
             let mut got = vec![0u8; bytes];
-            reg.read_bytes(h + s * chunks * 16, &mut got).unwrap();
-            if s == q {
-                assert!(
-                    got.iter().all(|&b| b == 0),
-                    "rank {q}'s own R[{q}] was written"
-                );
-            } else {
-                assert_eq!(&got, inp, "rank {q}'s R[{s}]");
-            }
+            let area = if s > q { s - 1 } else { s };
+            reg.read_bytes(h + area * chunks * 16, &mut got).unwrap();
+            assert_eq!(&got, inp, "rank {q}'s R[{s}]");
         }
+        let mut rest = vec![0u8; chunks * 16];
+        reg.read_bytes(h + (world - 1) * chunks * 16, &mut rest)
+            .unwrap();
+        assert!(
+            rest.iter().all(|&b| b == 0),
+            "rank {q} wrote past its W - 1 areas"
+        );
     }
     // Half 0 is untouched by call 1.
     let mut zero = vec![0u8; world * chunks * 16];

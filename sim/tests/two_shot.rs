@@ -170,7 +170,8 @@ fn cpu_two_shot_mixed_with_one_shot_push_and_hcm_is_bit_identical() {
     for world in 2..=8 {
         let rs = ranks(world, 16 << 10, Duration::from_secs(20));
         let cap = rs[0].max_bytes(Algo::TwoShot);
-        assert_eq!(cap, ((16 << 10) / 16 - world) / 2 * 16);
+        // a receive and a gather slice per other rank (PROTOCOL.md "Areas")
+        assert_eq!(cap, (16 << 10) / 16 / (2 * (world - 1)) * world * 16);
         let mut algos = vec![
             Algo::TwoShot,
             Algo::OneShot,
@@ -188,7 +189,7 @@ fn cpu_two_shot_mixed_with_one_shot_push_and_hcm_is_bit_identical() {
             let max = match algo {
                 Algo::TwoShot => cap,
                 Algo::Hcm => 4096,
-                // W receive areas of the whole input in a half.
+                // W - 1 receive areas of the whole input in a half.
                 Algo::OneShot => rs[0].max_bytes(Algo::OneShot).min(8192),
                 _ => 8192,
             } / dtype.size();
@@ -223,8 +224,8 @@ fn cpu_two_shot_mixed_with_one_shot_push_and_hcm_is_bit_identical() {
 fn cpu_two_shot_capacity_and_faults() {
     let rs = ranks(3, 4096, Duration::from_millis(300));
     let cap = rs[0].max_bytes(Algo::TwoShot);
-    assert_eq!(cap, (256 - 3) / 2 * 16);
-    // Too large for 2 x C + W chunks: refused before anything is written.
+    assert_eq!(cap, 256 / 4 * 3 * 16);
+    // Too large for 2 x (W - 1) slices: refused before anything is written.
     let big = vec![0u8; cap + 16];
     let mut out = vec![0u8; big.len()];
     assert!(rs[0]

@@ -408,7 +408,7 @@ impl Selector {
                     Selection {
                         path: Path::Nccl,
                         // the largest call any path takes (the push slot may hold more
-                        // than the one-shot's W receive areas of a small half)
+                        // than the one-shot's W - 1 receive areas of a small half)
                         fallback: Some(Fallback::TooLarge {
                             bytes,
                             max: one.max(two).max(push),

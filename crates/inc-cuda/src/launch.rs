@@ -2,7 +2,8 @@
 //! needs in 64-bit bytes, and the grid size from SM count, occupancy and co-residency.
 
 use crate::error::{CudaError, Result};
-use crate::proto::{Algo, DType, CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
+use crate::proto::{Algo, DType, CHUNK_BYTES, MAX_BLOCKS};
+use inc_proto::areas;
 
 pub use inc_proto::{
     KernelArgs, FLAG_DEFER_GATHER, FLAG_IO_ALIGNED, FLAG_LINES, FLAG_PREV_GATHER, FLAG_ZC_PUSH,
@@ -72,12 +73,10 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64, world: usize) -> 
     let c = chunks(dtype, count)?;
     let input = c.checked_mul(CHUNK_BYTES)?;
     match algo {
-        // receive areas R[0..W] of C chunks each (push form; R[me] unused)
-        Algo::OneShot => input.checked_mul(world.max(1) as u64),
-        // receive areas R[0..W] (W slices, at most C + W - 1 chunks) + gather area (C)
-        Algo::TwoShot => input
-            .checked_mul(2)?
-            .checked_add(MAX_RANKS as u64 * CHUNK_BYTES),
+        // a receive area of C chunks per other rank (PROTOCOL.md "Areas")
+        Algo::OneShot => areas::one_shot_chunks(c, world)?.checked_mul(CHUNK_BYTES),
+        // a receive slice and a gather slice per other rank
+        Algo::TwoShot => areas::two_shot_chunks(c, world)?.checked_mul(CHUNK_BYTES),
         // input copy + f32 partial of every element slot
         Algo::Hcm => input.checked_add(c.checked_mul(lanes(dtype) * 4)?),
         // push-one-shot uses the push region, not the parity halves
@@ -89,39 +88,55 @@ pub fn needed_half_bytes(algo: Algo, dtype: DType, count: u64, world: usize) -> 
 /// `half_bytes`. push-one-shot is limited by the push slot instead: [`push_max_count`] with
 /// [`crate::DEFAULT_PUSH_SLOT_BYTES`] here (see [`crate::PeerBuffers::push_slot_bytes`]).
 pub fn max_count(algo: Algo, dtype: DType, half_bytes: u64, world: usize) -> u64 {
-    let (usable, per_chunk) = match algo {
-        Algo::OneShot => (half_bytes, CHUNK_BYTES * world.max(1) as u64),
-        // receive areas + gather area, less the slice padding (see needed_half_bytes)
-        Algo::TwoShot => (
-            half_bytes.saturating_sub(MAX_RANKS as u64 * CHUNK_BYTES),
-            2 * CHUNK_BYTES,
-        ),
-        Algo::Hcm => (half_bytes, CHUNK_BYTES + lanes(dtype) * 4),
+    let half = half_bytes / CHUNK_BYTES;
+    let chunks = match algo {
+        Algo::OneShot => areas::one_shot_max_chunks(half, world),
+        Algo::TwoShot => areas::two_shot_max_chunks(half, world),
+        Algo::Hcm => half_bytes / (CHUNK_BYTES + lanes(dtype) * 4),
         Algo::PushOneShot => return push_max_count(dtype, crate::DEFAULT_PUSH_SLOT_BYTES),
     };
-    (usable / per_chunk) * lanes(dtype)
+    chunks.saturating_mul(lanes(dtype))
 }
 
 /// Most elements of `dtype` one piece of a zero-copy push-form call takes at `world` ranks
-/// with parity halves of `half_bytes`: of a half it needs only the receive areas `R[0..W]`
-/// (`W` slices of `ceil(C / W)` chunks; the all-gather stores straight into the tensors), so
-/// `C = floor(H / W) x W` chunks of the `H` a half holds: a whole half when `W` divides `H`
-/// (twice what the copy-in two-shot's receive + gather areas allow).
+/// with parity halves of `half_bytes`: of a half it needs only a receive slice per other
+/// rank (the all-gather stores straight into the tensors; PROTOCOL.md "Areas"), so
+/// `floor(H / (W - 1)) x W` chunks of the `H` a half holds: two halves' worth at world 2
+/// (twice what the copy-in two-shot's receive + gather slices allow).
 pub fn zero_copy_push_max_count(dtype: DType, half_bytes: u64, world: usize) -> u64 {
-    let w = world.max(1) as u64;
-    (half_bytes / CHUNK_BYTES / w * w) * lanes(dtype)
+    areas::zero_copy_push_max_chunks(half_bytes / CHUNK_BYTES, world).saturating_mul(lanes(dtype))
 }
 
 /// Elements per piece of a call of `count` elements cut into pieces of at most `max`
 /// (a multiple of `lanes`, the elements of one 16-byte chunk, or less than one chunk):
 /// the fewest pieces, all of one size in whole chunks but the last (at most as large), so
 /// every piece keeps the tensor's alignment and no piece is a sliver that pays a whole
-/// kernel for a few chunks. Every rank cuts the same pieces.
+/// kernel for a few chunks. Every rank cuts the same pieces. A call that must be cut is
+/// cut against the largest power of two of elements within `max`: pieces of a size that
+/// is not one ran slower (4x H200, GPU run 107: world 4 copy-in 1 GiB in 42.7 MiB pieces
+/// 5194 us against 5030 in 32 MiB ones, 256 MiB 1294 against 1233; zero-copy 1 GiB in
+/// 85.3 MiB pieces 4843 against 4663 in 64 MiB ones), while the power-of-two pieces that
+/// the areas of PROTOCOL.md "Areas" allow at world 2 won (run 106: copy-in 1 GiB in 64 MiB
+/// pieces 3340 -> 3087, zero-copy in 128 MiB pieces 3095 -> 3044).
 pub fn piece_len(count: u64, max: u64, lanes: u64) -> u64 {
     let lanes = lanes.max(1);
     let max = (max / lanes * lanes).max(lanes);
+    let max = if count > max {
+        pow2_floor(max).max(lanes)
+    } else {
+        max
+    };
     let n = count.div_ceil(max).max(1);
     count.div_ceil(n).div_ceil(lanes) * lanes
+}
+
+/// The largest power of two at most `x` (1 for 0).
+const fn pow2_floor(x: u64) -> u64 {
+    if x == 0 {
+        1
+    } else {
+        1u64 << (63 - x.leading_zeros())
+    }
 }
 
 /// Most elements of `dtype` one push-one-shot call carries with `slot_bytes` per slot
@@ -290,6 +305,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::MAX_RANKS;
 
     const H100: DeviceLimits = DeviceLimits {
         sm_count: 132,
@@ -313,19 +329,20 @@ mod tests {
         let n = 1u64 << 31;
         assert_eq!(tensor_bytes(DType::Bf16, n), Some(1u64 << 32));
         assert_eq!(chunks(DType::Bf16, n), Some(1u64 << 28));
-        // one-shot: W receive areas of the input
+        // one-shot: a receive area of the input per other rank (world 1: one)
         assert_eq!(
             needed_half_bytes(Algo::OneShot, DType::Bf16, n, 1),
             Some(1u64 << 32)
         );
         assert_eq!(
             needed_half_bytes(Algo::OneShot, DType::Bf16, n, 4),
-            Some(4 * (1u64 << 32))
+            Some(3 * (1u64 << 32))
         );
-        // one element past: still exact; two-shot holds receive areas + gather area
+        // one element past: still exact; two-shot holds a receive and a gather slice per
+        // other rank (2^28 + 1 chunks: slices of 2^26 + 1)
         assert_eq!(
             needed_half_bytes(Algo::TwoShot, DType::Bf16, n + 1, 4),
-            Some(2 * ((1u64 << 32) + 16) + 8 * 16)
+            Some(2 * 3 * ((1u64 << 26) + 1) * 16)
         );
         // hcm: input + f32 partial = 2 + 4 bytes/element
         assert_eq!(
@@ -333,8 +350,8 @@ mod tests {
             Some(3 * (1u64 << 32))
         );
         // capacity check at the boundary, both sides
-        assert!(check_capacity(Algo::OneShot, DType::Bf16, n, 1u64 << 33, 2).is_ok());
-        let e = check_capacity(Algo::OneShot, DType::Bf16, n + 1, 1u64 << 33, 2).unwrap_err();
+        assert!(check_capacity(Algo::OneShot, DType::Bf16, n, 1u64 << 33, 3).is_ok());
+        let e = check_capacity(Algo::OneShot, DType::Bf16, n + 1, 1u64 << 33, 3).unwrap_err();
         assert!(
             matches!(e, CudaError::TooLarge { needed, capacity, .. } if needed == 2 * ((1u64 << 32) + 16) && capacity == 1u64 << 33)
         );
@@ -364,14 +381,18 @@ mod tests {
                 }
             }
         }
-        // one-shot: W receive areas in a half
-        assert_eq!(max_count(Algo::OneShot, DType::Bf16, 10 << 20, 2), 5 << 19);
-        assert_eq!(max_count(Algo::OneShot, DType::Bf16, 8 << 20, 4), 1 << 20);
-        assert_eq!(max_count(Algo::Hcm, DType::F32, 8 << 20, 8), 1 << 20);
-        // two-shot: half the buffer (receive areas + gather area) less the slice padding
+        // one-shot: W - 1 receive areas in a half
+        assert_eq!(max_count(Algo::OneShot, DType::Bf16, 10 << 20, 2), 5 << 20);
         assert_eq!(
-            max_count(Algo::TwoShot, DType::Bf16, 10 << 20, 2),
-            ((10 << 20) - 128) / 32 * 8
+            max_count(Algo::OneShot, DType::Bf16, 8 << 20, 4),
+            (8 << 20) / 16 / 3 * 8
+        );
+        assert_eq!(max_count(Algo::Hcm, DType::F32, 8 << 20, 8), 1 << 20);
+        // two-shot: a receive and a gather slice per other rank; at world 2 a whole half
+        assert_eq!(max_count(Algo::TwoShot, DType::Bf16, 10 << 20, 2), 5 << 20);
+        assert_eq!(
+            max_count(Algo::TwoShot, DType::Bf16, 64 << 20, 4),
+            (64 << 20) / 16 / 6 * 4 * 8
         );
     }
 
@@ -384,9 +405,13 @@ mod tests {
         // one element over: two equal pieces, not a full one and a sliver
         assert_eq!(piece_len((32 << 20) + 1, 32 << 20, 8), (16 << 20) + 8);
         for count in [1u64, 7, 8, 9, 1000, 4097, 1 << 20, (3 << 20) + 5] {
-            for max in [8u64, 16, 64, 1000, 4096] {
+            for max in [8u64, 16, 64, 1000, 4096, 3 << 20] {
                 let p = piece_len(count, max, 8);
-                let cap = (max / 8 * 8).max(8);
+                let mut cap = (max / 8 * 8).max(8);
+                if count > cap {
+                    // a call that must be cut: against a power of two
+                    cap = 1 << (63 - cap.leading_zeros());
+                }
                 assert!(p % 8 == 0 && p >= 8 && p <= cap, "{count} {max} {p}");
                 // the fewest pieces
                 assert_eq!(
@@ -396,6 +421,11 @@ mod tests {
                 );
             }
         }
+        // world 4's copy-in capacity with 64 MiB halves (42.7 MiB of bf16): 1 GiB in 32
+        // MiB pieces, a call under the capacity in one piece
+        let cap4 = max_count(Algo::TwoShot, DType::Bf16, 64 << 20, 4);
+        assert_eq!(piece_len(512 << 20, cap4, 8), 16 << 20);
+        assert_eq!(piece_len(20 << 20, cap4, 8), 20 << 20);
         // a max under one chunk still moves whole chunks
         assert_eq!(piece_len(20, 3, 8), 8);
     }
@@ -408,16 +438,19 @@ mod tests {
                     let n = zero_copy_push_max_count(d, half, w);
                     // about twice the copy-in two-shot's piece
                     assert!(n >= 2 * max_count(Algo::TwoShot, d, half, w));
-                    // the receive areas R[0..W] of one piece lie inside the half
+                    // the receive slices of one piece lie inside the half
                     let c = chunks(d, n).unwrap();
-                    let w = w as u64;
-                    assert!(w * c.div_ceil(w) * CHUNK_BYTES <= half, "{half} {d:?} {w}");
+                    let need = areas::zero_copy_push_chunks(c, w).unwrap() * CHUNK_BYTES;
+                    assert!(need <= half, "{half} {d:?} {w}");
                 }
             }
         }
-        // a 64 MiB call at 2 or 4 ranks is one piece of the default 64 MiB halves
-        assert_eq!(zero_copy_push_max_count(DType::Bf16, 64 << 20, 2), 32 << 20);
-        assert_eq!(zero_copy_push_max_count(DType::F32, 64 << 20, 4), 16 << 20);
+        // a 128 MiB call at 2 ranks, 85 MiB at 4, is one piece of the default 64 MiB halves
+        assert_eq!(zero_copy_push_max_count(DType::Bf16, 64 << 20, 2), 64 << 20);
+        assert_eq!(
+            zero_copy_push_max_count(DType::F32, 64 << 20, 4),
+            (64 << 20) / 16 / 3 * 4 * 4
+        );
     }
 
     #[test]

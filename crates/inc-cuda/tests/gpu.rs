@@ -328,7 +328,7 @@ fn gpu_all_algos_dtypes_ops_sizes() {
         for &algo in &algos {
             for d in DType::ALL {
                 for op in ReduceOp::ALL {
-                    // what fits a 20 MiB half (the one-shot keeps W receive areas: at 6+
+                    // what fits a 20 MiB half (the one-shot keeps W - 1 receive areas: at 7+
                     // ranks 1_000_003 f32 do not fit; launch's tests hold the error)
                     let m = inc_cuda::launch::max_count(algo, d, 20 << 20, w) as usize;
                     let mut sizes: Vec<usize> = small.iter().copied().filter(|&n| n <= m).collect();

@@ -16,6 +16,7 @@
 //! inc-sim re-exports these (its programs are checked against [`steps`]); inc-cuda uses
 //! them directly and never depends on the simulator.
 
+pub mod areas;
 pub mod args;
 pub mod codegen;
 pub mod lines;

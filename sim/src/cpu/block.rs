@@ -10,6 +10,7 @@ use crate::types::{
     abort_word, flag_epoch, flag_sig, flag_word, BarrierKind, ErrorRecord, PadLayout, CHUNK_BYTES,
     ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT,
 };
+use inc_proto::areas::area_index;
 
 use super::{chunk_of, decode, encode, finish, fold, lanes, CallCtx, Chunks, Failed, Region};
 
@@ -275,8 +276,9 @@ impl CallCtx<'_> {
         let world = self.me.world;
         let mut out = Vec::new();
         let slice = self.chunks.div_ceil(world).max(1);
-        // two-shot: receive areas R[s] at s*S chunks, gather area G at W*S chunks.
-        let gather = world * slice * CHUNK_BYTES;
+        // two-shot: one receive slice per other rank s at area(s, me)*S chunks, then the
+        // gather slices G at (W-1)*S chunks (PROTOCOL.md "Areas").
+        let gather = (world - 1) * slice * CHUNK_BYTES;
         for (phase, step) in steps.iter().enumerate() {
             match *step {
                 Step::Prologue => {
@@ -291,24 +293,25 @@ impl CallCtx<'_> {
                 }
                 Step::PushIn => {
                     // One-shot push form: chunk c -> every peer q's R[me][c], at chunk
-                    // offset me*C + c of q's half of this call.
+                    // offset area(me, q)*C + c of q's half of this call.
                     for c in self.my_chunks(b) {
                         let chunk = chunk_of(self.input, c);
-                        let off = (me * self.chunks + c) * CHUNK_BYTES;
                         for q in (0..world).filter(|&q| q != me) {
+                            let off = (area_index(me, q) * self.chunks + c) * CHUNK_BYTES;
                             self.store_chunk(q, off, &chunk)?;
                         }
                     }
                 }
                 Step::ReduceRecv => {
-                    // Fold my input and my own R[s][c] (chunk offset s*C + c of my half)
-                    // in rank order: local reads, output only.
+                    // Fold my input and my own R[s][c] (chunk offset area(s, me)*C + c of
+                    // my half) in rank order: local reads, output only.
                     for c in self.my_chunks(b) {
                         let acc = self.fold_with(0..world, |s| {
                             if s == me {
                                 Ok(chunk_of(self.input, c))
                             } else {
-                                self.load_chunk(me, (s * self.chunks + c) * CHUNK_BYTES)
+                                let off = (area_index(s, me) * self.chunks + c) * CHUNK_BYTES;
+                                self.load_chunk(me, off)
                             }
                         })?;
                         out.push((c, self.finish_chunk(acc)));
@@ -327,7 +330,7 @@ impl CallCtx<'_> {
                     for c in self.my_chunks(b) {
                         let q = (c / slice).min(world - 1);
                         if q != me {
-                            let off = (me * slice + c - q * slice) * CHUNK_BYTES;
+                            let off = (area_index(me, q) * slice + c - q * slice) * CHUNK_BYTES;
                             self.store_chunk(q, off, &self.input_chunk(c)?)?;
                         }
                     }
@@ -345,12 +348,13 @@ impl CallCtx<'_> {
                             if s == me {
                                 Ok(chunk_of(self.input, c))
                             } else {
-                                self.load_chunk(me, (s * slice + j) * CHUNK_BYTES)
+                                self.load_chunk(me, (area_index(s, me) * slice + j) * CHUNK_BYTES)
                             }
                         })?;
                         let chunk = self.finish_chunk(acc);
                         for q in (0..world).filter(|&q| q != me) {
-                            self.store_chunk(q, gather + c * CHUNK_BYTES, &chunk)?;
+                            let off = gather + (area_index(me, q) * slice + j) * CHUNK_BYTES;
+                            self.store_chunk(q, off, &chunk)?;
                         }
                         out.push((c, chunk));
                     }
@@ -358,8 +362,11 @@ impl CallCtx<'_> {
                 Step::Gather => {
                     // Local reads of my G: the owners stored every other slice here.
                     for c in self.my_chunks(b) {
-                        if (c / slice).min(world - 1) != me {
-                            out.push((c, self.load_chunk(me, gather + c * CHUNK_BYTES)?));
+                        let q = (c / slice).min(world - 1);
+                        if q != me {
+                            let off =
+                                gather + (area_index(q, me) * slice + c - q * slice) * CHUNK_BYTES;
+                            out.push((c, self.load_chunk(me, off)?));
                         }
                     }
                 }

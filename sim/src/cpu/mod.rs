@@ -40,6 +40,7 @@ use crate::types::{
     abort_word, call_sig, Algo, DType, ErrorRecord, PadLayout, ReduceOp, CHUNK_BYTES,
     ERR_PEER_ABORT, MAX_BLOCKS, MAX_RANKS,
 };
+use inc_proto::areas;
 
 use reduce::{chunk_of, decode, encode, finish, fold, lanes, put_chunk};
 pub use reduce::{reference_allreduce, validate_hcm};
@@ -251,27 +252,32 @@ impl CpuRank {
         self.world
     }
 
-    /// Largest input (bytes) `algo` accepts with these regions (one-shot keeps W receive
-    /// areas of the whole input, `W x C` chunks of a half, so a W-th of a half; two-shot
-    /// keeps W receive slices and a gather area, `2 x C + W` chunks of a half; hcm keeps
-    /// an f32 partial next to the input, so it takes a third of a half).
+    /// Largest input (bytes) `algo` accepts with these regions (PROTOCOL.md "Areas": the
+    /// one-shot keeps a receive area of the whole input per other rank, so a (W-1)-th of a
+    /// half; the two-shot a receive slice and a gather slice per other rank; hcm keeps an
+    /// f32 partial next to the input, so it takes a third of a half).
     pub fn max_bytes(&self, algo: Algo) -> usize {
-        let half = self.own().layout().half_bytes;
-        match algo {
-            Algo::OneShot => half / CHUNK_BYTES / self.world.max(1) * CHUNK_BYTES,
-            Algo::TwoShot => (half / CHUNK_BYTES).saturating_sub(self.world) / 2 * CHUNK_BYTES,
-            Algo::Hcm => (half / 3) / CHUNK_BYTES * CHUNK_BYTES,
-            Algo::PushOneShot => self.push_max_bytes(),
-        }
+        let half = (self.own().layout().half_bytes / CHUNK_BYTES) as u64;
+        let chunks = match algo {
+            Algo::OneShot => areas::one_shot_max_chunks(half, self.world),
+            Algo::TwoShot => areas::two_shot_max_chunks(half, self.world),
+            Algo::Hcm => half / 3,
+            Algo::PushOneShot => return self.push_max_bytes(),
+        };
+        usize::try_from(chunks)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(CHUNK_BYTES)
     }
 
     /// Largest piece of a zero-copy push-form call (PROTOCOL.md "two-shot, zero-copy"): only
-    /// its receive areas `R[0..W]` (`W x ceil(C / W)` chunks) live in a parity half, so
-    /// `floor(H / W) x W` of the `H` chunks a half holds.
+    /// its receive slices (one per other rank, `ceil(C / W)` chunks each) live in a parity
+    /// half.
     pub fn zero_copy_push_max_bytes(&self) -> usize {
-        let half = self.own().layout().half_bytes;
-        let w = self.world.max(1);
-        half / CHUNK_BYTES / w * w * CHUNK_BYTES
+        let half = (self.own().layout().half_bytes / CHUNK_BYTES) as u64;
+        let chunks = areas::zero_copy_push_max_chunks(half, self.world);
+        usize::try_from(chunks)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(CHUNK_BYTES)
     }
 
     /// Raises the abort word on every rank's pad: every pending and later call fails.

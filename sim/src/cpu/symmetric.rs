@@ -18,6 +18,7 @@ use super::{check_call_shape, chunk_of, CallCtx, CpuRank, Failed, Region};
 use crate::error::SimError;
 use crate::program::ZcForm;
 use crate::types::{call_sig, Algo, DType, ReduceOp, CHUNK_BYTES};
+use inc_proto::areas::area_index;
 
 /// The symmetric tensors of one zero-copy call: `tensors[q]` is rank q's, the tensor at
 /// byte `offset` of each region's data area, `bytes` long.
@@ -182,7 +183,10 @@ impl CallCtx<'_> {
         {
             let acc = self.fold_with(0..world, |q| {
                 if sym.form == ZcForm::Push && q != me {
-                    self.load_chunk(me, (q * slice + c - me * slice) * CHUNK_BYTES)
+                    self.load_chunk(
+                        me,
+                        (area_index(q, me) * slice + c - me * slice) * CHUNK_BYTES,
+                    )
                 } else {
                     sym.load(q, c)
                 }

@@ -4,10 +4,11 @@
 //!
 //! [`SimConfig::deferred_gather`]: crate::SimConfig::deferred_gather
 
-use super::Pull;
+use super::{g_off, Pull};
 use crate::check::engine::Run;
 use crate::check::oracle::{tag, WHAT_REDUCED};
 use crate::check::Weakening;
+use inc_proto::areas::area_index;
 
 impl Run<Pull<'_>> {
     /// The parity half of the call that ran with epoch `e` (half 0 without rotation).
@@ -44,7 +45,9 @@ impl Run<Pull<'_>> {
         } else {
             self.half_of_epoch(self.epoch_of(r).wrapping_sub(1))
         };
-        let loc = self.fam.half_loc(r, half, w * s + c);
+        let loc = self
+            .fam
+            .half_loc(r, half, g_off(w, s, area_index(q, r), c - q * s));
         let want = tag(q, prev, WHAT_REDUCED);
         let place = format!("own G[{c}] of call {prev} (half {half})");
         self.read_loc(i, loc, q, want, "GatherPrev", &place);
@@ -65,7 +68,9 @@ impl Run<Pull<'_>> {
         for c in (0..chunks).filter(|&c| c / s != r) {
             let owner = (c / s).min(w - 1);
             let want = tag(owner, k, WHAT_REDUCED);
-            let loc = self.fam.half_loc(r, half, w * s + c);
+            let loc = self
+                .fam
+                .half_loc(r, half, g_off(w, s, area_index(owner, r), c - owner * s));
             let place = format!("own G[{c}] (half {half})");
             let v = self.read_loc(
                 t0,

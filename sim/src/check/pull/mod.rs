@@ -30,6 +30,13 @@ use crate::types::{
     ERR_PEER_ABORT, ERR_TIMEOUT,
 };
 
+/// Chunk offset in a half of the copy-in two-shot's gather slot `j` of the slice whose
+/// owner has area `area` (PROTOCOL.md "Areas": W - 1 receive slices of `s` chunks, then
+/// W - 1 gather slices).
+pub(super) fn g_off(w: usize, s: usize, area: usize, j: usize) -> usize {
+    (w - 1 + area) * s + j
+}
+
 /// A step of the pull family: [`Step`] without the LL push steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PullStep {

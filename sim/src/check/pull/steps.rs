@@ -2,7 +2,7 @@
 //! `deferred`), barriers (flags or the seed's semaphores) and the zero-copy user's writes
 //! and reads of its own tensor.
 
-use super::{Pull, PullNote, PullStep};
+use super::{g_off, Pull, PullNote, PullStep};
 use crate::check::engine::Family;
 use crate::check::engine::{Ev, Run};
 use crate::check::oracle::{input_value, mix, tag, WHAT_INPUT, WHAT_PARTIAL, WHAT_REDUCED};
@@ -10,6 +10,7 @@ use crate::check::Weakening;
 use crate::model::MemOrder;
 use crate::program::Protocol;
 use crate::types::BarrierKind;
+use inc_proto::areas::area_index;
 
 impl Run<Pull<'_>> {
     fn is_seed(&self) -> bool {
@@ -142,7 +143,7 @@ impl Run<Pull<'_>> {
                 let chunks = self.fam.count(r, k).1;
                 let (v, t) = (input_value(r, k, c), tag(r, k, WHAT_INPUT));
                 for q in (0..w).filter(|&q| q != r) {
-                    let loc = self.fam.half_loc(q, dp, r * chunks + c);
+                    let loc = self.fam.half_loc(q, dp, area_index(r, q) * chunks + c);
                     self.mem.store(i, loc, v, t, MemOrder::Relaxed);
                 }
                 self.blocks[i].cursor += 1;
@@ -164,7 +165,7 @@ impl Run<Pull<'_>> {
                 } else {
                     input_value(r, k, c)
                 };
-                let loc = self.fam.half_loc(q, dp, r * s + c - q * s);
+                let loc = self.fam.half_loc(q, dp, area_index(r, q) * s + c - q * s);
                 self.mem
                     .store(i, loc, v, tag(r, k, WHAT_INPUT), MemOrder::Relaxed);
             }
@@ -196,7 +197,7 @@ impl Run<Pull<'_>> {
                     let (loc, place) = if zcp && q != r {
                         let j = c - r * s;
                         let p = format!("own R[{q}][{j}] (chunk {c})");
-                        (self.fam.half_loc(r, dp, q * s + j), p)
+                        (self.fam.half_loc(r, dp, area_index(q, r) * s + j), p)
                     } else {
                         (self.fam.tensor_loc(q, c), format!("r{q}.buf chunk {c}"))
                     };
@@ -231,7 +232,7 @@ impl Run<Pull<'_>> {
                     let x = if src == r {
                         input_value(r, k, c)
                     } else {
-                        let loc = self.fam.half_loc(r, dp, src * chunks + c);
+                        let loc = self.fam.half_loc(r, dp, area_index(src, r) * chunks + c);
                         let want = self.expected_tag(src, r, WHAT_INPUT);
                         let place = format!("own R[{src}][{c}]");
                         self.read_loc(i, loc, src, want, "ReduceRecv", &place)
@@ -254,7 +255,7 @@ impl Run<Pull<'_>> {
                     let x = if src == r {
                         input_value(r, k, c)
                     } else {
-                        let loc = self.fam.half_loc(r, dp, src * s + j);
+                        let loc = self.fam.half_loc(r, dp, area_index(src, r) * s + j);
                         let want = self.expected_tag(src, r, WHAT_INPUT);
                         let place = format!("own R[{src}][{j}] (chunk {c})");
                         self.read_loc(i, loc, src, want, "ReduceSlice", &place)
@@ -263,7 +264,7 @@ impl Run<Pull<'_>> {
                 }
                 let v = acc.unwrap_or(0);
                 for q in (0..w).filter(|&q| q != r) {
-                    let loc = self.fam.half_loc(q, dp, w * s + c);
+                    let loc = self.fam.half_loc(q, dp, g_off(w, s, area_index(r, q), j));
                     self.mem
                         .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
                 }
@@ -295,7 +296,9 @@ impl Run<Pull<'_>> {
                 let v = if self.is_seed() {
                     self.read_data(i, q, false, c, want)
                 } else {
-                    let loc = self.fam.half_loc(r, dp, w * s + c);
+                    let loc = self
+                        .fam
+                        .half_loc(r, dp, g_off(w, s, area_index(q, r), c - q * s));
                     self.read_loc(i, loc, q, want, "Gather", &format!("own G[{c}]"))
                 };
                 self.set_out(r, c, v);
