@@ -592,32 +592,16 @@ fn gpu_no_ll_word_outlives_an_epoch_period() {
     let Some(ctx) = gpu() else { return };
     for back in [1u32, 7] {
         let g = Group::new(&ctx, 2, 1 << 20);
+        let bf16 = |algo, n, seed| run_case(&g, algo, DType::Bf16, ReduceOp::Sum, n, 0, seed);
         for b in &g.bufs {
             b.set_epoch(1000).unwrap();
         }
         let big = 60_000; // 120 KB of bf16: 240 KB of lines in each slot
-        run_case(
-            &g,
-            Algo::PushOneShot,
-            DType::Bf16,
-            ReduceOp::Sum,
-            big,
-            0,
-            1100,
-        )
-        .unwrap_or_else(|e| panic!("the large LL call: {e}"));
+        bf16(Algo::PushOneShot, big, 1100).unwrap_or_else(|e| panic!("the large LL call: {e}"));
         let e = g.bufs[0].epoch().unwrap();
         for k in 0..8u64 {
-            run_case(
-                &g,
-                Algo::PushOneShot,
-                DType::Bf16,
-                ReduceOp::Sum,
-                64,
-                0,
-                1200 + k,
-            )
-            .unwrap_or_else(|err| panic!("small LL call {k}: {err}"));
+            bf16(Algo::PushOneShot, 64, 1200 + k)
+                .unwrap_or_else(|err| panic!("small LL call {k}: {err}"));
         }
         let mut at = g.bufs[0].epoch().unwrap();
         for k in 0..256u64 {
@@ -625,30 +609,13 @@ fn gpu_no_ll_word_outlives_an_epoch_period() {
             for b in &g.bufs {
                 b.set_epoch(at - 1).unwrap();
             }
-            run_case(
-                &g,
-                Algo::OneShot,
-                DType::Bf16,
-                ReduceOp::Sum,
-                512,
-                0,
-                1300 + k,
-            )
-            .unwrap_or_else(|err| panic!("scrubbing call {k} at epoch {at}: {err}"));
+            bf16(Algo::OneShot, 512, 1300 + k)
+                .unwrap_or_else(|err| panic!("scrubbing call {k} at epoch {at}: {err}"));
         }
         for b in &g.bufs {
             b.set_epoch(e - back).unwrap();
         }
-        run_case(
-            &g,
-            Algo::PushOneShot,
-            DType::Bf16,
-            ReduceOp::Sum,
-            big,
-            0,
-            1600,
-        )
-        .unwrap_or_else(|err| {
+        bf16(Algo::PushOneShot, big, 1600).unwrap_or_else(|err| {
             panic!("the large LL call {back} call(s) before its epoch came back: {err}")
         });
     }
