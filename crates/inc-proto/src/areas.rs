@@ -16,10 +16,19 @@ pub const fn area_index(s: usize, owner: usize) -> usize {
 
 /// Chunks of a slice: `ceil(chunks / world)`.
 pub const fn slice_chunks(chunks: u64, world: usize) -> u64 {
-    let w = if world == 0 { 1 } else { world as u64 };
-    chunks.div_ceil(w)
+    chunks.div_ceil(ranks(world))
 }
 
+/// The world as a divisor (at least 1).
+const fn ranks(world: usize) -> u64 {
+    if world == 0 {
+        1
+    } else {
+        world as u64
+    }
+}
+
+/// The other ranks as a divisor (at least 1: a world of one keeps one area's room).
 const fn others(world: usize) -> u64 {
     if world > 1 {
         (world - 1) as u64
@@ -53,14 +62,12 @@ pub const fn one_shot_max_chunks(half_chunks: u64, world: usize) -> u64 {
 /// Most chunks a copy-in two-shot call (or piece) takes with `half_chunks` chunks a half:
 /// `W` slices of at most `half / (2 (W - 1))` chunks.
 pub const fn two_shot_max_chunks(half_chunks: u64, world: usize) -> u64 {
-    let w = if world == 0 { 1 } else { world as u64 };
-    half_chunks / (2 * others(world)) * w
+    half_chunks / (2 * others(world)) * ranks(world)
 }
 
 /// Most chunks a zero-copy push-form call (or piece) takes with `half_chunks` chunks a half.
 pub const fn zero_copy_push_max_chunks(half_chunks: u64, world: usize) -> u64 {
-    let w = if world == 0 { 1 } else { world as u64 };
-    half_chunks / others(world) * w
+    half_chunks / others(world) * ranks(world)
 }
 
 #[cfg(test)]

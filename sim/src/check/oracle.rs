@@ -5,7 +5,7 @@
 
 use super::engine::{Family, Run};
 use super::ViolationKind;
-use crate::types::{ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH};
+use crate::types::{ERR_CALL_MISMATCH, ERR_PEER_ABORT, ERR_SEQ_MISMATCH, ERR_TIMEOUT};
 
 /// Provenance kinds of data words (the low byte of a [`tag`]).
 pub(crate) const WHAT_INPUT: u64 = 1;
@@ -94,6 +94,44 @@ pub(crate) enum Fate {
     Dead,
     /// The ranks disagree on it: it must not complete.
     Disagree,
+}
+
+/// The injected fault of a push or lines run as far as the outcome rules care (both
+/// families' [`Family::fate`] and [`Family::error_expected`]): a rank dead from `call`,
+/// ranks that disagree from `call` (another count, dtype or op), or an epoch skew.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LlFault {
+    Kill { call: usize },
+    Disagree { call: usize },
+    Skew,
+}
+
+impl LlFault {
+    /// What the fault makes of call k.
+    pub(crate) fn fate(fault: Option<Self>, k: usize) -> Fate {
+        match fault {
+            Some(LlFault::Kill { call }) if k >= call => Fate::Dead,
+            Some(LlFault::Disagree { call }) if k >= call => Fate::Disagree,
+            Some(LlFault::Skew) => Fate::Disagree,
+            _ => Fate::Clean,
+        }
+    }
+
+    /// Whether call k may end with error `code`. A rank may lag one call behind the one
+    /// that fails; the abort word then stops its in-flight call too (collateral PEER_ABORT).
+    pub(crate) fn error_expected(fault: Option<Self>, k: usize, code: u32) -> bool {
+        let collateral = |call: usize| code == ERR_PEER_ABORT && k + 1 == call;
+        match fault {
+            Some(LlFault::Kill { call }) => {
+                (k >= call && (code == ERR_TIMEOUT || code == ERR_PEER_ABORT)) || collateral(call)
+            }
+            Some(LlFault::Disagree { call }) => {
+                (k >= call && code != ERR_TIMEOUT) || collateral(call)
+            }
+            Some(LlFault::Skew) => true,
+            None => false,
+        }
+    }
 }
 
 impl<F: Family> Run<F> {

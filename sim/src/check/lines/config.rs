@@ -62,6 +62,18 @@ impl LinesFault {
             | LinesFault::EpochSkew { rank, .. } => rank,
         }
     }
+
+    /// The fault as the outcome rules see it (shared with the other LL-family checker).
+    pub(super) fn outcome(&self) -> crate::check::oracle::LlFault {
+        use crate::check::oracle::LlFault;
+        match *self {
+            LinesFault::Kill { call, .. } => LlFault::Kill { call },
+            LinesFault::Mismatch { call, .. } | LinesFault::OtherDtype { call, .. } => {
+                LlFault::Disagree { call }
+            }
+            LinesFault::EpochSkew { .. } => LlFault::Skew,
+        }
+    }
 }
 
 /// A deliberate weakening of the lines protocol (mutation testing of the checker).

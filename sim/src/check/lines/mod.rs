@@ -31,10 +31,10 @@ mod steps;
 pub use config::{LinesConfig, LinesFault, LinesScheduler, LinesWeakening};
 
 use super::engine::{Family, Run, Setup, Watch};
-use super::oracle::{input_value, mix, Fate};
+use super::oracle::{input_value, mix, Fate, LlFault};
 use super::{Decision, Report};
 use crate::error::SimError;
-use crate::types::{call_sig, Algo, DType, ReduceOp, ERR_PEER_ABORT, ERR_TIMEOUT};
+use crate::types::{call_sig, Algo, DType, ReduceOp};
 use inc_proto::lines::{LinesLayout, LINE, LINE_PAYLOAD};
 
 /// Runs `schedules` schedules of the two-shot of lines (schedule i uses seed + i); the
@@ -332,31 +332,10 @@ impl Family for Lines<'_> {
         u64::from(v)
     }
     fn fate(&self, k: usize) -> Fate {
-        match self.cfg.fault {
-            Some(LinesFault::Kill { call, .. }) if k >= call => Fate::Dead,
-            Some(LinesFault::Mismatch { call, .. } | LinesFault::OtherDtype { call, .. })
-                if k >= call =>
-            {
-                Fate::Disagree
-            }
-            Some(LinesFault::EpochSkew { .. }) => Fate::Disagree,
-            _ => Fate::Clean,
-        }
+        LlFault::fate(self.cfg.fault.map(|f| f.outcome()), k)
     }
-    /// A rank may lag one call behind the one that fails; the abort word then stops its
-    /// in-flight call too (collateral PEER_ABORT).
     fn error_expected(&self, k: usize, code: u32) -> bool {
-        let collateral = |call: usize| code == ERR_PEER_ABORT && k + 1 == call;
-        match self.cfg.fault {
-            Some(LinesFault::Kill { call, .. }) => {
-                (k >= call && (code == ERR_TIMEOUT || code == ERR_PEER_ABORT)) || collateral(call)
-            }
-            Some(LinesFault::Mismatch { call, .. } | LinesFault::OtherDtype { call, .. }) => {
-                (k >= call && code != ERR_TIMEOUT) || collateral(call)
-            }
-            Some(LinesFault::EpochSkew { .. }) => true,
-            None => false,
-        }
+        LlFault::error_expected(self.cfg.fault.map(|f| f.outcome()), k, code)
     }
 
     fn step(run: &mut Run<Self>, i: usize, step: LinesStep) {

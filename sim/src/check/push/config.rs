@@ -52,6 +52,18 @@ impl PushFault {
             | PushFault::EpochSkew { rank, .. } => rank,
         }
     }
+
+    /// The fault as the outcome rules see it (shared with the other LL-family checker).
+    pub(super) fn outcome(&self) -> crate::check::oracle::LlFault {
+        use crate::check::oracle::LlFault;
+        match *self {
+            PushFault::Kill { call, .. } => LlFault::Kill { call },
+            PushFault::Mismatch { call, .. } | PushFault::OtherOp { call, .. } => {
+                LlFault::Disagree { call }
+            }
+            PushFault::EpochSkew { .. } => LlFault::Skew,
+        }
+    }
 }
 
 /// A deliberate weakening of the push protocol (mutation testing of the checker).

@@ -31,11 +31,11 @@ mod steps;
 pub use config::{PushConfig, PushFault, PushScheduler, PushWeakening};
 
 use super::engine::{Family, Run, Setup, Watch};
-use super::oracle::{mix, Fate};
+use super::oracle::{mix, Fate, LlFault};
 use super::{Decision, Report};
 use crate::error::SimError;
 use crate::push::push_call_sig;
-use crate::types::{Algo, DType, ReduceOp, CHUNK_BYTES, ERR_PEER_ABORT, ERR_TIMEOUT};
+use crate::types::{Algo, DType, ReduceOp, CHUNK_BYTES};
 
 /// Runs `schedules` schedules of the push protocol (schedule i uses seed + i); the first
 /// violation of each kind is shrunk ([`PushConfig::shrink_runs`]).
@@ -318,31 +318,10 @@ impl Family for Push<'_> {
         (1..self.cfg.world).fold(value(0), |a, q| mix(a, value(q)))
     }
     fn fate(&self, k: usize) -> Fate {
-        match self.cfg.fault {
-            Some(PushFault::Kill { call, .. }) if k >= call => Fate::Dead,
-            Some(PushFault::Mismatch { call, .. } | PushFault::OtherOp { call, .. })
-                if k >= call =>
-            {
-                Fate::Disagree
-            }
-            Some(PushFault::EpochSkew { .. }) => Fate::Disagree,
-            _ => Fate::Clean,
-        }
+        LlFault::fate(self.cfg.fault.map(|f| f.outcome()), k)
     }
-    /// A rank may lag one call behind the one that fails; the abort word then stops its
-    /// in-flight call too (collateral PEER_ABORT).
     fn error_expected(&self, k: usize, code: u32) -> bool {
-        let collateral = |call: usize| code == ERR_PEER_ABORT && k + 1 == call;
-        match self.cfg.fault {
-            Some(PushFault::Kill { call, .. }) => {
-                (k >= call && (code == ERR_TIMEOUT || code == ERR_PEER_ABORT)) || collateral(call)
-            }
-            Some(PushFault::Mismatch { call, .. } | PushFault::OtherOp { call, .. }) => {
-                (k >= call && code != ERR_TIMEOUT) || collateral(call)
-            }
-            Some(PushFault::EpochSkew { .. }) => true,
-            None => false,
-        }
+        LlFault::error_expected(self.cfg.fault.map(|f| f.outcome()), k, code)
     }
 
     fn step(run: &mut Run<Self>, i: usize, step: PushStep) {
