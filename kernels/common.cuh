@@ -188,6 +188,43 @@ __device__ __forceinline__ void inc_finish(float (&acc)[8], float scale) {
 
 // ----- user tensor I/O (handles the partial tail chunk and unaligned tensors) ----------
 
+// Words of tensor bytes [off, off + 4 NW) at `base`, element by element, zero past
+// `nbytes` (the partial tail and unaligned tensors; NW = 4: a chunk, 2: an LL payload word).
+template <int DT, int NW>
+__device__ __forceinline__ void inc_load_masked(u64 base, u64 off, u64 nbytes, u32 (&w)[NW]) {
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < 4 * NW / es; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                w[i] = *reinterpret_cast<const u32*>(base + b);
+            } else {
+                u32 h = *reinterpret_cast<const u16*>(base + b);
+                w[i / 2] |= h << ((i & 1) * 16);
+            }
+        }
+    }
+}
+
+// The stores of inc_load_masked: words w to tensor bytes [off, off + 4 NW) at `base`,
+// element by element, none past `nbytes`.
+template <int DT, int NW>
+__device__ __forceinline__ void inc_store_masked(u64 base, u64 off, u64 nbytes, const u32 (&w)[NW]) {
+    const int es = IncLanes<DT>::ES;
+#pragma unroll
+    for (int i = 0; i < 4 * NW / es; ++i) {
+        const u64 b = off + (u64)i * es;
+        if (b < nbytes) {
+            if (es == 4) {
+                *reinterpret_cast<u32*>(base + b) = w[i];
+            } else {
+                *reinterpret_cast<u16*>(base + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
+            }
+        }
+    }
+}
+
 template <int DT>
 __device__ __forceinline__ uint4 inc_load_input(const IncArgs& a, u64 c, u64 nbytes) {
     const u64 off = c * 16;
@@ -195,25 +232,8 @@ __device__ __forceinline__ uint4 inc_load_input(const IncArgs& a, u64 c, u64 nby
         return *reinterpret_cast<const uint4*>(a.input + off);
     }
     u32 w[4] = {0, 0, 0, 0};
-    const int es = IncLanes<DT>::ES;
-#pragma unroll
-    for (int i = 0; i < IncLanes<DT>::N; ++i) {
-        const u64 b = off + (u64)i * es;
-        if (b < nbytes) {
-            if (es == 4) {
-                w[i] = *reinterpret_cast<const u32*>(a.input + b);
-            } else {
-                u32 h = *reinterpret_cast<const u16*>(a.input + b);
-                w[i / 2] |= h << ((i & 1) * 16);
-            }
-        }
-    }
-    uint4 r;
-    r.x = w[0];
-    r.y = w[1];
-    r.z = w[2];
-    r.w = w[3];
-    return r;
+    inc_load_masked<DT, 4>(a.input, off, nbytes, w);
+    return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // Chunk c of a tensor at `base`: whole 16-byte store, or element by element for the
@@ -225,19 +245,8 @@ __device__ __forceinline__ void inc_store_at(u64 base, bool aligned, u64 c, u64 
         *reinterpret_cast<uint4*>(base + off) = v;
         return;
     }
-    u32 w[4] = {v.x, v.y, v.z, v.w};
-    const int es = IncLanes<DT>::ES;
-#pragma unroll
-    for (int i = 0; i < IncLanes<DT>::N; ++i) {
-        const u64 b = off + (u64)i * es;
-        if (b < nbytes) {
-            if (es == 4) {
-                *reinterpret_cast<u32*>(base + b) = w[i];
-            } else {
-                *reinterpret_cast<u16*>(base + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
-            }
-        }
-    }
+    const u32 w[4] = {v.x, v.y, v.z, v.w};
+    inc_store_masked<DT, 4>(base, off, nbytes, w);
 }
 
 template <int DT>
@@ -628,23 +637,8 @@ __device__ __forceinline__ uint2 inc_load8(const IncArgs& a, u64 h, u64 nbytes) 
         return *reinterpret_cast<const uint2*>(a.input + off);
     }
     u32 w[2] = {0, 0};
-    const int es = IncLanes<DT>::ES;
-#pragma unroll
-    for (int i = 0; i < 8 / IncLanes<DT>::ES; ++i) {
-        const u64 b = off + (u64)i * es;
-        if (b < nbytes) {
-            if (es == 4) {
-                w[i] = *reinterpret_cast<const u32*>(a.input + b);
-            } else {
-                u32 v = *reinterpret_cast<const u16*>(a.input + b);
-                w[i / 2] |= v << ((i & 1) * 16);
-            }
-        }
-    }
-    uint2 r;
-    r.x = w[0];
-    r.y = w[1];
-    return r;
+    inc_load_masked<DT, 2>(a.input, off, nbytes, w);
+    return make_uint2(w[0], w[1]);
 }
 
 template <int DT>
@@ -655,17 +649,5 @@ __device__ __forceinline__ void inc_store8(const IncArgs& a, u64 h, u64 nbytes, 
         return;
     }
     const u32 w[2] = {v.x, v.y};
-    const int es = IncLanes<DT>::ES;
-#pragma unroll
-    for (int i = 0; i < 8 / IncLanes<DT>::ES; ++i) {
-        const u64 b = off + (u64)i * es;
-        if (b < nbytes) {
-            if (es == 4) {
-                *reinterpret_cast<u32*>(a.output + b) = w[i];
-            } else {
-                *reinterpret_cast<u16*>(a.output + b) = (u16)(w[i / 2] >> ((i & 1) * 16));
-            }
-        }
-    }
+    inc_store_masked<DT, 2>(a.output, off, nbytes, w);
 }
-
