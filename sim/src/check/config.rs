@@ -224,18 +224,8 @@ impl SimConfig {
                 self.bytes
             ));
         }
-        if self.calls == 0 || self.calls > 64 {
-            return bad(format!("calls {} must be 1..=64", self.calls));
-        }
-        if self.blocks.is_empty() || self.blocks.iter().any(|&b| b == 0 || b > MAX_BLOCKS) {
-            return bad(format!(
-                "blocks {:?} must each be 1..={MAX_BLOCKS}",
-                self.blocks
-            ));
-        }
-        if self.threads_per_block == 0 {
-            return bad("threads_per_block must be >= 1".into());
-        }
+        validate_calls(self.calls)?;
+        validate_blocks(&self.blocks, self.threads_per_block)?;
         if self.zero_copy && program::zero_copy_steps(self.protocol, self.algo).is_empty() {
             return bad(format!(
                 "{} {} has no zero-copy variant (one-shot, and the inc two-shot, have one)",
@@ -276,20 +266,56 @@ impl SimConfig {
         if let RandomMode::Pct { depth: 0 } = self.random {
             return bad("PCT depth must be >= 1".into());
         }
-        if let Scheduler::Adversarial { slow_rank, .. } = self.scheduler {
-            if slow_rank >= self.world {
-                return bad(format!("slow rank {slow_rank} >= world {}", self.world));
-            }
-        }
-        match self.fault {
-            Some(Fault::Kill { rank, .. })
-            | Some(Fault::Mismatch { rank, .. })
-            | Some(Fault::EpochSkew { rank, .. })
-                if rank >= self.world =>
-            {
-                bad(format!("fault rank {rank} >= world {}", self.world))
-            }
-            _ => Ok(()),
-        }
+        let slow_rank = match self.scheduler {
+            Scheduler::Adversarial { slow_rank, .. } => Some(slow_rank),
+            _ => None,
+        };
+        let fault_rank = self.fault.map(|f| match f {
+            Fault::Kill { rank, .. }
+            | Fault::Mismatch { rank, .. }
+            | Fault::EpochSkew { rank, .. } => rank,
+        });
+        validate_ranks(self.world, slow_rank, fault_rank)
     }
+}
+
+/// The call count of a scenario made from a [`SimConfig`] (every family's): 1..=64.
+pub(super) fn validate_calls(calls: usize) -> Result<(), SimError> {
+    if calls == 0 || calls > 64 {
+        return Err(SimError::Config(format!("calls {calls} must be 1..=64")));
+    }
+    Ok(())
+}
+
+/// Every family's blocks per call (each 1..=MAX_BLOCKS) and threads per block (>= 1).
+pub(super) fn validate_blocks(blocks: &[usize], threads_per_block: usize) -> Result<(), SimError> {
+    if blocks.is_empty() || blocks.iter().any(|&b| b == 0 || b > MAX_BLOCKS) {
+        return Err(SimError::Config(format!(
+            "blocks {blocks:?} must each be 1..={MAX_BLOCKS}"
+        )));
+    }
+    if threads_per_block == 0 {
+        return Err(SimError::Config("threads_per_block must be >= 1".into()));
+    }
+    Ok(())
+}
+
+/// Every family's ranks: the adversarial scheduler's slow rank, then the fault's rank,
+/// each below `world`.
+pub(super) fn validate_ranks(
+    world: usize,
+    slow_rank: Option<usize>,
+    fault_rank: Option<usize>,
+) -> Result<(), SimError> {
+    if let Some(slow_rank) = slow_rank.filter(|&r| r >= world) {
+        return Err(SimError::Config(format!(
+            "slow rank {slow_rank} >= world {world}"
+        )));
+    }
+    if let Some(rank) = fault_rank.filter(|&r| r >= world) {
+        return Err(SimError::Config(format!(
+            "fault rank {rank} >= world {world}"
+        )));
+    }
+    Ok(())
 }

@@ -61,9 +61,7 @@ pub fn check(cfg: &SimConfig, schedules: u64, seed: u64) -> Result<Report, SimEr
     if cfg.algo == Algo::PushOneShot {
         return push::check_push(&push::PushConfig::from_sim(cfg)?, schedules, seed);
     }
-    cfg.validate()?;
-    let (fam, set) = Pull::new(cfg)?;
-    Ok(check_family(fam, set, schedules, seed))
+    Ok(check_family(Pull::new(cfg)?, schedules, seed))
 }
 
 /// Runs one schedule of `cfg` given as decisions (a [`Violation::schedule`]) and reports
@@ -76,9 +74,7 @@ pub fn replay(cfg: &SimConfig, schedule: &[Decision]) -> Result<Report, SimError
     if cfg.algo == Algo::PushOneShot {
         return push::replay_push(&push::PushConfig::from_sim(cfg)?, schedule);
     }
-    cfg.validate()?;
-    let (fam, set) = Pull::new(cfg)?;
-    Ok(replay_family(fam, set, schedule))
+    Ok(replay_family(Pull::new(cfg)?, schedule))
 }
 
 fn report(set: &Setup) -> Report {
@@ -93,8 +89,8 @@ fn report(set: &Setup) -> Report {
     }
 }
 
-/// [`check`] of any family.
-fn check_family<F: Family>(fam: F, set: Setup, schedules: u64, seed: u64) -> Report {
+/// [`check`] of any family, given as its constructor's (family, set-up) pair.
+fn check_family<F: Family>((fam, set): (F, Setup), schedules: u64, seed: u64) -> Report {
     let mut report = report(&set);
     let mut dfs = Dfs::default();
     let exhaustive = matches!(set.scheduler, Scheduler::Exhaustive { .. });
@@ -151,8 +147,8 @@ fn pct_steps<F: Family>(run: &mut Run<F>) -> u64 {
     run.steps.max(1)
 }
 
-/// [`replay`] of any family.
-fn replay_family<F: Family>(fam: F, set: Setup, schedule: &[Decision]) -> Report {
+/// [`replay`] of any family, given as its constructor's (family, set-up) pair.
+fn replay_family<F: Family>((fam, set): (F, Setup), schedule: &[Decision]) -> Report {
     let mut report = report(&set);
     let mut run = Run::new(fam, set);
     run.begin(

@@ -96,23 +96,49 @@ pub(crate) enum Fate {
     Disagree,
 }
 
-/// The injected fault of a push or lines run as far as the outcome rules care (both
-/// families' [`Family::fate`] and [`Family::error_expected`]): a rank dead from `call`,
-/// ranks that disagree from `call` (another count, dtype or op), or an epoch skew.
+/// The injected fault of a push or lines run as the engine and the outcome rules see it
+/// (both families' [`Family::fate`] and [`Family::error_expected`], their set-up and
+/// their validation): `rank` dead from `call`, `rank` disagreeing with the others from
+/// `call` (another count, dtype or op), or `rank`'s epoch `delta` ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LlFault {
-    Kill { call: usize },
-    Disagree { call: usize },
-    Skew,
+    Kill { rank: usize, call: usize },
+    Disagree { rank: usize, call: usize },
+    Skew { rank: usize, delta: u32 },
 }
 
 impl LlFault {
+    /// The rank the fault is injected into.
+    pub(crate) fn rank(self) -> usize {
+        match self {
+            LlFault::Kill { rank, .. }
+            | LlFault::Disagree { rank, .. }
+            | LlFault::Skew { rank, .. } => rank,
+        }
+    }
+
+    /// The engine's `kill` of the fault ([`super::Setup`]): (rank, first call it misses).
+    pub(crate) fn kill(self) -> Option<(usize, usize)> {
+        match self {
+            LlFault::Kill { rank, call } => Some((rank, call)),
+            _ => None,
+        }
+    }
+
+    /// The engine's `skew` of the fault ([`super::Setup`]): (rank, epochs ahead).
+    pub(crate) fn skew(self) -> Option<(usize, u32)> {
+        match self {
+            LlFault::Skew { rank, delta } => Some((rank, delta)),
+            _ => None,
+        }
+    }
+
     /// What the fault makes of call k.
     pub(crate) fn fate(fault: Option<Self>, k: usize) -> Fate {
         match fault {
-            Some(LlFault::Kill { call }) if k >= call => Fate::Dead,
-            Some(LlFault::Disagree { call }) if k >= call => Fate::Disagree,
-            Some(LlFault::Skew) => Fate::Disagree,
+            Some(LlFault::Kill { call, .. }) if k >= call => Fate::Dead,
+            Some(LlFault::Disagree { call, .. }) if k >= call => Fate::Disagree,
+            Some(LlFault::Skew { .. }) => Fate::Disagree,
             _ => Fate::Clean,
         }
     }
@@ -122,13 +148,13 @@ impl LlFault {
     pub(crate) fn error_expected(fault: Option<Self>, k: usize, code: u32) -> bool {
         let collateral = |call: usize| code == ERR_PEER_ABORT && k + 1 == call;
         match fault {
-            Some(LlFault::Kill { call }) => {
+            Some(LlFault::Kill { call, .. }) => {
                 (k >= call && (code == ERR_TIMEOUT || code == ERR_PEER_ABORT)) || collateral(call)
             }
-            Some(LlFault::Disagree { call }) => {
+            Some(LlFault::Disagree { call, .. }) => {
                 (k >= call && code != ERR_TIMEOUT) || collateral(call)
             }
-            Some(LlFault::Skew) => true,
+            Some(LlFault::Skew { .. }) => true,
             None => false,
         }
     }

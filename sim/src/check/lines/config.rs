@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use crate::check::config::{validate_blocks, validate_calls, validate_ranks};
+use crate::check::oracle::LlFault;
 use crate::error::SimError;
-use crate::types::{MAX_BLOCKS, MAX_RANKS};
+use crate::types::MAX_RANKS;
 use inc_proto::lines::LINE_PAYLOAD;
 
 /// How lines schedules are chosen: the same choices as the push checker's
@@ -54,24 +56,15 @@ pub enum LinesFault {
 }
 
 impl LinesFault {
-    fn rank(&self) -> usize {
+    /// The fault as the engine and the outcome rules see it (shared with the other
+    /// LL-family checker).
+    pub(super) fn outcome(&self) -> LlFault {
         match *self {
-            LinesFault::Kill { rank, .. }
-            | LinesFault::Mismatch { rank, .. }
-            | LinesFault::OtherDtype { rank, .. }
-            | LinesFault::EpochSkew { rank, .. } => rank,
-        }
-    }
-
-    /// The fault as the outcome rules see it (shared with the other LL-family checker).
-    pub(super) fn outcome(&self) -> crate::check::oracle::LlFault {
-        use crate::check::oracle::LlFault;
-        match *self {
-            LinesFault::Kill { call, .. } => LlFault::Kill { call },
-            LinesFault::Mismatch { call, .. } | LinesFault::OtherDtype { call, .. } => {
-                LlFault::Disagree { call }
+            LinesFault::Kill { rank, call } => LlFault::Kill { rank, call },
+            LinesFault::Mismatch { rank, call, .. } | LinesFault::OtherDtype { rank, call } => {
+                LlFault::Disagree { rank, call }
             }
-            LinesFault::EpochSkew { .. } => LlFault::Skew,
+            LinesFault::EpochSkew { rank, delta } => LlFault::Skew { rank, delta },
         }
     }
 }
@@ -195,12 +188,7 @@ impl LinesConfig {
             },
             Fault::EpochSkew { rank, delta } => LinesFault::EpochSkew { rank, delta },
         });
-        if cfg.calls == 0 || cfg.calls > 64 {
-            return Err(SimError::Config(format!(
-                "calls {} must be 1..=64",
-                cfg.calls
-            )));
-        }
+        validate_calls(cfg.calls)?;
         Ok(LinesConfig {
             world: cfg.world,
             bytes: vec![cfg.bytes as u64; cfg.calls],
@@ -251,24 +239,16 @@ impl LinesConfig {
         if self.slice_align == 0 || self.slice_align > 8 {
             return bad(format!("slice_align {} must be 1..=8", self.slice_align));
         }
-        if self.blocks.is_empty() || self.blocks.iter().any(|&b| b == 0 || b > MAX_BLOCKS) {
-            return bad(format!(
-                "blocks {:?} must each be 1..={MAX_BLOCKS}",
-                self.blocks
-            ));
-        }
-        if self.threads_per_block == 0 {
-            return bad("threads_per_block must be >= 1".into());
-        }
-        if let LinesScheduler::Adversarial { slow_rank } = self.scheduler {
-            if slow_rank >= self.world {
-                return bad(format!("slow rank {slow_rank} >= world {}", self.world));
-            }
-        }
-        let rank = self.fault.map_or(0, |f| f.rank());
-        if rank >= self.world {
-            return bad(format!("fault rank {rank} >= world {}", self.world));
-        }
+        validate_blocks(&self.blocks, self.threads_per_block)?;
+        let slow_rank = match self.scheduler {
+            LinesScheduler::Adversarial { slow_rank } => Some(slow_rank),
+            _ => None,
+        };
+        validate_ranks(
+            self.world,
+            slow_rank,
+            self.fault.map(|f| f.outcome().rank()),
+        )?;
         match self.fault {
             Some(
                 LinesFault::Mismatch { call, .. }

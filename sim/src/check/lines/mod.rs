@@ -40,17 +40,13 @@ use inc_proto::lines::{LinesLayout, LINE, LINE_PAYLOAD};
 /// Runs `schedules` schedules of the two-shot of lines (schedule i uses seed + i); the
 /// first violation of each kind is shrunk ([`LinesConfig::shrink_runs`]).
 pub fn check_lines(cfg: &LinesConfig, schedules: u64, seed: u64) -> Result<Report, SimError> {
-    cfg.validate()?;
-    let (fam, set) = Lines::new(cfg);
-    Ok(super::check_family(fam, set, schedules, seed))
+    Ok(super::check_family(Lines::new(cfg)?, schedules, seed))
 }
 
 /// Runs one schedule of the two-shot of lines given as decisions (a
 /// [`crate::Violation::schedule`] of [`check_lines`]) and reports its violations.
 pub fn replay_lines(cfg: &LinesConfig, schedule: &[Decision]) -> Result<Report, SimError> {
-    cfg.validate()?;
-    let (fam, set) = Lines::new(cfg);
-    Ok(super::replay_family(fam, set, schedule))
+    Ok(super::replay_family(Lines::new(cfg)?, schedule))
 }
 
 /// A step of the lines program (`inc_proto::lines::STEP_NAMES`).
@@ -240,8 +236,11 @@ pub(crate) struct Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
-    fn new(cfg: &'a LinesConfig) -> (Self, Setup) {
+    /// The family and engine settings of `cfg`, or the error of its first bad setting.
+    fn new(cfg: &'a LinesConfig) -> Result<(Self, Setup), SimError> {
+        cfg.validate()?;
         let (scheduler, random) = cfg.scheduler.engine();
+        let fault = cfg.fault.map(|f| f.outcome());
         let set = Setup {
             protocol: crate::Protocol::Inc,
             algo: Algo::TwoShot,
@@ -254,21 +253,15 @@ impl<'a> Lines<'a> {
             budget: cfg.max_steps as u64,
             shrink_runs: cfg.shrink_runs,
             shrink_time: cfg.shrink_time,
-            kill: match cfg.fault {
-                Some(LinesFault::Kill { rank, call }) => Some((rank, call)),
-                _ => None,
-            },
-            skew: match cfg.fault {
-                Some(LinesFault::EpochSkew { rank, delta }) => Some((rank, delta)),
-                _ => None,
-            },
-            faulty: cfg.fault.is_some(),
+            kill: fault.and_then(LlFault::kill),
+            skew: fault.and_then(LlFault::skew),
+            faulty: fault.is_some(),
             seed: false,
         };
         let geo = Geo::new(cfg);
         let max_g = cfg.blocks.iter().copied().max().unwrap_or(1);
         let acc = vec![0; cfg.world * max_g];
-        (Lines { cfg, geo, acc }, set)
+        Ok((Lines { cfg, geo, acc }, set))
     }
 
     /// Rank r's cut of call k.

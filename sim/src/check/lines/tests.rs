@@ -33,8 +33,8 @@ fn cut_layout_and_step_names() {
         seen.iter().copied().collect::<Vec<_>>(),
         (0..8).collect::<Vec<_>>()
     );
-    assert!(g.line(2, 1, 7, 0) < Lines::new(&cfg).0.abort_loc(2));
-    assert_eq!(Lines::new(&cfg).0.abort_loc(0) + 1, g.per_rank);
+    assert!(g.line(2, 1, 7, 0) < Lines::new(&cfg).unwrap().0.abort_loc(2));
+    assert_eq!(Lines::new(&cfg).unwrap().0.abort_loc(0) + 1, g.per_rank);
     let names: Vec<&str> = PROGRAM.iter().map(|s| s.name()).collect();
     assert_eq!(names, inc_proto::lines::STEP_NAMES);
     let prog: Vec<&str> = crate::program::inc::two_shot_lines()
@@ -113,7 +113,7 @@ fn mismatched_calls_end_in_call_mismatch_or_peer_abort_everywhere() {
             };
             cfg.fault = Some(fault);
             assert!(cfg.validate().is_ok(), "{fault:?}");
-            let (fam, set) = Lines::new(&cfg);
+            let (fam, set) = Lines::new(&cfg).unwrap();
             let mut run = Run::new(fam, set);
             let mut dfs = Dfs::default();
             let pct = super::super::pct_steps(&mut run);

@@ -115,8 +115,9 @@ pub(crate) struct Pull<'a> {
 }
 
 impl<'a> Pull<'a> {
-    /// The family and engine settings of `cfg` (validated by the caller).
+    /// The family and engine settings of `cfg`, or the error of its first bad setting.
     pub(crate) fn new(cfg: &'a SimConfig) -> Result<(Self, Setup), SimError> {
+        cfg.validate()?;
         let max_g = cfg.blocks.iter().copied().max().unwrap_or(1);
         let max_chunks = (cfg.bytes + 4).div_ceil(CHUNK_BYTES);
         let zcp = cfg.zero_copy && cfg.algo == Algo::TwoShot && cfg.zc_form == ZcForm::Push;

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use crate::check::config::{validate_blocks, validate_calls, validate_ranks};
+use crate::check::oracle::LlFault;
 use crate::error::SimError;
-use crate::types::{CHUNK_BYTES, MAX_BLOCKS, MAX_RANKS};
+use crate::types::{CHUNK_BYTES, MAX_RANKS};
 
 /// A fault injected into a push run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -44,24 +46,15 @@ pub enum PushFault {
 }
 
 impl PushFault {
-    fn rank(&self) -> usize {
+    /// The fault as the engine and the outcome rules see it (shared with the other
+    /// LL-family checker).
+    pub(super) fn outcome(&self) -> LlFault {
         match *self {
-            PushFault::Kill { rank, .. }
-            | PushFault::Mismatch { rank, .. }
-            | PushFault::OtherOp { rank, .. }
-            | PushFault::EpochSkew { rank, .. } => rank,
-        }
-    }
-
-    /// The fault as the outcome rules see it (shared with the other LL-family checker).
-    pub(super) fn outcome(&self) -> crate::check::oracle::LlFault {
-        use crate::check::oracle::LlFault;
-        match *self {
-            PushFault::Kill { call, .. } => LlFault::Kill { call },
-            PushFault::Mismatch { call, .. } | PushFault::OtherOp { call, .. } => {
-                LlFault::Disagree { call }
+            PushFault::Kill { rank, call } => LlFault::Kill { rank, call },
+            PushFault::Mismatch { rank, call, .. } | PushFault::OtherOp { rank, call } => {
+                LlFault::Disagree { rank, call }
             }
-            PushFault::EpochSkew { .. } => LlFault::Skew,
+            PushFault::EpochSkew { rank, delta } => LlFault::Skew { rank, delta },
         }
     }
 }
@@ -240,12 +233,7 @@ impl PushConfig {
             },
             Fault::EpochSkew { rank, delta } => PushFault::EpochSkew { rank, delta },
         });
-        if cfg.calls == 0 || cfg.calls > 64 {
-            return Err(SimError::Config(format!(
-                "calls {} must be 1..=64",
-                cfg.calls
-            )));
-        }
+        validate_calls(cfg.calls)?;
         Ok(PushConfig {
             world: cfg.world,
             bytes: vec![cfg.bytes; cfg.calls],
@@ -276,15 +264,7 @@ impl PushConfig {
         {
             return bad(format!("bytes {b} must be a multiple of 4 in 4..=4096"));
         }
-        if self.blocks.is_empty() || self.blocks.iter().any(|&b| b == 0 || b > MAX_BLOCKS) {
-            return bad(format!(
-                "blocks {:?} must each be 1..={MAX_BLOCKS}",
-                self.blocks
-            ));
-        }
-        if self.threads_per_block == 0 {
-            return bad("threads_per_block must be >= 1".into());
-        }
+        validate_blocks(&self.blocks, self.threads_per_block)?;
         if let Some(k) = self.barrier_calls.iter().find(|&&k| k >= self.bytes.len()) {
             return bad(format!("barrier call {k} >= calls {}", self.bytes.len()));
         }
@@ -294,15 +274,15 @@ impl PushConfig {
                 return bad(format!("mismatch fault on barrier call {call}"));
             }
         }
-        if let PushScheduler::Adversarial { slow_rank } = self.scheduler {
-            if slow_rank >= self.world {
-                return bad(format!("slow rank {slow_rank} >= world {}", self.world));
-            }
-        }
-        let rank = self.fault.map_or(0, |f| f.rank());
-        if rank >= self.world {
-            return bad(format!("fault rank {rank} >= world {}", self.world));
-        }
+        let slow_rank = match self.scheduler {
+            PushScheduler::Adversarial { slow_rank } => Some(slow_rank),
+            _ => None,
+        };
+        validate_ranks(
+            self.world,
+            slow_rank,
+            self.fault.map(|f| f.outcome().rank()),
+        )?;
         if let Some(PushFault::Mismatch {
             call, more: false, ..
         }) = self.fault

@@ -40,17 +40,13 @@ use crate::types::{Algo, DType, ReduceOp, CHUNK_BYTES};
 /// Runs `schedules` schedules of the push protocol (schedule i uses seed + i); the first
 /// violation of each kind is shrunk ([`PushConfig::shrink_runs`]).
 pub fn check_push(cfg: &PushConfig, schedules: u64, seed: u64) -> Result<Report, SimError> {
-    cfg.validate()?;
-    let (fam, set) = Push::new(cfg);
-    Ok(super::check_family(fam, set, schedules, seed))
+    Ok(super::check_family(Push::new(cfg)?, schedules, seed))
 }
 
 /// Runs one schedule of the push protocol given as decisions (a
 /// [`crate::Violation::schedule`] of [`check_push`]) and reports its violations.
 pub fn replay_push(cfg: &PushConfig, schedule: &[Decision]) -> Result<Report, SimError> {
-    cfg.validate()?;
-    let (fam, set) = Push::new(cfg);
-    Ok(super::replay_family(fam, set, schedule))
+    Ok(super::replay_family(Push::new(cfg)?, schedule))
 }
 
 /// A step of the push family: the LL program, and the v1 one-shot of barrier calls.
@@ -202,8 +198,11 @@ pub(crate) struct Push<'a> {
 }
 
 impl<'a> Push<'a> {
-    fn new(cfg: &'a PushConfig) -> (Self, Setup) {
+    /// The family and engine settings of `cfg`, or the error of its first bad setting.
+    fn new(cfg: &'a PushConfig) -> Result<(Self, Setup), SimError> {
+        cfg.validate()?;
         let (scheduler, random) = cfg.scheduler.engine();
+        let fault = cfg.fault.map(|f| f.outcome());
         let set = Setup {
             protocol: crate::Protocol::Inc,
             algo: Algo::PushOneShot,
@@ -216,19 +215,13 @@ impl<'a> Push<'a> {
             budget: cfg.max_steps as u64,
             shrink_runs: cfg.shrink_runs,
             shrink_time: cfg.shrink_time,
-            kill: match cfg.fault {
-                Some(PushFault::Kill { rank, call }) => Some((rank, call)),
-                _ => None,
-            },
-            skew: match cfg.fault {
-                Some(PushFault::EpochSkew { rank, delta }) => Some((rank, delta)),
-                _ => None,
-            },
-            faulty: cfg.fault.is_some(),
+            kill: fault.and_then(LlFault::kill),
+            skew: fault.and_then(LlFault::skew),
+            faulty: fault.is_some(),
             seed: false,
         };
         let geo = Geo::new(cfg);
-        (Push { cfg, geo }, set)
+        Ok((Push { cfg, geo }, set))
     }
 
     fn is_barrier_call(&self, k: usize) -> bool {
@@ -376,7 +369,7 @@ mod tests {
         let cfg = PushConfig::new(3, vec![64]);
         let g = Geo::new(&cfg);
         assert!(g.slot(0, 1, 2, 4, 3, 0) < g.hdr);
-        assert_eq!(Push::new(&cfg).0.abort_loc(0) + 1, g.per_rank);
+        assert_eq!(Push::new(&cfg).unwrap().0.abort_loc(0) + 1, g.per_rank);
         let names: Vec<&str> = LL.iter().map(|s| s.name()).collect();
         assert_eq!(names, crate::push::PUSH_STEP_NAMES);
     }
@@ -395,7 +388,7 @@ mod tests {
     fn poll_keeps_the_header_and_hdr_check_trusts_it() {
         let mut cfg = PushConfig::new(2, vec![16]);
         cfg.blocks = vec![1];
-        let (fam, set) = Push::new(&cfg);
+        let (fam, set) = Push::new(&cfg).unwrap();
         let mut run = Run::new(fam, set);
         run.begin(
             Chooser::Replay {
@@ -474,8 +467,7 @@ mod tests {
                     _ => unreachable!(),
                 };
                 cfg.fault = Some(fault);
-                cfg.validate().unwrap();
-                let (fam, set) = Push::new(&cfg);
+                let (fam, set) = Push::new(&cfg).unwrap();
                 let mut run = Run::new(fam, set);
                 let mut dfs = Dfs::default();
                 let mut caught = 0;
