@@ -78,6 +78,20 @@ pub fn default_lines_min_bytes(world: usize) -> u64 {
     }
 }
 
+/// Above this many bytes a call on a symmetric tensor (the zero-copy path) takes the
+/// two-shot even under the one-shot limit: with no copy-in and no copy-out its crossover
+/// with the one-shot comes earlier than the copy-in path's. World 2 (2x H200, graph, bf16,
+/// GPU runs 111-112, three repetitions each): the one-shot on the tensor's memory wins up
+/// to 5 MiB (4.5 MiB 19.6 us against 20.1, 5 MiB 21.2 against 21.5), the zero-copy
+/// two-shot from 5.25 MiB (22.1 against 22.3, 6 MiB 24.2 against 24.5, 8 MiB 30.4 against
+/// 31.2). Other worlds: no window (their one-shot limit is far below).
+pub fn default_zero_copy_two_shot_min_bytes(world: usize) -> u64 {
+    match world {
+        2 => 5 << 20,
+        _ => u64::MAX,
+    }
+}
+
 /// Why a call did not take an intra-node path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fallback {
@@ -259,6 +273,10 @@ pub struct Selector {
     /// under `one_shot_max` ([`default_lines_min_bytes`]; `u64::MAX` when the one-shot
     /// limit was set by hand).
     lines_min: u64,
+    /// Above this many bytes a zero-copy call takes the two-shot even under `one_shot_max`
+    /// ([`default_zero_copy_two_shot_min_bytes`]; `u64::MAX` when the one-shot limit was
+    /// set by hand).
+    zero_copy_min: u64,
     two_shot_max: u64,
     hcm_max: u64,
     /// The hcm table when hcm can run here (hybrid cube mesh of 8, fully connected 8).
@@ -294,6 +312,11 @@ impl Selector {
                 u64::MAX
             } else {
                 default_lines_min_bytes(world)
+            },
+            zero_copy_min: if opts.one_shot_max_bytes.is_some() {
+                u64::MAX
+            } else {
+                default_zero_copy_two_shot_min_bytes(world)
             },
             two_shot_max: opts.two_shot_max_bytes.unwrap_or(u64::MAX),
             hcm_max: opts.hcm_max_bytes.unwrap_or(DEFAULT_HCM_MAX_BYTES),
@@ -353,6 +376,17 @@ impl Selector {
 
     /// Chooses the path for a call of `bytes` bytes of `dtype`.
     pub fn select(&self, bytes: u64, dtype: DType) -> Selection {
+        self.select_for(bytes, dtype, false)
+    }
+
+    /// Chooses the path for a call of `bytes` bytes of `dtype` in place on a symmetric
+    /// tensor (the zero-copy path): as [`Selector::select`], but the two-shot above
+    /// [`default_zero_copy_two_shot_min_bytes`].
+    pub fn select_zero_copy(&self, bytes: u64, dtype: DType) -> Selection {
+        self.select_for(bytes, dtype, true)
+    }
+
+    fn select_for(&self, bytes: u64, dtype: DType, zero_copy: bool) -> Selection {
         let intra = |path| Selection {
             path,
             fallback: None,
@@ -398,9 +432,11 @@ impl Selector {
                     .min(self.capacity.push_one_shot);
                 // the two-shot of lines beats the one-shot above lines_min where it fits
                 let lines = bytes > self.lines_min && bytes <= self.capacity.lines.min(two);
+                // the zero-copy two-shot beats the one-shot on a symmetric tensor earlier
+                let zc_two = zero_copy && bytes > self.zero_copy_min;
                 if bytes <= push {
                     intra(Path::PushOneShot)
-                } else if bytes <= one && !lines {
+                } else if bytes <= one && !lines && !zc_two {
                     intra(Path::OneShot)
                 } else if bytes <= two {
                     intra(Path::TwoShot)
@@ -537,6 +573,52 @@ mod tests {
         let big = s.select((64 << 20) + 1, DType::F32);
         assert_eq!(big.path, Path::Nccl);
         assert!(matches!(big.fallback, Some(Fallback::TooLarge { .. })));
+    }
+
+    #[test]
+    fn zero_copy_takes_the_two_shot_earlier_at_world_2() {
+        let s = sel(2, TopologyClass::FullyConnected, CommOptions::default());
+        // the same as the copy-in path up to 5 MiB
+        for bytes in [
+            1024,
+            256 << 10,
+            (256 << 10) + 2,
+            1 << 20,
+            (2 << 20) + 2,
+            4 << 20,
+        ] {
+            assert_eq!(
+                s.select_zero_copy(bytes, DType::Bf16).path,
+                s.select(bytes, DType::Bf16).path,
+                "{bytes}"
+            );
+        }
+        // above it the two-shot, where the copy-in path still takes the one-shot
+        assert_eq!(
+            s.select_zero_copy((5 << 20) + 2, DType::Bf16).path,
+            Path::TwoShot
+        );
+        assert_eq!(s.select_zero_copy(8 << 20, DType::Bf16).path, Path::TwoShot);
+        assert_eq!(s.select(8 << 20, DType::Bf16).path, Path::OneShot);
+        // a one-shot limit set by hand is kept on both paths
+        let hand = CommOptions {
+            one_shot_max_bytes: Some(8 << 20),
+            ..CommOptions::default()
+        };
+        let s2 = sel(2, TopologyClass::FullyConnected, hand);
+        assert_eq!(
+            s2.select_zero_copy(8 << 20, DType::Bf16).path,
+            Path::OneShot
+        );
+        // other worlds: no window
+        let s4 = sel(4, TopologyClass::FullyConnected, CommOptions::default());
+        for bytes in [64 << 10, 128 << 10, (128 << 10) + 2, 8 << 20] {
+            assert_eq!(
+                s4.select_zero_copy(bytes, DType::Bf16).path,
+                s4.select(bytes, DType::Bf16).path,
+                "{bytes}"
+            );
+        }
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl Comm {
             None => self.check_stream(ctx, stream, &[output.stream().context()])?,
         }
         let bytes = self.bytes(n, dtype)?;
-        let sel = self.selection(path, bytes, dtype)?;
+        let sel = self.selection(path, bytes, dtype, false)?;
         let (op_ptr, _go) = output.device_ptr_mut(stream);
         let (ip, _gi) = match input {
             Some(i) => {

@@ -19,7 +19,7 @@ impl Comm {
         let mut st = self.lock_call()?;
         self.check_entry()?;
         let bytes = self.bytes(buf.len(), dtype)?;
-        let sel = self.choose(bytes, dtype).map_err(|e| self.fail(e))?;
+        let sel = self.choose(bytes, dtype, false).map_err(|e| self.fail(e))?;
         let data: &mut [u8] = bytemuck::cast_slice_mut(buf);
         let res =
             self.backend
@@ -64,7 +64,7 @@ impl Comm {
             return Err(self.len_mismatch(input.len(), output.len()));
         }
         let bytes = self.bytes(input.len(), dtype)?;
-        let sel = self.selection(path, bytes, dtype)?;
+        let sel = self.selection(path, bytes, dtype, false)?;
         let src: &[u8] = bytemuck::cast_slice(input);
         let dst: &mut [u8] = bytemuck::cast_slice_mut(output);
         let res =

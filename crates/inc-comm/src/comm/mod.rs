@@ -242,8 +242,12 @@ impl Comm {
     }
 
     /// Chooses the path of a call; errors when it would need NCCL and NCCL cannot run.
-    fn choose(&self, bytes: u64, dtype: DType) -> Result<Selection> {
-        let sel = self.selector.select(bytes, dtype);
+    fn choose(&self, bytes: u64, dtype: DType, zero_copy: bool) -> Result<Selection> {
+        let sel = if zero_copy {
+            self.selector.select_zero_copy(bytes, dtype)
+        } else {
+            self.selector.select(bytes, dtype)
+        };
         debug!(bytes, dtype = dtype.name(), path = %sel.path, "algorithm");
         if sel.path == AlgoPath::Nccl && !self.backend.has_nccl() {
             return Err(match &sel.fallback {
@@ -273,10 +277,19 @@ impl Comm {
         Ok(sel)
     }
 
-    /// The selection of a call: the selector's, or `path` after checking it can run.
-    fn selection(&self, path: Option<AlgoPath>, bytes: u64, dtype: DType) -> Result<Selection> {
+    /// The selection of a call: the selector's (for a zero-copy call on a symmetric tensor
+    /// when `zero_copy`), or `path` after checking it can run.
+    fn selection(
+        &self,
+        path: Option<AlgoPath>,
+        bytes: u64,
+        dtype: DType,
+        zero_copy: bool,
+    ) -> Result<Selection> {
         match path {
-            None => self.choose(bytes, dtype).map_err(|e| self.fail(e)),
+            None => self
+                .choose(bytes, dtype, zero_copy)
+                .map_err(|e| self.fail(e)),
             Some(p) => {
                 self.check_path(p, bytes, dtype)?;
                 Ok(Selection {

@@ -202,8 +202,9 @@ impl Comm {
     /// In-place allreduce of `range` of a symmetric tensor (every rank passes the same
     /// range), enqueued on `stream`. Sizes the selector gives to two-shot run the zero-copy
     /// two-shot (no copy-in, no copy-out, no size limit; the owners of the slices store the
-    /// result into every rank's tensor); smaller ones run the push one-shot or one-shot on
-    /// the tensor's memory (measured: the zero-copy two-shot does not beat them there). The range must start at a 16-byte
+    /// result into every rank's tensor), and so do those under the one-shot limit above 5
+    /// MiB at world 2 (`select::default_zero_copy_two_shot_min_bytes`); smaller ones run the push one-shot or one-shot on the tensor's memory
+    /// (measured: the zero-copy two-shot does not beat them there). The range must start at a 16-byte
     /// boundary for the zero-copy path (otherwise the copy-in path runs). Ordering, capture
     /// and errors as [`Comm::allreduce`].
     pub fn allreduce_symmetric<T: Element>(
@@ -271,9 +272,10 @@ impl Comm {
         let slice = &mut *tensor.slice;
         self.check_stream(ctx, stream, &[slice.stream().context()])?;
         let bytes = self.bytes(n, dtype)?;
-        let sel = self.selection(path, bytes, dtype)?;
         let es = dtype.size() as u64;
         let offset = lo as u64 * es;
+        let zero_copy = offset % 16 == 0;
+        let sel = self.selection(path, bytes, dtype, zero_copy)?;
         let (base, _g) = slice.device_ptr_mut(stream);
         let ptr = base + offset;
         let call = DeviceCall {
@@ -284,7 +286,7 @@ impl Comm {
             output: ptr,
             count: n,
             stream,
-            symmetric: (offset % 16 == 0).then_some((&*tensor.slot, offset)),
+            symmetric: zero_copy.then_some((&*tensor.slot, offset)),
         };
         // SAFETY: [ptr, ptr + n elements) lies in the tensor (range checked), which stays
         // borrowed for the call; the symmetric memory (this backend's) lives until teardown.
