@@ -380,9 +380,9 @@ impl Selector {
     }
 
     /// Chooses the path for a call of `bytes` bytes of `dtype` in place on a symmetric
-    /// tensor (the zero-copy path): as [`Selector::select`], but the two-shot above
-    /// [`default_zero_copy_two_shot_min_bytes`] where `auto` would take the one-shot (a
-    /// forced path and a tune table's rule still win).
+    /// tensor (the zero-copy path): as [`Selector::select`], but the two-shot above 5 MiB
+    /// at world 2 (`default_zero_copy_two_shot_min_bytes`) where `auto` would take the
+    /// one-shot (a forced path and a tune table's rule still win).
     pub fn select_zero_copy(&self, bytes: u64, dtype: DType) -> Selection {
         self.select_for(bytes, dtype, true)
     }
