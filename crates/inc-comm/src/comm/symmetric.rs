@@ -203,10 +203,11 @@ impl Comm {
     /// range), enqueued on `stream`. Sizes the selector gives to two-shot run the zero-copy
     /// two-shot (no copy-in, no copy-out, no size limit; the owners of the slices store the
     /// result into every rank's tensor), and so do those under the one-shot limit above 5
-    /// MiB at world 2 (`select::default_zero_copy_two_shot_min_bytes`); smaller ones run the push one-shot or one-shot on the tensor's memory
-    /// (measured: the zero-copy two-shot does not beat them there). The range must start at a 16-byte
-    /// boundary for the zero-copy path (otherwise the copy-in path runs). Ordering, capture
-    /// and errors as [`Comm::allreduce`].
+    /// MiB at world 2 (`select::default_zero_copy_two_shot_min_bytes`); smaller ones run
+    /// the push one-shot or one-shot on the tensor's memory (measured: the zero-copy
+    /// two-shot does not beat them there). The range must start at a 16-byte boundary for
+    /// the zero-copy path (otherwise the copy-in path runs). Ordering, capture and errors
+    /// as [`Comm::allreduce`].
     pub fn allreduce_symmetric<T: Element>(
         &self,
         tensor: &mut SymmetricTensor<T>,
