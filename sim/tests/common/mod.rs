@@ -5,7 +5,28 @@ use std::time::Duration;
 
 use inc_sim::cpu::{CpuConfig, CpuRank, Region, RegionLayout};
 use inc_sim::program::CUBE_MESH_8;
-use inc_sim::{check, Algo, DType, Fault, ReduceOp, Report, SimConfig, SimError};
+use inc_sim::{
+    check, Algo, DType, Fault, ReduceOp, Report, SimConfig, SimError, ERR_PEER_ABORT, ERR_TIMEOUT,
+};
+
+/// A surviving rank's two calls after a peer died.
+#[allow(dead_code)]
+pub type TwoCalls = (Result<(), SimError>, Result<(), SimError>);
+
+/// The outcome of the surviving ranks' two calls after a peer died: every first call ends
+/// in TIMEOUT or PEER_ABORT (at least one of them TIMEOUT: someone noticed), and every
+/// second call fails too (the communicator is poisoned).
+#[allow(dead_code)]
+pub fn assert_dead_peer_outcome(res: &[TwoCalls]) {
+    let mut timeouts = 0;
+    for (first, second) in res {
+        let code = first.as_ref().unwrap_err().code().unwrap();
+        assert!(code == ERR_TIMEOUT || code == ERR_PEER_ABORT, "code {code}");
+        timeouts += usize::from(code == ERR_TIMEOUT);
+        assert!(second.is_err());
+    }
+    assert!(timeouts >= 1);
+}
 
 /// Checks `c` over `schedules` schedules from `seed` and panics with the scenario and the
 /// first violation's rendering if there is one; returns the report otherwise.
