@@ -128,7 +128,9 @@ impl Comm {
         self.counters.snapshot()
     }
 
-    /// The path a call of `bytes` bytes of `dtype` would take, and why it would fall back.
+    /// The path a call of `bytes` bytes of `dtype` would take, and why it would fall back
+    /// (a copy-in call; a zero-copy call on a symmetric tensor may take the two-shot
+    /// earlier: [`Selector::select_zero_copy`](crate::Selector::select_zero_copy)).
     pub fn select_algo(&self, bytes: u64, dtype: DType) -> Selection {
         self.selector.select(bytes, dtype)
     }
