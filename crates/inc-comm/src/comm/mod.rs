@@ -129,8 +129,8 @@ impl Comm {
     }
 
     /// The path a call of `bytes` bytes of `dtype` would take, and why it would fall back
-    /// (a copy-in call; a zero-copy call on a symmetric tensor may take the two-shot
-    /// earlier: [`Selector::select_zero_copy`](crate::Selector::select_zero_copy)).
+    /// (a copy-in call; a zero-copy call on a symmetric tensor takes the two-shot where this
+    /// says one-shot above 5 MiB at world 2).
     pub fn select_algo(&self, bytes: u64, dtype: DType) -> Selection {
         self.selector.select(bytes, dtype)
     }
