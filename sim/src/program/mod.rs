@@ -346,23 +346,11 @@ pub mod seed {
     }
 
     /// The seed's hcm: barrier with 3 neighbours, quad sum, barrier with the relay (both
-    /// on `signals0`), relay sum.
+    /// on `signals0`), relay sum: the steps of [`super::inc::hcm`]; what differs is how the
+    /// seed's barriers work (counting semaphores, no end barrier), which the engine takes
+    /// from the protocol, not from the steps.
     pub fn hcm() -> Vec<Step> {
-        vec![
-            Step::Prologue,
-            Step::CopyIn,
-            Step::Barrier {
-                kind: BarrierKind::Start,
-                set: PeerSet::Quad,
-            },
-            Step::QuadReduce,
-            Step::Barrier {
-                kind: BarrierKind::Mid,
-                set: PeerSet::Relay,
-            },
-            Step::RelayReduce,
-            Step::Epilogue,
-        ]
+        super::inc::hcm()
     }
 }
 
