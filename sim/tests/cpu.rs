@@ -436,3 +436,55 @@ fn two_processes_over_shared_memory() {
         }
     }
 }
+
+/// An out-of-place call whose output is not as long as its input fails with a
+/// configuration error on every entry point (barrier paths, push one-shot, two-shot in
+/// either form) before anything moves, and leaves the output untouched.
+#[test]
+fn output_of_another_length_is_a_config_error() {
+    let regions = local_regions(1, 1 << 16);
+    let cfg = CpuConfig {
+        blocks: 1,
+        threads_per_block: 1,
+        timeout: Duration::from_secs(5),
+    };
+    let r = &cpu_ranks(&regions, cfg, false)[0];
+    let input = vec![1u8; 64];
+    let mut out = vec![7u8; 32];
+    let calls: Vec<Result<(), SimError>> = vec![
+        r.allreduce(
+            Algo::OneShot,
+            DType::F32,
+            ReduceOp::Sum,
+            1,
+            &input,
+            &mut out,
+        ),
+        r.push_allreduce(DType::F32, ReduceOp::Sum, 1, &input, &mut out),
+        r.allreduce_two_shot(
+            TwoShotForm::Barrier,
+            DType::F32,
+            ReduceOp::Sum,
+            1,
+            &input,
+            &mut out,
+        ),
+        r.allreduce_two_shot(
+            TwoShotForm::Lines,
+            DType::F32,
+            ReduceOp::Sum,
+            1,
+            &input,
+            &mut out,
+        ),
+    ];
+    for (i, res) in calls.into_iter().enumerate() {
+        match res {
+            Err(SimError::Config(m)) => {
+                assert!(m.contains("output has 32 bytes, input 64"), "{i}: {m}")
+            }
+            other => panic!("call {i}: {other:?}"),
+        }
+    }
+    assert!(out.iter().all(|&b| b == 7));
+}

@@ -142,13 +142,7 @@ impl CpuRank {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), SimError> {
-        if output.len() != input.len() {
-            return Err(SimError::Config(format!(
-                "output has {} bytes, input {}",
-                output.len(),
-                input.len()
-            )));
-        }
+        super::same_len(input, output)?;
         self.run_call(Algo::TwoShot, Some(form), dtype, op, blocks, input)?
             .write(output);
         Ok(())

@@ -334,13 +334,7 @@ impl CpuRank {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), SimError> {
-        if output.len() != input.len() {
-            return Err(SimError::Config(format!(
-                "output has {} bytes, input {}",
-                output.len(),
-                input.len()
-            )));
-        }
+        same_len(input, output)?;
         self.run_call(algo, None, dtype, op, blocks, input)?
             .write(output);
         Ok(())
@@ -492,6 +486,18 @@ fn check_call_shape(dtype: DType, blocks: usize, input: &[u8]) -> Result<(), Sim
     if input.len() % dtype.size() != 0 {
         return Err(SimError::Config(format!(
             "{} bytes is not a whole number of {dtype} elements",
+            input.len()
+        )));
+    }
+    Ok(())
+}
+
+/// An out-of-place call's output must be as long as its input.
+fn same_len(input: &[u8], output: &[u8]) -> Result<(), SimError> {
+    if output.len() != input.len() {
+        return Err(SimError::Config(format!(
+            "output has {} bytes, input {}",
+            output.len(),
             input.len()
         )));
     }

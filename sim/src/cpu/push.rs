@@ -81,13 +81,7 @@ impl CpuRank {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), SimError> {
-        if output.len() != input.len() {
-            return Err(SimError::Config(format!(
-                "output has {} bytes, input {}",
-                output.len(),
-                input.len()
-            )));
-        }
+        super::same_len(input, output)?;
         for (c, chunk) in self.run_push(dtype, op, blocks, input)? {
             super::put_chunk(output, c, &chunk);
         }
