@@ -470,3 +470,32 @@ fn check_and_replay_dispatch_the_form_of_lines() {
         }
     }
 }
+
+/// A lagging rank or a faulty rank outside the world is a configuration error (lines and
+/// push checkers alike: they share the validation), before any schedule runs.
+#[test]
+fn ranks_outside_the_world_are_rejected() {
+    let check_both = |slow: Option<usize>, fault: Option<usize>, want: &str| {
+        let mut l = LinesConfig::new(2, vec![240; 2]);
+        let mut p = inc_sim::push::PushConfig::new(2, vec![64; 2]);
+        if let Some(r) = slow {
+            l.scheduler = LinesScheduler::Adversarial { slow_rank: r };
+            p.scheduler = LinesScheduler::Adversarial { slow_rank: r };
+        }
+        if let Some(rank) = fault {
+            l.fault = Some(LinesFault::Kill { rank, call: 0 });
+            p.fault = Some(inc_sim::push::PushFault::Kill { rank, call: 0 });
+        }
+        for e in [
+            check_lines(&l, 1, 0).unwrap_err(),
+            replay_lines(&l, &[]).unwrap_err(),
+            inc_sim::push::check_push(&p, 1, 0).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains(want), "{e} lacks {want:?}");
+        }
+    };
+    check_both(Some(2), None, "slow rank 2 >= world 2");
+    check_both(None, Some(5), "fault rank 5 >= world 2");
+    // the slow rank is checked first
+    check_both(Some(3), Some(4), "slow rank 3");
+}

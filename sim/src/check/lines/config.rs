@@ -240,13 +240,9 @@ impl LinesConfig {
             return bad(format!("slice_align {} must be 1..=8", self.slice_align));
         }
         validate_blocks(&self.blocks, self.threads_per_block)?;
-        let slow_rank = match self.scheduler {
-            LinesScheduler::Adversarial { slow_rank } => Some(slow_rank),
-            _ => None,
-        };
         validate_ranks(
             self.world,
-            slow_rank,
+            self.scheduler.slow_rank(),
             self.fault.map(|f| f.outcome().rank()),
         )?;
         match self.fault {

@@ -118,6 +118,14 @@ impl PushScheduler {
         }
     }
 
+    /// The adversarial scheduler's lagging rank (validated against the world).
+    pub(crate) fn slow_rank(self) -> Option<usize> {
+        match self {
+            PushScheduler::Adversarial { slow_rank } => Some(slow_rank),
+            _ => None,
+        }
+    }
+
     /// The engine's scheduler and random mode for this choice (the push and the lines
     /// checkers' set-up).
     pub(crate) fn engine(self) -> (crate::Scheduler, crate::RandomMode) {
@@ -274,13 +282,9 @@ impl PushConfig {
                 return bad(format!("mismatch fault on barrier call {call}"));
             }
         }
-        let slow_rank = match self.scheduler {
-            PushScheduler::Adversarial { slow_rank } => Some(slow_rank),
-            _ => None,
-        };
         validate_ranks(
             self.world,
-            slow_rank,
+            self.scheduler.slow_rank(),
             self.fault.map(|f| f.outcome().rank()),
         )?;
         if let Some(PushFault::Mismatch {
