@@ -264,9 +264,7 @@ impl CpuRank {
             Algo::Hcm => half / 3,
             Algo::PushOneShot => return self.push_max_bytes(),
         };
-        usize::try_from(chunks)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(CHUNK_BYTES)
+        chunk_bytes(chunks)
     }
 
     /// Largest piece of a zero-copy push-form call (PROTOCOL.md "two-shot, zero-copy"): only
@@ -274,10 +272,7 @@ impl CpuRank {
     /// half.
     pub fn zero_copy_push_max_bytes(&self) -> usize {
         let half = (self.own().layout().half_bytes / CHUNK_BYTES) as u64;
-        let chunks = areas::zero_copy_push_max_chunks(half, self.world);
-        usize::try_from(chunks)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(CHUNK_BYTES)
+        chunk_bytes(areas::zero_copy_push_max_chunks(half, self.world))
     }
 
     /// Raises the abort word on every rank's pad: every pending and later call fails.
@@ -502,4 +497,11 @@ fn same_len(input: &[u8], output: &[u8]) -> Result<(), SimError> {
         )));
     }
     Ok(())
+}
+
+/// Bytes of `chunks` 16-byte chunks, saturating at `usize::MAX` (a capacity).
+fn chunk_bytes(chunks: u64) -> usize {
+    usize::try_from(chunks)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(CHUNK_BYTES)
 }
