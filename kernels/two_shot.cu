@@ -79,37 +79,44 @@ __device__ void inc_two_shot_zc(const IncArgs& a) {
     inc_epilogue(a, k);
 }
 
-// The zero-copy push two-shot's ReduceStore at world 2 for my chunks c, c + S, ... below
-// hf, four per iteration with all eight loads (my tensor's chunk and the peer's, received
-// at `own`'s area) in flight together; returns the first chunk it left (fewer than four
-// remain). Same chunks, same fold and same stores as the one-chunk loop after it: only the
-// loads are issued earlier. (World 2 on a 4x H200 host, GPU run 125, against one chunk
-// per iteration: 16 MiB 53.6 -> 52.5 us, 64 MiB 193.8 -> 189.4, 256 MiB 762.8 -> 747.0;
-// eight chunks spilled registers and gained less; two chunks per iteration at every world
-// cost world 4 0.5-2% below 16 MiB, run 124.)
-template <int DT, int OP>
-__device__ __forceinline__ u64 inc_zcp_reduce_store_w2(const IncArgs& a, u64 c, u64 lo, u64 hf,
-                                                       u64 nbytes, u64 own, u64 slice, u64 S) {
-    const u32 o = a.rank ^ 1u;
-    // the peer's chunk c of my slice, received, at recv + c * 16 (u64 wraps back)
-    const u64 recv = own + ((u64)inc_area(o, a.rank) * slice - lo) * 16u;
-    const u64 mine = a.sym[a.rank] + a.zc_offset;
-    const u64 theirs = a.sym[o] + a.zc_offset;
-    for (; c + 3 * S < hf; c += 4 * S) {
-        uint4 m[4], p[4];
+// The zero-copy push two-shot's ReduceStore at a world of W ranks (known at compile time)
+// for my chunks c, c + S, ... below hf, U per iteration with all U * W loads (my tensor's
+// chunk and what each peer sent to `own`'s areas) in flight together; returns the first
+// chunk it left (fewer than U remain, for the one-chunk loop after it). Same chunks, same
+// rank-order fold and same stores as that loop: only the loads are issued earlier. (GPU runs
+// 125 and 130 on 4x H200, against one chunk per iteration: world 2 four chunks, 64 MiB
+// 193.8 -> 189.4 us, 256 MiB 762.8 -> 747.0, eight spilled registers and gained less; world
+// 3 two chunks, 16 MiB 70.0 -> 68.9, 64 MiB 259.7 -> 257.7; world 4 two chunks, 16 MiB 78.6
+// -> 78.1, 64 MiB 293.1 -> 292.1, three gained nothing. The ranks a compile-time W, not the
+// runtime loop to INC_MAX_RANKS: at world 2 16 MiB 52.0 -> 51.6.)
+template <int DT, int OP, u32 W, u32 U>
+__device__ __forceinline__ u64 inc_zcp_reduce_store_w(const IncArgs& a, u64 c, u64 lo, u64 hf,
+                                                      u64 own, u64 slice, u64 S) {
+    // chunk c of rank q's contribution at src[q] + c * 16 (u64 wraps back for the areas)
+    u64 src[W];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            m[u] = inc_load_input<DT>(a, c + u * S, nbytes);
-            p[u] = inc_ld_cg_v4(recv + (c + u * S) * 16u);
+    for (u32 q = 0; q < W; ++q) {
+        src[q] = q == a.rank ? a.input : own + ((u64)inc_area(q, a.rank) * slice - lo) * 16u;
+    }
+    for (; c + (U - 1) * S < hf; c += U * S) {
+        uint4 r[U][W];
+#pragma unroll
+        for (u32 u = 0; u < U; ++u) {
+#pragma unroll
+            for (u32 q = 0; q < W; ++q) r[u][q] = inc_ld_cg_v4(src[q] + (c + u * S) * 16u);
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            uint4 r[INC_MAX_RANKS];
-            r[0] = a.rank == 0 ? m[u] : p[u];  // rank order
-            r[1] = a.rank == 0 ? p[u] : m[u];
-            const uint4 v = inc_fold_ranks<DT, OP>(a, r);
-            inc_st_v4(mine + (c + u * S) * 16u, v);
-            inc_st_v4(theirs + (c + u * S) * 16u, v);
+        for (u32 u = 0; u < U; ++u) {
+            float acc[8];
+#pragma unroll
+            for (u32 q = 0; q < W; ++q) inc_fold_chunk<DT, OP>(acc, r[u][q], q == 0);
+            inc_finish<DT, OP>(acc, a.scale);
+            const uint4 v = inc_pack<DT>(acc);
+            // rotated order: at any time the owners store into different ranks
+#pragma unroll
+            for (u32 i = 0; i < W; ++i) {
+                inc_st_v4(a.sym[(a.rank + i) % W] + a.zc_offset + (c + u * S) * 16u, v);
+            }
         }
     }
     return c;
@@ -146,14 +153,21 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
     // STEP two_shot_zcp 2 Barrier
     if (inc_barrier(a, k, INC_PAD_START, inc_others(a), 2, &s_fail)) {
         // STEP two_shot_zcp 3 ReduceStore
-        // Whole chunks here (at world 2 four at a time, then one chunk per iteration: local
-        // reads, W loads in flight); the partial tail chunk (if mine) after the loop, masked.
+        // Whole chunks here (at world 2 four at a time, at worlds 3 and 4 two, then one chunk
+        // per iteration: local reads, W loads in flight); the partial tail chunk (if mine)
+        // after the loop, masked.
         const u64 lo = (u64)a.rank * slice;
         const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
         const u64 full = nbytes / 16;
         const u64 hf = hi < full ? hi : full;
         u64 c = inc_first_chunk(lo);
-        if (a.world == 2) c = inc_zcp_reduce_store_w2<DT, OP>(a, c, lo, hf, nbytes, own, slice, S);
+        if (a.world == 2) {
+            c = inc_zcp_reduce_store_w<DT, OP, 2, 4>(a, c, lo, hf, own, slice, S);
+        } else if (a.world == 3) {
+            c = inc_zcp_reduce_store_w<DT, OP, 3, 2>(a, c, lo, hf, own, slice, S);
+        } else if (a.world == 4) {
+            c = inc_zcp_reduce_store_w<DT, OP, 4, 2>(a, c, lo, hf, own, slice, S);
+        }
         for (; c < hf; c += S) {
             const uint4 v0 = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, c - lo);
 #pragma unroll

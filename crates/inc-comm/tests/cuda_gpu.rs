@@ -618,20 +618,22 @@ fn gpu_symmetric_tensors_zero_copy() {
         let errs = on_all(&comms, |c| c.alloc_symmetric::<f32>(100 + c.rank()).err());
         assert!(errs.iter().all(|e| e.is_some()), "{errs:?}");
     }
-    // World 2 on 8 blocks: a thread owns tens of chunks of each slice, so the push form's
-    // ReduceStore runs its four-chunks-at-a-time loop (inc_zcp_reduce_store_w2) and then
-    // the one-chunk loop for the rest; on the default grid these sizes give a thread at
-    // most two chunks of a piece.
-    let comms = Comm::init_threads(&[0, 0], opts(60_000).with_blocks(Some(8))).unwrap();
-    for n_bytes in [(5 << 20) + 100_004, (9 << 20) + 4] {
-        for lo in [0usize, 8] {
-            run::<f32>(&comms, Some(AlgoPath::TwoShot), lo, n_bytes / 4);
-            run::<bf16>(&comms, Some(AlgoPath::TwoShot), lo * 2, n_bytes / 2);
-            cases += 2;
+    // Worlds 2, 3, 4 on 8 blocks: a thread owns tens of chunks of each slice, so the push
+    // form's ReduceStore runs its several-chunks-at-a-time loop (inc_zcp_reduce_store_w:
+    // four chunks at world 2, two at 3 and 4) and then the one-chunk loop for the rest; on
+    // the default grid these sizes give a thread at most two chunks of a piece.
+    for world in [2usize, 3, 4] {
+        let comms = Comm::init_threads(&vec![0; world], opts(60_000).with_blocks(Some(8))).unwrap();
+        for n_bytes in [(5 << 20) + 100_004, (9 << 20) + 4] {
+            for lo in [0usize, 8] {
+                run::<f32>(&comms, Some(AlgoPath::TwoShot), lo, n_bytes / 4);
+                run::<bf16>(&comms, Some(AlgoPath::TwoShot), lo * 2, n_bytes / 2);
+                cases += 2;
+            }
         }
     }
     println!(
-        "symmetric tensors: {cases} cases (W=2,3,4, zero-copy two-shot pull and push forms, forced and auto, aligned and unaligned ranges, up to 9 MiB > the 2 MiB buffer halves; W=2 on 8 blocks) bit-identical; mismatched allocation refused on every rank, in {:?}",
+        "symmetric tensors: {cases} cases (W=2,3,4, zero-copy two-shot pull and push forms, forced and auto, aligned and unaligned ranges, up to 9 MiB > the 2 MiB buffer halves; W=2,3,4 on 8 blocks) bit-identical; mismatched allocation refused on every rank, in {:?}",
         t.elapsed()
     );
 }
