@@ -82,13 +82,18 @@ __device__ void inc_two_shot_zc(const IncArgs& a) {
 // The zero-copy push two-shot's ReduceStore at a world of W ranks (known at compile time)
 // for my chunks c, c + S, ... below hf, U per iteration with all U * W loads (my tensor's
 // chunk and what each peer sent to `own`'s areas) in flight together; returns the first
-// chunk it left (fewer than U remain, for the one-chunk loop after it). Same chunks, same
-// rank-order fold and same stores as that loop: only the loads are issued earlier. (GPU runs
-// 125 and 130 on 4x H200, against one chunk per iteration: world 2 four chunks, 64 MiB
-// 193.8 -> 189.4 us, 256 MiB 762.8 -> 747.0, eight spilled registers and gained less; world
-// 3 two chunks, 16 MiB 70.0 -> 68.9, 64 MiB 259.7 -> 257.7; world 4 two chunks, 16 MiB 78.6
-// -> 78.1, 64 MiB 293.1 -> 292.1, three gained nothing. The ranks a compile-time W, not the
-// runtime loop to INC_MAX_RANKS: at world 2 16 MiB 52.0 -> 51.6.)
+// chunk it left (fewer than U remain, for the one-chunk loop after it). Same chunks and
+// rank-order fold as that loop, but it stores each result into my tensor and rank r + 1's
+// only (every rank's at world 2): inc_zcp_forward copies these chunks into the other ranks'
+// tensors afterwards, one pass with four chunks in flight, so that the fold's NVLink stores
+// go to one peer. (GPU runs on 4x H200 against one chunk per iteration storing into every
+// rank: world 2 four chunks, 64 MiB 193.8 -> 189.4 us, 256 MiB 762.8 -> 747.0, eight
+// spilled registers and gained less (run 125); world 3 two chunks, 16 MiB 70.0 -> 68.9,
+// 64 MiB 259.7 -> 257.7; world 4 two chunks, 16 MiB 78.6 -> 78.1, 64 MiB 293.1 -> 292.1,
+// three gained nothing; the ranks a compile-time W, not the runtime loop to INC_MAX_RANKS:
+// world 2 16 MiB 52.0 -> 51.6 (run 130). Then the forward pass: world 4 64 MiB 290.7 ->
+// 286.2, 256 MiB 1161.1 -> 1147.2, 16 MiB 77.9 -> 77.2; world 3 64 MiB 257.8 -> 255.6; the
+// peers after r + 1 in passes of their own gained the same (run 133).)
 template <int DT, int OP, u32 W, u32 U>
 __device__ __forceinline__ u64 inc_zcp_reduce_store_w(const IncArgs& a, u64 c, u64 lo, u64 hf,
                                                       u64 own, u64 slice, u64 S) {
@@ -112,14 +117,37 @@ __device__ __forceinline__ u64 inc_zcp_reduce_store_w(const IncArgs& a, u64 c, u
             for (u32 q = 0; q < W; ++q) inc_fold_chunk<DT, OP>(acc, r[u][q], q == 0);
             inc_finish<DT, OP>(acc, a.scale);
             const uint4 v = inc_pack<DT>(acc);
-            // rotated order: at any time the owners store into different ranks
-#pragma unroll
-            for (u32 i = 0; i < W; ++i) {
-                inc_st_v4(a.sym[(a.rank + i) % W] + a.zc_offset + (c + u * S) * 16u, v);
-            }
+            // mine and rank r + 1's (all at world 2); Forward stores the others
+            inc_st_v4(a.sym[a.rank] + a.zc_offset + (c + u * S) * 16u, v);
+            inc_st_v4(a.sym[(a.rank + 1u) % W] + a.zc_offset + (c + u * S) * 16u, v);
         }
     }
     return c;
+}
+
+// Forward of the zero-copy push two-shot at a world of W > 2 ranks: my chunks c, c + S,
+// ... below ce, read back from my tensor (what inc_zcp_reduce_store_w stored there; only
+// I write my slice), into every rank's tensor but mine and rank r + 1's; four chunks'
+// loads in flight.
+template <u32 W>
+__device__ __forceinline__ void inc_zcp_forward(const IncArgs& a, u64 c, u64 ce, u64 S) {
+    for (; c + 3 * S < ce; c += 4 * S) {
+        uint4 v[4];
+#pragma unroll
+        for (u32 u = 0; u < 4; ++u) v[u] = inc_ld_cg_v4(a.input + (c + u * S) * 16u);
+#pragma unroll
+        for (u32 u = 0; u < 4; ++u) {
+#pragma unroll
+            for (u32 i = 2; i < W; ++i) {
+                inc_st_v4(a.sym[(a.rank + i) % W] + a.zc_offset + (c + u * S) * 16u, v[u]);
+            }
+        }
+    }
+    for (; c < ce; c += S) {
+        const uint4 v = inc_ld_cg_v4(a.input + c * 16u);
+#pragma unroll
+        for (u32 i = 2; i < W; ++i) inc_st_v4(a.sym[(a.rank + i) % W] + a.zc_offset + c * 16u, v);
+    }
 }
 
 // two-shot, zero-copy, push form: the scatter of the copy-in two-shot (my input, here my
@@ -160,7 +188,8 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
         const u64 hi = (lo + slice < chunks) ? lo + slice : chunks;
         const u64 full = nbytes / 16;
         const u64 hf = hi < full ? hi : full;
-        u64 c = inc_first_chunk(lo);
+        const u64 c0 = inc_first_chunk(lo);
+        u64 c = c0;
         if (a.world == 2) {
             c = inc_zcp_reduce_store_w<DT, OP, 2, 4>(a, c, lo, hf, own, slice, S);
         } else if (a.world == 3) {
@@ -168,6 +197,8 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
         } else if (a.world == 4) {
             c = inc_zcp_reduce_store_w<DT, OP, 4, 2>(a, c, lo, hf, own, slice, S);
         }
+        // chunks c0, c0 + S, ... below ce are in my tensor and rank r + 1's only
+        const u64 ce = c;
         for (; c < hf; c += S) {
             const uint4 v0 = inc_fold_received<DT, OP>(a, c, nbytes, own, slice, c - lo);
 #pragma unroll
@@ -182,11 +213,19 @@ __device__ void inc_two_shot_zcp(const IncArgs& a) {
             const uint4 v = inc_fold_received<DT, OP>(a, full, nbytes, own, slice, full - lo);
             for (u32 q = 0; q < a.world; ++q) inc_store_at<DT>(a.sym[q] + a.zc_offset, false, full, nbytes, v);
         }
-        // STEP two_shot_zcp 4 EndBarrier
-        inc_barrier(a, k, INC_PAD_END, inc_others(a), 4, &s_fail);
+        // STEP two_shot_zcp 4 Forward
+        // (the chunks after ce and the tail chunk went into every rank's tensor above: the
+        // same values, earlier; PROTOCOL.md "Push form")
+        if (a.world == 3) {
+            inc_zcp_forward<3>(a, c0, ce, S);
+        } else if (a.world == 4) {
+            inc_zcp_forward<4>(a, c0, ce, S);
+        }
+        // STEP two_shot_zcp 5 EndBarrier
+        inc_barrier(a, k, INC_PAD_END, inc_others(a), 5, &s_fail);
     }
 
-    // STEP two_shot_zcp 5 Epilogue
+    // STEP two_shot_zcp 6 Epilogue
     inc_epilogue(a, k);
 }
 

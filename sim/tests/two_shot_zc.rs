@@ -7,7 +7,8 @@
 //! - push (`inc::two_shot_zcp`, kernel `inc_two_shot_zcp`): each rank scatters its chunks
 //!   of every peer's slice, read from its own tensor, into that owner's receive area of the
 //!   call's parity half; start barrier; each owner folds its own tensor and its receive
-//!   areas and stores the result into every rank's tensor; end barrier.
+//!   areas and stores the result into its own tensor and rank r + 1's; Forward copies it
+//!   from its own tensor into every other rank's; end barrier.
 //!
 //! The checker (`SimConfig { algo: TwoShot, zero_copy: true, zc_form, .. }`) writes each
 //! rank's input into its own tensor at each launch (after its previous kernel) and checks
@@ -124,7 +125,11 @@ fn two_shot_zc_faults_are_detected() {
 /// Drops `w` from `form` and expects a stale read or a wrong result at every world 2..4;
 /// the shrunk violation replays to the same kind.
 fn caught(form: ZcForm, w: Weakening) {
-    for world in 2..=4 {
+    caught_at(form, w, 2..=4);
+}
+
+fn caught_at(form: ZcForm, w: Weakening, worlds: std::ops::RangeInclusive<usize>) {
+    for world in worlds {
         let mut c = cfg(form, world, 256, 3);
         c.weaken = Some(w);
         c.shrink_runs = 200;
@@ -182,6 +187,18 @@ fn two_shot_zc_with_relaxed_flags_is_caught() {
 /// before my chunk landed there, or store its result into my tensor before I read my chunk
 /// of its slice (hazard (a) of PROTOCOL.md: the start flag I write after my scatter is what
 /// orders an owner's stores into my tensor after my reads of it).
+/// The push form's Forward (the owner's result, read back from its own tensor, into every
+/// rank's but its own and r + 1's) must come before the end barrier: moved after it, a
+/// rank's tensor misses forwarded chunks when its kernel completes (worlds 3 and 4; at 2
+/// Forward stores nothing).
+#[test]
+fn two_shot_zcp_with_forward_after_end_barrier_is_caught() {
+    caught_at(ZcForm::Push, Weakening::ForwardAfterEndBarrier, 3..=4);
+    let mut c = cfg(ZcForm::Push, 2, 256, 3);
+    c.weaken = Some(Weakening::ForwardAfterEndBarrier);
+    clean(&c, 40, 5);
+}
+
 #[test]
 fn two_shot_zcp_with_scatter_after_barrier_is_caught() {
     caught(ZcForm::Push, Weakening::ScatterAfterBarrier);

@@ -67,6 +67,7 @@ pub const TWO_SHOT_ZCP: &[&str] = &[
     "Scatter",
     "Barrier",
     "ReduceStore",
+    "Forward",
     "EndBarrier",
     "Epilogue",
 ];

@@ -59,6 +59,10 @@ pub enum Weakening {
     /// current call's parity half instead of the other one (where the previous call's
     /// reduced slices are).
     GatherPrevSameParity,
+    /// The zero-copy push two-shot's Forward step moved after its end barrier: a rank may
+    /// return (and the user read or rewrite its tensor) before the owners' forwarded
+    /// results landed in it. Nothing moves at 2 ranks (Forward has no rank to store into).
+    ForwardAfterEndBarrier,
 }
 
 /// How schedules are chosen.

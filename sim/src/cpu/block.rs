@@ -398,6 +398,7 @@ impl CallCtx<'_> {
                     }
                 }
                 Step::ReduceStore => self.reduce_store(b)?,
+                Step::Forward => self.forward(b)?,
                 Step::PushData | Step::PollReduce | Step::HdrCheck => {
                     // push-one-shot runs in cpu::push (run_call dispatches before this).
                     return Err(Failed);

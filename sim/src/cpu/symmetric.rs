@@ -168,21 +168,28 @@ impl CallCtx<'_> {
         }
     }
 
+    /// My chunks of my slice under block `b`'s partition.
+    fn my_slice_chunks(&self, b: usize) -> impl Iterator<Item = usize> + '_ {
+        let me = self.me.rank;
+        let world = self.me.world;
+        let slice = self.chunks.div_ceil(world).max(1);
+        self.my_chunks(b)
+            .filter(move |c| (c / slice).min(world - 1) == me)
+    }
+
     /// ReduceStore for block `b`: for my chunks c of my slice, fold chunk c of every
     /// rank's tensor in rank order (push form: my own receive area `R[q]` for every peer
     /// q, my own tensor for me), then store the result into every rank's tensor (mine
-    /// included).
+    /// included; push form: mine and rank me + 1's, the others in [`Self::forward`]).
     pub(super) fn reduce_store(&self, b: usize) -> Result<(), Failed> {
         let sym = self.sym.as_ref().ok_or(Failed)?;
         let me = self.me.rank;
         let world = self.me.world;
         let slice = self.chunks.div_ceil(world).max(1);
-        for c in self
-            .my_chunks(b)
-            .filter(|c| (c / slice).min(world - 1) == me)
-        {
+        let push = sym.form == ZcForm::Push;
+        for c in self.my_slice_chunks(b) {
             let acc = self.fold_with(0..world, |q| {
-                if sym.form == ZcForm::Push && q != me {
+                if push && q != me {
                     self.load_chunk(
                         me,
                         (area_index(q, me) * slice + c - me * slice) * CHUNK_BYTES,
@@ -192,8 +199,25 @@ impl CallCtx<'_> {
                 }
             })?;
             let chunk = self.finish_chunk(acc);
-            for q in 0..world {
-                sym.store(q, c, &chunk)?;
+            let stores = if push { world.min(2) } else { world };
+            for i in 0..stores {
+                sym.store((me + i) % world, c, &chunk)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward for block `b` (push form): for my chunks c of my slice, chunk c of my own
+    /// tensor (the result ReduceStore stored there) into every rank's tensor but mine and
+    /// rank me + 1's.
+    pub(super) fn forward(&self, b: usize) -> Result<(), Failed> {
+        let sym = self.sym.as_ref().ok_or(Failed)?;
+        let me = self.me.rank;
+        let world = self.me.world;
+        for c in self.my_slice_chunks(b) {
+            let chunk = sym.load(me, c)?;
+            for i in 2..world {
+                sym.store((me + i) % world, c, &chunk)?;
             }
         }
         Ok(())

@@ -102,8 +102,15 @@ pub enum Step {
     EndBarrier,
     /// two-shot, zero-copy (symmetric tensors, in place): for my chunks of my slice, fold
     /// `buf[q][c]` over every rank q in rank order, then store the result into `buf[q][c]`
-    /// of every rank q (my own included). Only the slice's owner touches its chunks.
+    /// of every rank q (my own included). Only the slice's owner touches its chunks. Push
+    /// form ([`inc::two_shot_zcp`]): into my own tensor and rank me + 1's only, the other
+    /// ranks' in [`Step::Forward`].
     ReduceStore,
+    /// two-shot, zero-copy, push form: for my chunks of my slice, read chunk c back from my
+    /// own tensor (the result [`Step::ReduceStore`] stored there; only the owner writes its
+    /// slice) and store it into `buf[q][c]` of every rank q other than me and me + 1 (local
+    /// reads, plain remote stores). Nothing to do at 2 ranks.
+    Forward,
     /// push (LL): write my header line `{sig, e, sig, e}` into `hdr[e % 2][me]` of every
     /// peer, and my chunks as tagged lines `{data, e, data, e}` into `slot[e % 2][me]` of
     /// every peer (one relaxed 16-byte store per line, no fence).
@@ -136,6 +143,7 @@ impl Step {
             Step::RelayReduce => "RelayReduce",
             Step::EndBarrier => "EndBarrier",
             Step::ReduceStore => "ReduceStore",
+            Step::Forward => "Forward",
             Step::PushData => "PushData",
             Step::PollReduce => "PollReduce",
             Step::HdrCheck => "HdrCheck",
@@ -246,8 +254,9 @@ pub mod inc {
     /// tensor, into that owner's receive area `R[me]` of this call's parity half (the
     /// copy-in two-shot's Scatter with the tensor as source); start barrier; each owner
     /// folds its own tensor and its own receive areas in rank order and stores the result
-    /// into every rank's tensor (the all-gather lands in place, no copy-out pass); end
-    /// barrier (the user's next write of a tensor comes after every store into it).
+    /// into its own tensor and rank me + 1's, then forwards it from its own tensor into
+    /// every other rank's (the all-gather lands in place, no copy-out pass); end barrier
+    /// (the user's next write of a tensor comes after every store into it).
     pub fn two_shot_zcp() -> Vec<Step> {
         vec![
             Step::Prologue,
@@ -257,6 +266,7 @@ pub mod inc {
                 set: PeerSet::Others,
             },
             Step::ReduceStore,
+            Step::Forward,
             Step::EndBarrier,
             Step::Epilogue,
         ]

@@ -105,6 +105,7 @@ fn two_shot_zcp_names_match_protocol_md() {
             "Scatter",
             "Barrier",
             "ReduceStore",
+            "Forward",
             "EndBarrier",
             "Epilogue"
         ]

@@ -54,6 +54,7 @@ pub(crate) enum PullStep {
     RelayReduce,
     EndBarrier,
     ReduceStore,
+    Forward,
     Epilogue,
 }
 
@@ -75,6 +76,7 @@ impl PullStep {
             Step::RelayReduce => PullStep::RelayReduce,
             Step::EndBarrier => PullStep::EndBarrier,
             Step::ReduceStore => PullStep::ReduceStore,
+            Step::Forward => PullStep::Forward,
             Step::Epilogue => PullStep::Epilogue,
             Step::PushData | Step::PollReduce | Step::HdrCheck => return None,
         })
@@ -142,6 +144,13 @@ impl<'a> Pull<'a> {
                 let j = next.map_or(i, |d| i + 1 + d);
                 if matches!(src.get(j), Some(Step::Barrier { .. })) {
                     src[i..=j].rotate_left(1);
+                }
+            }
+        }
+        if cfg.weaken == Some(Weakening::ForwardAfterEndBarrier) {
+            if let Some(f) = src.iter().position(|&s| s == Step::Forward) {
+                if src.get(f + 1) == Some(&Step::EndBarrier) {
+                    src.swap(f, f + 1);
                 }
             }
         }

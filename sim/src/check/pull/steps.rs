@@ -186,7 +186,8 @@ impl Run<Pull<'_>> {
             PullStep::ReduceStore => {
                 // For my chunks c of my slice: v = fold over q of buf[q][c] (rank order;
                 // push form: my own R[q][c - r*S] for q != r, my own tensor for q == r),
-                // then buf[q][c] = v for every rank q (my own included).
+                // then buf[q][c] = v for every rank q (my own included; push form: mine
+                // and rank r + 1's, the others in Forward).
                 let s = self.slice_len(r);
                 let Some(c) = self.next_chunk_where(i, |c| (c / s).min(w - 1) == r) else {
                     return self.next_step(i);
@@ -206,8 +207,26 @@ impl Run<Pull<'_>> {
                     acc = Some(acc.map_or(x, |a| mix(a, x)));
                 }
                 let v = acc.unwrap_or(0);
-                for q in 0..w {
-                    let loc = self.fam.tensor_loc(q, c);
+                let stores = if zcp { w.min(2) } else { w };
+                for d in 0..stores {
+                    let loc = self.fam.tensor_loc((r + d) % w, c);
+                    self.mem
+                        .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
+                }
+            }
+            PullStep::Forward => {
+                // Push form: for my chunks c of my slice, v = my own tensor's chunk c (what
+                // my ReduceStore stored: only I write my slice), then buf[q][c] = v for
+                // every rank q but me and r + 1.
+                let s = self.slice_len(r);
+                let Some(c) = self.next_chunk_where(i, |c| (c / s).min(w - 1) == r) else {
+                    return self.next_step(i);
+                };
+                let want = tag(r, k, WHAT_REDUCED);
+                let place = format!("own tensor chunk {c}");
+                let v = self.read_loc(i, self.fam.tensor_loc(r, c), r, want, "Forward", &place);
+                for d in 2..w {
+                    let loc = self.fam.tensor_loc((r + d) % w, c);
                     self.mem
                         .store(i, loc, v, tag(r, k, WHAT_REDUCED), MemOrder::Relaxed);
                 }

@@ -231,6 +231,9 @@ impl PushConfig {
             Some(Weakening::GatherPrevSameParity) => {
                 return no("gather-prev-same-parity weakening")
             }
+            Some(Weakening::ForwardAfterEndBarrier) => {
+                return no("forward-after-end-barrier weakening")
+            }
         };
         let fault = cfg.fault.map(|f| match f {
             Fault::Kill { rank, call } => PushFault::Kill { rank, call },
