@@ -107,6 +107,30 @@ pub fn zero_copy_push_max_count(dtype: DType, half_bytes: u64, world: usize) -> 
     areas::zero_copy_push_max_chunks(half_bytes / CHUNK_BYTES, world).saturating_mul(lanes(dtype))
 }
 
+/// Blocks of a zero-copy push-form two-shot (PROTOCOL.md "Push form") at `world` ranks,
+/// from `blocks`, the plan's grid of `threads`-thread blocks: at worlds 3 and 4 no more
+/// than every thread holding two chunks of its slice, so that every thread runs the
+/// ReduceStore's two-chunk loop and Forward (`inc_zcp_reduce_store_w`, `inc_zcp_forward`)
+/// rather than the one-chunk loop that stores each result into every tensor. 4x H200, GPU
+/// run 139 (INC_BLOCKS against the default grid of 128), world 4 zero-copy: 4 MiB 25.36 ->
+/// 24.76 us at 64 blocks, 3 MiB 21.03 -> 20.73 at 48; at 8 MiB and above the default grid
+/// already gives every thread two chunks. Other worlds keep `blocks` (world 2 folds four
+/// chunks at a time on the full grid; worlds 5-8 have no several-chunk loop).
+pub fn zero_copy_push_blocks(
+    dtype: DType,
+    count: u64,
+    world: usize,
+    threads: u32,
+    blocks: u32,
+) -> u32 {
+    if !(3..=4).contains(&world) {
+        return blocks;
+    }
+    let slice = areas::slice_chunks(chunks(dtype, count).unwrap_or(u64::MAX), world);
+    let want = slice.div_ceil(2 * u64::from(threads.max(1))).max(1);
+    u32::try_from(want).map_or(blocks, |w| blocks.min(w))
+}
+
 /// Elements per piece of a call of `count` elements cut into pieces of at most `max`
 /// (a multiple of `lanes`, the elements of one 16-byte chunk, or less than one chunk):
 /// the fewest pieces, all of one size in whole chunks but the last (at most as large), so
@@ -312,6 +336,24 @@ mod tests {
         blocks_per_sm: 2,
         ranks_on_device: 1,
     };
+
+    #[test]
+    fn zero_copy_push_grid_gives_every_thread_two_chunks_at_worlds_3_and_4() {
+        let mib = |m: u64| (m << 20) / 2; // bf16 elements
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, mib(4), 4, 512, 128), 64);
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, mib(3), 4, 512, 128), 48);
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, mib(8), 4, 512, 128), 128);
+        assert_eq!(
+            zero_copy_push_blocks(DType::Bf16, mib(64), 4, 512, 128),
+            128
+        );
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, mib(4), 3, 512, 128), 86);
+        // other worlds, and a grid already smaller, keep theirs
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, mib(4), 2, 512, 128), 128);
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, mib(4), 8, 512, 128), 128);
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, mib(4), 4, 512, 40), 40);
+        assert_eq!(zero_copy_push_blocks(DType::Bf16, 1, 4, 512, 1), 1);
+    }
 
     #[test]
     fn chunk_math_handles_tails() {

@@ -330,7 +330,16 @@ impl Kernels {
             (tensors, FLAG_ZERO_COPY | FLAG_IO_ALIGNED)
         };
         let timeout_ns = timeout_ns(options.timeout)?;
-        let plan = self.plan(bufs, Algo::TwoShot, dtype, op, count, options.blocks)?;
+        let mut plan = self.plan(bufs, Algo::TwoShot, dtype, op, count, options.blocks)?;
+        if form == ZeroCopyForm::Push && options.blocks.is_none() {
+            plan.blocks = launch::zero_copy_push_blocks(
+                dtype,
+                count,
+                bufs.world(),
+                plan.threads,
+                plan.blocks,
+            );
+        }
         let world = bufs.world() as u32;
         let args = KernelArgs {
             pad: pads,
